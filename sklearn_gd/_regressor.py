@@ -1,0 +1,358 @@
+"""TorchSGDRegressor: scikit-learn's SGDRegressor, trained by torch."""
+
+from __future__ import annotations
+
+from numbers import Real
+
+import numpy as np
+from sklearn.base import RegressorMixin, _fit_context
+from sklearn.utils._param_validation import Interval, StrOptions
+
+from ._base import BaseTorchSGD
+from ._losses import LOSSES
+
+__all__ = ["TorchSGDRegressor"]
+
+
+class TorchSGDRegressor(RegressorMixin, BaseTorchSGD):
+    """Linear regression fitted by gradient descent in PyTorch, on CPU or GPU.
+
+    A drop-in for :class:`sklearn.linear_model.SGDRegressor`: the same
+    parameter names and the same objective, so ``alpha`` and ``eta0`` mean the
+    same thing in both,
+
+    .. math::
+
+        \\min_{W, b} \\frac{1}{\\sum_i s_i} \\sum_i s_i L(y_i, x_i W + b)
+        + \\alpha R(W)
+
+    with sample weights ``s`` (integer weights equal repeated rows), the loss
+    ``L`` chosen by ``loss`` and the penalty ``R`` by ``penalty``. The
+    intercept is not penalised. A 2-D ``y`` of shape (n_samples, n_outputs)
+    fits the outputs as independent problems solved together as one weight
+    matrix.
+
+    Beyond SGDRegressor it trains on a GPU (``device``), in minibatches of any
+    size (``batch_size``, the whole training set by default), with momentum,
+    Adam, AdamW or L-BFGS (``optimizer``), with more losses ("absolute_error",
+    "quantile"), and records the objective per epoch (``loss_curve_``).
+
+    Parameters
+    ----------
+    loss : {"squared_error", "huber", "epsilon_insensitive", \
+            "squared_epsilon_insensitive", "absolute_error", "quantile"}, \
+            default="squared_error"
+        The pointwise loss ``L(y, p)`` with ``r = y - p``: "squared_error"
+        ``r^2 / 2``; "huber" ``r^2 / 2`` for ``|r| <= epsilon`` and
+        ``epsilon |r| - epsilon^2 / 2`` beyond; "epsilon_insensitive"
+        ``max(0, |r| - epsilon)``; "squared_epsilon_insensitive"
+        ``max(0, |r| - epsilon)^2``; "absolute_error" ``|r|``; "quantile" the
+        pinball loss ``max(q r, (q - 1) r)`` with ``q = quantile``.
+
+    penalty : {"l2", "l1", "elasticnet"} or None, default="l2"
+        ``R(w)``: ``||w||^2 / 2`` (l2), ``||w||_1`` (l1), or
+        ``l1_ratio ||w||_1 + (1 - l1_ratio) ||w||^2 / 2`` (elasticnet). The L1
+        part is applied by a proximal (soft-thresholding) step, so it gives
+        exact zeros.
+
+    alpha : float, default=1e-4
+        Strength of the penalty, in ``[0, inf)``.
+
+    l1_ratio : float, default=0.15
+        Elastic-net mixing in ``[0, 1]``; used when ``penalty="elasticnet"``.
+
+    fit_intercept : bool, default=True
+        Whether to fit an intercept.
+
+    max_iter : int, default=1000
+        Maximum number of epochs (passes over the training data).
+
+    tol : float or None, default=1e-3
+        Training stops (or, with ``learning_rate="adaptive"``, the rate is
+        divided by 5) when the mean objective of an epoch is above
+        ``best_loss - tol`` for ``n_iter_no_change`` epochs in a row (with
+        early stopping: the validation R^2 below ``best + tol``). None runs
+        ``max_iter`` epochs.
+
+    shuffle : bool, default=True
+        Whether to visit the rows in a new random order each epoch (matters
+        only for minibatches).
+
+    verbose : int, default=0
+        Print one line per epoch when positive.
+
+    epsilon : float, default=0.1
+        Width of the "huber" and "epsilon_insensitive" losses, in ``[0, inf)``.
+
+    quantile : float, default=0.5
+        The quantile estimated by ``loss="quantile"``, in ``(0, 1)``.
+
+    random_state : int, RandomState instance or None, default=None
+        Seeds shuffling and the early-stopping split, through a local
+        ``torch.Generator``. An int gives bit-identical results on CPU.
+
+    learning_rate : {"adaptive", "constant", "invscaling", "optimal"}, \
+            default="adaptive"
+        The schedule of the step size ``eta`` at update ``t``: "constant"
+        ``eta0``; "invscaling" ``eta0 / t^power_t``; "optimal"
+        ``1 / (alpha (t0 + t - 1))`` (Bottou's ``t0``, as SGDRegressor);
+        "adaptive" ``eta0``, divided by 5 each time ``n_iter_no_change``
+        epochs fail to make progress (and after a diverging epoch), until it
+        falls below 1e-6.
+
+    eta0 : float or "auto", default="auto"
+        Initial learning rate, in ``(0, inf)``. "auto" picks, for
+        ``optimizer="sgd"``, ``1 / L`` with ``L`` the curvature of the batch
+        objective estimated from the data (the largest eigenvalue of
+        ``X~' S X~ / sum(s)`` with ``X~ = [X, 1]``, scaled by the loss's
+        curvature and adjusted for the batch size); 1e-3 for "adam" and
+        "adamw"; 1 for "lbfgs". The value used is stored in ``eta0_``.
+
+    power_t : float, default=0.25
+        Exponent of the "invscaling" schedule, in ``[0, inf)``.
+
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the training data and stop when its
+        R^2 stops improving; the best parameters seen are restored.
+
+    validation_fraction : float, default=0.1
+        Fraction of the data held out for early stopping, in ``(0, 1)``.
+
+    n_iter_no_change : int, default=5
+        Epochs without progress before stopping (or adapting the rate).
+
+    warm_start : bool, default=False
+        Start ``fit`` from the previous solution.
+
+    average : bool or int, default=False
+        Averaged SGD: when True, ``coef_`` is the average of the iterates over
+        all updates; an int ``N`` starts the average at update ``N``.
+
+    optimizer : {"sgd", "adam", "adamw", "lbfgs"}, default="sgd"
+        The update rule, from ``torch.optim``. "sgd" reads ``momentum`` and
+        ``nesterov``; "adamw" applies the L2 part of the penalty as decoupled
+        weight decay; "lbfgs" works on the full batch with a strong-Wolfe line
+        search, one iteration per epoch, and takes no L1 penalty.
+
+    momentum : float, default=0.0
+        Momentum of "sgd", in ``[0, 1)``.
+
+    nesterov : bool, default=False
+        Nesterov momentum for "sgd" (with ``momentum > 0``).
+
+    batch_size : int or None, default=None
+        Rows per gradient step. None takes the whole training set as one
+        batch: deterministic full-batch gradient descent, for which
+        ``sample_weight`` is exactly equivalent to repeating rows, and for the
+        squared loss each step after the first pass over ``X`` costs
+        ``O(n_features^2)``.
+
+    device : str or None, default=None
+        Where to train: "cpu", "cuda", "cuda:N", "mps", or "auto" (CUDA, else
+        MPS, else CPU). None follows the data: a torch tensor trains on its
+        own device, anything else on the CPU. An explicit device always wins.
+        Asking for an absent accelerator raises a ValueError at fit.
+
+    Attributes
+    ----------
+    coef_ : ndarray of shape (n_features,) or (n_outputs, n_features)
+        Weights; 2-D when ``y`` was 2-D.
+
+    intercept_ : ndarray of shape (1,) or (n_outputs,)
+        The intercept (zeros when ``fit_intercept=False``).
+
+    n_iter_ : int
+        Epochs run by the last ``fit`` (1 for ``partial_fit``).
+
+    t_ : int
+        Weight updates performed, plus one: ``n_iter_ * n_batches + 1`` after
+        a fit (``n_iter_ * n_samples + 1`` for ``batch_size=1``, as in
+        SGDRegressor).
+
+    loss_curve_ : list of float
+        The mean objective (loss plus penalty, averaged over outputs) of each
+        epoch; for full-batch training, the objective at the start of each
+        epoch.
+
+    best_loss_ : float
+        The smallest value in ``loss_curve_`` of the last fit.
+
+    validation_scores_ : list of float or None
+        The validation R^2 after each epoch, with ``early_stopping``.
+
+    best_validation_score_ : float or None
+        The best of ``validation_scores_``.
+
+    eta0_ : float
+        The initial learning rate used (``eta0`` resolved).
+
+    n_features_in_ : int
+        Number of features seen during fit.
+
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Feature names, when ``X`` had string column names.
+
+    See Also
+    --------
+    sklearn.linear_model.SGDRegressor : The scikit-learn peer (per-sample SGD).
+    sklearn.linear_model.Ridge : Closed-form solution of squared_error + l2.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from sklearn_gd import TorchSGDRegressor
+    >>> rng = np.random.RandomState(0)
+    >>> X = rng.randn(200, 3)
+    >>> y = X @ np.array([1.0, -2.0, 0.5]) + 3.0
+    >>> reg = make_pipeline(StandardScaler(), TorchSGDRegressor(tol=1e-6))
+    >>> reg.fit(X, y).score(X, y) > 0.999
+    True
+    """
+
+    _parameter_constraints: dict = {
+        **BaseTorchSGD._parameter_constraints,
+        "loss": [StrOptions(set(LOSSES))],
+        "epsilon": [Interval(Real, 0, None, closed="left")],
+        "quantile": [Interval(Real, 0, 1, closed="neither")],
+    }
+
+    def __init__(
+        self,
+        loss="squared_error",
+        *,
+        penalty="l2",
+        alpha=1e-4,
+        l1_ratio=0.15,
+        fit_intercept=True,
+        max_iter=1000,
+        tol=1e-3,
+        shuffle=True,
+        verbose=0,
+        epsilon=0.1,
+        quantile=0.5,
+        random_state=None,
+        learning_rate="adaptive",
+        eta0="auto",
+        power_t=0.25,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=5,
+        warm_start=False,
+        average=False,
+        optimizer="sgd",
+        momentum=0.0,
+        nesterov=False,
+        batch_size=None,
+        device=None,
+    ):
+        self.loss = loss
+        self.penalty = penalty
+        self.alpha = alpha
+        self.l1_ratio = l1_ratio
+        self.fit_intercept = fit_intercept
+        self.max_iter = max_iter
+        self.tol = tol
+        self.shuffle = shuffle
+        self.verbose = verbose
+        self.epsilon = epsilon
+        self.quantile = quantile
+        self.random_state = random_state
+        self.learning_rate = learning_rate
+        self.eta0 = eta0
+        self.power_t = power_t
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.warm_start = warm_start
+        self.average = average
+        self.optimizer = optimizer
+        self.momentum = momentum
+        self.nesterov = nesterov
+        self.batch_size = batch_size
+        self.device = device
+
+    # ------------------------------------------------------------- targets
+    def _prepare_targets(self, y, dtype, first_call):
+        y = np.asarray(y, dtype=dtype)
+        if first_call:
+            self._y_ndim = y.ndim
+        return np.ascontiguousarray(y.reshape(y.shape[0], -1))
+
+    def _set_output_shapes(self, coef, intercept):
+        # coef: (n_features, k), intercept: (k,)
+        if self._y_ndim == 1:
+            self.coef_ = np.ascontiguousarray(coef[:, 0])
+            self.intercept_ = intercept.reshape(1)
+        else:
+            self.coef_ = np.ascontiguousarray(coef.T)
+            self.intercept_ = intercept
+
+    def _coef_matrix(self):
+        coef = self.coef_[:, None] if self.coef_.ndim == 1 else self.coef_.T
+        return coef, self.intercept_
+
+    # ------------------------------------------------------------- public
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, coef_init=None, intercept_init=None, sample_weight=None):
+        """Fit the model by gradient descent.
+
+        Parameters
+        ----------
+        X : {array-like, torch.Tensor} of shape (n_samples, n_features)
+            Training data.
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+            Targets.
+        coef_init : array-like of shape (n_features,) or (n_outputs, \
+                n_features), default=None
+            Initial coefficients (zeros by default).
+        intercept_init : array-like of shape (1,) or (n_outputs,), default=None
+            Initial intercept (zeros by default).
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights; integer weights equal repeated rows.
+
+        Returns
+        -------
+        self : TorchSGDRegressor
+            The fitted estimator.
+        """
+        self._more_validate_params()
+        return self._fit_impl(X, y, sample_weight, coef_init, intercept_init)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, sample_weight=None):
+        """One epoch of gradient descent over the given samples.
+
+        The first call fixes the number of features, outputs and the dtype;
+        later calls continue from the current parameters, learning-rate
+        schedule position (``t_``) and optimizer state.
+
+        Parameters
+        ----------
+        X : {array-like, torch.Tensor} of shape (n_samples, n_features)
+        y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        self : TorchSGDRegressor
+        """
+        if not hasattr(self, "coef_"):
+            self._more_validate_params(for_partial_fit=True)
+        return self._fit_impl(X, y, sample_weight, partial=True)
+
+    def predict(self, X):
+        """Predict with the linear model.
+
+        Parameters
+        ----------
+        X : {array-like, torch.Tensor} of shape (n_samples, n_features)
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,) or (n_samples, n_outputs)
+            In the dtype of ``X`` (float32 or float64).
+        """
+        out = self._decision(X)
+        return out[:, 0] if self._y_ndim == 1 else out
