@@ -93,6 +93,7 @@ class BaseTorchSGD(BaseEstimator):
         "nesterov": ["boolean"],
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
         "device": [str, None],
+        "record_history": ["boolean"],
     }
 
     # ---------------------------------------------------------------- hooks
@@ -112,9 +113,12 @@ class BaseTorchSGD(BaseEstimator):
             test_size=self.validation_fraction, random_state=self.random_state
         )
 
-    def _set_output_shapes(self, coef, intercept):
-        """Store (n_features, n_outputs) parameters as ``coef_``/``intercept_``."""
+    def _shape_params(self, coef, intercept):
+        """(n_features, n_outputs) parameters in the public ``coef_`` shapes."""
         raise NotImplementedError
+
+    def _set_output_shapes(self, coef, intercept):
+        self.coef_, self.intercept_ = self._shape_params(coef, intercept)
 
     def _coef_matrix(self):
         """``coef_`` and ``intercept_`` as (n_features, k) and (k,) arrays."""
@@ -271,6 +275,8 @@ class BaseTorchSGD(BaseEstimator):
             optimizer_state=opt_state,
         )
 
+        history = [] if self.record_history else None
+        on_epoch = self._epoch_hook(history)
         result = train(
             oracle,
             penalty=penalty,
@@ -285,7 +291,7 @@ class BaseTorchSGD(BaseEstimator):
             average=average,
             init=init,
             validation=validation,
-            on_epoch=self._epoch_reporter(),
+            on_epoch=on_epoch,
         )
 
         # -------- commit (only now is the estimator's state touched)
@@ -317,6 +323,15 @@ class BaseTorchSGD(BaseEstimator):
             self.validation_scores_ = None
             self.best_validation_score_ = None
         self.best_loss_ = result.best_loss
+        if history is not None:
+            shaped = [self._shape_params(c, i) for c, i in history]
+            coef_path = [c for c, _ in shaped]
+            icpt_path = [i for _, i in shaped]
+            if partial and not first_call and hasattr(self, "coef_path_"):
+                coef_path = list(self.coef_path_) + coef_path
+                icpt_path = list(self.intercept_path_) + icpt_path
+            self.coef_path_ = np.stack(coef_path)
+            self.intercept_path_ = np.stack(icpt_path)
 
         if (
             not partial
@@ -405,27 +420,34 @@ class BaseTorchSGD(BaseEstimator):
             return 1.0
         return 1.0 / lip
 
-    def _epoch_reporter(self):
-        if not self.verbose:
+    def _epoch_hook(self, history):
+        """The engine's per-epoch callback: verbose lines and history."""
+        if not self.verbose and history is None:
             return None
         start = time.perf_counter()
 
-        def report(info):
-            W, b = info.coef, info.intercept
-            msg = (
-                f"-- Epoch {info.epoch}\n"
-                f"Norm: {float(torch.linalg.vector_norm(W)):.2f}, "
-                f"NNZs: {int((W != 0).sum())}, "
-                f"Bias: {float(b.mean()) if b.numel() else 0.0:.6f}, "
-                f"T: {info.t - 1}, Avg. loss: {info.loss:.6f}"
-            )
-            if info.validation_score is not None:
-                msg += f", Validation score: {info.validation_score:.6f}"
-            print(msg)
-            print(f"Total training time: {time.perf_counter() - start:.2f} seconds.")
+        def hook(info):
+            if history is not None:
+                history.append((to_numpy(info.coef), to_numpy(info.intercept)))
+            if self.verbose:
+                self._print_epoch(info, start)
             return False
 
-        return report
+        return hook
+
+    def _print_epoch(self, info, start):
+        W, b = info.coef, info.intercept
+        msg = (
+            f"-- Epoch {info.epoch}\n"
+            f"Norm: {float(torch.linalg.vector_norm(W)):.2f}, "
+            f"NNZs: {int((W != 0).sum())}, "
+            f"Bias: {float(b.mean()) if b.numel() else 0.0:.6f}, "
+            f"T: {info.t - 1}, Avg. loss: {info.loss:.6f}"
+        )
+        if info.validation_score is not None:
+            msg += f", Validation score: {info.validation_score:.6f}"
+        print(msg)
+        print(f"Total training time: {time.perf_counter() - start:.2f} seconds.")
 
     # -------------------------------------------------------------- predict
     def _decision(self, X):

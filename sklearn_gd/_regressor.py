@@ -153,6 +153,11 @@ class TorchSGDRegressor(RegressorMixin, BaseTorchSGD):
         own device, anything else on the CPU. An explicit device always wins.
         Asking for an absent accelerator raises a ValueError at fit.
 
+    record_history : bool, default=False
+        Keep the parameters after every epoch in ``coef_path_`` and
+        ``intercept_path_``, to replay the descent (see
+        :mod:`sklearn_gd.plotting`).
+
     Attributes
     ----------
     coef_ : ndarray of shape (n_features,) or (n_outputs, n_features)
@@ -185,6 +190,14 @@ class TorchSGDRegressor(RegressorMixin, BaseTorchSGD):
 
     eta0_ : float
         The initial learning rate used (``eta0`` resolved).
+
+    coef_path_ : ndarray of shape (n_epochs, *coef_.shape)
+        With ``record_history=True``: ``coef_`` after each epoch (the averaged
+        iterate when ``average`` is on); partial_fit
+        appends one entry per call.
+
+    intercept_path_ : ndarray of shape (n_epochs, *intercept_.shape)
+        With ``record_history=True``: ``intercept_`` after each epoch.
 
     n_features_in_ : int
         Number of features seen during fit.
@@ -246,6 +259,7 @@ class TorchSGDRegressor(RegressorMixin, BaseTorchSGD):
         nesterov=False,
         batch_size=None,
         device=None,
+        record_history=False,
     ):
         self.loss = loss
         self.penalty = penalty
@@ -272,6 +286,7 @@ class TorchSGDRegressor(RegressorMixin, BaseTorchSGD):
         self.nesterov = nesterov
         self.batch_size = batch_size
         self.device = device
+        self.record_history = record_history
 
     # ------------------------------------------------------------- targets
     def _prepare_targets(self, y, dtype, first_call):
@@ -280,14 +295,11 @@ class TorchSGDRegressor(RegressorMixin, BaseTorchSGD):
             self._y_ndim = y.ndim
         return np.ascontiguousarray(y.reshape(y.shape[0], -1))
 
-    def _set_output_shapes(self, coef, intercept):
+    def _shape_params(self, coef, intercept):
         # coef: (n_features, k), intercept: (k,)
         if self._y_ndim == 1:
-            self.coef_ = np.ascontiguousarray(coef[:, 0])
-            self.intercept_ = intercept.reshape(1)
-        else:
-            self.coef_ = np.ascontiguousarray(coef.T)
-            self.intercept_ = intercept
+            return np.ascontiguousarray(coef[:, 0]), intercept.reshape(1)
+        return np.ascontiguousarray(coef.T), intercept
 
     def _coef_matrix(self):
         coef = self.coef_[:, None] if self.coef_.ndim == 1 else self.coef_.T
