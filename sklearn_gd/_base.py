@@ -158,7 +158,19 @@ class BaseTorchSGD(BaseEstimator):
         )
 
     # ----------------------------------------------------------------- fit
-    def _fit_impl(
+    def _fit_impl(self, *args, **kwargs):
+        # Fit on new state and commit at the end: if anything fails (bad input,
+        # divergence, interruption), the estimator is left as it was, including
+        # what validate_data(reset=True) records (n_features_in_, ...).
+        saved = dict(self.__dict__)
+        try:
+            return self._fit_new_state(*args, **kwargs)
+        except BaseException:
+            self.__dict__.clear()
+            self.__dict__.update(saved)
+            raise
+
+    def _fit_new_state(
         self, X, y, sample_weight, coef_init=None, intercept_init=None, partial=False
     ):
         first_call = not partial or not hasattr(self, "coef_")

@@ -206,7 +206,7 @@ def train(
     converged = False
     lr = lr0
     start = time.perf_counter()
-    snapshot = (W.clone(), b.clone(), t)
+    snapshot = epoch_start = best_start = (W.clone(), b.clone(), t)
 
     def penalised(values, Wc):
         # mean over outputs of data term + penalty
@@ -269,7 +269,11 @@ def train(
                     epoch -= 1
                     continue
                 raise DivergenceError(_divergence_message(epoch, epoch_loss, lr))
-            snapshot = (W.clone(), b.clone(), t)
+            if epoch_loss < best_loss:
+                # the parameters this epoch's loss was measured at (exactly so
+                # for the full batch): where "adaptive" restarts after a stall
+                best_start = epoch_start
+            epoch_start = snapshot = (W.clone(), b.clone(), t)
             n_iter = epoch
             loss_curve.append(epoch_loss)
 
@@ -311,6 +315,12 @@ def train(
             if no_improvement >= n_iter_no_change:
                 if schedule.on_stall():
                     no_improvement = 0
+                    if validation is None and epoch_loss > best_loss:
+                        # the objective grew: restart from the best point with
+                        # the smaller step instead of from wherever it went
+                        W.copy_(best_start[0])
+                        b.copy_(best_start[1])
+                        opt = make_opt()
                 else:
                     converged = True
                     stop = True
