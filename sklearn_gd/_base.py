@@ -323,7 +323,11 @@ class BaseTorchSGD(BaseEstimator):
             self._average_intercept = to_numpy(result.avg_intercept)
         else:
             self._average_coef = self._average_intercept = None
-        self._optimizer_state = _optimizer_state_to_numpy(result.optimizer_state)
+        self._optimizer_state = (
+            None
+            if result.optimizer_state is None
+            else _optimizer_state_to_numpy(result.optimizer_state)
+        )
         self.n_iter_ = result.n_iter
         self.t_ = result.t
         self.loss_curve_ = prev_curve + list(result.loss_curve)

@@ -170,32 +170,46 @@ def train(
         When the objective or parameters become non-finite and the schedule
         cannot shrink its rate any further.
     """
-    W = init.coef.detach().clone()
-    b = init.intercept.detach().clone()
-    params = [W, b] if fit_intercept else [W]
+    d, k = init.coef.shape
+    # one parameter matrix: coefficients on top, the intercept as last row
+    if fit_intercept:
+        theta = torch.cat([init.coef.detach(), init.intercept.detach()[None, :]], 0)
+    else:
+        theta = init.coef.detach().clone()
+    W = theta[:d]
+    zero_b = torch.zeros(k, dtype=theta.dtype, device=theta.device)
+
+    def bias(th):
+        return th[d] if fit_intercept else zero_b
+
     t = int(init.t)
     use_lbfgs = optimizer == "lbfgs"
     decoupled = optimizer == "adamw"
-    lr0 = schedule.rate(t)
+    plain_sgd = optimizer == "sgd" and momentum == 0
+    lr = schedule.rate(t)
 
     def make_opt():
+        if plain_sgd:
+            return None  # the update is one in-place axpy; torch.optim adds overhead
+        name = "adam" if decoupled else optimizer
         return build_optimizer(
-            optimizer,
-            params,
-            lr=lr0,
-            momentum=momentum,
-            nesterov=nesterov,
-            weight_decay=penalty.l2 if decoupled else 0.0,
+            name, [theta], lr=lr, momentum=momentum, nesterov=nesterov
         )
 
     opt = make_opt()
-    if init.optimizer_state is not None:
-        opt.load_state_dict(init.optimizer_state)
+    if opt is not None and init.optimizer_state is not None:
+        try:
+            opt.load_state_dict(init.optimizer_state)
+        except (ValueError, KeyError):
+            pass  # a state from another optimizer: start afresh
 
-    avg_W = init.avg_coef.clone() if init.avg_coef is not None else None
-    avg_b = init.avg_intercept.clone() if init.avg_intercept is not None else None
-    if average and avg_W is None:
-        avg_W, avg_b = torch.zeros_like(W), torch.zeros_like(b)
+    avg = None
+    if average:
+        if init.avg_coef is not None:
+            avg = torch.cat([init.avg_coef, init.avg_intercept[None, :]], 0)
+            avg = avg if fit_intercept else avg[:d].clone()
+        else:
+            avg = torch.zeros_like(theta)
 
     tol_ = -math.inf if tol is None else tol
     best_loss, best_score = math.inf, -math.inf
@@ -204,67 +218,78 @@ def train(
     loss_curve, scores = [], ([] if validation is not None else None)
     n_iter = 0
     converged = False
-    lr = lr0
     start = time.perf_counter()
-    snapshot = epoch_start = best_start = (W.clone(), b.clone(), t)
+    epoch_start = best_start = (theta.clone(), t)
+    l2_value = penalty.l2 > 0
+    l1_value = penalty.l1 > 0
 
-    def penalised(values, Wc):
-        # mean over outputs of data term + penalty
-        return (values + penalty.value(Wc)).mean()
+    def objective(values):
+        obj = values.mean()
+        if l2_value:
+            obj = obj + (0.5 * penalty.l2 / k) * (W * W).sum()
+        if l1_value:
+            obj = obj + (penalty.l1 / k) * W.abs().sum()
+        return obj
 
     def closure():
-        values, _, gW, gb = oracle.loss_grad(W, b, oracle.full_batch())
-        gW = gW.clone()
-        penalty.add_gradient_(gW, W)
-        W.grad = gW
-        if fit_intercept:
-            b.grad = gb.clone()
+        values, _, g = oracle.loss_grad(theta, oracle.full_batch())
+        penalty.add_gradient_(g[:d], W)
+        theta.grad = g
         # the k outputs are k independent problems: minimise their sum
-        return (values + penalty.value(W)).sum()
+        return objective(values) * k
 
     with torch.no_grad():
         epoch = 0
         while epoch < max_iter:
-            acc = torch.zeros((), dtype=torch.float64, device=W.device)
-            wsum = 0.0
             if use_lbfgs:
                 lr = schedule.rate(t)
                 set_lr(opt, lr)
-                first = opt.step(closure)
-                acc = acc + first.to(torch.float64) / W.shape[1]
+                acc = opt.step(closure) / k
                 wsum = 1.0
                 t += 1
             else:
+                acc = 0.0
+                wsum = 0.0
                 for idx in oracle.batches():
                     lr = schedule.rate(t)
-                    set_lr(opt, lr)
-                    values, weight, gW, gb = oracle.loss_grad(W, b, idx)
-                    acc = acc + penalised(values, W).to(torch.float64) * weight
+                    values, weight, g = oracle.loss_grad(theta, idx)
+                    acc = acc + objective(values) * weight
                     wsum = wsum + weight
-                    if not decoupled:
-                        penalty.add_gradient_(gW, W)
-                    W.grad = gW
-                    if fit_intercept:
-                        b.grad = gb
-                    opt.step()
-                    if penalty.has_prox:
-                        penalty.prox_(W, prox_scale(optimizer, opt, W, lr))
+                    if decoupled:
+                        W.mul_(1.0 - lr * penalty.l2)
+                    else:
+                        penalty.add_gradient_(g[:d], W)
+                    if plain_sgd:
+                        theta.sub_(g, alpha=lr)
+                    else:
+                        set_lr(opt, lr)
+                        theta.grad = g
+                        opt.step()
+                    if l1_value:
+                        scale = prox_scale(optimizer, opt, theta, lr)
+                        if isinstance(scale, torch.Tensor):
+                            scale = scale[:d]
+                        penalty.prox_(W, scale)
                     if average and t >= average:
-                        k = t - average + 1
-                        avg_W.add_(W - avg_W, alpha=1.0 / k)
-                        avg_b.add_(b - avg_b, alpha=1.0 / k)
+                        avg.add_(theta - avg, alpha=1.0 / (t - average + 1))
                     t += 1
             epoch += 1
-            epoch_loss = float(acc / wsum)  # the one host sync of the epoch
-            finite = math.isfinite(epoch_loss) and bool(
-                torch.isfinite(W).all() and torch.isfinite(b).all()
-            )
-            if not finite:
+            # the one host synchronisation of the epoch: the mean objective,
+            # with the parameters' sum riding along to catch inf/NaN in them
+            check = torch.stack(
+                [
+                    torch.as_tensor(
+                        acc / wsum, dtype=torch.float64, device=theta.device
+                    ).reshape(()),
+                    theta.sum().to(torch.float64),
+                ]
+            ).tolist()
+            epoch_loss = check[0]
+            if not (math.isfinite(epoch_loss) and math.isfinite(check[1])):
                 if schedule.on_stall():
-                    # shrink the step and redo from the last good epoch
-                    W.copy_(snapshot[0])
-                    b.copy_(snapshot[1])
-                    t = snapshot[2]
+                    # shrink the step and redo the epoch from where it started
+                    theta.copy_(epoch_start[0])
+                    t = epoch_start[1]
                     opt = make_opt()
                     epoch -= 1
                     continue
@@ -273,14 +298,14 @@ def train(
                 # the parameters this epoch's loss was measured at (exactly so
                 # for the full batch): where "adaptive" restarts after a stall
                 best_start = epoch_start
-            epoch_start = snapshot = (W.clone(), b.clone(), t)
+            epoch_start = (theta.clone(), t)
             n_iter = epoch
             loss_curve.append(epoch_loss)
 
-            cur_W, cur_b = (avg_W, avg_b) if average and t - 1 >= average else (W, b)
+            cur = avg if average and t - 1 >= average else theta
             score = None
             if validation is not None:
-                score = float(validation.score(cur_W, cur_b))
+                score = float(validation.score(cur[:d], bias(cur)))
                 scores.append(score)
                 if score < best_score + tol_:
                     no_improvement += 1
@@ -288,38 +313,33 @@ def train(
                     no_improvement = 0
                 if score > best_score:
                     best_score = score
-                    best_params = (cur_W.clone(), cur_b.clone())
+                    best_params = cur.clone()
+            elif epoch_loss > best_loss - tol_:
+                no_improvement += 1
             else:
-                if epoch_loss > best_loss - tol_:
-                    no_improvement += 1
-                else:
-                    no_improvement = 0
+                no_improvement = 0
             best_loss = min(best_loss, epoch_loss)
 
             stop = False
             if on_epoch is not None:
-                stop = bool(
-                    on_epoch(
-                        EpochInfo(
-                            epoch=epoch,
-                            loss=epoch_loss,
-                            validation_score=score,
-                            coef=cur_W,
-                            intercept=cur_b,
-                            t=t,
-                            lr=lr,
-                            elapsed=time.perf_counter() - start,
-                        )
-                    )
+                info = EpochInfo(
+                    epoch=epoch,
+                    loss=epoch_loss,
+                    validation_score=score,
+                    coef=cur[:d],
+                    intercept=bias(cur),
+                    t=t,
+                    lr=lr,
+                    elapsed=time.perf_counter() - start,
                 )
+                stop = bool(on_epoch(info))
             if no_improvement >= n_iter_no_change:
                 if schedule.on_stall():
                     no_improvement = 0
                     if validation is None and epoch_loss > best_loss:
                         # the objective grew: restart from the best point with
                         # the smaller step instead of from wherever it went
-                        W.copy_(best_start[0])
-                        b.copy_(best_start[1])
+                        theta.copy_(best_start[0])
                         opt = make_opt()
                 else:
                     converged = True
@@ -327,26 +347,23 @@ def train(
             if stop:
                 break
 
-    if average and t - 1 >= average:
-        out_W, out_b = avg_W.clone(), avg_b.clone()
-    else:
-        out_W, out_b = W, b
+    out = avg if average and t - 1 >= average else theta
     if validation is not None and best_params is not None:
-        out_W, out_b = best_params
+        out = best_params
     return TrainResult(
-        coef=out_W,
-        intercept=out_b,
+        coef=out[:d].clone(),
+        intercept=bias(out).clone(),
         n_iter=n_iter,
         t=t,
         loss_curve=loss_curve,
         validation_scores=scores,
         best_loss=best_loss,
         best_validation_score=None if validation is None else best_score,
-        avg_coef=avg_W,
-        avg_intercept=avg_b,
-        standard_coef=W,
-        standard_intercept=b,
-        optimizer_state=opt.state_dict(),
+        avg_coef=None if avg is None else avg[:d].clone(),
+        avg_intercept=None if avg is None else bias(avg).clone(),
+        standard_coef=W.clone(),
+        standard_intercept=bias(theta).clone(),
+        optimizer_state=None if opt is None else opt.state_dict(),
         converged=converged,
         lr=lr,
     )

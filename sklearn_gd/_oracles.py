@@ -90,31 +90,39 @@ class DirectOracle:
     def full_batch(self):
         return slice(0, self.n_samples)
 
-    def loss_grad(self, W, b, idx, need_grad=True):
-        """Weighted mean loss per output (shape (k,)), total batch weight, grads.
+    def loss_grad(self, theta, idx, need_grad=True):
+        """Weighted mean loss per output, batch weight, and gradient.
 
-        Returns ``(values, weight, grad_W, grad_b)``; ``weight`` is the sum of
-        the batch's sample weights (its row count when unweighted), as a tensor
-        or float, so that epoch averages need no host synchronisation.
+        ``theta`` stacks the coefficients and (when fitted) the intercept as
+        one (n_features + fit_intercept, n_outputs) matrix. Returns
+        ``(values, weight, grad)``: ``values`` of shape (n_outputs,),
+        ``weight`` the batch's total sample weight (a float or a 0-dim tensor,
+        so that epoch averages need no host synchronisation), ``grad`` shaped
+        like ``theta``.
         """
         Xb, Yb = self.X[idx], self.Y[idx]
-        P = torch.addmm(b, Xb, W) if self.fit_intercept else Xb @ W
+        d = Xb.shape[1]
+        W = theta[:d]
+        P = torch.addmm(theta[d], Xb, W) if self.fit_intercept else Xb @ W
         if self.sw is None:
             weight = float(Xb.shape[0])
             values = self.loss.value(Yb, P).sum(0) / weight
             if not need_grad:
-                return values, weight, None, None
+                return values, weight, None
             D = self.loss.derivative(Yb, P) / weight
         else:
             sb = self.sw[idx][:, None]
             weight = sb.sum()
             values = (self.loss.value(Yb, P) * sb).sum(0) / weight
             if not need_grad:
-                return values, weight, None, None
+                return values, weight, None
             D = self.loss.derivative(Yb, P) * (sb / weight)
-        gW = Xb.T @ D
-        gb = D.sum(0) if self.fit_intercept else None
-        return values, weight, gW, gb
+        if not self.fit_intercept:
+            return values, weight, Xb.T @ D
+        grad = torch.empty_like(theta)
+        torch.matmul(Xb.T, D, out=grad[:d])
+        torch.sum(D, 0, out=grad[d])
+        return values, weight, grad
 
     def matvec_stats(self):
         """(X~' S X~ / sum s) @ v as a function, and the max scaled row norm^2."""
@@ -219,22 +227,14 @@ class GramOracle:
     def full_batch(self):
         return None
 
-    def loss_grad(self, W, b, idx=None, need_grad=True):
-        f64 = torch.float64
-        theta = W.to(f64)
-        if self.fit_intercept:
-            theta = torch.cat([theta, b.to(f64)[None, :]], 0)
-        At = self.A @ theta
+    def loss_grad(self, theta, idx=None, need_grad=True):
+        th = theta.to(torch.float64)
+        At = self.A @ th
         # 1/2 E[(y - x~'theta)^2] = 1/2 (yy - 2 C'theta + theta'A theta)
-        values = 0.5 * self.yy - (self.C * theta).sum(0) + 0.5 * (theta * At).sum(0)
-        values = values.clamp_min(0)
+        values = 0.5 * self.yy - (self.C * th).sum(0) + 0.5 * (th * At).sum(0)
         if not need_grad:
-            return values, 1.0, None, None
-        g = (At - self.C).to(self.out_dtype)
-        d = self.n_features
-        gW = g[:d]
-        gb = g[d] if self.fit_intercept else None
-        return values, 1.0, gW, gb
+            return values, 1.0, None
+        return values, 1.0, (At - self.C).to(self.out_dtype)
 
     def matvec_stats(self):
         A = self.A
