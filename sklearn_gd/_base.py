@@ -35,7 +35,19 @@ from ._oracles import choose_oracle, lipschitz_estimate
 from ._penalties import make_penalty
 from ._schedules import SCHEDULES, make_schedule
 
+try:  # scikit-learn >= 1.9: the callback API (ProgressBar, ScoringMonitor, ...)
+    from sklearn.callback import CallbackSupportMixin
+except ImportError:  # older scikit-learn: fits run without callbacks
+
+    class CallbackSupportMixin:  # type: ignore[no-redef]
+        """Stand-in when scikit-learn has no callback API."""
+
+
 __all__ = ["BaseTorchSGD"]
+
+# attributes that sklearn's callback machinery sets during fit and removes
+# after it; a failed fit restores everything else
+_CALLBACK_ATTRS = ("_callback_fit_ctx", "_skl_callbacks_to_teardown")
 
 _MAX_SEED = np.iinfo(np.int32).max
 
@@ -67,7 +79,7 @@ def _optimizer_state_to_torch(state: dict, device) -> dict:
     return out
 
 
-class BaseTorchSGD(BaseEstimator):
+class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
     """Shared machinery of the package's linear estimators (not public)."""
 
     _parameter_constraints: dict = {
@@ -166,8 +178,10 @@ class BaseTorchSGD(BaseEstimator):
         try:
             return self._fit_new_state(*args, **kwargs)
         except BaseException:
+            live = {k: v for k, v in self.__dict__.items() if k in _CALLBACK_ATTRS}
             self.__dict__.clear()
             self.__dict__.update(saved)
+            self.__dict__.update(live)
             raise
 
     def _fit_new_state(
@@ -288,7 +302,13 @@ class BaseTorchSGD(BaseEstimator):
         )
 
         history = [] if self.record_history else None
-        on_epoch = self._epoch_hook(history)
+        callback_ctx = None
+        if hasattr(self, "_init_callback_context"):
+            callback_ctx = self._init_callback_context(
+                max_subtasks=1 if partial else self.max_iter
+            )
+            callback_ctx.call_on_fit_task_begin(estimator=self, X=X, y=y)
+        on_epoch = self._epoch_hook(history, callback_ctx, X, y)
         result = train(
             oracle,
             penalty=penalty,
@@ -349,6 +369,10 @@ class BaseTorchSGD(BaseEstimator):
             self.coef_path_ = np.stack(coef_path)
             self.intercept_path_ = np.stack(icpt_path)
 
+        if callback_ctx is not None:
+            callback_ctx.call_on_fit_task_end(
+                estimator=self, X=X, y=y, reconstruction_attributes={}
+            )
         if (
             not partial
             and self.tol is not None
@@ -436,18 +460,43 @@ class BaseTorchSGD(BaseEstimator):
             return 1.0
         return 1.0 / lip
 
-    def _epoch_hook(self, history):
-        """The engine's per-epoch callback: verbose lines and history."""
-        if not self.verbose and history is None:
+    def _epoch_hook(self, history, callback_ctx, X, y):
+        """The engine's per-epoch callback: verbose lines, history, and
+        scikit-learn callbacks (each epoch is one subtask of the fit task)."""
+        use_callbacks = callback_ctx is not None and bool(
+            getattr(self, "_skl_callbacks", None)
+            or hasattr(self, "_parent_callback_ctx")
+        )
+        if not self.verbose and history is None and not use_callbacks:
             return None
         start = time.perf_counter()
 
         def hook(info):
+            stop = False
             if history is not None:
                 history.append((to_numpy(info.coef), to_numpy(info.intercept)))
             if self.verbose:
                 self._print_epoch(info, start)
-            return False
+            if use_callbacks:
+                sub = callback_ctx.subcontext(task_name="epoch")
+                sub.call_on_fit_task_begin(estimator=self, X=X, y=y)
+                coef_t, icpt_t = info.coef, info.intercept
+
+                def reconstruction():
+                    # evaluated lazily by sklearn, only if a callback asks
+                    coef, icpt = self._shape_params(to_numpy(coef_t), to_numpy(icpt_t))
+                    return {"coef_": coef, "intercept_": icpt, "n_iter_": info.epoch}
+
+                stop = bool(
+                    sub.call_on_fit_task_end(
+                        estimator=self,
+                        X=X,
+                        y=y,
+                        metadata={"epoch": info.epoch, "loss": info.loss},
+                        reconstruction_attributes=reconstruction,
+                    )
+                )
+            return stop
 
         return hook
 
