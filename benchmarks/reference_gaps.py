@@ -1,0 +1,155 @@
+"""Relative objective gaps of TorchSGDRegressor against reference solvers.
+
+Fits every pairing of ``tests/test_reference.py`` (the same data, settings and
+reference solvers, scored by the one objective of ``tests/_objective.py``)
+and prints a markdown table; also writes it to
+``benchmarks/results/reference_gaps.md``. A positive gap means our objective is
+above the reference's. Two extra rows measure the known core bugs that the
+test file marks as expected failures.
+
+Run from the repository root::
+
+    python benchmarks/reference_gaps.py
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT / "tests"))
+
+from _objective import estimator_objective, objective  # noqa: E402
+from sklearn.exceptions import ConvergenceWarning  # noqa: E402
+from test_reference import (  # noqa: E402
+    CASES,
+    RTOL,
+    SMOOTH,
+    _full_params,
+    diabetes,
+    fit_case,
+    ref_lasso,
+    synthetic,
+)
+
+from sklearn_gd import TorchSGDRegressor  # noqa: E402
+
+
+def _describe(params):
+    p = _full_params(params)
+    opt = params.get("optimizer", "sgd")
+    if params.get("momentum"):
+        opt += f" (momentum {params['momentum']})"
+    return p["loss"], str(p["penalty"]), opt
+
+
+def case_rows():
+    for case in CASES:
+        start = time.perf_counter()
+        X, y, est, *_, f_ours, f_ref = fit_case(case.id)
+        seconds = time.perf_counter() - start
+        loss, penalty, opt = _describe(case.params)
+        yield dict(
+            pairing=case.id,
+            loss=loss,
+            penalty=penalty,
+            optimizer=opt,
+            reference=case.reference.__name__.removeprefix("ref_"),
+            data=case.data,
+            ours=f_ours,
+            ref=f_ref,
+            n_iter=est.n_iter_,
+            seconds=seconds,
+            note="",
+        )
+
+
+def bug_rows():
+    """The two xfail tests' settings: what the bugs cost today."""
+    X, y = synthetic()
+    for loss, params in [
+        ("huber", dict(penalty=None)),
+        ("squared_epsilon_insensitive", dict(alpha=0.001, epsilon=0.5)),
+    ]:
+        start = time.perf_counter()
+        ours = TorchSGDRegressor(
+            loss=loss,
+            optimizer="lbfgs",
+            learning_rate="constant",
+            tol=None,
+            max_iter=300,
+            **params,
+        ).fit(X, y)
+        gd = TorchSGDRegressor(loss=loss, **SMOOTH | params).fit(X, y)
+        p = _full_params(params)
+        yield dict(
+            pairing=f"BUG lbfgs-constant-{loss}",
+            loss=loss,
+            penalty=str(p["penalty"]),
+            optimizer="lbfgs (constant rate)",
+            reference="full-batch GD",
+            data="synthetic",
+            ours=estimator_objective(ours, X, y),
+            ref=estimator_objective(gd, X, y),
+            n_iter=ours.n_iter_,
+            seconds=time.perf_counter() - start,
+            note="line search disabled (max_eval=1)",
+        )
+    X, y = diabetes()
+    start = time.perf_counter()
+    params = dict(penalty="l1", alpha=0.05)
+    est = TorchSGDRegressor(
+        momentum=0.9,
+        learning_rate="constant",
+        eta0=0.05,
+        tol=None,
+        max_iter=300,
+        **params,
+    ).fit(X, y)
+    coef, icpt = ref_lasso(X, y, _full_params(params))
+    yield dict(
+        pairing="BUG lasso-momentum-diabetes",
+        loss="squared_error",
+        penalty="l1",
+        optimizer="sgd (momentum 0.9)",
+        reference="lasso",
+        data="diabetes",
+        ours=estimator_objective(est, X, y),
+        ref=objective(coef, icpt, X, y, penalty_name="l1", alpha=0.05),
+        n_iter=est.n_iter_,
+        seconds=time.perf_counter() - start,
+        note="prox step not scaled by 1/(1-momentum)",
+    )
+
+
+def main():
+    header = (
+        "| pairing | loss | penalty | optimizer | reference | data | "
+        "relative gap | within 1e-4 | epochs | seconds | note |"
+    )
+    lines = [header, "|" + " --- |" * 11]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for row in [*case_rows(), *bug_rows()]:
+            gap = (row["ours"] - row["ref"]) / abs(row["ref"])
+            lines.append(
+                f"| {row['pairing']} | {row['loss']} | {row['penalty']} | "
+                f"{row['optimizer']} | {row['reference']} | {row['data']} | "
+                f"{gap:+.1e} | {'yes' if gap <= RTOL else 'NO'} | "
+                f"{row['n_iter']} | {row['seconds']:.2f} | {row['note']} |"
+            )
+    table = "\n".join(lines)
+    print(table)
+    out = ROOT / "benchmarks" / "results" / "reference_gaps.md"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(
+        "# Relative objective gaps against reference solvers\n\n"
+        "Written by `benchmarks/reference_gaps.py`.\n\n" + table + "\n"
+    )
+
+
+if __name__ == "__main__":
+    main()
