@@ -16,24 +16,22 @@ from numbers import Integral, Real
 
 import numpy as np
 import torch
+from sklearn import get_config
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import ShuffleSplit
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.validation import (
-    _check_sample_weight,
-    check_is_fitted,
-    validate_data,
-)
+from sklearn.utils.validation import check_is_fitted
 
-from ._data import resolve_device, to_numpy, to_tensor
+from ._data import resolve_device, to_numpy, to_numpy_any, to_tensor
 from ._engine import TrainState, Validation, train
 from ._losses import make_loss
 from ._optimizers import AUTO_ETA0, OPTIMIZERS
-from ._oracles import choose_oracle, lipschitz_estimate
+from ._oracles import choose_oracle, csr_to_torch, lipschitz_estimate
 from ._penalties import make_penalty
 from ._schedules import SCHEDULES, make_schedule
+from ._validation import torch_dtype_of, validate_fit_inputs, validate_predict_input
 
 try:  # scikit-learn >= 1.9: the callback API (ProgressBar, ScoringMonitor, ...)
     from sklearn.callback import CallbackSupportMixin
@@ -52,13 +50,17 @@ _CALLBACK_ATTRS = ("_callback_fit_ctx", "_skl_callbacks_to_teardown")
 _MAX_SEED = np.iinfo(np.int32).max
 
 
+def _dispatch_on() -> bool:
+    return bool(get_config().get("array_api_dispatch", False))
+
+
 def _optimizer_state_to_numpy(state: dict) -> dict:
-    """torch.optim state_dict with every tensor as a numpy array (picklable
-    without torch devices)."""
+    """A torch.optim state_dict with its tensors as numpy arrays, so that the
+    estimator pickles without torch objects or devices."""
     out = {"param_groups": state["param_groups"], "state": {}}
     for key, entry in state["state"].items():
         out["state"][key] = {
-            k: (to_numpy(v), str(v.dtype)) if isinstance(v, torch.Tensor) else v
+            k: _NumpyTensor(to_numpy(v)) if isinstance(v, torch.Tensor) else v
             for k, v in entry.items()
         }
     return out
@@ -67,16 +69,34 @@ def _optimizer_state_to_numpy(state: dict) -> dict:
 def _optimizer_state_to_torch(state: dict, device) -> dict:
     out = {"param_groups": state["param_groups"], "state": {}}
     for key, entry in state["state"].items():
-        restored = {}
-        for k, v in entry.items():
-            if isinstance(v, tuple) and len(v) == 2 and isinstance(v[0], np.ndarray):
-                arr = torch.from_numpy(v[0].copy())
-                # torch keeps Adam's step counter on the CPU
-                restored[k] = arr if k == "step" else arr.to(device)
-            else:
-                restored[k] = v
-        out["state"][key] = restored
+        out["state"][key] = {
+            # torch keeps Adam's step counter on the CPU
+            k: (
+                v.to_torch("cpu" if k == "step" else device)
+                if isinstance(v, _NumpyTensor)
+                else v
+            )
+            for k, v in entry.items()
+        }
     return out
+
+
+class _NumpyTensor:
+    """A tensor's values held as numpy, to be made a tensor again on load."""
+
+    __slots__ = ("array",)
+
+    def __init__(self, array):
+        self.array = array
+
+    def __getstate__(self):
+        return self.array
+
+    def __setstate__(self, array):
+        self.array = array
+
+    def to_torch(self, device):
+        return torch.from_numpy(self.array.copy()).to(device)
 
 
 class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
@@ -109,9 +129,9 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
     }
 
     # ---------------------------------------------------------------- hooks
-    def _prepare_targets(self, y, dtype, first_call):
-        """Targets as a float matrix (n_samples, n_outputs)."""
-        raise NotImplementedError
+    def _prepare_targets(self, Y, first_call):
+        """Targets as the float matrix (n_samples, n_outputs) the engine fits."""
+        return Y
 
     def _make_loss(self):
         return make_loss(
@@ -129,12 +149,10 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
         """(n_features, n_outputs) parameters in the public ``coef_`` shapes."""
         raise NotImplementedError
 
-    def _set_output_shapes(self, coef, intercept):
-        self.coef_, self.intercept_ = self._shape_params(coef, intercept)
-
-    def _coef_matrix(self):
-        """``coef_`` and ``intercept_`` as (n_features, k) and (k,) arrays."""
-        raise NotImplementedError
+    def _solver_state_y_ndim(self):
+        # during a fit, the y being fitted; after it, the committed one
+        pending = getattr(self, "_pending_y_ndim", None)
+        return pending if pending is not None else self._solver_state["y_ndim"]
 
     # ----------------------------------------------------------- validation
     def _more_validate_params(self, for_partial_fit=False):
@@ -146,34 +164,19 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
             )
         if self.early_stopping and for_partial_fit:
             raise ValueError("early_stopping should be False with partial_fit")
-        if (
-            self.optimizer == "lbfgs"
-            and self.penalty in ("l1", "elasticnet")
-            and (self.penalty == "l1" or self.l1_ratio > 0)
+        if self.optimizer == "lbfgs" and (
+            self.penalty == "l1" or (self.penalty == "elasticnet" and self.l1_ratio > 0)
         ):
             raise ValueError(
                 f"optimizer='lbfgs' cannot handle the non-smooth penalty "
                 f"{self.penalty!r}; use optimizer='sgd' or 'adam', or penalty='l2'."
             )
 
-    def _validate_Xy(self, X, y, first_call):
-        return validate_data(
-            self,
-            X,
-            y,
-            reset=first_call,
-            dtype=[np.float64, np.float32],
-            order="C",
-            multi_output=True,
-            y_numeric=True,
-            accept_sparse=False,
-        )
-
     # ----------------------------------------------------------------- fit
     def _fit_impl(self, *args, **kwargs):
         # Fit on new state and commit at the end: if anything fails (bad input,
-        # divergence, interruption), the estimator is left as it was, including
-        # what validate_data(reset=True) records (n_features_in_, ...).
+        # divergence), the estimator is left as it was, including what
+        # validate_data(reset=True) records (n_features_in_, ...).
         saved = dict(self.__dict__)
         try:
             return self._fit_new_state(*args, **kwargs)
@@ -187,76 +190,82 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
     def _fit_new_state(
         self, X, y, sample_weight, coef_init=None, intercept_init=None, partial=False
     ):
-        first_call = not partial or not hasattr(self, "coef_")
-        X, y = self._validate_Xy(X, y, first_call)
-        dtype = X.dtype
-        if not first_call and dtype != self._fit_dtype:
-            X = X.astype(self._fit_dtype)
-            dtype = X.dtype
-        Y = self._prepare_targets(y, dtype, first_call)
+        state = getattr(self, "_solver_state", None)
+        first_call = not partial or state is None
+        inputs = validate_fit_inputs(
+            self,
+            X,
+            y,
+            sample_weight,
+            reset=first_call,
+            dtype=None if first_call else state["dtype"],
+        )
+        X, sw, kind, dtype = inputs.X, inputs.sample_weight, inputs.kind, inputs.dtype
+        Y = self._prepare_targets(inputs.Y, first_call)
+        self._pending_y_ndim = inputs.y_ndim if first_call else state["y_ndim"]
         n, d = X.shape
         k = Y.shape[1]
-        if not first_call and k != self._n_outputs:
+        if not first_call and k != state["n_outputs"]:
             raise ValueError(
                 f"y has {k} output(s) but this model was fitted with "
-                f"{self._n_outputs}; partial_fit needs the same outputs in every call."
+                f"{state['n_outputs']}; partial_fit needs the same outputs in "
+                "every call."
             )
-        sw = None
-        if sample_weight is not None:
-            sw = _check_sample_weight(
-                sample_weight, X, dtype=dtype, ensure_non_negative=True
-            )
-            if not np.isfinite(sw).all():
-                raise ValueError("sample_weight contains NaN or infinity.")
-            if sw.sum() <= 0:
-                raise ValueError("The sum of sample_weight is zero: nothing to fit.")
-
         device = resolve_device(self.device, X)
-        tdtype = torch.float32 if dtype == np.float32 else torch.float64
+        tdtype = torch_dtype_of(dtype)
         rng = check_random_state(self.random_state)
-        seed = int(rng.randint(0, _MAX_SEED))
-        generator = torch.Generator().manual_seed(seed)
+        generator = torch.Generator().manual_seed(int(rng.randint(0, _MAX_SEED)))
 
         loss = self._make_loss()
         penalty = make_penalty(self.penalty, alpha=self.alpha, l1_ratio=self.l1_ratio)
 
         # -------- initial state
         if not first_call:
-            coef0, icpt0 = self._standard_params()
+            coef0, icpt0 = state["standard_coef"], state["standard_intercept"]
             t0 = int(self.t_)
         else:
             coef0 = np.zeros((d, k), dtype=dtype)
             icpt0 = np.zeros(k, dtype=dtype)
             t0 = 1
-            if (
-                not partial
-                and self.warm_start
-                and hasattr(self, "coef_")
-                and self.coef_ is not None
-            ):
-                if self.n_features_in_ != d:
-                    raise ValueError("warm_start needs the same number of features")
-                coef0, icpt0 = self._standard_params()
-                coef0, icpt0 = coef0.astype(dtype), icpt0.astype(dtype)
+            if not partial and self.warm_start and state is not None:
+                if state["standard_coef"].shape != (d, k):
+                    raise ValueError(
+                        "warm_start needs the same number of features and outputs "
+                        f"as the previous fit: {state['standard_coef'].shape[::-1]}"
+                        f" (outputs, features), got {(k, d)}."
+                    )
+                coef0 = state["standard_coef"].astype(dtype)
+                icpt0 = state["standard_intercept"].astype(dtype)
             coef0, icpt0 = self._check_inits(
                 coef_init, intercept_init, coef0, icpt0, d, k, dtype
             )
 
-        # -------- validation split (fit only)
-        train_idx = None
+        # -------- validation split (fit only), in the data's own container
         validation = None
         if self.early_stopping and not partial:
-            train_idx, val_idx = self._split(Y, sw)
-        Xt = to_tensor(X, device, tdtype)
+            idx_train, idx_val = self._split(Y, sw)
+            take = (
+                (lambda a, i: a[torch.as_tensor(i, device=a.device)])
+                if (kind == "torch")
+                else (lambda a, i: a[i])
+            )
+            Xv, Yv = take(X, idx_val), take(Y, idx_val)
+            swv = None if sw is None else take(sw, idx_val)
+            X, Y = take(X, idx_train), take(Y, idx_train)
+            sw = None if sw is None else take(sw, idx_train)
+            Xv_t = (
+                csr_to_torch(Xv, device, tdtype)
+                if kind == "sparse"
+                else to_tensor(Xv, device, tdtype)
+            )
+            validation = Validation(
+                Xv_t,
+                to_tensor(Yv, device, tdtype),
+                None if swv is None else to_tensor(swv, device, tdtype),
+            )
+        Xt = X if kind == "sparse" else to_tensor(X, device, tdtype)
         Yt = to_tensor(Y, device, tdtype)
-        swt = to_tensor(sw, device, tdtype) if sw is not None else None
-        if train_idx is not None:
-            ti = torch.from_numpy(train_idx).to(device)
-            vi = torch.from_numpy(val_idx).to(device)
-            validation = Validation(Xt[vi], Yt[vi], None if swt is None else swt[vi])
-            Xt, Yt = Xt[ti], Yt[ti]
-            swt = None if swt is None else swt[ti]
-
+        swt = None if sw is None else to_tensor(sw, device, tdtype)
         oracle = choose_oracle(
             Xt,
             Yt,
@@ -266,13 +275,15 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
             batch_size=self.batch_size,
             shuffle=self.shuffle,
             generator=generator,
+            device=device,
+            dtype=tdtype,
         )
 
         # -------- learning rate
-        if not first_call and getattr(self, "_eta0_resolved", None) is not None:
-            eta0 = self._eta0_resolved
-        else:
+        if first_call:
             eta0 = self._resolve_eta0(oracle, loss, penalty, tdtype)
+        else:
+            eta0 = state["eta0"]
         schedule = make_schedule(
             self.learning_rate,
             eta0=eta0,
@@ -280,26 +291,25 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
             alpha=self.alpha,
             dloss=loss.dloss_at,
         )
-
         average = 0
         if self.average is not False and self.average is not None:
             average = 1 if self.average is True else int(self.average)
 
-        opt_state = None
-        if not first_call and getattr(self, "_optimizer_state", None) is not None:
-            opt_state = _optimizer_state_to_torch(self._optimizer_state, device)
-        avg_coef = avg_icpt = None
-        if not first_call and getattr(self, "_average_coef", None) is not None:
-            avg_coef = to_tensor(self._average_coef, device, tdtype)
-            avg_icpt = to_tensor(self._average_intercept, device, tdtype)
         init = TrainState(
             coef=to_tensor(coef0, device, tdtype),
             intercept=to_tensor(icpt0, device, tdtype),
             t=t0,
-            avg_coef=avg_coef,
-            avg_intercept=avg_icpt,
-            optimizer_state=opt_state,
         )
+        if not first_call:
+            if state["optimizer_state"] is not None:
+                init.optimizer_state = _optimizer_state_to_torch(
+                    state["optimizer_state"], device
+                )
+            if state["average_coef"] is not None:
+                init.avg_coef = to_tensor(state["average_coef"], device, tdtype)
+                init.avg_intercept = to_tensor(
+                    state["average_intercept"], device, tdtype
+                )
 
         history = [] if self.record_history else None
         callback_ctx = None
@@ -308,7 +318,6 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
                 max_subtasks=1 if partial else self.max_iter
             )
             callback_ctx.call_on_fit_task_begin(estimator=self, X=X, y=y)
-        on_epoch = self._epoch_hook(history, callback_ctx, X, y)
         result = train(
             oracle,
             penalty=penalty,
@@ -323,57 +332,81 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
             average=average,
             init=init,
             validation=validation,
-            on_epoch=on_epoch,
+            on_epoch=self._epoch_hook(history, callback_ctx, X, y),
         )
 
         # -------- commit (only now is the estimator's state touched)
-        prev_curve = (
-            list(getattr(self, "loss_curve_", []))
-            if (partial and not first_call) or (self.warm_start and not partial)
-            else []
+        del self._pending_y_ndim
+        keep_history = (partial and not first_call) or (
+            self.warm_start and not partial and state is not None
         )
-        self._fit_dtype = dtype
-        self._n_outputs = k
-        self._eta0_resolved = eta0
-        self._set_output_shapes(to_numpy(result.coef), to_numpy(result.intercept))
-        self._standard_coef = to_numpy(result.standard_coef)
-        self._standard_intercept = to_numpy(result.standard_intercept)
-        if average:
-            self._average_coef = to_numpy(result.avg_coef)
-            self._average_intercept = to_numpy(result.avg_intercept)
-        else:
-            self._average_coef = self._average_intercept = None
-        self._optimizer_state = (
-            None
-            if result.optimizer_state is None
-            else _optimizer_state_to_numpy(result.optimizer_state)
+        self._solver_state = {
+            "dtype": dtype,
+            "n_outputs": k,
+            "y_ndim": inputs.y_ndim if first_call else state["y_ndim"],
+            "eta0": eta0,
+            "coef": to_numpy(result.coef),
+            "intercept": to_numpy(result.intercept),
+            "standard_coef": to_numpy(result.standard_coef),
+            "standard_intercept": to_numpy(result.standard_intercept),
+            "average_coef": None if not average else to_numpy(result.avg_coef),
+            "average_intercept": (
+                None if not average else to_numpy(result.avg_intercept)
+            ),
+            "optimizer_state": (
+                None
+                if result.optimizer_state is None
+                else _optimizer_state_to_numpy(result.optimizer_state)
+            ),
+            "device_cache": {},
+        }
+        arrays = dict(
+            zip(
+                ("coef_", "intercept_"),
+                self._shape_params(
+                    self._solver_state["coef"], self._solver_state["intercept"]
+                ),
+            )
         )
+        if history is not None:
+            shaped = [self._shape_params(c, i) for c, i in history]
+            coef_path = [c for c, _ in shaped]
+            icpt_path = [i for _, i in shaped]
+            if keep_history and getattr(self, "coef_path_", None) is not None:
+                coef_path = [to_numpy_any(c) for c in self.coef_path_] + coef_path
+                icpt_path = [to_numpy_any(i) for i in self.intercept_path_] + icpt_path
+            arrays["coef_path_"] = np.stack(coef_path)
+            arrays["intercept_path_"] = np.stack(icpt_path)
+        if kind == "torch" and _dispatch_on():
+            # array API dispatch: fitted arrays live with the input data
+            arrays = {k_: to_tensor(v, X.device, tdtype) for k_, v in arrays.items()}
+        for name, value in arrays.items():
+            setattr(self, name, value)
+        prev_curve = list(self.loss_curve_) if keep_history else []
+        self.loss_curve_ = prev_curve + list(result.loss_curve)
         self.n_iter_ = result.n_iter
         self.t_ = result.t
-        self.loss_curve_ = prev_curve + list(result.loss_curve)
         self.eta0_ = eta0
+        self.best_loss_ = result.best_loss
         if validation is not None:
             self.validation_scores_ = list(result.validation_scores)
             self.best_validation_score_ = result.best_validation_score
         else:
             self.validation_scores_ = None
             self.best_validation_score_ = None
-        self.best_loss_ = result.best_loss
-        if history is not None:
-            shaped = [self._shape_params(c, i) for c, i in history]
-            coef_path = [c for c, _ in shaped]
-            icpt_path = [i for _, i in shaped]
-            if partial and not first_call and hasattr(self, "coef_path_"):
-                coef_path = list(self.coef_path_) + coef_path
-                icpt_path = list(self.intercept_path_) + icpt_path
-            self.coef_path_ = np.stack(coef_path)
-            self.intercept_path_ = np.stack(icpt_path)
 
         if callback_ctx is not None:
             callback_ctx.call_on_fit_task_end(
                 estimator=self, X=X, y=y, reconstruction_attributes={}
             )
-        if (
+        if result.interrupted:
+            warnings.warn(
+                f"Fit interrupted by KeyboardInterrupt after {result.n_iter} "
+                "complete epoch(s); keeping the best parameters reached so far "
+                f"(objective {result.best_loss:.6g}).",
+                UserWarning,
+            )
+        elif (
             not partial
             and self.tol is not None
             and not result.converged
@@ -387,11 +420,6 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
         return self
 
     # ---------------------------------------------------------------- parts
-    def _standard_params(self):
-        if getattr(self, "_standard_coef", None) is not None:
-            return self._standard_coef.copy(), self._standard_intercept.copy()
-        return self._coef_matrix()
-
     def _check_inits(self, coef_init, intercept_init, coef0, icpt0, d, k, dtype):
         if coef_init is not None:
             c = np.asarray(coef_init, dtype=dtype)
@@ -516,14 +544,60 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
 
     # -------------------------------------------------------------- predict
     def _decision(self, X):
+        """``X @ coef + intercept`` as (n_samples, n_outputs).
+
+        numpy and sparse input on the CPU is computed with numpy. A tensor, or
+        an explicit accelerator ``device``, is computed by torch on the
+        device; the result is a tensor on the input's device under array API
+        dispatch, else numpy (as scikit-learn returns).
+        """
         check_is_fitted(self)
-        X = validate_data(self, X, reset=False, dtype=[np.float64, np.float32])
-        W, b = self._coef_matrix()
-        W = W.astype(X.dtype, copy=False)
-        b = b.astype(X.dtype, copy=False)
-        return X @ W + b
+        X, kind = validate_predict_input(self, X)
+        state = self._solver_state
+        device = resolve_device(self.device, X)
+        if kind != "torch" and device.type == "cpu":
+            dtype = X.dtype
+            W = state["coef"].astype(dtype, copy=False)
+            b = state["intercept"].astype(dtype, copy=False)
+            return np.asarray(X @ W) + b
+        if kind == "torch":
+            Xt = X.to(device)
+        elif kind == "sparse":
+            Xt = csr_to_torch(X.tocsr(), device, torch_dtype_of(X.dtype))
+        else:
+            Xt = to_tensor(X, device, torch_dtype_of(X.dtype))
+        W, b = self._device_params(device, Xt.dtype)
+        out = Xt @ W + b
+        if kind == "torch" and _dispatch_on():
+            return out.to(X.device)
+        return to_numpy(out)
+
+    def _device_params(self, device, dtype):
+        """Parameters as tensors on ``device``: built once, kept out of pickles."""
+        state = self._solver_state
+        key = (str(device), dtype)
+        cache = state.setdefault("device_cache", {})
+        if key not in cache:
+            cache[key] = (
+                to_tensor(state["coef"], device, dtype),
+                to_tensor(state["intercept"], device, dtype),
+            )
+        return cache[key]
+
+    def __getstate__(self):
+        state = super().__getstate__().copy()
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor):  # fitted under array API dispatch
+                state[key] = to_numpy(value)
+        if isinstance(state.get("_solver_state"), dict):
+            solver = dict(state["_solver_state"])
+            solver["device_cache"] = {}
+            state["_solver_state"] = solver
+        return state
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = True
+        tags.input_tags.sparse = True
+        tags.array_api_support = True
         return tags

@@ -95,3 +95,10 @@ def to_tensor(a, device: torch.device, dtype: torch.dtype | None = None):
 def to_numpy(t: torch.Tensor) -> np.ndarray:
     """A numpy copy of ``t`` (always on the host, detached)."""
     return t.detach().cpu().numpy().copy()
+
+
+def to_numpy_any(a) -> np.ndarray:
+    """numpy view or copy of a numpy array or a tensor on any device."""
+    if isinstance(a, torch.Tensor):
+        return to_numpy(a)
+    return np.asarray(a)

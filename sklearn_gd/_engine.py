@@ -95,6 +95,7 @@ class TrainResult:
     standard_intercept: torch.Tensor | None = None
     optimizer_state: dict | None = None
     converged: bool = False
+    interrupted: bool = False
     lr: float = 0.0
 
 
@@ -238,114 +239,122 @@ def train(
         # the k outputs are k independent problems: minimise their sum
         return objective(values) * k
 
+    interrupted = False
+    epoch = 0
     with torch.no_grad():
-        epoch = 0
-        while epoch < max_iter:
-            if use_lbfgs:
-                lr = schedule.rate(t)
-                set_lr(opt, lr)
-                acc = opt.step(closure) / k
-                wsum = 1.0
-                t += 1
-            else:
-                acc = 0.0
-                wsum = 0.0
-                for idx in oracle.batches():
+        try:
+            while epoch < max_iter:
+                if use_lbfgs:
                     lr = schedule.rate(t)
-                    values, weight, g = oracle.loss_grad(theta, idx)
-                    acc = acc + objective(values) * weight
-                    wsum = wsum + weight
-                    if decoupled:
-                        W.mul_(1.0 - lr * penalty.l2)
-                    else:
-                        penalty.add_gradient_(g[:d], W)
-                    if plain_sgd:
-                        theta.sub_(g, alpha=lr)
-                    else:
-                        set_lr(opt, lr)
-                        theta.grad = g
-                        opt.step()
-                    if l1_value:
-                        scale = prox_scale(optimizer, opt, theta, lr)
-                        if isinstance(scale, torch.Tensor):
-                            scale = scale[:d]
-                        penalty.prox_(W, scale)
-                    if average and t >= average:
-                        avg.add_(theta - avg, alpha=1.0 / (t - average + 1))
+                    set_lr(opt, lr)
+                    acc = opt.step(closure) / k
+                    wsum = 1.0
                     t += 1
-            epoch += 1
-            # the one host synchronisation of the epoch: the mean objective,
-            # with the parameters' sum riding along to catch inf/NaN in them
-            check = torch.stack(
-                [
-                    torch.as_tensor(
-                        acc / wsum, dtype=torch.float64, device=theta.device
-                    ).reshape(()),
-                    theta.sum().to(torch.float64),
-                ]
-            ).tolist()
-            epoch_loss = check[0]
-            if not (math.isfinite(epoch_loss) and math.isfinite(check[1])):
-                if schedule.on_stall():
-                    # shrink the step and redo the epoch from where it started
-                    theta.copy_(epoch_start[0])
-                    t = epoch_start[1]
-                    opt = make_opt()
-                    epoch -= 1
-                    continue
-                raise DivergenceError(_divergence_message(epoch, epoch_loss, lr))
-            if epoch_loss < best_loss:
-                # the parameters this epoch's loss was measured at (exactly so
-                # for the full batch): where "adaptive" restarts after a stall
-                best_start = epoch_start
-            epoch_start = (theta.clone(), t)
-            n_iter = epoch
-            loss_curve.append(epoch_loss)
+                else:
+                    acc = 0.0
+                    wsum = 0.0
+                    for idx in oracle.batches():
+                        lr = schedule.rate(t)
+                        values, weight, g = oracle.loss_grad(theta, idx)
+                        acc = acc + objective(values) * weight
+                        wsum = wsum + weight
+                        if decoupled:
+                            W.mul_(1.0 - lr * penalty.l2)
+                        else:
+                            penalty.add_gradient_(g[:d], W)
+                        if plain_sgd:
+                            theta.sub_(g, alpha=lr)
+                        else:
+                            set_lr(opt, lr)
+                            theta.grad = g
+                            opt.step()
+                        if l1_value:
+                            scale = prox_scale(optimizer, opt, theta, lr)
+                            if isinstance(scale, torch.Tensor):
+                                scale = scale[:d]
+                            penalty.prox_(W, scale)
+                        if average and t >= average:
+                            avg.add_(theta - avg, alpha=1.0 / (t - average + 1))
+                        t += 1
+                epoch += 1
+                # the one host synchronisation of the epoch: the mean objective,
+                # with the parameters' sum riding along to catch inf/NaN in them
+                check = torch.stack(
+                    [
+                        torch.as_tensor(
+                            acc / wsum, dtype=torch.float64, device=theta.device
+                        ).reshape(()),
+                        theta.sum().to(torch.float64),
+                    ]
+                ).tolist()
+                epoch_loss = check[0]
+                if not (math.isfinite(epoch_loss) and math.isfinite(check[1])):
+                    if schedule.on_stall():
+                        # shrink the step and redo the epoch from where it started
+                        theta.copy_(epoch_start[0])
+                        t = epoch_start[1]
+                        opt = make_opt()
+                        epoch -= 1
+                        continue
+                    raise DivergenceError(_divergence_message(epoch, epoch_loss, lr))
+                if epoch_loss < best_loss:
+                    # the parameters this epoch's loss was measured at (exactly so
+                    # for the full batch): where "adaptive" restarts after a stall
+                    best_start = epoch_start
+                epoch_start = (theta.clone(), t)
+                n_iter = epoch
+                loss_curve.append(epoch_loss)
 
-            cur = avg if average and t - 1 >= average else theta
-            score = None
-            if validation is not None:
-                score = float(validation.score(cur[:d], bias(cur)))
-                scores.append(score)
-                if score < best_score + tol_:
+                cur = avg if average and t - 1 >= average else theta
+                score = None
+                if validation is not None:
+                    score = float(validation.score(cur[:d], bias(cur)))
+                    scores.append(score)
+                    if score < best_score + tol_:
+                        no_improvement += 1
+                    else:
+                        no_improvement = 0
+                    if score > best_score:
+                        best_score = score
+                        best_params = cur.clone()
+                elif epoch_loss > best_loss - tol_:
                     no_improvement += 1
                 else:
                     no_improvement = 0
-                if score > best_score:
-                    best_score = score
-                    best_params = cur.clone()
-            elif epoch_loss > best_loss - tol_:
-                no_improvement += 1
-            else:
-                no_improvement = 0
-            best_loss = min(best_loss, epoch_loss)
+                best_loss = min(best_loss, epoch_loss)
 
-            stop = False
-            if on_epoch is not None:
-                info = EpochInfo(
-                    epoch=epoch,
-                    loss=epoch_loss,
-                    validation_score=score,
-                    coef=cur[:d],
-                    intercept=bias(cur),
-                    t=t,
-                    lr=lr,
-                    elapsed=time.perf_counter() - start,
-                )
-                stop = bool(on_epoch(info))
-            if no_improvement >= n_iter_no_change:
-                if schedule.on_stall():
-                    no_improvement = 0
-                    if validation is None and epoch_loss > best_loss:
-                        # the objective grew: restart from the best point with
-                        # the smaller step instead of from wherever it went
-                        theta.copy_(best_start[0])
-                        opt = make_opt()
-                else:
-                    converged = True
-                    stop = True
-            if stop:
-                break
+                stop = False
+                if on_epoch is not None:
+                    info = EpochInfo(
+                        epoch=epoch,
+                        loss=epoch_loss,
+                        validation_score=score,
+                        coef=cur[:d],
+                        intercept=bias(cur),
+                        t=t,
+                        lr=lr,
+                        elapsed=time.perf_counter() - start,
+                    )
+                    stop = bool(on_epoch(info))
+                if no_improvement >= n_iter_no_change:
+                    if schedule.on_stall():
+                        no_improvement = 0
+                        if validation is None and epoch_loss > best_loss:
+                            # the objective grew: restart from the best point with
+                            # the smaller step instead of from wherever it went
+                            theta.copy_(best_start[0])
+                            opt = make_opt()
+                    else:
+                        converged = True
+                        stop = True
+                if stop:
+                    break
+        except KeyboardInterrupt:
+            # keep the best parameters reached so far; the caller warns
+            interrupted = True
+            if validation is None:
+                theta.copy_(best_start[0] if loss_curve else epoch_start[0])
+            average = 0  # the running average may be mid-update: drop it
 
     out = avg if average and t - 1 >= average else theta
     if validation is not None and best_params is not None:
@@ -365,5 +374,6 @@ def train(
         standard_intercept=bias(theta).clone(),
         optimizer_state=None if opt is None else opt.state_dict(),
         converged=converged,
+        interrupted=interrupted,
         lr=lr,
     )

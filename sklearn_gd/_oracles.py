@@ -18,7 +18,10 @@ Two implementations give the same answers (up to rounding):
 from __future__ import annotations
 
 import math
+import warnings
 
+import numpy as np
+import scipy.sparse as sp
 import torch
 
 from ._losses import Loss, SquaredError
@@ -90,6 +93,11 @@ class DirectOracle:
     def full_batch(self):
         return slice(0, self.n_samples)
 
+    def _rows(self, idx):
+        """The batch's rows of X and their transpose."""
+        Xb = self.X[idx]
+        return Xb, Xb.T
+
     def loss_grad(self, theta, idx, need_grad=True):
         """Weighted mean loss per output, batch weight, and gradient.
 
@@ -100,7 +108,8 @@ class DirectOracle:
         so that epoch averages need no host synchronisation), ``grad`` shaped
         like ``theta``.
         """
-        Xb, Yb = self.X[idx], self.Y[idx]
+        Xb, XbT = self._rows(idx)
+        Yb = self.Y[idx]
         d = Xb.shape[1]
         W = theta[:d]
         P = torch.addmm(theta[d], Xb, W) if self.fit_intercept else Xb @ W
@@ -118,9 +127,9 @@ class DirectOracle:
                 return values, weight, None
             D = self.loss.derivative(Yb, P) * (sb / weight)
         if not self.fit_intercept:
-            return values, weight, Xb.T @ D
+            return values, weight, XbT @ D
         grad = torch.empty_like(theta)
-        torch.matmul(Xb.T, D, out=grad[:d])
+        grad[:d] = XbT @ D
         torch.sum(D, 0, out=grad[d])
         return values, weight, grad
 
@@ -152,6 +161,71 @@ class DirectOracle:
                 norms = norms * sw[sl] * (n / wsum)
             max_row = max(max_row, float(norms.max()))
         return matvec, max_row
+
+
+def csr_to_torch(X, device, dtype) -> torch.Tensor:
+    """A scipy CSR matrix (or array) as a torch sparse CSR tensor."""
+    with warnings.catch_warnings():
+        # torch flags its sparse CSR support as beta at every construction
+        warnings.simplefilter("ignore", UserWarning)
+        t = torch.sparse_csr_tensor(
+            torch.from_numpy(X.indptr.astype(np.int64)),
+            torch.from_numpy(X.indices.astype(np.int64)),
+            torch.from_numpy(np.asarray(X.data)),
+            size=X.shape,
+            dtype=dtype,
+            check_invariants=False,
+        )
+    return t.to(device)
+
+
+class SparseOracle(DirectOracle):
+    """:class:`DirectOracle` for a scipy.sparse ``X``, never densified.
+
+    The full batch lives on the device as torch sparse CSR tensors of ``X``
+    and ``X'`` (the transpose is kept as its own CSR so that both products are
+    row-major). Minibatches slice the host CSR matrix and ship only the
+    batch's non-zeros.
+    """
+
+    def __init__(self, Xs, Y, sample_weight, loss, *, device, dtype, **kwargs):
+        self.Xs = Xs
+        X = csr_to_torch(Xs, device, dtype)
+        self.XT = csr_to_torch(Xs.T.tocsr(), device, dtype)
+        super().__init__(X, Y, sample_weight, loss, **kwargs)
+        self._dtype, self._device = dtype, device
+
+    def _rows(self, idx):
+        if isinstance(idx, slice) and idx.start == 0 and idx.stop >= self.n_samples:
+            return self.X, self.XT
+        rows = idx if isinstance(idx, slice) else idx.cpu().numpy()
+        sub = self.Xs[rows]
+        return (
+            csr_to_torch(sub, self._device, self._dtype),
+            csr_to_torch(sub.T.tocsr(), self._device, self._dtype),
+        )
+
+    def matvec_stats(self):
+        X, XT, sw, fi = self.X, self.XT, self.sw, self.fit_intercept
+        n, d = X.shape
+        wsum = float(n) if sw is None else float(sw.sum())
+
+        def matvec(v):
+            r = X @ v[:d]
+            if fi:
+                r = r + v[-1]
+            if sw is not None:
+                r = r * sw
+            out = torch.empty_like(v)
+            out[:d] = XT @ r
+            if fi:
+                out[-1] = r.sum()
+            return out / wsum
+
+        norms = np.asarray(self.Xs.multiply(self.Xs).sum(1)).ravel() + float(fi)
+        if sw is not None:
+            norms = norms * sw.cpu().numpy() * (n / wsum)
+        return matvec, float(norms.max())
 
 
 class GramOracle:
@@ -281,7 +355,8 @@ def choose_oracle(
     batch_size,
     shuffle,
     generator,
-    sparse=False,
+    device=None,
+    dtype=None,
 ):
     """Pick the cheaper oracle for the problem (a small cost model).
 
@@ -292,16 +367,17 @@ def choose_oracle(
     itself becomes the cost, so the direct path is kept.
     """
     n, d = X.shape
-    full = batch_size is None or batch_size >= n
-    if type(loss) is SquaredError and full and not sparse and d + 1 <= min(n, 2048):
-        return GramOracle(X, Y, sample_weight, fit_intercept=fit_intercept)
-    return DirectOracle(
-        X,
-        Y,
-        sample_weight,
-        loss,
+    kwargs = dict(
         fit_intercept=fit_intercept,
         batch_size=batch_size,
         shuffle=shuffle,
         generator=generator,
     )
+    if sp.issparse(X):
+        return SparseOracle(
+            X, Y, sample_weight, loss, device=device, dtype=dtype, **kwargs
+        )
+    full = batch_size is None or batch_size >= n
+    if type(loss) is SquaredError and full and d + 1 <= min(n, 2048):
+        return GramOracle(X, Y, sample_weight, fit_intercept=fit_intercept)
+    return DirectOracle(X, Y, sample_weight, loss, **kwargs)

@@ -288,22 +288,13 @@ class TorchSGDRegressor(RegressorMixin, BaseTorchSGD):
         self.device = device
         self.record_history = record_history
 
-    # ------------------------------------------------------------- targets
-    def _prepare_targets(self, y, dtype, first_call):
-        y = np.asarray(y, dtype=dtype)
-        if first_call:
-            self._y_ndim = y.ndim
-        return np.ascontiguousarray(y.reshape(y.shape[0], -1))
-
+    # ------------------------------------------------------------- shapes
     def _shape_params(self, coef, intercept):
-        # coef: (n_features, k), intercept: (k,)
-        if self._y_ndim == 1:
+        # coef: (n_features, k), intercept: (k,); a 1-D y keeps SGDRegressor's
+        # shapes, a 2-D y Ridge's
+        if self._solver_state_y_ndim() == 1:
             return np.ascontiguousarray(coef[:, 0]), intercept.reshape(1)
         return np.ascontiguousarray(coef.T), intercept
-
-    def _coef_matrix(self):
-        coef = self.coef_[:, None] if self.coef_.ndim == 1 else self.coef_.T
-        return coef, self.intercept_
 
     # ------------------------------------------------------------- public
     @_fit_context(prefer_skip_nested_validation=True)
@@ -367,4 +358,4 @@ class TorchSGDRegressor(RegressorMixin, BaseTorchSGD):
             In the dtype of ``X`` (float32 or float64).
         """
         out = self._decision(X)
-        return out[:, 0] if self._y_ndim == 1 else out
+        return out[:, 0] if self._solver_state["y_ndim"] == 1 else out

@@ -33,6 +33,10 @@ def expected_failed_checks(estimator):
             "sample_weight is not equivalent to removing/repeating samples "
             "with minibatches."
         ),
+        "check_sample_weight_equivalence_on_sparse_data": (
+            "sample_weight is not equivalent to removing/repeating samples "
+            "with minibatches."
+        ),
     }
 
 

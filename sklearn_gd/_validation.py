@@ -1,0 +1,197 @@
+"""Input validation for numpy, scipy.sparse and torch inputs.
+
+numpy-like and sparse inputs go through scikit-learn's ``validate_data``.
+torch tensors are checked here, on their own device, so that a CUDA tensor is
+never copied to the host to be validated; the checks and messages mirror
+``check_array``'s.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+import torch
+from sklearn.utils.validation import (
+    _check_feature_names,
+    _check_n_features,
+    _check_sample_weight,
+    validate_data,
+)
+
+__all__ = ["Inputs", "validate_fit_inputs", "validate_predict_input"]
+
+_FLOATS = (torch.float32, torch.float64)
+
+
+@dataclass
+class Inputs:
+    """Validated training data, still in its own container."""
+
+    X: object  # np.ndarray, scipy CSR, or torch.Tensor
+    Y: object  # 2-D, same family as X (a tensor on X's device for tensors)
+    sample_weight: object  # 1-D or None
+    kind: str  # "numpy", "sparse" or "torch"
+    dtype: np.dtype  # float32 or float64
+    y_ndim: int
+
+
+def np_dtype_of(t: torch.dtype) -> np.dtype:
+    return np.dtype(np.float32) if t == torch.float32 else np.dtype(np.float64)
+
+
+def torch_dtype_of(d) -> torch.dtype:
+    return torch.float32 if np.dtype(d) == np.float32 else torch.float64
+
+
+def _check_finite_tensor(t: torch.Tensor, name: str) -> None:
+    if not bool(torch.isfinite(t).all()):
+        what = "NaN" if bool(torch.isnan(t).any()) else "infinity or a value too large"
+        raise ValueError(f"Input {name} contains {what}.")
+
+
+def _tensor_float(t: torch.Tensor, name: str, dtype=None) -> torch.Tensor:
+    if t.is_complex():
+        raise ValueError(f"Complex data not supported: {name} is {t.dtype}.")
+    if dtype is not None:
+        return t.to(dtype)
+    return t if t.dtype in _FLOATS else t.to(torch.float64)
+
+
+def _validate_tensor_X(estimator, X: torch.Tensor, *, reset: bool, dtype=None):
+    if X.ndim != 2:
+        raise ValueError(
+            f"Expected 2D array, got {X.ndim}D tensor instead. Reshape your data "
+            "either using X.reshape(-1, 1) if your data has a single feature or "
+            "X.reshape(1, -1) if it contains a single sample."
+        )
+    X = _tensor_float(X, "X", dtype)
+    n, d = X.shape
+    if n < 1:
+        raise ValueError(
+            f"Found array with 0 sample(s) (shape={tuple(X.shape)}) while a minimum "
+            "of 1 is required."
+        )
+    if d < 1:
+        raise ValueError(
+            f"Found array with 0 feature(s) (shape={tuple(X.shape)}) while a "
+            "minimum of 1 is required."
+        )
+    _check_feature_names(estimator, X, reset=reset)
+    _check_n_features(estimator, X, reset=reset)
+    _check_finite_tensor(X, "X")
+    return X.contiguous()
+
+
+def _as_tensor_like(a, X: torch.Tensor, name: str) -> torch.Tensor:
+    if isinstance(a, torch.Tensor):
+        t = a
+    else:
+        arr = np.asarray(a)
+        if arr.dtype.kind not in "biuf":
+            raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}.")
+        t = torch.from_numpy(np.array(arr, dtype=np.float64))
+    if t.is_complex():
+        raise ValueError(f"Complex data not supported: {name} is {t.dtype}.")
+    return t.to(device=X.device, dtype=X.dtype)
+
+
+def _validate_tensor_inputs(estimator, X, y, sample_weight, *, reset, dtype):
+    if not isinstance(X, torch.Tensor):
+        X = torch.as_tensor(np.asarray(X))
+    X = _validate_tensor_X(estimator, X, reset=reset, dtype=dtype)
+    if y is None:
+        raise ValueError(
+            f"{type(estimator).__name__} requires y to be passed, but the target y "
+            "is None."
+        )
+    Y = _as_tensor_like(y, X, "y")
+    if Y.ndim not in (1, 2):
+        raise ValueError(f"y must be 1-D or 2-D, got {Y.ndim} dimensions.")
+    if Y.shape[0] != X.shape[0]:
+        raise ValueError(
+            "Found input variables with inconsistent numbers of samples: "
+            f"[{X.shape[0]}, {Y.shape[0]}]"
+        )
+    _check_finite_tensor(Y, "y")
+    sw = None
+    if sample_weight is not None:
+        sw = _as_tensor_like(sample_weight, X, "sample_weight")
+        if sw.ndim == 0:
+            sw = sw.expand(X.shape[0]).clone()
+        if sw.shape != (X.shape[0],):
+            raise ValueError(
+                f"sample_weight.shape == {tuple(sw.shape)}, expected {(X.shape[0],)}!"
+            )
+        _check_finite_tensor(sw, "sample_weight")
+        if bool((sw < 0).any()):
+            raise ValueError("Negative values in data passed to `sample_weight`.")
+        if not bool((sw > 0).any()):
+            raise ValueError(
+                "Sample weights must contain at least one non-zero number."
+            )
+    y_ndim = Y.ndim
+    return Inputs(
+        X,
+        Y.reshape(X.shape[0], -1).contiguous(),
+        sw,
+        "torch",
+        np_dtype_of(X.dtype),
+        y_ndim,
+    )
+
+
+def validate_fit_inputs(
+    estimator, X, y, sample_weight=None, *, reset=True, dtype=None
+) -> Inputs:
+    """Validate ``X``, ``y`` and ``sample_weight`` for fit or partial_fit.
+
+    ``dtype`` forces a float dtype (partial_fit keeps its first call's).
+    """
+    if isinstance(X, torch.Tensor) or isinstance(y, torch.Tensor):
+        tdtype = None if dtype is None else torch_dtype_of(dtype)
+        return _validate_tensor_inputs(
+            estimator, X, y, sample_weight, reset=reset, dtype=tdtype
+        )
+    X, y = validate_data(
+        estimator,
+        X,
+        y,
+        reset=reset,
+        dtype=[np.float64, np.float32] if dtype is None else dtype,
+        order="C",
+        multi_output=True,
+        y_numeric=True,
+        accept_sparse=["csr", "csc", "coo"],
+        accept_large_sparse=True,
+    )
+    kind = "numpy"
+    if sp.issparse(X):
+        X = X.tocsr()
+        X.sort_indices()
+        kind = "sparse"
+    y = np.asarray(y, dtype=X.dtype)
+    y_ndim = y.ndim
+    Y = np.ascontiguousarray(y.reshape(y.shape[0], -1))
+    sw = None
+    if sample_weight is not None:
+        sw = _check_sample_weight(
+            sample_weight, X, dtype=X.dtype, ensure_non_negative=True
+        )
+    return Inputs(X, Y, sw, kind, np.dtype(X.dtype), y_ndim)
+
+
+def validate_predict_input(estimator, X):
+    """Validate ``X`` for predict; returns ``(X, kind)``."""
+    if isinstance(X, torch.Tensor):
+        return _validate_tensor_X(estimator, X, reset=False), "torch"
+    X = validate_data(
+        estimator,
+        X,
+        reset=False,
+        dtype=[np.float64, np.float32],
+        accept_sparse=["csr", "csc", "coo"],
+        accept_large_sparse=True,
+    )
+    return X, ("sparse" if sp.issparse(X) else "numpy")

@@ -1,0 +1,190 @@
+"""Data where it lives: torch tensors, array API dispatch, sparse input, devices."""
+
+import pickle
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import sklearn
+import torch
+from numpy.testing import assert_allclose, assert_array_equal
+from sklearn.model_selection import GridSearchCV, cross_val_score
+
+from sklearn_gd import TorchSGDRegressor
+from sklearn_gd._data import resolve_device
+
+CUDA = pytest.mark.gpu
+
+
+@pytest.fixture
+def data32(regression_data):
+    X, y = regression_data
+    return X.astype(np.float32), y.astype(np.float32)
+
+
+# ------------------------------------------------------------------ tensors
+def test_tensor_input_matches_numpy(data32):
+    X, y = data32
+    params = dict(max_iter=30, tol=None)
+    ref = TorchSGDRegressor(**params).fit(X, y)
+    reg = TorchSGDRegressor(**params).fit(torch.from_numpy(X), torch.from_numpy(y))
+    assert reg.coef_.dtype == np.float32  # float32 in, float32 out
+    # the same computation on the same device: identical up to float32 rounding
+    assert_allclose(reg.coef_, ref.coef_, rtol=1e-6)
+    pred = reg.predict(torch.from_numpy(X))
+    assert isinstance(pred, np.ndarray) and pred.dtype == np.float32
+    # sample weights as a tensor too
+    w = torch.ones(200)
+    reg.fit(torch.from_numpy(X), torch.from_numpy(y), sample_weight=w)
+    assert_allclose(reg.coef_, ref.coef_, rtol=1e-6)
+
+
+def test_tensor_training_uses_the_tensor_in_place(data32, monkeypatch):
+    X, y = data32
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    seen = {}
+    import sklearn_gd._base as base
+
+    real = base.choose_oracle
+
+    def spy(Xa, *args, **kwargs):
+        seen["ptr"] = Xa.data_ptr()
+        return real(Xa, *args, **kwargs)
+
+    monkeypatch.setattr(base, "choose_oracle", spy)
+    TorchSGDRegressor(max_iter=2, tol=None).fit(Xt, yt)
+    assert seen["ptr"] == Xt.data_ptr()  # no copy of X
+
+
+def test_array_api_dispatch_returns_tensors(data32):
+    X, y = data32
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    with sklearn.config_context(array_api_dispatch=True):
+        reg = TorchSGDRegressor(max_iter=20, tol=None).fit(Xt, yt)
+        pred = reg.predict(Xt)
+        assert isinstance(pred, torch.Tensor) and pred.dtype == torch.float32
+        assert isinstance(reg.coef_, torch.Tensor)
+        assert reg.score(Xt, yt) > 0.9
+    # a pickle holds numpy only, and predicts without dispatch
+    copy = pickle.loads(pickle.dumps(reg))
+    assert isinstance(copy.coef_, np.ndarray)
+    # numpy and torch matmul round differently in float32: |y| ~ 10 gives
+    # absolute differences of a few ulps (~1e-6)
+    assert_allclose(copy.predict(X), pred.numpy(), rtol=1e-6, atol=1e-5)
+
+
+def test_tensor_errors(data32):
+    X, y = data32
+    Xt = torch.from_numpy(X).clone()
+    Xt[3, 1] = float("nan")
+    with pytest.raises(ValueError, match="Input X contains NaN"):
+        TorchSGDRegressor().fit(Xt, torch.from_numpy(y))
+    with pytest.raises(ValueError, match="inconsistent numbers of samples"):
+        TorchSGDRegressor().fit(torch.from_numpy(X), torch.from_numpy(y[:10]))
+    with pytest.raises(ValueError, match="Expected 2D array"):
+        TorchSGDRegressor().fit(torch.from_numpy(y), torch.from_numpy(y))
+    reg = TorchSGDRegressor(max_iter=3).fit(torch.from_numpy(X), torch.from_numpy(y))
+    with pytest.raises(ValueError, match="expecting 5 features"):
+        reg.predict(torch.from_numpy(X[:, :2]))
+
+
+# ------------------------------------------------------------------- sparse
+@pytest.mark.parametrize("fmt", ["csr", "csc", "coo"])
+@pytest.mark.parametrize("container", [sp.csr_matrix, sp.csr_array])
+def test_sparse_equals_dense(fmt, container):
+    rng = np.random.RandomState(0)
+    Xd = sp.random(300, 20, density=0.2, random_state=rng).toarray()
+    y = Xd @ rng.randn(20) + 0.1 * rng.randn(300)
+    Xs = container(Xd).asformat(fmt)
+    for params in (
+        dict(max_iter=50, tol=None),  # full batch
+        dict(max_iter=5, tol=None, batch_size=32, shuffle=False),
+        dict(max_iter=5, tol=None, batch_size=32, random_state=0, loss="huber"),
+    ):
+        dense = TorchSGDRegressor(**params).fit(Xd, y)
+        sparse = TorchSGDRegressor(**params).fit(Xs, y)
+        # same arithmetic up to summation order: 1e-6 relative (float64 data;
+        # the dense full-batch path goes through the Gram matrix)
+        assert_allclose(sparse.coef_, dense.coef_, rtol=1e-6, atol=1e-9)
+        assert_allclose(sparse.predict(Xs), dense.predict(Xd), rtol=1e-6, atol=1e-9)
+
+
+def test_sparse_is_not_densified(monkeypatch):
+    Xs = sp.random(200, 50, density=0.05, format="csr", random_state=0)
+    y = np.arange(200.0)
+    monkeypatch.setattr(sp.csr_matrix, "toarray", lambda *a, **k: 1 / 0)
+    reg = TorchSGDRegressor(max_iter=3, tol=None, early_stopping=True).fit(Xs, y)
+    assert reg.predict(Xs).shape == (200,)
+
+
+# ------------------------------------------------------------------ devices
+def test_auto_device_without_accelerator():
+    if torch.cuda.is_available():
+        assert resolve_device("auto").type == "cuda"
+    else:
+        assert resolve_device("auto").type in ("cpu", "mps")
+    assert resolve_device(None, torch.zeros(1)).type == "cpu"
+    assert resolve_device(None, np.zeros(1)).type == "cpu"
+
+
+def test_cpu_device_grid_search_with_tensors(data32):
+    X, y = data32
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    reg = TorchSGDRegressor(device="cpu", max_iter=20)
+    search = GridSearchCV(reg, {"alpha": [1e-4, 1e-2]}, cv=3).fit(Xt, yt)
+    assert search.best_score_ > 0.9
+    assert cross_val_score(reg, Xt, yt, cv=3).min() > 0.9
+
+
+@CUDA
+def test_cuda_tensor_in_cuda_tensor_out(data32):
+    X, y = data32
+    Xc, yc = torch.from_numpy(X).cuda(), torch.from_numpy(y).cuda()
+    with sklearn.config_context(array_api_dispatch=True):
+        reg = TorchSGDRegressor(max_iter=20, tol=None).fit(Xc, yc)
+        pred = reg.predict(Xc)
+    assert pred.is_cuda and reg.coef_.is_cuda
+    ref = TorchSGDRegressor(max_iter=20, tol=None).fit(X, y)
+    assert_allclose(pred.cpu().numpy(), ref.predict(X), rtol=1e-4, atol=1e-5)
+    # without dispatch: numpy out, computed on the GPU
+    out = TorchSGDRegressor(max_iter=20, tol=None).fit(Xc, yc).predict(Xc)
+    assert isinstance(out, np.ndarray)
+
+
+@CUDA
+def test_cuda_pickle_round_trip(data32):
+    X, y = data32
+    reg = TorchSGDRegressor(device="cuda", max_iter=20, tol=None).fit(X, y)
+    copy = pickle.loads(pickle.dumps(reg.set_params(device=None)))
+    assert isinstance(copy.coef_, np.ndarray)
+    assert_allclose(copy.predict(X), reg.predict(X), rtol=1e-6)
+    cpu = TorchSGDRegressor(max_iter=20, tol=None).fit(X, y)
+    assert_allclose(
+        cpu.set_params(device="cuda").predict(X),
+        cpu.set_params(device="cpu").predict(X),
+        rtol=1e-5,
+    )
+
+
+@CUDA
+@pytest.mark.parametrize("n_jobs", [1, 2])
+def test_cuda_grid_search(data32, n_jobs):
+    X, y = data32
+    search = GridSearchCV(
+        TorchSGDRegressor(device="cuda", max_iter=20),
+        {"alpha": [1e-4, 1e-2]},
+        cv=3,
+        n_jobs=n_jobs,
+    ).fit(X, y)
+    assert search.best_score_ > 0.9
+
+
+def test_pickle_has_no_tensors(data32):
+    X, y = data32
+    reg = TorchSGDRegressor(
+        max_iter=5, optimizer="adam", batch_size=50, random_state=0
+    ).fit(X, y)
+    reg.set_params(device="cpu").predict(torch.from_numpy(X))  # fills the cache
+    blob = pickle.dumps(reg)
+    assert b"torch" not in blob
+    assert_array_equal(pickle.loads(blob).predict(X), reg.predict(X))
