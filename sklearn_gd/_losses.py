@@ -121,7 +121,11 @@ class Quantile(Loss):
         # subgradient, and 0 keeps an exact fit in place.
         r = y - p
         q = self.quantile
-        return torch.where(r > 0, -q, torch.where(r < 0, 1.0 - q, 0.0)).to(r.dtype)
+        # scalars as tensors of r's dtype: torch.where would otherwise build
+        # the result in float32 and round q in float64 fits
+        below = torch.full_like(r, -q)
+        above = torch.full_like(r, 1.0 - q)
+        return torch.where(r > 0, below, torch.where(r < 0, above, torch.zeros_like(r)))
 
 
 class AbsoluteError(Quantile):

@@ -21,17 +21,8 @@ from sklearn_gd.gradcheck import (
 AUTOGRAD_ATOL = 1e-12
 FD_ATOL = 1e-7
 
-QUANTILE_FLOAT32 = pytest.mark.xfail(
-    strict=True,
-    reason="Quantile.derivative builds -q and 1 - q with torch.where on Python "
-    "scalars, in the default float32, so in float64 it is off by ~1e-8.",
-)
 
-
-@pytest.mark.parametrize(
-    "name",
-    [pytest.param(n, marks=QUANTILE_FLOAT32) if n == "quantile" else n for n in LOSSES],
-)
+@pytest.mark.parametrize("name", list(LOSSES))
 def test_every_loss_matches_autograd(name):
     res = check_loss_gradients(name)
     assert res.autograd_error <= AUTOGRAD_ATOL
