@@ -65,6 +65,9 @@ def build_optimizer(
             params,
             lr=lr,
             max_iter=1,
+            # one iteration per call, but a full strong-Wolfe search: torch's
+            # default max_eval (max_iter * 5 // 4 = 1) would leave it none
+            max_eval=25,
             history_size=history_size,
             line_search_fn="strong_wolfe",
             tolerance_grad=0.0,
@@ -81,9 +84,14 @@ def set_lr(optimizer, lr: float) -> None:
 def prox_scale(name, optimizer, param, lr):
     """The step that multiplied ``param``'s gradient in the last update.
 
-    Plain and momentum SGD take the scalar ``lr``; Adam and AdamW take
-    ``lr / (sqrt(v_hat) + eps)`` per coordinate.
+    Plain SGD takes the scalar ``lr``; SGD with momentum ``m`` (heavy-ball or
+    Nesterov) moves ``lr / (1 - m)`` times the gradient at a fixed point, so
+    its L1 step must be as long for the fixed point to be the penalised
+    optimum; Adam and AdamW take ``lr / (sqrt(v_hat) + eps)`` per coordinate.
     """
+    if name == "sgd" and optimizer is not None:
+        momentum = optimizer.param_groups[0].get("momentum", 0.0)
+        return lr / (1.0 - momentum)
     if name in ("adam", "adamw"):
         state = optimizer.state.get(param)
         if state and "exp_avg_sq" in state:

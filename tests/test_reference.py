@@ -449,19 +449,7 @@ def test_ridge_conversion_is_stationary():
     np.testing.assert_allclose(grad, 0, atol=1e-12)
 
 
-# ----------------------------------------------------- known core bugs
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "core bug: build_optimizer('lbfgs') makes torch.optim.LBFGS with "
-        "max_iter=1 and the default max_eval=max_iter*5//4=1, so the strong-"
-        "Wolfe search gets max_ls=0: a step of eta0 is taken if it decreases "
-        "the objective, else t=0 and L-BFGS never moves again (the memory is "
-        "not updated at s=0). Only the adaptive schedule's rate cuts get it "
-        "out; with learning_rate='constant' it stays stuck."
-    ),
-)
+# ---------------------------------------------- L-BFGS and momentum + L1
 @pytest.mark.parametrize(
     "loss, params",
     [
@@ -485,15 +473,6 @@ def test_lbfgs_line_search_reaches_optimum(loss, params):
     assert estimator_objective(ours, X, y) <= f_gd * (1 + RTOL)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason=(
-        "core bug: with momentum, SGD's step on the gradient is lr / (1 - "
-        "momentum) at a fixed point, but the L1 prox uses lr, so the fixed "
-        "point is the Lasso with alpha * (1 - momentum)"
-    ),
-)
 @pytest.mark.parametrize("nesterov", [False, True])
 def test_momentum_with_l1_matches_lasso(nesterov):
     X, y = diabetes()
