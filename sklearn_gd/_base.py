@@ -129,6 +129,9 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
     }
 
     # ---------------------------------------------------------------- hooks
+    # how the early-stopping set is scored (R^2; classifiers: accuracy)
+    _validation_class = Validation
+
     def _prepare_targets(self, Y, first_call):
         """Targets as the float matrix (n_samples, n_outputs) the engine fits."""
         return Y
@@ -258,7 +261,7 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
                 if kind == "sparse"
                 else to_tensor(Xv, device, tdtype)
             )
-            validation = Validation(
+            validation = self._validation_class(
                 Xv_t,
                 to_tensor(Yv, device, tdtype),
                 None if swv is None else to_tensor(swv, device, tdtype),
@@ -333,6 +336,7 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
             init=init,
             validation=validation,
             on_epoch=self._epoch_hook(history, callback_ctx, X, y),
+            joint_outputs=loss.joint,
         )
 
         # -------- commit (only now is the estimator's state touched)

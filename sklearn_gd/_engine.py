@@ -26,7 +26,14 @@ import torch
 
 from ._optimizers import build_optimizer, prox_scale, set_lr
 
-__all__ = ["DivergenceError", "TrainResult", "TrainState", "Validation", "train"]
+__all__ = [
+    "AccuracyValidation",
+    "DivergenceError",
+    "TrainResult",
+    "TrainState",
+    "Validation",
+    "train",
+]
 
 
 class DivergenceError(ValueError):
@@ -75,6 +82,24 @@ class Validation:
             (sse == 0).to(sse.dtype),
         )
         return r2.mean()
+
+
+class AccuracyValidation(Validation):
+    """Held-out data for early stopping, scored by (weighted) accuracy.
+
+    ``Y`` holds one column per class (+1 for the sample's class, -1 or 0
+    elsewhere), or a single {-1, +1} column for a binary problem; the
+    predicted class is the largest column, or the sign of the single one.
+    """
+
+    def score(self, W, b) -> torch.Tensor:
+        P = self.X @ W + b
+        if P.shape[1] == 1:
+            hit = (P > 0) == (self.Y > 0)
+        else:
+            hit = (P.argmax(1) == self.Y.argmax(1))[:, None]
+        w = self._w
+        return (hit.to(w.dtype) * w).sum() / w.sum()
 
 
 @dataclass
@@ -137,6 +162,7 @@ def train(
     init: TrainState,
     validation: Validation | None = None,
     on_epoch=None,
+    joint_outputs=False,
 ) -> TrainResult:
     """Minimise ``oracle`` data term + ``penalty`` from ``init``.
 
@@ -159,11 +185,17 @@ def train(
         are averaged (averaged SGD).
     init : TrainState
     validation : Validation or None
-        Early stopping on the validation R^2 when given; the best parameters
-        seen are restored at the end.
+        Early stopping on the validation score (R^2, or accuracy for
+        :class:`AccuracyValidation`) when given; the best parameters seen are
+        restored at the end.
     on_epoch : callable or None
         Called with an :class:`EpochInfo` after each epoch; returning True
         stops the training.
+    joint_outputs : bool
+        False: the outputs are independent problems, and the reported
+        objective is their mean. True: they form one problem (a joint loss
+        such as softmax cross-entropy), and the reported objective is the sum
+        of the data terms plus the penalty of the whole matrix.
 
     Raises
     ------
@@ -225,19 +257,20 @@ def train(
     l1_value = penalty.l1 > 0
 
     def objective(values):
+        # mean over outputs of data term + penalty (times k for a joint loss)
         obj = values.mean()
         if l2_value:
             obj = obj + (0.5 * penalty.l2 / k) * (W * W).sum()
         if l1_value:
             obj = obj + (penalty.l1 / k) * W.abs().sum()
-        return obj
+        return obj * k if joint_outputs else obj
 
     def closure():
         values, _, g = oracle.loss_grad(theta, oracle.full_batch())
         penalty.add_gradient_(g[:d], W)
         theta.grad = g
-        # the k outputs are k independent problems: minimise their sum
-        return objective(values) * k
+        # k independent problems or one joint one: minimise the sum
+        return objective(values) if joint_outputs else objective(values) * k
 
     interrupted = False
     epoch = 0
