@@ -4,15 +4,21 @@ Each loss is a tiny object with two methods, ``value`` and ``derivative``, both
 elementwise over predictions ``p`` and targets ``y`` of the same shape. The
 engine combines them with sample weights and the design matrix; nothing here
 knows about batching, devices or estimators. Definitions follow scikit-learn's
-``SGDRegressor`` (``sklearn/linear_model/_sgd_fast.pyx``) so that ``alpha`` and
-``eta0`` mean the same thing in both packages.
+``SGDRegressor`` and ``SGDClassifier`` (``sklearn/linear_model/_sgd_fast.pyx``)
+so that ``alpha`` and ``eta0`` mean the same thing in both packages.
+
+Classification losses take ``y`` in {-1, +1} and the raw prediction ``p``
+(one column per binary problem). A *joint* loss couples the columns of a row
+(softmax cross-entropy): its ``value`` splits the row loss over the row's
+elements, so that summing a row gives the row loss, and the engine then treats
+the columns as one problem instead of independent ones.
 """
 
 from __future__ import annotations
 
 import torch
 
-__all__ = ["LOSSES", "Loss", "make_loss"]
+__all__ = ["CLASSIFICATION_LOSSES", "LOSSES", "MULTINOMIAL_LOSSES", "Loss", "make_loss"]
 
 
 class Loss:
@@ -25,10 +31,14 @@ class Loss:
         safe step size. Non-smooth losses use 1, the scale of their gradient.
     smooth : bool
         Whether the loss has a Lipschitz-continuous derivative.
+    joint : bool
+        Whether the columns of a row form one problem (a row-wise loss such as
+        softmax cross-entropy) rather than independent ones.
     """
 
     curvature: float = 1.0
     smooth: bool = True
+    joint: bool = False
 
     def value(self, y: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         """Elementwise loss values."""
@@ -141,6 +151,82 @@ class AbsoluteError(Quantile):
         return torch.sign(p - y)
 
 
+class Hinge(Loss):
+    """``max(0, threshold - y p)``; "perceptron" is ``threshold=0``."""
+
+    smooth = False
+
+    def __init__(self, threshold: float = 1.0):
+        self.threshold = threshold
+
+    def value(self, y, p):
+        return torch.clamp(self.threshold - y * p, min=0)
+
+    def derivative(self, y, p):
+        # ``<=`` as scikit-learn: the perceptron moves from p = 0
+        return torch.where(y * p <= self.threshold, -y, torch.zeros_like(y))
+
+
+class SquaredHinge(Loss):
+    """``max(0, threshold - y p)^2``."""
+
+    curvature = 2.0
+
+    def __init__(self, threshold: float = 1.0):
+        self.threshold = threshold
+
+    def value(self, y, p):
+        z = torch.clamp(self.threshold - y * p, min=0)
+        return z * z
+
+    def derivative(self, y, p):
+        return -2.0 * y * torch.clamp(self.threshold - y * p, min=0)
+
+
+class LogLoss(Loss):
+    """``log(1 + exp(-y p))``, the logistic loss."""
+
+    curvature = 0.25
+
+    def value(self, y, p):
+        return torch.nn.functional.softplus(-y * p)
+
+    def derivative(self, y, p):
+        return -y * torch.sigmoid(-y * p)
+
+
+class ModifiedHuber(Loss):
+    """``max(0, 1 - y p)^2`` for ``y p >= -1``, ``-4 y p`` below."""
+
+    curvature = 2.0
+
+    def value(self, y, p):
+        z = y * p
+        return torch.where(z >= -1, torch.clamp(1 - z, min=0) ** 2, -4.0 * z)
+
+    def derivative(self, y, p):
+        z = y * p
+        return torch.where(z >= -1, -2.0 * y * torch.clamp(1 - z, min=0), -4.0 * y)
+
+
+class SoftmaxCrossEntropy(Loss):
+    """Multinomial logistic loss of a row: ``logsumexp(p) - sum_j y_j p_j``.
+
+    ``y`` is a one-hot row. ``value`` gives the element ``-y_j log
+    softmax(p)_j``, whose sum over the row is the row loss. The Hessian of a
+    row, ``diag(s) - s s'``, has eigenvalues at most 1/2.
+    """
+
+    curvature = 0.5
+    joint = True
+
+    def value(self, y, p):
+        return -y * torch.log_softmax(p, dim=-1)
+
+    def derivative(self, y, p):
+        return torch.softmax(p, dim=-1) - y
+
+
 # name -> factory taking the estimator's loss parameters
 LOSSES = {
     "squared_error": lambda epsilon, quantile: SquaredError(),
@@ -154,6 +240,33 @@ LOSSES = {
 }
 
 
-def make_loss(name: str, *, epsilon: float = 0.1, quantile: float = 0.5) -> Loss:
-    """Build the loss registered under ``name``."""
-    return LOSSES[name](epsilon, quantile)
+# SGDClassifier's losses (targets in {-1, +1}, one binary problem a column),
+# with the regression losses it allows
+CLASSIFICATION_LOSSES = {
+    "hinge": lambda epsilon, quantile: Hinge(1.0),
+    "log_loss": lambda epsilon, quantile: LogLoss(),
+    "modified_huber": lambda epsilon, quantile: ModifiedHuber(),
+    "squared_hinge": lambda epsilon, quantile: SquaredHinge(1.0),
+    "perceptron": lambda epsilon, quantile: Hinge(0.0),
+    **{
+        name: LOSSES[name]
+        for name in (
+            "squared_error",
+            "huber",
+            "epsilon_insensitive",
+            "squared_epsilon_insensitive",
+        )
+    },
+}
+
+# losses over a whole row of one-hot targets (multi_class="multinomial")
+MULTINOMIAL_LOSSES = {
+    "log_loss": lambda epsilon, quantile: SoftmaxCrossEntropy(),
+}
+
+
+def make_loss(
+    name: str, *, epsilon: float = 0.1, quantile: float = 0.5, registry=None
+) -> Loss:
+    """Build the loss registered under ``name`` (in ``LOSSES`` by default)."""
+    return (LOSSES if registry is None else registry)[name](epsilon, quantile)
