@@ -231,10 +231,18 @@ class SparseOracle(DirectOracle):
 class GramOracle:
     """Squared loss on the full batch through the Gram matrix of ``[X, 1]``.
 
-    The statistics are accumulated in float64 from chunks of ``X`` centred on
-    their weighted mean (so that large feature offsets do not cost precision
-    in float32), then shifted back to the original coordinates.
+    Unweighted data whose features are not dominated by their means (the
+    usual case after ``StandardScaler``) take one GEMM over ``X`` in place:
+    no copy of ``X`` is made. Otherwise the statistics are accumulated in
+    float64 from chunks of ``X`` centred on their weighted mean, so that large
+    feature offsets do not cost precision in float32. Targets are always
+    centred (they are small), which keeps the objective's value accurate when
+    ``y`` has a large offset.
     """
+
+    # smallest var_j / E[x_j^2] for which the uncentred GEMM keeps enough
+    # digits: float32 loses a factor E[x^2] / var of its 1e-7 resolution
+    _MIN_RELATIVE_VARIANCE = {torch.float32: 1e-2, torch.float64: 1e-8}
 
     def __init__(self, X, Y, sample_weight, *, fit_intercept=True):
         self.fit_intercept = fit_intercept
@@ -242,42 +250,13 @@ class GramOracle:
         self.n_samples = n
         self.n_batches = 1
         self.out_dtype = X.dtype
+        stats = None
+        if sample_weight is None:
+            stats = self._uncentred_stats(X, Y)
+        if stats is None:
+            stats = self._centred_stats(X, Y, sample_weight)
+        Gc, Cc, yy, mx, my = stats
         f64 = torch.float64
-        sw = sample_weight
-        wsum = torch.tensor(float(n), dtype=f64) if sw is None else sw.sum().to(f64)
-        # weighted means of X and Y (first pass)
-        mx = torch.zeros(d, dtype=f64, device=X.device)
-        my = torch.zeros(Y.shape[1], dtype=f64, device=X.device)
-        for sl in _row_chunks(n):
-            if sw is None:
-                mx += X[sl].sum(0, dtype=f64)
-                my += Y[sl].sum(0, dtype=f64)
-            else:
-                s = sw[sl][:, None]
-                mx += (X[sl] * s).sum(0, dtype=f64)
-                my += (Y[sl] * s).sum(0, dtype=f64)
-        wsum = wsum.to(X.device)
-        mx /= wsum
-        my /= wsum
-        # centred second moments (second pass); gemm in X's dtype, sums in f64
-        Gc = torch.zeros(d, d, dtype=f64, device=X.device)
-        Cc = torch.zeros(d, Y.shape[1], dtype=f64, device=X.device)
-        yy = torch.zeros(Y.shape[1], dtype=f64, device=X.device)
-        mx_x, my_x = mx.to(X.dtype), my.to(X.dtype)
-        for sl in _row_chunks(n):
-            Xc = X[sl] - mx_x
-            Yc = Y[sl] - my_x
-            if sw is not None:
-                s = sw[sl][:, None]
-                XcS, YcS = Xc * s, Yc * s
-            else:
-                XcS, YcS = Xc, Yc
-            Gc += (XcS.T @ Xc).to(f64)
-            Cc += (XcS.T @ Yc).to(f64)
-            yy += (YcS * Yc).sum(0, dtype=f64)
-        Gc /= wsum
-        Cc /= wsum
-        yy /= wsum
         # back to raw coordinates: E[xx'] = Gc + mx mx', E[xy] = Cc + mx my'
         G = Gc + torch.outer(mx, mx)
         C = Cc + torch.outer(mx, my)
@@ -294,6 +273,62 @@ class GramOracle:
             self.C = C
         self.A = A
         self.n_features = d
+
+    @classmethod
+    def _uncentred_stats(cls, X, Y):
+        """One GEMM over X in place; None when the features' means would
+        swamp their variance in X's precision."""
+        f64 = torch.float64
+        n = X.shape[0]
+        G = (X.T @ X).to(f64) / n
+        # column sums as a GEMV: a strided reduction over rows is 2x slower
+        mx = (torch.ones(n, dtype=X.dtype, device=X.device) @ X).to(f64) / n
+        var = torch.diagonal(G) - mx * mx
+        floor = cls._MIN_RELATIVE_VARIANCE.get(X.dtype, 1e-2)
+        if not bool((var >= floor * torch.diagonal(G)).all()):
+            return None
+        my = Y.sum(0).to(f64) / n
+        Yc = Y - my.to(Y.dtype)
+        Cc = (X.T @ Yc).to(f64) / n  # E[x (y - my)]: E[x y] - mx my'
+        yy = (Yc.to(f64) ** 2).sum(0) / n
+        Gc = G - torch.outer(mx, mx)
+        return Gc, Cc, yy, mx, my
+
+    @staticmethod
+    def _centred_stats(X, Y, sw):
+        """Weighted, centred moments from row chunks (two passes)."""
+        f64 = torch.float64
+        n, d = X.shape
+        wsum = torch.tensor(float(n), dtype=f64) if sw is None else sw.sum().to(f64)
+        mx = torch.zeros(d, dtype=f64, device=X.device)
+        my = torch.zeros(Y.shape[1], dtype=f64, device=X.device)
+        for sl in _row_chunks(n):
+            if sw is None:
+                mx += X[sl].sum(0, dtype=f64)
+                my += Y[sl].sum(0, dtype=f64)
+            else:
+                s = sw[sl][:, None]
+                mx += (X[sl] * s).sum(0, dtype=f64)
+                my += (Y[sl] * s).sum(0, dtype=f64)
+        wsum = wsum.to(X.device)
+        mx /= wsum
+        my /= wsum
+        Gc = torch.zeros(d, d, dtype=f64, device=X.device)
+        Cc = torch.zeros(d, Y.shape[1], dtype=f64, device=X.device)
+        yy = torch.zeros(Y.shape[1], dtype=f64, device=X.device)
+        mx_x, my_x = mx.to(X.dtype), my.to(X.dtype)
+        for sl in _row_chunks(n):
+            Xc = X[sl] - mx_x
+            Yc = Y[sl] - my_x
+            if sw is not None:
+                s = sw[sl][:, None]
+                XcS, YcS = Xc * s, Yc * s
+            else:
+                XcS, YcS = Xc, Yc
+            Gc += (XcS.T @ Xc).to(f64)
+            Cc += (XcS.T @ Yc).to(f64)
+            yy += (YcS * Yc).sum(0, dtype=f64)
+        return Gc / wsum, Cc / wsum, yy / wsum, mx, my
 
     def batches(self):
         yield None
