@@ -31,6 +31,7 @@ from ._optimizers import AUTO_ETA0, OPTIMIZERS
 from ._oracles import choose_oracle, csr_to_torch, lipschitz_estimate
 from ._penalties import make_penalty
 from ._schedules import SCHEDULES, make_schedule
+from ._streaming import should_stream, streaming_oracle
 from ._validation import torch_dtype_of, validate_fit_inputs, validate_predict_input
 
 try:  # scikit-learn >= 1.9: the callback API (ProgressBar, ScoringMonitor, ...)
@@ -244,6 +245,12 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
             )
 
         # -------- validation split (fit only), in the data's own container
+        # an out-of-core X stays a host array (see _streaming.py); under early
+        # stopping its training rows are indexed, never copied
+        stream = kind == "numpy" and should_stream(
+            X, device, getattr(self, "out_of_core", "auto")
+        )
+        train_rows = None
         validation = None
         if self.early_stopping and not partial:
             idx_train, idx_val = self._split(Y, sw)
@@ -254,7 +261,11 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
             )
             Xv, Yv = take(X, idx_val), take(Y, idx_val)
             swv = None if sw is None else take(sw, idx_val)
-            X, Y = take(X, idx_train), take(Y, idx_train)
+            if stream:
+                train_rows = idx_train
+            else:
+                X = take(X, idx_train)
+            Y = take(Y, idx_train)
             sw = None if sw is None else take(sw, idx_train)
             Xv_t = (
                 csr_to_torch(Xv, device, tdtype)
@@ -266,14 +277,7 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
                 to_tensor(Yv, device, tdtype),
                 None if swv is None else to_tensor(swv, device, tdtype),
             )
-        Xt = X if kind == "sparse" else to_tensor(X, device, tdtype)
-        Yt = to_tensor(Y, device, tdtype)
-        swt = None if sw is None else to_tensor(sw, device, tdtype)
-        oracle = choose_oracle(
-            Xt,
-            Yt,
-            swt,
-            loss,
+        oracle_kwargs = dict(
             fit_intercept=self.fit_intercept,
             batch_size=self.batch_size,
             shuffle=self.shuffle,
@@ -281,6 +285,13 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
             device=device,
             dtype=tdtype,
         )
+        if stream:
+            oracle = streaming_oracle(X, Y, sw, loss, rows=train_rows, **oracle_kwargs)
+        else:
+            Xt = X if kind == "sparse" else to_tensor(X, device, tdtype)
+            Yt = to_tensor(Y, device, tdtype)
+            swt = None if sw is None else to_tensor(sw, device, tdtype)
+            oracle = choose_oracle(Xt, Yt, swt, loss, **oracle_kwargs)
 
         # -------- learning rate
         if first_call:
@@ -289,7 +300,8 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
             eta0 = state["eta0"]
         schedule = make_schedule(
             self.learning_rate,
-            eta0=eta0,
+            # partial_fit goes on at the rate "adaptive" had shrunk to
+            eta0=eta0 if first_call else state.get("rate", eta0),
             power_t=self.power_t,
             alpha=self.alpha,
             dloss=loss.dloss_at,
@@ -349,6 +361,8 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
             "n_outputs": k,
             "y_ndim": inputs.y_ndim if first_call else state["y_ndim"],
             "eta0": eta0,
+            # the rate "adaptive" reached in partial_fit (a fit restarts at eta0)
+            "rate": schedule.eta0 if partial else eta0,
             "coef": to_numpy(result.coef),
             "intercept": to_numpy(result.intercept),
             "standard_coef": to_numpy(result.standard_coef),

@@ -158,6 +158,22 @@ class TorchSGDRegressor(RegressorMixin, BaseTorchSGD):
         ``intercept_path_``, to replay the descent (see
         :mod:`sklearn_gd.plotting`).
 
+    out_of_core : "auto" or bool, default="auto"
+        Train on a numpy ``X`` without converting it whole: ``X`` stays on
+        the host and its rows go to the device in chunks of 16384 (on CUDA
+        through two pinned buffers, the next chunk's copy overlapping the
+        current chunk's compute; on the CPU as zero-copy views). "auto" does
+        so for a numpy memmap, and for an ``X`` whose conversion would need a
+        copy larger than half the free host (read-only ``X``) or device
+        memory. Memory beyond the pages of ``X`` itself stays within four
+        chunks, about 60 bytes per sample (``y``, weights, the shuffling
+        order) and the ``(n_features + 1)^2`` Gram statistics. ``X`` must
+        already be C-ordered float32 or float64 (else validation copies it),
+        and, with ``early_stopping``, the validation rows are copied. Rows of
+        shuffled minibatches are read in random order: fast while the file is
+        in the page cache, slow from disk (use ``shuffle=False`` or the full
+        batch there). Ignored for tensors and sparse ``X``.
+
     Attributes
     ----------
     coef_ : ndarray of shape (n_features,) or (n_outputs, n_features)
@@ -172,7 +188,9 @@ class TorchSGDRegressor(RegressorMixin, BaseTorchSGD):
     t_ : int
         Weight updates performed, plus one: ``n_iter_ * n_batches + 1`` after
         a fit (``n_iter_ * n_samples + 1`` for ``batch_size=1``, as in
-        SGDRegressor).
+        SGDRegressor, whose ``t_`` counts samples). ``partial_fit`` adds the
+        number of batches of its chunk (one for the full batch), and the
+        schedules ("invscaling", "optimal") go on from it.
 
     loss_curve_ : list of float
         The mean objective (loss plus penalty, averaged over outputs) of each
@@ -229,6 +247,7 @@ class TorchSGDRegressor(RegressorMixin, BaseTorchSGD):
         "loss": [StrOptions(set(LOSSES))],
         "epsilon": [Interval(Real, 0, None, closed="left")],
         "quantile": [Interval(Real, 0, 1, closed="neither")],
+        "out_of_core": [StrOptions({"auto"}), "boolean"],
     }
 
     def __init__(
@@ -260,6 +279,7 @@ class TorchSGDRegressor(RegressorMixin, BaseTorchSGD):
         batch_size=None,
         device=None,
         record_history=False,
+        out_of_core="auto",
     ):
         self.loss = loss
         self.penalty = penalty
@@ -287,6 +307,7 @@ class TorchSGDRegressor(RegressorMixin, BaseTorchSGD):
         self.batch_size = batch_size
         self.device = device
         self.record_history = record_history
+        self.out_of_core = out_of_core
 
     # ------------------------------------------------------------- shapes
     def _shape_params(self, coef, intercept):

@@ -1,0 +1,512 @@
+"""Out-of-core training: ``X`` stays a host array and reaches the device in chunks.
+
+When ``X`` is a numpy memmap (or ``out_of_core=True``), the estimator never
+converts it whole: :class:`HostRows` stands where the ``X`` tensor would and
+hands out rows as tensors, one bounded chunk at a time, and
+:class:`HostChunkOracle` splits any batch larger than a chunk. The Gram
+oracle of the full-batch squared loss needs nothing new: it already reads
+``X`` in row chunks, which :class:`HostRows` serves.
+
+How rows travel:
+
+* On the CPU a contiguous run of rows is a zero-copy view of the host array
+  (for a memmap, of the mapped file: the kernel pages it in and may evict it
+  again); a shuffled batch is gathered row by row into a fresh tensor.
+  ``torch.from_numpy`` warns on read-only arrays because a tensor could
+  write through them; the oracles only ever read ``X``, so the warning is
+  silenced for this one view.
+* On an accelerator each chunk is copied into one of two pinned (page-locked)
+  host buffers and sent with a non-blocking copy on a side stream into one of
+  two device buffers; the next chunk is filled and sent while the device
+  computes on the current one.
+
+Peak memory beyond the pages of ``X`` itself is bounded by
+``2 * CHUNK_ROWS * n_features`` elements of staging buffers (accelerators) or
+one gathered batch (CPU), plus the O(n_samples) arrays that always live in
+memory: ``y``, ``sample_weight`` and the shuffling permutation (8 bytes per
+row), and the O(n_features^2) Gram statistics.
+"""
+
+from __future__ import annotations
+
+import mmap
+import warnings
+
+import numpy as np
+import torch
+
+from ._data import to_tensor
+from ._losses import SquaredError
+from ._oracles import CHUNK_ROWS, DirectOracle, GramOracle
+
+__all__ = [
+    "HostChunkOracle",
+    "HostRows",
+    "is_memory_mapped",
+    "peak_bound_bytes",
+    "should_stream",
+    "streaming_oracle",
+]
+
+# Tests set this to run the accelerator's double-buffered staging on the CPU.
+_FORCE_STAGING = False
+
+# Largest n_features for which the curvature estimate builds X~'X~ in one
+# pass (a d x d matrix) instead of power iteration with a pass per step.
+_GRAM_ESTIMATE_MAX_D = 2048
+
+
+def is_memory_mapped(a) -> bool:
+    """Whether ``a`` is a numpy memmap or a view of one (``np.asarray`` of a
+    memmap, a slice, ...)."""
+    while a is not None:
+        if isinstance(a, (np.memmap, mmap.mmap)):
+            return True
+        a = getattr(a, "base", None)
+    return False
+
+
+def _available_host_bytes() -> int | None:
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def should_stream(X: np.ndarray, device: torch.device, option="auto") -> bool:
+    """Whether a validated numpy ``X`` is trained out of core.
+
+    ``option`` is the estimator's ``out_of_core``: a bool decides; "auto"
+    streams a memory-mapped ``X``, and any ``X`` whose conversion would need a
+    copy larger than half the free memory where the copy would go (host
+    memory for a read-only array, device memory for an accelerator).
+    """
+    if option is not None and option != "auto":
+        return bool(option)
+    if is_memory_mapped(X):
+        return True
+    nbytes = X.nbytes
+    if device.type == "cuda":
+        try:
+            free, _ = torch.cuda.mem_get_info(device)
+        except (RuntimeError, AssertionError):
+            return False
+        return nbytes > free // 2
+    if not X.flags.writeable:
+        avail = _available_host_bytes()
+        return avail is not None and nbytes > avail // 2
+    return False
+
+
+# A piece of a batch: (index tensor or None, start, stop). With None, rows
+# start:stop of the (training) rows; else the rows index[start:stop].
+def _pieces(idx, chunk_rows):
+    if isinstance(idx, slice):
+        start, stop = idx.start or 0, idx.stop
+        return [
+            (None, a, min(a + chunk_rows, stop)) for a in range(start, stop, chunk_rows)
+        ]
+    n = idx.shape[0]
+    return [(idx, a, min(a + chunk_rows, n)) for a in range(0, n, chunk_rows)]
+
+
+def _piece_key(piece):
+    base, a, b = piece
+    return (None if base is None else id(base), a, b)
+
+
+def _piece_index(piece):
+    """The piece as an index into the training rows (slice or CPU tensor)."""
+    base, a, b = piece
+    return slice(a, b) if base is None else base[a:b]
+
+
+class _Stager:
+    """Two staging slots: pinned host buffer -> device buffer, double-buffered.
+
+    ``start`` fills a slot's host buffer with a piece's rows and launches its
+    non-blocking copy on the side stream; ``get`` makes the compute stream wait
+    for that copy and returns the device rows. Before a slot is refilled, the
+    side stream waits for the compute enqueued so far (which includes every
+    use of the slot's previous rows) and the host waits for the slot's
+    previous copy (so the pinned memory is no longer being read).
+
+    On a device without streams (CPU in tests, MPS) the same logic runs with
+    synchronous copies.
+    """
+
+    def __init__(self, n_features, chunk_rows, dtype, device):
+        self.device = device
+        cuda = device.type == "cuda"
+        self.cuda = cuda
+        self.host = [
+            torch.empty((chunk_rows, n_features), dtype=dtype, pin_memory=cuda)
+            for _ in range(2)
+        ]
+        self.host_np = [h.numpy() for h in self.host]
+        self.dev = [
+            torch.empty((chunk_rows, n_features), dtype=dtype, device=device)
+            for _ in range(2)
+        ]
+        self.stream = torch.cuda.Stream(device) if cuda else None
+        self.copied = [None, None]
+        self.keys = [None, None]
+        self.rows = [0, 0]
+        self.last = 1  # the slot handed out last
+
+    def slot_of(self, key):
+        for s in (0, 1):
+            if self.keys[s] == key:
+                return s
+        return None
+
+    def start(self, key, fill, m):
+        """Stage ``m`` rows written by ``fill(out_array)`` under ``key``."""
+        s = 1 - self.last if self.keys[self.last] is not None else self.last
+        if self.slot_of(key) is not None:
+            return
+        if self.copied[s] is not None:
+            self.copied[s].synchronize()  # the pinned buffer is free again
+        fill(self.host_np[s][:m])
+        self.keys[s], self.rows[s] = key, m
+        if self.cuda:
+            compute_done = torch.cuda.current_stream(self.device).record_event()
+            with torch.cuda.stream(self.stream):
+                self.stream.wait_event(compute_done)
+                self.dev[s][:m].copy_(self.host[s][:m], non_blocking=True)
+                self.copied[s] = self.stream.record_event()
+        else:
+            self.dev[s][:m].copy_(self.host[s][:m])
+
+    def get(self, key):
+        s = self.slot_of(key)
+        if s is None:
+            return None
+        if self.cuda:
+            torch.cuda.current_stream(self.device).wait_event(self.copied[s])
+        self.last = s
+        return self.dev[s][: self.rows[s]]
+
+
+class HostRows:
+    """A host array's rows served as tensors on ``device``, chunk by chunk.
+
+    Stands in for the ``X`` tensor of the oracles: ``shape``, ``dtype``,
+    ``device`` and ``rows[idx]`` for a slice or an index tensor. ``rows``
+    restricts it to a subset of the host rows (the training rows under early
+    stopping) without copying them.
+
+    Parameters
+    ----------
+    X : ndarray of shape (n_samples, n_features)
+        C-contiguous, in the training dtype; a memmap stays one.
+    device : torch.device
+    dtype : torch.dtype
+    rows : ndarray of int or None
+    chunk_rows : int
+    staged : bool or None
+        Copy through the two staging slots (default: on accelerators only).
+    """
+
+    is_host_rows = True
+
+    def __init__(self, X, device, dtype, rows=None, chunk_rows=CHUNK_ROWS, staged=None):
+        self.array = X
+        self.rows = None if rows is None else np.asarray(rows, dtype=np.int64)
+        self._rows_t = None if rows is None else torch.from_numpy(self.rows)
+        n = X.shape[0] if rows is None else self.rows.shape[0]
+        self.shape = torch.Size((n, X.shape[1]))
+        self.ndim = 2
+        self.dtype = dtype
+        self.device = torch.device(device)
+        self.chunk_rows = int(chunk_rows)
+        with warnings.catch_warnings():
+            # read-only memmaps: see the module docstring
+            warnings.simplefilter("ignore", UserWarning)
+            self._host = torch.from_numpy(X)
+        self.view = self._host  # the whole array, zero-copy (CPU)
+        if self._host.dtype != dtype:
+            raise TypeError(f"HostRows: X is {self._host.dtype}, expected {dtype}.")
+        if staged is None:
+            staged = self.device.type != "cpu"
+        self._stager = (
+            _Stager(X.shape[1], self.chunk_rows, dtype, self.device) if staged else None
+        )
+
+    def __len__(self):
+        return self.shape[0]
+
+    @property
+    def nbytes(self):
+        return self.shape[0] * self.shape[1] * self._host.element_size()
+
+    # ------------------------------------------------------------ host side
+    def _host_index(self, piece):
+        """Host row numbers of a piece: a slice of the array, or a tensor."""
+        base, a, b = piece
+        if base is None:
+            if self.rows is None:
+                return slice(a, b)
+            return self._rows_t[a:b]
+        ix = base[a:b].cpu()
+        return ix if self._rows_t is None else self._rows_t[ix]
+
+    def _host_rows(self, piece):
+        ix = self._host_index(piece)
+        if isinstance(ix, slice):
+            return self._host[ix]
+        # numpy's row gather is several times faster than torch's index_select
+        return torch.from_numpy(np.take(self.array, ix.numpy(), axis=0))
+
+    def _fill(self, piece):
+        ix = self._host_index(piece)
+
+        def fill(out):
+            if isinstance(ix, slice):
+                np.copyto(out, self.array[ix])
+            else:
+                np.take(self.array, ix.numpy(), axis=0, out=out)
+
+        return fill
+
+    # ---------------------------------------------------------- device side
+    def fetch(self, piece):
+        """The piece's rows as a tensor on the device."""
+        if self._stager is None:
+            return self._host_rows(piece)
+        key = _piece_key(piece)
+        out = self._stager.get(key)
+        if out is None:
+            self._stager.start(key, self._fill(piece), piece[2] - piece[1])
+            out = self._stager.get(key)
+        return out
+
+    def prefetch(self, piece):
+        """Start moving a piece that will be fetched soon (a no-op on CPU)."""
+        if self._stager is not None and piece is not None:
+            self._stager.start(
+                _piece_key(piece), self._fill(piece), piece[2] - piece[1]
+            )
+
+    def __getitem__(self, idx):
+        """Rows for a slice of at most ``chunk_rows`` rows or an index tensor
+        (the Gram and matvec passes read consecutive slices: the next one is
+        prefetched)."""
+        if isinstance(idx, slice):
+            start, stop, step = idx.indices(self.shape[0])
+            if step != 1:
+                raise IndexError("HostRows takes contiguous slices only.")
+            pieces = [(None, start, stop)]
+        else:
+            pieces = [(idx, 0, idx.shape[0])]
+        if self._stager is None:
+            return self._host_rows(pieces[0])
+        if pieces[0][2] - pieces[0][1] > self.chunk_rows:
+            raise IndexError(
+                f"HostRows serves at most {self.chunk_rows} rows at a time."
+            )
+        out = self.fetch(pieces[0])
+        if isinstance(idx, slice) and stop < self.shape[0]:
+            self.prefetch((None, stop, min(stop + (stop - start), self.shape[0])))
+        return out
+
+
+class HostChunkOracle(DirectOracle):
+    """:class:`DirectOracle` over a :class:`HostRows` ``X``.
+
+    A batch of at most ``chunk_rows`` rows is computed exactly as
+    :class:`DirectOracle` computes it (the same operations on the same
+    values, hence the same result); a larger batch (the full batch of a
+    non-squared loss) is accumulated chunk by chunk. While one chunk is
+    computed, the next (of this batch or of the next one) is on its way.
+    """
+
+    def __init__(self, X: HostRows, Y, sample_weight, loss, **kwargs):
+        super().__init__(X, Y, sample_weight, loss, **kwargs)
+        self.chunk_rows = X.chunk_rows
+        self._upcoming = None
+
+    def batches(self):
+        n, bs = self.n_samples, self.batch_size
+        if not self.shuffle:
+            order = [slice(a, min(a + bs, n)) for a in range(0, n, bs)]
+        else:
+            # the same permutation as DirectOracle draws, kept on the host:
+            # it indexes the host array
+            perm = torch.randperm(n, generator=self.generator)
+            order = [perm[a : a + bs] for a in range(0, n, bs)]
+        for i, idx in enumerate(order):
+            self._upcoming = order[i + 1] if i + 1 < len(order) else None
+            yield idx
+        self._upcoming = None
+
+    def _device_index(self, idx):
+        if isinstance(idx, slice) or self.Y.device.type == "cpu":
+            return idx
+        return idx.to(self.Y.device, non_blocking=True)
+
+    def loss_grad(self, theta, idx, need_grad=True):
+        pieces = _pieces(idx, self.chunk_rows)
+        nxt = None
+        if self._upcoming is not None:
+            nxt = _pieces(self._upcoming, self.chunk_rows)[0]
+        if len(pieces) == 1:
+            self._piece = pieces[0]
+            out = super().loss_grad(theta, self._device_index(idx), need_grad)
+            self.X.prefetch(nxt)
+            return out
+        return self._chunked_loss_grad(theta, idx, pieces, nxt, need_grad)
+
+    def _rows(self, idx):
+        Xb = self.X.fetch(self._piece)
+        return Xb, Xb.T
+
+    def _chunked_loss_grad(self, theta, idx, pieces, nxt, need_grad):
+        d = self.X.shape[1]
+        W = theta[:d]
+        if self.sw is None:
+            weight = float(sum(b - a for _, a, b in pieces))
+        else:
+            weight = self.sw[self._device_index(idx)].sum()
+        values = torch.zeros(theta.shape[1], dtype=theta.dtype, device=theta.device)
+        grad = torch.zeros_like(theta) if need_grad else None
+        for j, piece in enumerate(pieces):
+            Xb = self.X.fetch(piece)
+            pidx = self._device_index(_piece_index(piece))
+            Yb = self.Y[pidx]
+            P = torch.addmm(theta[d], Xb, W) if self.fit_intercept else Xb @ W
+            if self.sw is None:
+                values += self.loss.value(Yb, P).sum(0)
+                D = self.loss.derivative(Yb, P) / weight if need_grad else None
+            else:
+                sb = self.sw[pidx][:, None]
+                values += (self.loss.value(Yb, P) * sb).sum(0)
+                D = self.loss.derivative(Yb, P) * (sb / weight) if need_grad else None
+            if need_grad:
+                grad[:d] += Xb.T @ D
+                if self.fit_intercept:
+                    grad[d] += D.sum(0)
+            self.X.prefetch(pieces[j + 1] if j + 1 < len(pieces) else nxt)
+        return values / weight, weight, grad
+
+    def matvec_stats(self):
+        """As :meth:`DirectOracle.matvec_stats`, from one pass over ``X``.
+
+        Power iteration would read ``X`` once per step; for up to a few
+        thousand features one pass builds ``X~' S X~ / sum(s)`` (accumulated
+        in float64) and the steps multiply by it instead.
+        """
+        X, sw, fi = self.X, self.sw, self.fit_intercept
+        n, d = X.shape
+        if d + 1 > _GRAM_ESTIMATE_MAX_D:
+            return super().matvec_stats()
+        f64 = torch.float64
+        dev = self.Y.device
+        wsum = float(n) if sw is None else float(sw.sum())
+        G = torch.zeros(d, d, dtype=f64, device=dev)
+        s1 = torch.zeros(d, dtype=f64, device=dev)
+        max_row = torch.zeros((), dtype=f64, device=dev)
+        pieces = _pieces(slice(0, n), self.chunk_rows)
+        for j, piece in enumerate(pieces):
+            Xc = X.fetch(piece)
+            norms = torch.linalg.vector_norm(Xc, dim=1).square() + float(fi)
+            if sw is None:
+                s = torch.ones(Xc.shape[0], dtype=Xc.dtype, device=dev)
+                XcS = Xc
+            else:
+                s = sw[piece[1] : piece[2]]
+                XcS = Xc * s[:, None]
+                norms = norms * s * (n / wsum)
+            # column sums as a GEMV: a strided reduction over rows is slower
+            s1 += (s @ Xc).to(f64)
+            G += (XcS.T @ Xc).to(f64)
+            max_row = torch.maximum(max_row, norms.max().to(f64))
+            X.prefetch(pieces[j + 1] if j + 1 < len(pieces) else None)
+        if fi:
+            A = torch.empty(d + 1, d + 1, dtype=f64, device=dev)
+            A[:d, :d] = G
+            A[:d, d] = s1
+            A[d, :d] = s1
+            A[d, d] = wsum
+        else:
+            A = G
+        A /= wsum
+
+        def matvec(v):
+            return (A @ v.to(f64)).to(v.dtype)
+
+        return matvec, float(max_row)
+
+
+def _prefers_gram(n, d, loss, batch_size) -> bool:
+    # choose_oracle's cost model (kept in step with it)
+    full = batch_size is None or batch_size >= n
+    return type(loss) is SquaredError and full and d + 1 <= min(n, 2048)
+
+
+def streaming_oracle(
+    X,
+    Y,
+    sample_weight,
+    loss,
+    *,
+    fit_intercept,
+    batch_size,
+    shuffle,
+    generator,
+    device,
+    dtype,
+    rows=None,
+):
+    """The oracle for an out-of-core numpy ``X`` (the counterpart of
+    :func:`choose_oracle`).
+
+    ``Y`` and ``sample_weight`` are numpy arrays of the training rows;
+    ``rows`` the host rows of ``X`` they belong to (None: all of them). The
+    full-batch squared loss gets a :class:`GramOracle` built where ``X``
+    lives, on the host, from a zero-copy view (one GEMM over the mapped
+    file); only its (d + 1)^2 statistics go to the device. Everything else
+    gets a :class:`HostChunkOracle`.
+    """
+    Yt = to_tensor(Y, torch.device("cpu"), dtype)
+    swt = to_tensor(sample_weight, torch.device("cpu"), dtype)
+    n, d = Yt.shape[0], X.shape[1]
+    if rows is None and _prefers_gram(n, d, loss, batch_size):
+        host = HostRows(X, "cpu", dtype, staged=False)
+        gram = GramOracle(host.view, Yt, swt, fit_intercept=fit_intercept)
+        for name, value in list(vars(gram).items()):
+            if isinstance(value, torch.Tensor):
+                setattr(gram, name, value.to(device))
+        return gram
+    staged = _FORCE_STAGING or torch.device(device).type != "cpu"
+    Xr = HostRows(X, device, dtype, rows=rows, staged=staged)
+    return HostChunkOracle(
+        Xr,
+        Yt.to(device),
+        None if swt is None else swt.to(device),
+        loss,
+        fit_intercept=fit_intercept,
+        batch_size=batch_size,
+        shuffle=shuffle,
+        generator=generator,
+    )
+
+
+def peak_bound_bytes(n_samples, n_features, n_outputs=1, itemsize=8) -> int:
+    """The documented bound on memory an out-of-core fit uses beyond the
+    pages of ``X`` itself (bytes).
+
+    Four chunks of ``CHUNK_ROWS`` rows (two staging buffers on accelerators,
+    a gathered batch and its temporaries on the CPU), 48 bytes per sample
+    and output (``y``, ``sample_weight`` and the predictions and derivatives
+    of a batch, in float64) plus 8 per sample (the shuffling permutation), the
+    Gram statistics, and 64 MiB of slack for the allocators.
+    """
+    chunk = CHUNK_ROWS * n_features * itemsize
+    per_row = 48 * (n_outputs + 1) + 8
+    gram = 8 * (n_features + 1) * (n_features + n_outputs + 1) * 4
+    return 4 * chunk + n_samples * per_row + gram + 64 * 2**20
