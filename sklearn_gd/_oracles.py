@@ -182,10 +182,11 @@ def csr_to_torch(X, device, dtype) -> torch.Tensor:
 class SparseOracle(DirectOracle):
     """:class:`DirectOracle` for a scipy.sparse ``X``, never densified.
 
-    The full batch lives on the device as torch sparse CSR tensors of ``X``
-    and ``X'`` (the transpose is kept as its own CSR so that both products are
-    row-major). Minibatches slice the host CSR matrix and ship only the
-    batch's non-zeros.
+    ``X`` lives on the device as a torch sparse CSR tensor, with ``X'`` as its
+    own CSR so that both full-batch products are row-major. A minibatch is
+    cut from the CSR arrays on the device: a contiguous batch as views, a
+    shuffled one by gathering its rows' non-zeros; its transpose is the free
+    CSC view.
     """
 
     def __init__(self, Xs, Y, sample_weight, loss, *, device, dtype, **kwargs):
@@ -193,17 +194,34 @@ class SparseOracle(DirectOracle):
         X = csr_to_torch(Xs, device, dtype)
         self.XT = csr_to_torch(Xs.T.tocsr(), device, dtype)
         super().__init__(X, Y, sample_weight, loss, **kwargs)
-        self._dtype, self._device = dtype, device
+        self._indptr = X.crow_indices()
+        self._indices = X.col_indices()
+        self._data = X.values()
 
     def _rows(self, idx):
-        if isinstance(idx, slice) and idx.start == 0 and idx.stop >= self.n_samples:
-            return self.X, self.XT
-        rows = idx if isinstance(idx, slice) else idx.cpu().numpy()
-        sub = self.Xs[rows]
-        return (
-            csr_to_torch(sub, self._device, self._dtype),
-            csr_to_torch(sub.T.tocsr(), self._device, self._dtype),
-        )
+        indptr, indices, data = self._indptr, self._indices, self._data
+        if isinstance(idx, slice):
+            if idx.start == 0 and idx.stop >= self.n_samples:
+                return self.X, self.XT
+            lo, hi = indptr[idx.start], indptr[idx.stop]
+            crow = indptr[idx.start : idx.stop + 1] - lo
+            cols, vals = indices[lo:hi], data[lo:hi]
+        else:
+            starts = indptr[idx]
+            lens = indptr[idx + 1] - starts
+            crow = torch.zeros(len(idx) + 1, dtype=lens.dtype, device=lens.device)
+            torch.cumsum(lens, 0, out=crow[1:])
+            # positions of the batch's non-zeros in the CSR arrays
+            pos = torch.repeat_interleave(starts - crow[:-1], lens)
+            pos += torch.arange(pos.shape[0], device=pos.device)
+            cols, vals = indices[pos], data[pos]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", UserWarning)
+            Xb = torch.sparse_csr_tensor(
+                crow, cols, vals, size=(crow.shape[0] - 1, self.X.shape[1]),
+                check_invariants=False,
+            )
+        return Xb, Xb.t()
 
     def matvec_stats(self):
         X, XT, sw, fi = self.X, self.XT, self.sw, self.fit_intercept
