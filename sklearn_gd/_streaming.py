@@ -207,14 +207,15 @@ class HostRows:
     device : torch.device
     dtype : torch.dtype
     rows : ndarray of int or None
-    chunk_rows : int
+    chunk_rows : int or None
+        Rows per chunk; None for the module's ``CHUNK_ROWS``.
     staged : bool or None
         Copy through the two staging slots (default: on accelerators only).
     """
 
     is_host_rows = True
 
-    def __init__(self, X, device, dtype, rows=None, chunk_rows=CHUNK_ROWS, staged=None):
+    def __init__(self, X, device, dtype, rows=None, chunk_rows=None, staged=None):
         self.array = X
         self.rows = None if rows is None else np.asarray(rows, dtype=np.int64)
         self._rows_t = None if rows is None else torch.from_numpy(self.rows)
@@ -223,7 +224,7 @@ class HostRows:
         self.ndim = 2
         self.dtype = dtype
         self.device = torch.device(device)
-        self.chunk_rows = int(chunk_rows)
+        self.chunk_rows = int(CHUNK_ROWS if chunk_rows is None else chunk_rows)
         with warnings.catch_warnings():
             # read-only memmaps: see the module docstring
             warnings.simplefilter("ignore", UserWarning)
