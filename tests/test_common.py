@@ -28,7 +28,9 @@ ESTIMATORS = [
         average=True,
         max_iter=50,
     ),
-    TorchSGDRegressor(optimizer="adam", batch_size=32, random_state=0, max_iter=50),
+    TorchSGDRegressor(
+        optimizer="adam", eta0=0.05, batch_size=8, random_state=0, max_iter=50
+    ),
 ]
 
 
