@@ -26,3 +26,25 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if "gpu" in item.keywords:
             item.add_marker(skip)
+
+
+# Hypothesis profiles (tests/test_robustness.py): "ci" runs a few derandomized
+# examples per property so the suite stays fast and reproducible;
+# SKLEARN_GD_HYPOTHESIS_PROFILE=thorough runs many more, randomly.
+try:
+    from hypothesis import HealthCheck, settings
+except ImportError:  # hypothesis is a test extra; its tests importorskip it
+    pass
+else:
+    _slow_ok = [HealthCheck.too_slow, HealthCheck.data_too_large]
+    settings.register_profile(
+        "ci",
+        max_examples=25,
+        deadline=None,
+        derandomize=True,
+        suppress_health_check=_slow_ok,
+    )
+    settings.register_profile(
+        "thorough", max_examples=1000, deadline=None, suppress_health_check=_slow_ok
+    )
+    settings.load_profile(os.environ.get("SKLEARN_GD_HYPOTHESIS_PROFILE", "ci"))
