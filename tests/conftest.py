@@ -33,7 +33,7 @@ def pytest_collection_modifyitems(config, items):
 # SKLEARN_GD_HYPOTHESIS_PROFILE=thorough runs many more, randomly.
 try:
     from hypothesis import HealthCheck, settings
-except ImportError:  # hypothesis is a test extra; its tests importorskip it
+except ImportError:  # hypothesis is a test extra (pyproject [test])
     pass
 else:
     _slow_ok = [HealthCheck.too_slow, HealthCheck.data_too_large]
