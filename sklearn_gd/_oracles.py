@@ -32,6 +32,10 @@ __all__ = ["DirectOracle", "GramOracle", "choose_oracle", "lipschitz_estimate"]
 # memory to CHUNK_ROWS * n_features elements.
 CHUNK_ROWS = 16384
 
+# below this many features, the curvature estimate for eta0="auto" takes the
+# Gram matrix's largest eigenvalue rather than power iteration over X
+GRAM_EIGEN_MAX_FEATURES = 512
+
 
 def _row_chunks(n: int, size: int = CHUNK_ROWS):
     for start in range(0, n, size):
@@ -95,7 +99,11 @@ class DirectOracle:
 
     def _rows(self, idx):
         """The batch's rows of X and their transpose."""
-        Xb = self.X[idx]
+        if isinstance(idx, torch.Tensor) and self.X.device.type == "cpu":
+            # numpy's row gather is several times faster than torch's on CPU
+            Xb = torch.from_numpy(np.take(self.X.numpy(), idx.numpy(), axis=0))
+        else:
+            Xb = self.X[idx]
         return Xb, Xb.T
 
     def loss_grad(self, theta, idx, need_grad=True):
@@ -218,7 +226,10 @@ class SparseOracle(DirectOracle):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             Xb = torch.sparse_csr_tensor(
-                crow, cols, vals, size=(crow.shape[0] - 1, self.X.shape[1]),
+                crow,
+                cols,
+                vals,
+                size=(crow.shape[0] - 1, self.X.shape[1]),
                 check_invariants=False,
             )
         return Xb, Xb.t()
@@ -383,6 +394,19 @@ def lipschitz_estimate(oracle, dtype, n_iter: int = 30) -> tuple[float, float | 
     if isinstance(oracle, GramOracle):
         return float(torch.linalg.eigvalsh(oracle.A)[-1]), None
     matvec, max_row = oracle.matvec_stats()
+    if getattr(matvec, "matrix", None) is not None:
+        return float(torch.linalg.eigvalsh(matvec.matrix)[-1]), max_row
+    X = oracle.X
+    if (
+        type(oracle) is DirectOracle
+        and X.shape[1] < GRAM_EIGEN_MAX_FEATURES
+        and X.shape[0] > X.shape[1]
+    ):
+        # one GEMM (about d / 8 passes' cost) instead of 2 * n_iter passes
+        gram = GramOracle(
+            X, oracle.Y[:, :1], oracle.sw, fit_intercept=oracle.fit_intercept
+        )
+        return float(torch.linalg.eigvalsh(gram.A)[-1]), max_row
     dim = oracle.X.shape[1] + int(oracle.fit_intercept)
     # a fixed, generic start vector (never orthogonal to the top eigenvector
     # in practice), independent of random_state

@@ -440,6 +440,7 @@ class HostChunkOracle(DirectOracle):
         def matvec(v):
             return (A @ v.to(f64)).to(v.dtype)
 
+        matvec.matrix = A  # lets lipschitz_estimate take its exact eigenvalue
         return matvec, float(max_row)
 
 
