@@ -25,6 +25,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ._optimizers import build_optimizer, prox_scale, set_lr
+from ._schedules import Adaptive
 
 __all__ = [
     "AccuracyValidation",
@@ -138,11 +139,18 @@ class EpochInfo:
     elapsed: float
 
 
-def _divergence_message(epoch, loss_value, lr):
+def _divergence_message(epoch, loss_value, lr, adaptive=False):
+    hint = (
+        "learning_rate='adaptive' already shrank the step to its floor; try a "
+        "smaller eta0 or scale the features (e.g. StandardScaler)."
+        if adaptive
+        else "Try a smaller eta0, scale the features (e.g. StandardScaler), or "
+        "learning_rate='adaptive'."
+    )
     return (
-        f"Training diverged at epoch {epoch}: the objective became {loss_value} "
-        f"(learning rate {lr:.3g}). Try a smaller eta0, scale the features "
-        "(e.g. StandardScaler), or learning_rate='adaptive'."
+        f"Training diverged at epoch {epoch}: the objective became {loss_value:.6g} "
+        f"(learning rate {lr:.3g}), non-finite or over 1000 times that of the "
+        f"all-zero model. {hint}"
     )
 
 
@@ -220,6 +228,17 @@ def train(
     decoupled = optimizer == "adamw"
     plain_sgd = optimizer == "sgd" and momentum == 0
     lr = schedule.rate(t)
+    # An epoch whose mean objective is 1e3 times that of the all-zero model
+    # has diverged even when it is still finite (float32 reaches 3e38).
+    zero_loss = float(oracle.zero_model_loss().mean())
+    blowup = 1e3 * zero_loss if zero_loss > 0 else math.inf
+    # every schedule starts at its largest rate: check it fits the data's dtype
+    if not lr <= torch.finfo(theta.dtype).max:
+        raise ValueError(
+            f"The learning rate {lr:.3g} overflows {theta.dtype} (the data's "
+            "dtype): choose a smaller eta0 (or a larger alpha with "
+            "learning_rate='optimal')."
+        )
 
     def make_opt():
         if plain_sgd:
@@ -256,6 +275,9 @@ def train(
     l2_value = penalty.l2 > 0
     l1_value = penalty.l1 > 0
 
+    # the reported objective times sum_scale is the sum L-BFGS minimises
+    sum_scale = 1 if joint_outputs else k
+
     def objective(values):
         # mean over outputs of data term + penalty (times k for a joint loss)
         obj = values.mean()
@@ -270,7 +292,7 @@ def train(
         penalty.add_gradient_(g[:d], W)
         theta.grad = g
         # k independent problems or one joint one: minimise the sum
-        return objective(values) if joint_outputs else objective(values) * k
+        return objective(values) * sum_scale
 
     interrupted = False
     epoch = 0
@@ -280,7 +302,7 @@ def train(
                 if use_lbfgs:
                     lr = schedule.rate(t)
                     set_lr(opt, lr)
-                    acc = opt.step(closure) / k
+                    acc = opt.step(closure) / sum_scale
                     wsum = 1.0
                     t += 1
                 else:
@@ -321,15 +343,25 @@ def train(
                     ]
                 ).tolist()
                 epoch_loss = check[0]
-                if not (math.isfinite(epoch_loss) and math.isfinite(check[1])):
+                if not (
+                    math.isfinite(epoch_loss)
+                    and math.isfinite(check[1])
+                    and epoch_loss <= blowup
+                ):
                     if schedule.on_stall():
-                        # shrink the step and redo the epoch from where it started
-                        theta.copy_(epoch_start[0])
-                        t = epoch_start[1]
+                        # shrink the step and go back to the best point seen: the
+                        # start of this epoch may already be far off after a
+                        # minibatch epoch that blew up only at its end
+                        theta.copy_(best_start[0])
+                        t = best_start[1]
                         opt = make_opt()
                         epoch -= 1
                         continue
-                    raise DivergenceError(_divergence_message(epoch, epoch_loss, lr))
+                    raise DivergenceError(
+                        _divergence_message(
+                            epoch, epoch_loss, lr, isinstance(schedule, Adaptive)
+                        )
+                    )
                 if epoch_loss < best_loss:
                     # the parameters this epoch's loss was measured at (exactly so
                     # for the full batch): where "adaptive" restarts after a stall
@@ -386,7 +418,11 @@ def train(
             # keep the best parameters reached so far; the caller warns
             interrupted = True
             if validation is None:
-                theta.copy_(best_start[0] if loss_curve else epoch_start[0])
+                # the end of the last complete epoch if that epoch was the best
+                # so far (its minibatch loss was measured along the way to it),
+                # else the start of the best epoch
+                last_best = bool(loss_curve) and loss_curve[-1] <= best_loss
+                theta.copy_(epoch_start[0] if last_best else best_start[0])
             average = 0  # the running average may be mid-update: drop it
 
     out = avg if average and t - 1 >= average else theta
