@@ -1,8 +1,14 @@
 """Gradient-descent linear models for scikit-learn, trained by PyTorch."""
 
+from ._classifier import TorchSGDClassifier
 from ._engine import DivergenceError
 from ._regressor import TorchSGDRegressor
 
-__all__ = ["DivergenceError", "TorchSGDRegressor", "__version__"]
+__all__ = [
+    "DivergenceError",
+    "TorchSGDClassifier",
+    "TorchSGDRegressor",
+    "__version__",
+]
 
 __version__ = "0.1.0"

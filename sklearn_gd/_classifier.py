@@ -1,0 +1,569 @@
+"""TorchSGDClassifier: scikit-learn's SGDClassifier, trained by torch.
+
+The classifier is a thin layer over :class:`BaseTorchSGD`: it turns labels
+into a float target matrix and lets the shared fit skeleton and engine do the
+rest. One-vs-rest fits one column of ``theta = [W; b]`` per class, each a
+binary problem with targets in {-1, +1}; two classes take one column; the
+multinomial option fits all columns as one softmax problem (one-hot targets).
+"""
+
+from __future__ import annotations
+
+from numbers import Real
+
+import numpy as np
+import torch
+from scipy.special import expit, log_softmax, softmax
+from sklearn.base import ClassifierMixin, _fit_context
+from sklearn.model_selection import StratifiedShuffleSplit
+from sklearn.utils import compute_class_weight
+from sklearn.utils._available_if import available_if
+from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.multiclass import (
+    _check_partial_fit_first_call,
+    check_classification_targets,
+)
+from sklearn.utils.validation import check_is_fitted, column_or_1d
+
+from ._base import BaseTorchSGD
+from ._data import to_numpy_any
+from ._engine import AccuracyValidation
+from ._losses import CLASSIFICATION_LOSSES, MULTINOMIAL_LOSSES, make_loss
+
+__all__ = ["TorchSGDClassifier"]
+
+# losses whose decision function maps to probabilities
+_PROBA_LOSSES = ("log_loss", "modified_huber")
+
+
+class _SplitOnLabels:
+    """A splitter that stratifies on given labels, whatever ``y`` it is handed
+    (the base class hands it the float target matrix, possibly a tensor)."""
+
+    def __init__(self, cv, labels):
+        self.cv, self.labels = cv, labels
+
+    def split(self, X, y=None):
+        return self.cv.split(X, self.labels)
+
+
+class TorchSGDClassifier(ClassifierMixin, BaseTorchSGD):
+    """Linear classifier fitted by gradient descent in PyTorch, on CPU or GPU.
+
+    The counterpart of :class:`sklearn.linear_model.SGDClassifier`, with its
+    parameter names and objective. For each binary problem (targets
+    ``y_i`` in {-1, +1}, raw score ``p_i = x_i w + b``) it minimises
+
+    .. math::
+
+        \\frac{1}{\\sum_i s_i} \\sum_i s_i L(y_i, p_i) + \\alpha R(w)
+
+    where the weights ``s`` are the sample weights times the class weights
+    (the intercept is not penalised). Two classes make one problem, the
+    larger label of ``classes_`` being the positive one. More classes are
+    handled one-vs-rest, as SGDClassifier does, with all the binary problems
+    trained together as one weight matrix, or, with
+    ``multi_class="multinomial"``, as one softmax cross-entropy problem over
+    that matrix (``alpha R`` then penalises the whole matrix).
+
+    What it adds to SGDClassifier is :class:`TorchSGDRegressor`'s: a GPU
+    (``device``), minibatches of any size or the full batch (the default),
+    the optimizers of ``torch.optim``, the multinomial loss, and the
+    objective of each epoch in ``loss_curve_``.
+
+    Parameters
+    ----------
+    loss : {"hinge", "log_loss", "modified_huber", "squared_hinge", \
+            "perceptron", "squared_error", "huber", "epsilon_insensitive", \
+            "squared_epsilon_insensitive"}, default="hinge"
+        ``L(y, p)`` with the margin ``z = y p``: "hinge" ``max(0, 1 - z)``
+        (a linear SVM); "log_loss" ``log(1 + exp(-z))`` (logistic
+        regression, with probabilities); "modified_huber"
+        ``max(0, 1 - z)^2`` for ``z >= -1`` and ``-4 z`` below (with
+        probabilities); "squared_hinge" ``max(0, 1 - z)^2``; "perceptron"
+        ``max(0, -z)``. The regression losses treat the {-1, +1} targets as
+        numbers (see :class:`TorchSGDRegressor`).
+
+    penalty : {"l2", "l1", "elasticnet"} or None, default="l2"
+        The regulariser ``R``; the L1 part is a proximal step (exact zeros).
+
+    alpha : float, default=1e-4
+        Penalty strength, in ``[0, inf)``. For log_loss and l2 it equals
+        ``LogisticRegression``'s ``1 / (C * n_samples)``.
+
+    l1_ratio : float, default=0.15
+        Share of L1 in the elastic net, in ``[0, 1]``.
+
+    fit_intercept : bool, default=True
+        Fit an intercept per binary problem (per class).
+
+    max_iter : int, default=1000
+        Most epochs (passes over the data) in ``fit``.
+
+    tol : float or None, default=1e-3
+        Progress threshold on the epoch's objective (on the validation
+        accuracy with ``early_stopping``); None trains ``max_iter`` epochs.
+
+    shuffle : bool, default=True
+        Reshuffle the rows every epoch (minibatches only).
+
+    verbose : int, default=0
+        Print a line per epoch when positive.
+
+    epsilon : float, default=0.1
+        Width of "huber", "epsilon_insensitive" and
+        "squared_epsilon_insensitive", in ``[0, inf)``.
+
+    random_state : int, RandomState instance or None, default=None
+        Seeds shuffling and the stratified early-stopping split.
+
+    learning_rate : {"adaptive", "constant", "invscaling", "optimal"}, \
+            default="adaptive"
+        The step-size schedule, as in :class:`TorchSGDRegressor`.
+
+    eta0 : float or "auto", default="auto"
+        Initial step size; "auto" is ``1 / L`` for "sgd", with ``L`` the
+        objective's curvature bound estimated from ``X`` and the loss
+        (``1/4`` for log_loss, 2 for the squared hinges, 1 for non-smooth
+        losses, ``1/2`` for the multinomial loss).
+
+    power_t : float, default=0.25
+        Exponent of "invscaling".
+
+    early_stopping : bool, default=False
+        Stop on the accuracy of a stratified held-out ``validation_fraction``
+        of the data, keeping the best parameters.
+
+    validation_fraction : float, default=0.1
+        Held-out share for early stopping, in ``(0, 1)``.
+
+    n_iter_no_change : int, default=5
+        Epochs without progress before stopping or dividing the rate.
+
+    class_weight : dict, "balanced" or None, default=None
+        Multiplies each sample's weight by its class's weight: ``{label:
+        weight}``, or "balanced" for ``n_samples / (n_classes *
+        bincount(y))``. One-vs-rest applies the same per-sample weights to
+        every binary problem (SGDClassifier weighs only the positive class
+        of each). Not available with ``partial_fit`` when "balanced".
+
+    multi_class : {"ovr", "multinomial"}, default="ovr"
+        With more than two classes: "ovr" fits one binary problem per class;
+        "multinomial" minimises the softmax cross-entropy of all classes at
+        once (needs ``loss="log_loss"``). With two classes both fit the one
+        binary logistic problem, as ``LogisticRegression`` does.
+
+    warm_start : bool, default=False
+        Start ``fit`` where the previous fit ended.
+
+    average : bool or int, default=False
+        Average the iterates (from update ``average`` when an int).
+
+    optimizer : {"sgd", "adam", "adamw", "lbfgs"}, default="sgd"
+        The ``torch.optim`` update rule (see :class:`TorchSGDRegressor`).
+
+    momentum : float, default=0.0
+        Momentum of "sgd", in ``[0, 1)``.
+
+    nesterov : bool, default=False
+        Nesterov momentum for "sgd".
+
+    batch_size : int or None, default=None
+        Rows per step; None trains on the full batch (deterministic, and
+        sample weights equal repeated rows exactly).
+
+    device : str or None, default=None
+        "cpu", "cuda", "cuda:N", "mps", "auto", or None to follow the data.
+
+    record_history : bool, default=False
+        Keep ``coef_`` and ``intercept_`` of every epoch in ``coef_path_``
+        and ``intercept_path_``.
+
+    Attributes
+    ----------
+    classes_ : ndarray of shape (n_classes,)
+        The labels, sorted.
+
+    coef_ : ndarray of shape (1, n_features) or (n_classes, n_features)
+        One row per binary problem (a single row for two classes).
+
+    intercept_ : ndarray of shape (1,) or (n_classes,)
+        The intercepts.
+
+    n_iter_ : int
+        Epochs of the last ``fit``.
+
+    t_ : int
+        Updates performed plus one.
+
+    loss_curve_ : list of float
+        The objective of each epoch: one-vs-rest reports the mean over the
+        binary problems of their loss plus penalty; the multinomial loss
+        reports the whole objective, the mean cross-entropy plus ``alpha R``
+        of the weight matrix.
+
+    best_loss_ : float
+        The smallest entry of ``loss_curve_`` in the last fit.
+
+    validation_scores_ : list of float or None
+        Validation accuracy per epoch with ``early_stopping``.
+
+    best_validation_score_ : float or None
+        The best of ``validation_scores_``.
+
+    eta0_ : float
+        The resolved initial learning rate.
+
+    coef_path_, intercept_path_ : ndarray
+        With ``record_history=True``, the parameters after every epoch.
+
+    n_features_in_ : int
+        Number of features seen in fit.
+
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Names of the features, when ``X`` had string column names.
+
+    See Also
+    --------
+    sklearn.linear_model.SGDClassifier : The scikit-learn peer.
+    sklearn.linear_model.LogisticRegression : log_loss with l2, solved exactly.
+    sklearn.svm.LinearSVC : hinge with l2.
+    TorchSGDRegressor : The regression counterpart.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from sklearn_gd import TorchSGDClassifier
+    >>> X, y = load_iris(return_X_y=True)
+    >>> clf = make_pipeline(
+    ...     StandardScaler(),
+    ...     TorchSGDClassifier(loss="log_loss", multi_class="multinomial"),
+    ... )
+    >>> clf.fit(X, y).score(X, y) > 0.95
+    True
+    >>> clf.predict_proba(X[:1]).shape
+    (1, 3)
+    """
+
+    _parameter_constraints: dict = {
+        **BaseTorchSGD._parameter_constraints,
+        "loss": [StrOptions(set(CLASSIFICATION_LOSSES))],
+        "epsilon": [Interval(Real, 0, None, closed="left")],
+        "class_weight": [StrOptions({"balanced"}), dict, None],
+        "multi_class": [StrOptions({"ovr", "multinomial"})],
+    }
+
+    def __init__(
+        self,
+        loss="hinge",
+        *,
+        penalty="l2",
+        alpha=1e-4,
+        l1_ratio=0.15,
+        fit_intercept=True,
+        max_iter=1000,
+        tol=1e-3,
+        shuffle=True,
+        verbose=0,
+        epsilon=0.1,
+        random_state=None,
+        learning_rate="adaptive",
+        eta0="auto",
+        power_t=0.25,
+        early_stopping=False,
+        validation_fraction=0.1,
+        n_iter_no_change=5,
+        class_weight=None,
+        multi_class="ovr",
+        warm_start=False,
+        average=False,
+        optimizer="sgd",
+        momentum=0.0,
+        nesterov=False,
+        batch_size=None,
+        device=None,
+        record_history=False,
+    ):
+        # store every argument as given (sklearn's contract for __init__)
+        vars(self).update({k: v for k, v in locals().items() if k != "self"})
+
+    # ---------------------------------------------------------------- hooks
+    _validation_class = AccuracyValidation
+
+    def _joint(self):
+        """Whether the classes form one softmax problem (more than two)."""
+        return self.multi_class == "multinomial" and len(self.classes_) > 2
+
+    def _make_loss(self):
+        registry = MULTINOMIAL_LOSSES if self._joint() else CLASSIFICATION_LOSSES
+        return make_loss(self.loss, epsilon=self.epsilon, registry=registry)
+
+    def _prepare_targets(self, Y, first_call):
+        # Y: (n, 1) class indices as floats, numpy or a tensor on its device
+        k = len(self.classes_)
+        if k == 2:
+            return 2 * Y - 1  # +1 for classes_[1]
+        if isinstance(Y, torch.Tensor):
+            hit = (Y == torch.arange(k, dtype=Y.dtype, device=Y.device)).to(Y.dtype)
+        else:
+            hit = (Y == np.arange(k, dtype=Y.dtype)).astype(Y.dtype)
+        # one-hot for softmax, {-1, +1} for the one-vs-rest problems
+        return hit if self._joint() else 2 * hit - 1
+
+    def _validation_splitter(self, Y):
+        Y = to_numpy_any(Y)
+        labels = Y[:, 0] > 0 if Y.shape[1] == 1 else Y.argmax(1)
+        cv = StratifiedShuffleSplit(
+            test_size=self.validation_fraction, random_state=self.random_state
+        )
+        return _SplitOnLabels(cv, labels)
+
+    def _shape_params(self, coef, intercept):
+        return np.ascontiguousarray(coef.T), intercept
+
+    def _more_validate_params(self, for_partial_fit=False):
+        super()._more_validate_params(for_partial_fit=for_partial_fit)
+        if self.multi_class == "multinomial" and self.loss not in MULTINOMIAL_LOSSES:
+            raise ValueError(
+                f"multi_class='multinomial' needs loss in {sorted(MULTINOMIAL_LOSSES)}"
+                f", got loss={self.loss!r}; use multi_class='ovr' for this loss."
+            )
+        if for_partial_fit and self.class_weight == "balanced":
+            raise ValueError(
+                "class_weight 'balanced' is not supported for partial_fit: the "
+                "class frequencies of one batch are not those of the data. Use "
+                "compute_class_weight('balanced', classes=classes, y=y) on a "
+                "large enough sample of the targets and pass the weights as a "
+                "dict."
+            )
+
+    # ----------------------------------------------------------------- fit
+    def _fit_new_state(
+        self,
+        X,
+        y,
+        sample_weight,
+        coef_init=None,
+        intercept_init=None,
+        partial=False,
+        classes=None,
+    ):
+        # labels -> class indices, then the shared skeleton; runs inside
+        # _fit_impl, so a failure also restores classes_
+        if y is None:
+            raise ValueError(
+                f"{type(self).__name__} requires y to be passed, but the target y "
+                "is None."
+            )
+        labels = column_or_1d(to_numpy_any(y), warn=True)
+        check_classification_targets(labels)
+        if partial:
+            # sets classes_ on the first call, checks ``classes`` on later ones
+            _check_partial_fit_first_call(self, classes)
+        else:
+            self.classes_ = np.unique(labels)
+        if len(self.classes_) < 2:
+            raise ValueError(
+                "The number of classes has to be greater than one; got "
+                f"{len(self.classes_)} class."
+            )
+        idx = np.searchsorted(self.classes_, labels)
+        idx = np.minimum(idx, len(self.classes_) - 1)
+        unseen = self.classes_[idx] != labels
+        if np.any(unseen):
+            raise ValueError(
+                f"y contains labels not in classes_ {self.classes_.tolist()}: "
+                f"{np.unique(labels[unseen]).tolist()}."
+            )
+        sample_weight = self._with_class_weight(sample_weight, idx, labels)
+        return super()._fit_new_state(
+            X,
+            idx.astype(np.float64),
+            sample_weight,
+            coef_init,
+            intercept_init,
+            partial,
+        )
+
+    def _with_class_weight(self, sample_weight, idx, labels):
+        """Sample weights times the weight of each sample's class."""
+        if self.class_weight is None:
+            return sample_weight
+        per_class = compute_class_weight(
+            self.class_weight, classes=self.classes_, y=labels
+        )
+        per_sample = per_class[idx]
+        if sample_weight is None:
+            return per_sample
+        if isinstance(sample_weight, torch.Tensor):
+            return sample_weight * torch.as_tensor(
+                per_sample, dtype=sample_weight.dtype, device=sample_weight.device
+            )
+        sw = np.asarray(sample_weight)
+        if sw.ndim == 0 or sw.shape == per_sample.shape:
+            return sw * per_sample
+        return sample_weight  # a wrong shape: validation names the problem
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def fit(self, X, y, coef_init=None, intercept_init=None, sample_weight=None):
+        """Fit the classifier by gradient descent.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, torch.Tensor} of shape \
+                (n_samples, n_features)
+            Training data.
+        y : array-like of shape (n_samples,)
+            Class labels (strings, integers, ...).
+        coef_init : array-like of shape (n_classes, n_features) or \
+                (n_features,), default=None
+            Initial weights, one row per binary problem.
+        intercept_init : array-like of shape (n_classes,) or (1,), default=None
+            Initial intercepts.
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative weights, multiplied by ``class_weight``.
+
+        Returns
+        -------
+        self : TorchSGDClassifier
+            The fitted classifier.
+        """
+        self._more_validate_params()
+        return self._fit_impl(X, y, sample_weight, coef_init, intercept_init)
+
+    @_fit_context(prefer_skip_nested_validation=True)
+    def partial_fit(self, X, y, classes=None, sample_weight=None):
+        """One epoch over a batch of samples, continuing the current model.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, torch.Tensor} of shape \
+                (n_samples, n_features)
+            A batch of training data.
+        y : array-like of shape (n_samples,)
+        classes : array-like of shape (n_classes,), default=None
+            Every label of the problem; required on the first call, since a
+            batch need not hold them all.
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        self : TorchSGDClassifier
+        """
+        if not hasattr(self, "classes_"):
+            self._more_validate_params(for_partial_fit=True)
+        return self._fit_impl(X, y, sample_weight, partial=True, classes=classes)
+
+    # -------------------------------------------------------------- predict
+    def _scores(self, X):
+        """Decision values as numpy (n_samples, n_columns)."""
+        return to_numpy_any(self._decision(X))
+
+    def decision_function(self, X):
+        """Signed scores: the raw linear output of each binary problem.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, torch.Tensor} of shape \
+                (n_samples, n_features)
+            Samples to score.
+
+        Returns
+        -------
+        scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
+            For two classes, positive scores favour ``classes_[1]``.
+        """
+        scores = self._scores(X)
+        return scores[:, 0] if scores.shape[1] == 1 else scores
+
+    def predict(self, X):
+        """Predict class labels.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, torch.Tensor} of shape \
+                (n_samples, n_features)
+            Samples to classify.
+
+        Returns
+        -------
+        y_pred : ndarray of shape (n_samples,)
+            Labels from ``classes_``.
+        """
+        scores = self._scores(X)
+        if scores.shape[1] == 1:
+            return self.classes_[(scores[:, 0] > 0).astype(np.intp)]
+        return self.classes_[scores.argmax(1)]
+
+    def _check_proba(self):
+        if self.loss not in _PROBA_LOSSES:
+            raise AttributeError(
+                f"probability estimates are not available for loss={self.loss!r}; "
+                f"use one of {list(_PROBA_LOSSES)} or CalibratedClassifierCV."
+            )
+        return True
+
+    @available_if(_check_proba)
+    def predict_proba(self, X):
+        """Class probabilities (loss "log_loss" or "modified_huber").
+
+        Multinomial models give the softmax of the scores. One-vs-rest models
+        give each binary problem's probability of its class, the logistic
+        sigmoid of the score (log_loss) or ``(clip(score, -1, 1) + 1) / 2``
+        (modified_huber), normalised over classes as SGDClassifier does.
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, torch.Tensor} of shape \
+                (n_samples, n_features)
+            Samples whose class probabilities to estimate.
+
+        Returns
+        -------
+        proba : ndarray of shape (n_samples, n_classes)
+            In the order of ``classes_``.
+        """
+        check_is_fitted(self)
+        scores = self._scores(X)
+        if self._joint():
+            return softmax(scores, axis=1)
+        if self.loss == "log_loss":
+            prob = expit(scores)
+        else:
+            prob = (np.clip(scores, -1, 1) + 1) / 2
+        if prob.shape[1] == 1:
+            return np.hstack([1 - prob, prob])
+        total = prob.sum(1, keepdims=True)
+        # rows where every problem says "not mine": uniform
+        prob[total[:, 0] == 0] = 1
+        total[total == 0] = prob.shape[1]
+        return prob / total
+
+    @available_if(_check_proba)
+    def predict_log_proba(self, X):
+        """Logarithm of :meth:`predict_proba` (computed stably for softmax).
+
+        Parameters
+        ----------
+        X : {array-like, sparse matrix, torch.Tensor} of shape \
+                (n_samples, n_features)
+            Samples whose log-probabilities to estimate.
+
+        Returns
+        -------
+        log_proba : ndarray of shape (n_samples, n_classes)
+        """
+        check_is_fitted(self)
+        if self._joint():
+            return log_softmax(self._scores(X), axis=1)
+        with np.errstate(divide="ignore"):
+            return np.log(self.predict_proba(X))
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = False
+        # outputs are labels and numpy scores, not arrays of the input's namespace
+        tags.array_api_support = False
+        return tags
