@@ -50,6 +50,9 @@ _CALLBACK_ATTRS = ("_callback_fit_ctx", "_skl_callbacks_to_teardown")
 
 _MAX_SEED = np.iinfo(np.int32).max
 
+# torch >= 2.5 has torch.OutOfMemoryError; torch.cuda's alias is older
+_OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
+
 
 def _dispatch_on() -> bool:
     return bool(get_config().get("array_api_dispatch", False))
@@ -184,12 +187,25 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
         saved = dict(self.__dict__)
         try:
             return self._fit_new_state(*args, **kwargs)
-        except BaseException:
+        except BaseException as exc:
             live = {k: v for k, v in self.__dict__.items() if k in _CALLBACK_ATTRS}
             self.__dict__.clear()
             self.__dict__.update(saved)
             self.__dict__.update(live)
+            if isinstance(exc, _OUT_OF_MEMORY):
+                raise MemoryError(self._out_of_memory_message(args[0], exc)) from exc
             raise
+
+    def _out_of_memory_message(self, X, exc):
+        shape = tuple(getattr(X, "shape", ()))
+        itemsize = getattr(getattr(X, "dtype", None), "itemsize", 8)
+        size = float(np.prod(shape)) * itemsize / 2**20 if shape else float("nan")
+        return (
+            f"Out of memory while fitting X of shape {shape} (about {size:.0f} MiB) "
+            f"with batch_size={self.batch_size} on device {self.device!r}: {exc}. "
+            "Lower batch_size, or stream X from host memory (out_of_core=True, "
+            "or pass a numpy memmap)."
+        )
 
     def _fit_new_state(
         self, X, y, sample_weight, coef_init=None, intercept_init=None, partial=False
@@ -465,16 +481,20 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
         return coef0, icpt0
 
     def _split(self, Y, sw):
+        n = Y.shape[0]
+        message = (
+            f"Splitting {n} samples into a train set and a validation set with "
+            f"validation_fraction={self.validation_fraction} led to an empty set. "
+            "Please either change validation_fraction, increase number of "
+            "samples, or disable early_stopping."
+        )
         cv = self._validation_splitter(Y)
-        idx_train, idx_val = next(cv.split(np.zeros((Y.shape[0], 1)), Y))
+        try:
+            idx_train, idx_val = next(cv.split(np.zeros((n, 1)), Y))
+        except ValueError as exc:  # the splitter's own message names test_size
+            raise ValueError(message) from exc
         if idx_train.shape[0] == 0 or idx_val.shape[0] == 0:
-            raise ValueError(
-                f"Splitting {Y.shape[0]} samples into a train set and a validation "
-                f"set with validation_fraction={self.validation_fraction} led to an "
-                f"empty set ({idx_train.shape[0]} and {idx_val.shape[0]} samples). "
-                "Please either change validation_fraction, increase number of "
-                "samples, or disable early_stopping."
-            )
+            raise ValueError(message)
         if sw is not None and not np.any(sw[idx_val] > 0):
             raise ValueError(
                 "The sample weights for validation set are all zero, consider "

@@ -97,6 +97,16 @@ class DirectOracle:
     def full_batch(self):
         return slice(0, self.n_samples)
 
+    def zero_model_loss(self) -> torch.Tensor:
+        """Data term of the all-zero model per output: a scale for the
+        objective that needs no pass over ``X``."""
+        P = torch.zeros_like(self.Y)
+        values = self.loss.value(self.Y, P)
+        if self.sw is None:
+            return values.mean(0)
+        s = self.sw[:, None]
+        return (values * s).sum(0) / s.sum()
+
     def _rows(self, idx):
         """The batch's rows of X and their transpose."""
         if isinstance(idx, torch.Tensor) and self.X.device.type == "cpu":
@@ -130,10 +140,12 @@ class DirectOracle:
         else:
             sb = self.sw[idx][:, None]
             weight = sb.sum()
-            values = (self.loss.value(Yb, P) * sb).sum(0) / weight
+            # a batch of zero-weight rows contributes nothing (not 0 / 0)
+            denom = weight.clamp_min(torch.finfo(sb.dtype).tiny)
+            values = (self.loss.value(Yb, P) * sb).sum(0) / denom
             if not need_grad:
                 return values, weight, None
-            D = self.loss.derivative(Yb, P) * (sb / weight)
+            D = self.loss.derivative(Yb, P) * (sb / denom)
         if not self.fit_intercept:
             return values, weight, XbT @ D
         grad = torch.empty_like(theta)
@@ -364,6 +376,9 @@ class GramOracle:
 
     def full_batch(self):
         return None
+
+    def zero_model_loss(self) -> torch.Tensor:
+        return 0.5 * self.yy
 
     def loss_grad(self, theta, idx=None, need_grad=True):
         th = theta.to(torch.float64)

@@ -171,7 +171,13 @@ def validate_fit_inputs(
         X = X.tocsr()
         X.sort_indices()
         kind = "sparse"
-    y = np.asarray(y, dtype=X.dtype)
+    with np.errstate(over="ignore"):
+        y = np.asarray(y, dtype=X.dtype)
+    if not np.isfinite(y).all():
+        raise ValueError(
+            f"y has values too large for {X.dtype} (the dtype of X, which y is "
+            "converted to); scale y or pass X as float64."
+        )
     y_ndim = y.ndim
     Y = np.ascontiguousarray(y.reshape(y.shape[0], -1))
     sw = None

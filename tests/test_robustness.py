@@ -39,7 +39,7 @@ from concurrent.futures import ThreadPoolExecutor
 import numpy as np
 import pytest
 import torch
-from hypothesis import assume, given
+from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from sklearn.base import clone
@@ -133,7 +133,10 @@ def test_divergence_raises_clear_error_and_keeps_previous_model(
     assert isinstance(info.value, ValueError)
     msg = str(info.value)
     # the epoch, the value the objective took, and the three hints
-    assert re.search(r"at epoch \d+: the objective became (inf|-inf|nan)", msg), msg
+    # (non-finite, or finite but 1e3 times the zero model's objective)
+    assert re.search(
+        r"at epoch \d+: the objective became (inf|-inf|nan|[0-9.e+]+)", msg
+    ), msg
     assert "smaller eta0" in msg and "scale the features" in msg, msg
     assert "learning_rate" in msg, msg
     # the previous fitted state is untouched, parameters included
@@ -155,8 +158,9 @@ def test_divergence_in_continued_fits_keeps_state(how):
     reg = TorchSGDRegressor(random_state=0, learning_rate="constant", tol=None)
     if how == "partial_fit":
         # partial_fit keeps its first eta0: a step that is fine for small
-        # features, then features 1e6 times larger (one epoch, 100 steps)
-        reg.set_params(eta0=10.0, batch_size=1)
+        # features (and for the intercept, whose curvature is 1), then
+        # features 1e6 times larger (one epoch, 100 steps)
+        reg.set_params(eta0=1.0, batch_size=1)
         reg.partial_fit(X * 1e-3, y)
     else:
         _quiet_fit(reg, "fit", X, y)
@@ -180,16 +184,7 @@ def test_divergence_in_continued_fits_keeps_state(how):
         (None, np.float32),
         (None, np.float64),
         (10, np.float32),
-        pytest.param(
-            10,
-            np.float64,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="core bug: after a diverging minibatch epoch 'adaptive' "
-                "restarts from that epoch's (already huge) start, not the best "
-                "point; the fit ends 'converged' with objective ~1e203, no error",
-            ),
-        ),
+        (10, np.float64),
     ],
 )
 def test_adaptive_shrinks_step_before_giving_up(batch_size, dtype):
@@ -209,17 +204,15 @@ def test_adaptive_shrinks_step_before_giving_up(batch_size, dtype):
     assert reg.score(X, y) > 0.99
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: the divergence hint suggests learning_rate='adaptive' to a "
-    "fit that already uses it",
-)
 def test_divergence_hint_does_not_suggest_the_schedule_in_use():
     X, y = _data()
+    # curvature ~1e12: no step above the adaptive floor (1e-6) is stable, so
+    # the schedule shrinks to its floor and gives up
     reg = TorchSGDRegressor(learning_rate="adaptive", eta0=1e3, tol=None, max_iter=200)
     with pytest.raises(DivergenceError) as info:
-        _quiet_fit(reg, "fit", X * 1e3, y)
-    assert "learning_rate='adaptive'" not in str(info.value)
+        _quiet_fit(reg, "fit", X * 1e6, y)
+    msg = str(info.value)
+    assert "or learning_rate='adaptive'" not in msg and "already shrank" in msg, msg
 
 
 # ===================================================== 2. interruption
@@ -269,14 +262,13 @@ def test_keyboard_interrupt_keeps_best_parameters(monkeypatch, params, dtype):
         # never worse than where the fit started
         assert _objective(reg, X64, y64) <= start * (1 + 1e-6)
     if not params or params == dict(optimizer="lbfgs"):
-        # full batch: the parameters kept are those the best recorded objective
-        # was measured at. float32: the Gram statistics come from float32
-        # products, and the objective near the optimum is a difference of
-        # terms of the size of `start` (measured error 1.4e-7 * start)
+        # full batch: the parameters kept are at least as good as the best
+        # recorded objective (the end of the last epoch when that epoch was the
+        # best: one more descent step). float32: the Gram statistics come from
+        # float32 products, and the objective near the optimum is a difference
+        # of terms of the size of `start` (measured error 1.4e-7 * start)
         tol = 1e-5 if dtype == np.float32 else 1e-12
-        np.testing.assert_allclose(
-            _objective(reg, X64, y64), min(reg.loss_curve_), rtol=0, atol=tol * start
-        )
+        assert _objective(reg, X64, y64) <= min(reg.loss_curve_) + tol * start
     # and the estimator fits again normally afterwards
     monkeypatch.undo()
     _quiet_fit(reg.set_params(verbose=0), "fit", X, y)
@@ -328,11 +320,6 @@ def test_keyboard_interrupt_before_training_propagates_and_keeps_state(monkeypat
     assert pickle.dumps(reg) == before
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: an interrupt after the first complete minibatch epoch "
-    "returns the initial (zero) coefficients, losing that epoch",
-)
 def test_keyboard_interrupt_after_first_minibatch_epoch_keeps_progress(monkeypatch):
     X, y = _data()
     monkeypatch.setattr(TorchSGDRegressor, "_print_epoch", _interrupt_at(1))
@@ -479,10 +466,6 @@ def test_property_bad_input_fits_finite_or_raises_named_error(
     if prefit and method == "partial_fit":
         train_dtype = np.float64  # partial_fit keeps the first call's dtype
     problems = _expected_problems(X, y, sw, train_dtype)
-    if batch_size is not None and sw is not None and not problems:
-        # a minibatch whose weights are all zero: known core bug, tracked by
-        # test_zero_weight_minibatch_does_not_diverge; drop this when fixed
-        assume(not np.any(_cast(sw, train_dtype) == 0))
     reg = TorchSGDRegressor(
         loss=loss, batch_size=batch_size, max_iter=5, tol=None, random_state=0
     )
@@ -612,11 +595,6 @@ def test_property_parameter_boundaries(drawn, n, d, dtype):
     assert np.all(np.isfinite(reg.predict(X)))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: an unsplittable early-stopping set raises ShuffleSplit's "
-    "message naming test_size, not validation_fraction/early_stopping",
-)
 @pytest.mark.parametrize("n, fraction", [(1, 0.1), (30, 1 - 1e-9)])
 def test_early_stopping_split_error_names_our_parameters(n, fraction):
     X, y = _data(n=n)
@@ -625,12 +603,6 @@ def test_early_stopping_split_error_names_our_parameters(n, fraction):
         reg.fit(X, y)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: eta0 beyond the float32 range on float32 data raises "
-    "torch's RuntimeError ('value cannot be converted to type float without "
-    "overflow') instead of a ValueError",
-)
 @pytest.mark.parametrize("params", [dict(), dict(optimizer="adam")], ids=repr)
 def test_eta0_beyond_float32_range_is_a_value_error(params):
     X, y = _data(n=5, d=1, dtype=np.float32)
@@ -638,12 +610,6 @@ def test_eta0_beyond_float32_range_is_a_value_error(params):
         _quiet_fit(TorchSGDRegressor(eta0=1e300, **params), "fit", X, y)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: y finite in float64 but beyond the float32 range is cast "
-    "to inf silently with float32 X; the fit then 'diverges' (objective nan) "
-    "and the message blames the step size, not y",
-)
 def test_y_beyond_float32_range_is_named():
     X = np.arange(4.0, dtype=np.float32).reshape(-1, 1)
     y = np.array([0.0, 1.0, 2.0, 1e300])
@@ -651,12 +617,6 @@ def test_y_beyond_float32_range_is_named():
         _quiet_fit(TorchSGDRegressor(), "fit", X, y)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="core bug: a minibatch whose sample weights are all zero divides "
-    "0 by 0 (DirectOracle.loss_grad), the parameters become NaN and the fit "
-    "raises a spurious DivergenceError",
-)
 @pytest.mark.parametrize("batch_size", [1, 2])
 def test_zero_weight_minibatch_does_not_diverge(batch_size):
     X, y = _data(n=20, d=2)
@@ -892,11 +852,6 @@ def test_fit_copies_X_at_most_once():
         assert ratio < bound, (params, layout, f"{res['extra'] / 2**20:.1f} MiB")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="not implemented yet: out-of-memory errors are not re-raised with the "
-    "sizes and the advice to lower batch_size",
-)
 def test_out_of_memory_is_reraised_with_sizes_and_advice(monkeypatch):
     # a CUDA OOM simulated on the CPU: the engine raising torch's OOM error
     X, y = _data(n=123, d=7)
