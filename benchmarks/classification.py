@@ -1,0 +1,156 @@
+"""Classification benchmark: TorchSGDClassifier against SGDClassifier and
+LogisticRegression, side by side on the same data and thread count.
+
+Objective: mean log-loss + alpha/2 ||W||^2 (binary, and multinomial softmax
+cross-entropy), whose optimum LogisticRegression(C = 1 / (alpha n)) computes
+when run to a tight tolerance. Reports the time each contestant takes, its
+relative objective gap and test accuracy, and ratios ours / contestant.
+Writes benchmarks/results/CLASSIFICATION.md.
+
+    python benchmarks/classification.py [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+from scipy.special import log_softmax
+from sklearn.datasets import make_classification
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model import LogisticRegression, SGDClassifier
+from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
+
+from sklearn_gd import TorchSGDClassifier
+
+ALPHA = 1e-4
+THREADS = 2
+
+
+def objective(coef, intercept, X, y, classes, multinomial):
+    """Mean log-loss (binary or softmax) + alpha/2 ||W||^2, in float64."""
+    X = X.astype(np.float64)
+    W = np.atleast_2d(coef).astype(np.float64)
+    b = np.atleast_1d(intercept).astype(np.float64)
+    scores = X @ W.T + b
+    if multinomial:
+        logp = log_softmax(scores, axis=1)
+        idx = np.searchsorted(classes, y)
+        data = -logp[np.arange(len(y)), idx].mean()
+    else:
+        s = np.where(y == classes[1], 1.0, -1.0)
+        data = np.logaddexp(0.0, -s * scores[:, 0]).mean()
+    return data + 0.5 * ALPHA * np.sum(W * W)
+
+
+def timed(make, X, y, repeats):
+    best, model = np.inf, None
+    for _ in range(repeats):
+        est = make()
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            est.fit(X, y)
+        best = min(best, time.perf_counter() - start)
+        model = est
+    return best, model
+
+
+def run(n, d, n_classes, dtype, repeats):
+    X, y = make_classification(
+        n_samples=n,
+        n_features=d,
+        n_informative=d // 2,
+        n_classes=n_classes,
+        n_clusters_per_class=1,
+        class_sep=0.8,
+        random_state=0,
+    )
+    X = StandardScaler().fit_transform(X).astype(dtype)
+    n_train = int(0.8 * n)
+    Xtr, Xte, ytr, yte = X[:n_train], X[n_train:], y[:n_train], y[n_train:]
+    classes = np.unique(y)
+    multinomial = n_classes > 2
+    C = 1.0 / (ALPHA * n_train)
+    ref = LogisticRegression(C=C, tol=1e-10, max_iter=10000).fit(
+        Xtr.astype(np.float64), ytr
+    )
+    f_star = objective(ref.coef_, ref.intercept_, Xtr, ytr, classes, multinomial)
+    mc = "multinomial" if multinomial else "ovr"
+    contestants = {
+        "ours-default": lambda: TorchSGDClassifier(
+            loss="log_loss", alpha=ALPHA, multi_class=mc, random_state=0
+        ),
+        "ours-lbfgs": lambda: TorchSGDClassifier(
+            loss="log_loss",
+            alpha=ALPHA,
+            multi_class=mc,
+            optimizer="lbfgs",
+            tol=1e-6,
+            random_state=0,
+        ),
+        "SGDClassifier": lambda: SGDClassifier(
+            loss="log_loss", alpha=ALPHA, random_state=0
+        ),
+        "LogisticRegression": lambda: LogisticRegression(C=C),
+    }
+    rows = {}
+    for name, make in contestants.items():
+        seconds, est = timed(make, Xtr, ytr, repeats)
+        if name == "SGDClassifier" and multinomial:
+            gap = float("nan")  # one-vs-rest: a different objective
+        else:
+            f = objective(est.coef_, est.intercept_, Xtr, ytr, classes, multinomial)
+            gap = (f - f_star) / abs(f_star)
+        rows[name] = dict(seconds=seconds, gap=gap, acc=est.score(Xte, yte))
+    return rows
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true")
+    args = parser.parse_args()
+    torch.set_num_threads(THREADS)
+    workloads = (
+        [(20_000, 50, 2), (20_000, 50, 5)]
+        if args.quick
+        else [(200_000, 100, 2), (200_000, 100, 5)]
+    )
+    flag = " --quick" if args.quick else ""
+    lines = [
+        "# Classification benchmark",
+        "",
+        f"Command: `python benchmarks/classification.py{flag}`"
+        f", {THREADS} threads (torch and BLAS), float32, alpha={ALPHA}, "
+        "best of 2 fits. Gap: relative objective gap to LogisticRegression run "
+        "to tol=1e-10 (the same objective with C = 1/(alpha n)); SGDClassifier's "
+        "multiclass fit is one-vs-rest, a different objective (no gap).",
+        "",
+        "| workload | contestant | fit (s) | gap | test accuracy "
+        "| ours-default / this | ours-lbfgs / this |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    with threadpool_limits(THREADS):
+        for n, d, k in workloads:
+            rows = run(n, d, k, np.float32, repeats=2)
+            name = f"{'binary' if k == 2 else f'{k}-class multinomial'} {n}x{d}"
+            for c, r in rows.items():
+                ratio_default = rows["ours-default"]["seconds"] / r["seconds"]
+                ratio_lbfgs = rows["ours-lbfgs"]["seconds"] / r["seconds"]
+                lines.append(
+                    f"| {name} | {c} | {r['seconds']:.3f} | {r['gap']:.1e} | "
+                    f"{r['acc']:.4f} | {ratio_default:.2f} | {ratio_lbfgs:.2f} |"
+                )
+                print(lines[-1], flush=True)
+    out = Path(__file__).parent / "results" / "CLASSIFICATION.md"
+    out.write_text("\n".join(lines) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()
