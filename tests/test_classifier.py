@@ -36,7 +36,7 @@ CHECKED = [
         loss="log_loss",
         multi_class="multinomial",
         penalty="l1",
-        batch_size=32,
+        batch_size=8,
         random_state=0,
     ),
     TorchSGDClassifier(
