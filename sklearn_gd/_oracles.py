@@ -437,6 +437,12 @@ def lipschitz_estimate(oracle, dtype, n_iter: int = 30) -> tuple[float, float | 
     return lam, max_row
 
 
+def prefers_gram(n, d, loss, batch_size) -> bool:
+    """Whether the Gram path serves this problem (see :func:`choose_oracle`)."""
+    full = batch_size is None or batch_size >= n
+    return type(loss) is SquaredError and full and d + 1 <= min(n, 2048)
+
+
 def choose_oracle(
     X,
     Y,
@@ -469,7 +475,6 @@ def choose_oracle(
         return SparseOracle(
             X, Y, sample_weight, loss, device=device, dtype=dtype, **kwargs
         )
-    full = batch_size is None or batch_size >= n
-    if type(loss) is SquaredError and full and d + 1 <= min(n, 2048):
+    if prefers_gram(n, d, loss, batch_size):
         return GramOracle(X, Y, sample_weight, fit_intercept=fit_intercept)
     return DirectOracle(X, Y, sample_weight, loss, **kwargs)

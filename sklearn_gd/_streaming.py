@@ -36,8 +36,7 @@ import numpy as np
 import torch
 
 from ._data import to_tensor
-from ._losses import SquaredError
-from ._oracles import CHUNK_ROWS, DirectOracle, GramOracle
+from ._oracles import CHUNK_ROWS, DirectOracle, GramOracle, prefers_gram
 
 __all__ = [
     "HostChunkOracle",
@@ -115,8 +114,10 @@ def _pieces(idx, chunk_rows):
 
 
 def _piece_key(piece):
-    base, a, b = piece
-    return (None if base is None else id(base), a, b)
+    # the index tensor itself, compared by identity in _Stager.slot_of: an
+    # id() would be recycled once the tensor is freed (a new epoch's
+    # permutation could then hit a stale slot with another epoch's rows)
+    return piece
 
 
 def _piece_index(piece):
@@ -160,7 +161,8 @@ class _Stager:
 
     def slot_of(self, key):
         for s in (0, 1):
-            if self.keys[s] == key:
+            held = self.keys[s]
+            if held is not None and held[0] is key[0] and held[1:] == key[1:]:
                 return s
         return None
 
@@ -444,12 +446,6 @@ class HostChunkOracle(DirectOracle):
         return matvec, float(max_row)
 
 
-def _prefers_gram(n, d, loss, batch_size) -> bool:
-    # choose_oracle's cost model (kept in step with it)
-    full = batch_size is None or batch_size >= n
-    return type(loss) is SquaredError and full and d + 1 <= min(n, 2048)
-
-
 def streaming_oracle(
     X,
     Y,
@@ -477,7 +473,7 @@ def streaming_oracle(
     Yt = to_tensor(Y, torch.device("cpu"), dtype)
     swt = to_tensor(sample_weight, torch.device("cpu"), dtype)
     n, d = Yt.shape[0], X.shape[1]
-    if rows is None and _prefers_gram(n, d, loss, batch_size):
+    if rows is None and prefers_gram(n, d, loss, batch_size):
         host = HostRows(X, "cpu", dtype, staged=False)
         gram = GramOracle(host.view, Yt, swt, fit_intercept=fit_intercept)
         for name, value in list(vars(gram).items()):
