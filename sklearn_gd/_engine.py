@@ -272,19 +272,13 @@ def train(
     converged = False
     start = time.perf_counter()
     epoch_start = best_start = (theta.clone(), t)
-    l2_value = penalty.l2 > 0
-    l1_value = penalty.l1 > 0
 
     # the reported objective times sum_scale is the sum L-BFGS minimises
     sum_scale = 1 if joint_outputs else k
 
     def objective(values):
         # mean over outputs of data term + penalty (times k for a joint loss)
-        obj = values.mean()
-        if l2_value:
-            obj = obj + (0.5 * penalty.l2 / k) * (W * W).sum()
-        if l1_value:
-            obj = obj + (penalty.l1 / k) * W.abs().sum()
+        obj = values.mean() + penalty.total(W) / k
         return obj * k if joint_outputs else obj
 
     def closure():
@@ -323,7 +317,7 @@ def train(
                             set_lr(opt, lr)
                             theta.grad = g
                             opt.step()
-                        if l1_value:
+                        if penalty.has_prox:
                             scale = prox_scale(optimizer, opt, theta, lr)
                             if isinstance(scale, torch.Tensor):
                                 scale = scale[:d]

@@ -41,13 +41,13 @@ def build_optimizer(
     nesterov=False,
     betas=(0.9, 0.999),
     eps=1e-8,
-    weight_decay=0.0,
     history_size=10,
 ):
-    """A ``torch.optim`` optimizer over ``params`` for the named method.
+    """A ``torch.optim`` optimizer over ``params`` for "sgd", "adam" or "lbfgs".
 
-    For "adamw", ``params`` is ``[coef]`` or ``[coef, intercept]`` and the
-    weight decay applies to the coefficients only.
+    "adamw" is "adam" here: the engine applies the decoupled weight decay
+    itself (``w *= 1 - lr * l2`` before each step, as ``torch.optim.AdamW``
+    does), to the coefficient rows of ``theta`` only, never the intercept.
     """
     if name == "sgd":
         return torch.optim.SGD(
@@ -55,11 +55,6 @@ def build_optimizer(
         )
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, betas=betas, eps=eps)
-    if name == "adamw":
-        groups = [{"params": params[:1], "weight_decay": weight_decay}]
-        if len(params) > 1:
-            groups.append({"params": params[1:], "weight_decay": 0.0})
-        return torch.optim.AdamW(groups, lr=lr, betas=betas, eps=eps)
     if name == "lbfgs":
         return torch.optim.LBFGS(
             params,

@@ -30,13 +30,13 @@ class Penalty:
         """Curvature of the smooth part, for step-size selection."""
         return self.l2
 
-    def value(self, w: torch.Tensor) -> torch.Tensor:
-        """Penalty value per output column, shape (n_outputs,)."""
-        out = torch.zeros(w.shape[1], dtype=w.dtype, device=w.device)
+    def total(self, w: torch.Tensor) -> torch.Tensor | float:
+        """Penalty value summed over output columns (0.0 without a penalty)."""
+        out = 0.0
         if self.l2:
-            out = out + 0.5 * self.l2 * (w * w).sum(0)
+            out = out + 0.5 * self.l2 * (w * w).sum()
         if self.l1:
-            out = out + self.l1 * w.abs().sum(0)
+            out = out + self.l1 * w.abs().sum()
         return out
 
     def add_gradient_(self, grad: torch.Tensor, w: torch.Tensor) -> None:
