@@ -26,6 +26,9 @@ from _objective import estimator_objective, objective  # noqa: E402
 from sklearn.exceptions import ConvergenceWarning  # noqa: E402
 from test_reference import (  # noqa: E402
     CASES,
+    LBFGS_CASES,
+    LBFGS_CONSTANT,
+    MOMENTUM_L1,
     RTOL,
     SMOOTH,
     _full_params,
@@ -71,19 +74,9 @@ def regression_rows():
     """Settings that once exposed core bugs (a disabled L-BFGS line search,
     an L1 step not matched to momentum): their gaps today."""
     X, y = synthetic()
-    for loss, params in [
-        ("huber", dict(penalty=None)),
-        ("squared_epsilon_insensitive", dict(alpha=0.001, epsilon=0.5)),
-    ]:
+    for loss, params in LBFGS_CASES:
         start = time.perf_counter()
-        ours = TorchSGDRegressor(
-            loss=loss,
-            optimizer="lbfgs",
-            learning_rate="constant",
-            tol=None,
-            max_iter=300,
-            **params,
-        ).fit(X, y)
+        ours = TorchSGDRegressor(loss=loss, **LBFGS_CONSTANT, **params).fit(X, y)
         gd = TorchSGDRegressor(loss=loss, **SMOOTH | params).fit(X, y)
         p = _full_params(params)
         yield dict(
@@ -102,14 +95,7 @@ def regression_rows():
     X, y = diabetes()
     start = time.perf_counter()
     params = dict(penalty="l1", alpha=0.05)
-    est = TorchSGDRegressor(
-        momentum=0.9,
-        learning_rate="constant",
-        eta0=0.05,
-        tol=None,
-        max_iter=300,
-        **params,
-    ).fit(X, y)
+    est = TorchSGDRegressor(**MOMENTUM_L1).fit(X, y)
     coef, icpt = ref_lasso(X, y, _full_params(params))
     yield dict(
         pairing="lasso-momentum-diabetes",

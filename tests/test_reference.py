@@ -450,23 +450,29 @@ def test_ridge_conversion_is_stationary():
 
 
 # ---------------------------------------------- L-BFGS and momentum + L1
-@pytest.mark.parametrize(
-    "loss, params",
-    [
-        ("huber", dict(penalty=None)),
-        ("squared_epsilon_insensitive", dict(alpha=0.001, epsilon=0.5)),
-    ],
+# (shared with benchmarks/reference_gaps.py, which reports their gaps)
+LBFGS_CONSTANT = dict(
+    optimizer="lbfgs", learning_rate="constant", tol=None, max_iter=300
 )
+LBFGS_CASES = [
+    ("huber", dict(penalty=None)),
+    ("squared_epsilon_insensitive", dict(alpha=0.001, epsilon=0.5)),
+]
+MOMENTUM_L1 = dict(
+    momentum=0.9,
+    learning_rate="constant",
+    eta0=0.05,
+    tol=None,
+    max_iter=300,
+    penalty="l1",
+    alpha=0.05,
+)
+
+
+@pytest.mark.parametrize("loss, params", LBFGS_CASES)
 def test_lbfgs_line_search_reaches_optimum(loss, params):
     X, y = synthetic()
-    ours = TorchSGDRegressor(
-        loss=loss,
-        optimizer="lbfgs",
-        learning_rate="constant",
-        tol=None,
-        max_iter=300,
-        **params,
-    ).fit(X, y)
+    ours = TorchSGDRegressor(loss=loss, **LBFGS_CONSTANT, **params).fit(X, y)
     # full-batch GD from the same objective as the reference
     gd = TorchSGDRegressor(loss=loss, **SMOOTH | params).fit(X, y)
     f_gd = estimator_objective(gd, X, y)
@@ -476,16 +482,8 @@ def test_lbfgs_line_search_reaches_optimum(loss, params):
 @pytest.mark.parametrize("nesterov", [False, True])
 def test_momentum_with_l1_matches_lasso(nesterov):
     X, y = diabetes()
+    est = TorchSGDRegressor(nesterov=nesterov, **MOMENTUM_L1).fit(X, y)
     params = dict(penalty="l1", alpha=0.05)
-    est = TorchSGDRegressor(
-        momentum=0.9,
-        nesterov=nesterov,
-        learning_rate="constant",
-        eta0=0.05,
-        tol=None,
-        max_iter=300,
-        **params,
-    ).fit(X, y)
     coef, icpt = ref_lasso(X, y, _full_params(params))
     f_ref = objective(coef, icpt, X, y, penalty_name="l1", alpha=0.05)
     assert estimator_objective(est, X, y) <= f_ref * (1 + RTOL)
