@@ -12,9 +12,11 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from dataclasses import dataclass
 from numbers import Integral, Real
 
 import numpy as np
+import scipy.sparse as sp
 import torch
 from sklearn import get_config
 from sklearn.base import BaseEstimator
@@ -22,15 +24,17 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import ShuffleSplit
 from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils.extmath import safe_sparse_dot
 from sklearn.utils.validation import check_is_fitted
 
 from ._data import resolve_device, to_numpy, to_numpy_any, to_tensor
-from ._engine import TrainState, Validation, train
+from ._engine import NoImprovement, TrainState, Validation, train
 from ._losses import make_loss
-from ._optimizers import AUTO_ETA0, OPTIMIZERS
+from ._optimizers import OPTIMIZERS, make_solver
 from ._oracles import choose_oracle, csr_to_torch, lipschitz_estimate
 from ._penalties import make_penalty
 from ._schedules import SCHEDULES, make_schedule
+from ._state import SolverState, optimizer_state_to_numpy, optimizer_state_to_torch
 from ._streaming import should_stream, streaming_oracle
 from ._validation import torch_dtype_of, validate_fit_inputs, validate_predict_input
 
@@ -58,49 +62,58 @@ def _dispatch_on() -> bool:
     return bool(get_config().get("array_api_dispatch", False))
 
 
-def _optimizer_state_to_numpy(state: dict) -> dict:
-    """A torch.optim state_dict with its tensors as numpy arrays, so that the
-    estimator pickles without torch objects or devices."""
-    out = {"param_groups": state["param_groups"], "state": {}}
-    for key, entry in state["state"].items():
-        out["state"][key] = {
-            k: _NumpyTensor(to_numpy(v)) if isinstance(v, torch.Tensor) else v
-            for k, v in entry.items()
-        }
-    return out
+@dataclass(frozen=True)
+class FitMode:
+    """What kind of fit this is, decided once at its start.
+
+    ``partial``: one epoch without a stopping rule (``partial_fit``).
+    ``resume``: the state a ``partial_fit`` continues whole (parameters,
+    update count, rate, optimizer state, average), or None on a first call.
+    ``warm``: the state whose parameters a ``warm_start`` fit starts from.
+    """
+
+    partial: bool
+    resume: SolverState | None = None
+    warm: SolverState | None = None
+
+    @classmethod
+    def of(cls, estimator, partial: bool) -> FitMode:
+        state = getattr(estimator, "_solver_state", None)
+        if partial:
+            return cls(partial=True, resume=state)
+        return cls(partial=False, warm=state if estimator.warm_start else None)
+
+    @property
+    def first_call(self) -> bool:
+        """Whether the data's layout (features, outputs, dtype) is new."""
+        return self.resume is None
+
+    @property
+    def keeps_history(self) -> bool:
+        """Whether the loss curve and paths go on from the previous fit."""
+        return self.resume is not None or self.warm is not None
 
 
-def _optimizer_state_to_torch(state: dict, device) -> dict:
-    out = {"param_groups": state["param_groups"], "state": {}}
-    for key, entry in state["state"].items():
-        out["state"][key] = {
-            # torch keeps Adam's step counter on the CPU
-            k: (
-                v.to_torch("cpu" if k == "step" else device)
-                if isinstance(v, _NumpyTensor)
-                else v
-            )
-            for k, v in entry.items()
-        }
-    return out
+@dataclass
+class FitData:
+    """The validated training data and what the fit is built from."""
 
+    X: object  # numpy, scipy CSR or a tensor (see _validation.Inputs)
+    Y: object
+    sample_weight: object
+    kind: str
+    dtype: np.dtype
+    y_ndim: int
+    device: torch.device
+    tdtype: torch.dtype
+    generator: torch.Generator
+    loss: object
+    penalty: object
 
-class _NumpyTensor:
-    """A tensor's values held as numpy, to be made a tensor again on load."""
-
-    __slots__ = ("array",)
-
-    def __init__(self, array):
-        self.array = array
-
-    def __getstate__(self):
-        return self.array
-
-    def __setstate__(self, array):
-        self.array = array
-
-    def to_torch(self, device):
-        return torch.from_numpy(self.array.copy()).to(device)
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(n_samples, n_features, n_outputs)."""
+        return (*self.X.shape, self.Y.shape[1])
 
 
 class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
@@ -152,16 +165,14 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
             test_size=self.validation_fraction, random_state=self.random_state
         )
 
-    def _shape_params(self, coef, intercept):
+    def _shape_params(self, coef, intercept, y_ndim):
         """(n_features, n_outputs) parameters in the public ``coef_`` shapes."""
         raise NotImplementedError
 
-    def _solver_state_y_ndim(self):
-        # during a fit, the y being fitted; after it, the committed one
-        pending = getattr(self, "_pending_y_ndim", None)
-        return pending if pending is not None else self._solver_state["y_ndim"]
-
     # ----------------------------------------------------------- validation
+    def _make_penalty(self):
+        return make_penalty(self.penalty, alpha=self.alpha, l1_ratio=self.l1_ratio)
+
     def _more_validate_params(self, for_partial_fit=False):
         resolve_device(self.device)  # unknown strings, absent accelerators
         if self.learning_rate == "optimal" and self.alpha == 0:
@@ -171,13 +182,9 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
             )
         if self.early_stopping and for_partial_fit:
             raise ValueError("early_stopping should be False with partial_fit")
-        if self.optimizer == "lbfgs" and (
-            self.penalty == "l1" or (self.penalty == "elasticnet" and self.l1_ratio > 0)
-        ):
-            raise ValueError(
-                f"optimizer='lbfgs' cannot handle the non-smooth penalty "
-                f"{self.penalty!r}; use optimizer='sgd' or 'adam', or penalty='l2'."
-            )
+        OPTIMIZERS[self.optimizer].check(
+            self.optimizer, self.penalty, self._make_penalty()
+        )
 
     # ----------------------------------------------------------------- fit
     def _fit_impl(self, *args, **kwargs):
@@ -210,229 +217,245 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
     def _fit_new_state(
         self, X, y, sample_weight, coef_init=None, intercept_init=None, partial=False
     ):
-        state = getattr(self, "_solver_state", None)
-        first_call = not partial or state is None
+        """The fit path: validate, initial state, oracle, step size, train,
+        commit. Only the commit touches the estimator's fitted state."""
+        mode = FitMode.of(self, partial)
+        data = self._validate_data(X, y, sample_weight, mode)
+        init = self._initial_state(data, mode, coef_init, intercept_init)
+        oracle, validation = self._make_oracle(data, mode)
+        eta0, schedule = self._step_size(oracle, data, mode)
+        result, history = self._train(
+            oracle, validation, schedule, init, data, mode, X, y
+        )
+        self._commit(result, history, data, mode, eta0, schedule)
+        self._warn_on_ending(result, mode)
+        return self
+
+    def _validate_data(self, X, y, sample_weight, mode: FitMode) -> FitData:
+        """Step 1: the validated data, on its way to the device."""
+        resume = mode.resume
         inputs = validate_fit_inputs(
             self,
             X,
             y,
             sample_weight,
-            reset=first_call,
-            dtype=None if first_call else state["dtype"],
+            reset=mode.first_call,
+            dtype=None if resume is None else resume.dtype,
         )
-        X, sw, kind, dtype = inputs.X, inputs.sample_weight, inputs.kind, inputs.dtype
-        Y = self._prepare_targets(inputs.Y, first_call)
-        self._pending_y_ndim = inputs.y_ndim if first_call else state["y_ndim"]
-        n, d = X.shape
-        k = Y.shape[1]
-        if not first_call and k != state["n_outputs"]:
+        Y = self._prepare_targets(inputs.Y, mode.first_call)
+        if resume is not None and Y.shape[1] != resume.n_outputs:
             raise ValueError(
-                f"y has {k} output(s) but this model was fitted with "
-                f"{state['n_outputs']}; partial_fit needs the same outputs in "
+                f"y has {Y.shape[1]} output(s) but this model was fitted with "
+                f"{resume.n_outputs}; partial_fit needs the same outputs in "
                 "every call."
             )
-        device = resolve_device(self.device, X)
-        tdtype = torch_dtype_of(dtype)
         rng = check_random_state(self.random_state)
-        generator = torch.Generator().manual_seed(int(rng.randint(0, _MAX_SEED)))
+        return FitData(
+            X=inputs.X,
+            Y=Y,
+            sample_weight=inputs.sample_weight,
+            kind=inputs.kind,
+            dtype=inputs.dtype,
+            y_ndim=inputs.y_ndim if resume is None else resume.y_ndim,
+            device=resolve_device(self.device, inputs.X),
+            tdtype=torch_dtype_of(inputs.dtype),
+            generator=torch.Generator().manual_seed(int(rng.randint(0, _MAX_SEED))),
+            loss=self._make_loss(),
+            penalty=self._make_penalty(),
+        )
 
-        loss = self._make_loss()
-        penalty = make_penalty(self.penalty, alpha=self.alpha, l1_ratio=self.l1_ratio)
-
-        # -------- initial state
-        if not first_call:
-            coef0, icpt0 = state["standard_coef"], state["standard_intercept"]
-            t0 = int(self.t_)
-        else:
-            coef0 = np.zeros((d, k), dtype=dtype)
-            icpt0 = np.zeros(k, dtype=dtype)
-            t0 = 1
-            if not partial and self.warm_start and state is not None:
-                if state["standard_coef"].shape != (d, k):
-                    raise ValueError(
-                        "warm_start needs the same number of features and outputs "
-                        f"as the previous fit: {state['standard_coef'].shape[::-1]}"
-                        f" (outputs, features), got {(k, d)}."
-                    )
-                coef0 = state["standard_coef"].astype(dtype)
-                icpt0 = state["standard_intercept"].astype(dtype)
-            coef0, icpt0 = self._check_inits(
-                coef_init, intercept_init, coef0, icpt0, d, k, dtype
+    def _initial_state(self, data: FitData, mode: FitMode, coef_init, intercept_init):
+        """Step 2: the parameters (and optimizer state) training starts from."""
+        _, d, k = data.shape
+        device, tdtype, dtype = data.device, data.tdtype, data.dtype
+        state = mode.resume
+        if state is not None:  # partial_fit goes on with everything
+            return TrainState(
+                coef=to_tensor(state.coef, device, tdtype),
+                intercept=to_tensor(state.intercept, device, tdtype),
+                t=int(self.t_),
+                avg_coef=to_tensor(state.average_coef, device, tdtype),
+                avg_intercept=to_tensor(state.average_intercept, device, tdtype),
+                optimizer_state=optimizer_state_to_torch(state.optimizer_state),
             )
+        coef0 = np.zeros((d, k), dtype=dtype)
+        icpt0 = np.zeros(k, dtype=dtype)
+        if mode.warm is not None:
+            if mode.warm.coef.shape != (d, k):
+                raise ValueError(
+                    "warm_start needs the same number of features and outputs "
+                    f"as the previous fit: {mode.warm.coef.shape[::-1]}"
+                    f" (outputs, features), got {(k, d)}."
+                )
+            coef0 = mode.warm.coef.astype(dtype)
+            icpt0 = mode.warm.intercept.astype(dtype)
+        coef0, icpt0 = self._check_inits(
+            coef_init, intercept_init, coef0, icpt0, d, k, dtype
+        )
+        return TrainState(
+            coef=to_tensor(coef0, device, tdtype),
+            intercept=to_tensor(icpt0, device, tdtype),
+        )
 
-        # -------- validation split (fit only), in the data's own container
-        # an out-of-core X stays a host array (see _streaming.py); under early
-        # stopping its training rows are indexed, never copied
+    def _make_oracle(self, data: FitData, mode: FitMode):
+        """Step 3: the gradient oracle, and the early-stopping set.
+
+        An out-of-core X stays a host array (see _streaming.py); under early
+        stopping its training rows are indexed, never copied.
+        """
+        X, Y, sw, kind = data.X, data.Y, data.sample_weight, data.kind
+        device, tdtype = data.device, data.tdtype
         stream = kind == "numpy" and should_stream(
             X, device, getattr(self, "out_of_core", "auto")
         )
         train_rows = None
         validation = None
-        if self.early_stopping and not partial:
+        if self.early_stopping and not mode.partial:
             idx_train, idx_val = self._split(Y, sw)
-            take = (
-                (lambda a, i: a[torch.as_tensor(i, device=a.device)])
-                if (kind == "torch")
-                else (lambda a, i: a[i])
+
+            def take(a, i):
+                if a is None:
+                    return None
+                if kind == "torch":
+                    return a[torch.as_tensor(i, device=a.device)]
+                return a[i]
+
+            Xv = take(X, idx_val)
+            validation = self._validation_class(
+                (
+                    csr_to_torch(Xv, device, tdtype)
+                    if kind == "sparse"
+                    else to_tensor(Xv, device, tdtype)
+                ),
+                to_tensor(take(Y, idx_val), device, tdtype),
+                to_tensor(take(sw, idx_val), device, tdtype),
             )
-            Xv, Yv = take(X, idx_val), take(Y, idx_val)
-            swv = None if sw is None else take(sw, idx_val)
             if stream:
                 train_rows = idx_train
             else:
                 X = take(X, idx_train)
-            Y = take(Y, idx_train)
-            sw = None if sw is None else take(sw, idx_train)
-            Xv_t = (
-                csr_to_torch(Xv, device, tdtype)
-                if kind == "sparse"
-                else to_tensor(Xv, device, tdtype)
-            )
-            validation = self._validation_class(
-                Xv_t,
-                to_tensor(Yv, device, tdtype),
-                None if swv is None else to_tensor(swv, device, tdtype),
-            )
-        oracle_kwargs = dict(
+            Y, sw = take(Y, idx_train), take(sw, idx_train)
+        options = dict(
             fit_intercept=self.fit_intercept,
             batch_size=self.batch_size,
             shuffle=self.shuffle,
-            generator=generator,
+            generator=data.generator,
             device=device,
             dtype=tdtype,
         )
         if stream:
-            oracle = streaming_oracle(X, Y, sw, loss, rows=train_rows, **oracle_kwargs)
+            oracle = streaming_oracle(X, Y, sw, data.loss, rows=train_rows, **options)
         else:
-            Xt = X if kind == "sparse" else to_tensor(X, device, tdtype)
-            Yt = to_tensor(Y, device, tdtype)
-            swt = None if sw is None else to_tensor(sw, device, tdtype)
-            oracle = choose_oracle(Xt, Yt, swt, loss, **oracle_kwargs)
+            oracle = choose_oracle(
+                X if kind == "sparse" else to_tensor(X, device, tdtype),
+                to_tensor(Y, device, tdtype),
+                to_tensor(sw, device, tdtype),
+                data.loss,
+                **options,
+            )
+        return oracle, validation
 
-        # -------- learning rate
-        if first_call:
-            eta0 = self._resolve_eta0(oracle, loss, penalty, tdtype)
-        else:
-            eta0 = state["eta0"]
+    def _step_size(self, oracle, data: FitData, mode: FitMode):
+        """Step 4: the initial learning rate and the schedule."""
+        resume = mode.resume
+        eta0 = self._resolve_eta0(oracle, data) if resume is None else resume.eta0
         schedule = make_schedule(
             self.learning_rate,
             # partial_fit goes on at the rate "adaptive" had shrunk to
-            eta0=eta0 if first_call else state.get("rate", eta0),
+            eta0=eta0 if resume is None else resume.rate,
             power_t=self.power_t,
             alpha=self.alpha,
-            dloss=loss.dloss_at,
+            dloss=data.loss.dloss_at,
         )
-        average = 0
-        if self.average is not False and self.average is not None:
-            average = 1 if self.average is True else int(self.average)
+        return eta0, schedule
 
-        init = TrainState(
-            coef=to_tensor(coef0, device, tdtype),
-            intercept=to_tensor(icpt0, device, tdtype),
-            t=t0,
-        )
-        if not first_call:
-            if state["optimizer_state"] is not None:
-                init.optimizer_state = _optimizer_state_to_torch(
-                    state["optimizer_state"], device
-                )
-            if state["average_coef"] is not None:
-                init.avg_coef = to_tensor(state["average_coef"], device, tdtype)
-                init.avg_intercept = to_tensor(
-                    state["average_intercept"], device, tdtype
-                )
+    def _average_start(self) -> int:
+        """The update the running average starts at (0: no averaging)."""
+        if self.average is False or self.average is None:
+            return 0
+        return 1 if self.average is True else int(self.average)
 
+    def _train(self, oracle, validation, schedule, init, data, mode, X, y):
+        """Step 5: the engine's run, with the per-epoch hooks; returns the
+        result and the recorded parameters (None without record_history)."""
         history = [] if self.record_history else None
         callback_ctx = None
         if hasattr(self, "_init_callback_context"):
             callback_ctx = self._init_callback_context(
-                max_subtasks=1 if partial else self.max_iter
+                max_subtasks=1 if mode.partial else self.max_iter
             )
             callback_ctx.call_on_fit_task_begin(estimator=self, X=X, y=y)
         result = train(
             oracle,
-            penalty=penalty,
+            penalty=data.penalty,
             schedule=schedule,
-            optimizer=self.optimizer,
-            momentum=self.momentum,
-            nesterov=self.nesterov,
-            max_iter=1 if partial else self.max_iter,
-            tol=None if partial else self.tol,
-            n_iter_no_change=self.n_iter_no_change,
+            solver=make_solver(
+                self.optimizer, momentum=self.momentum, nesterov=self.nesterov
+            ),
+            stopping=NoImprovement(
+                None if mode.partial else self.tol, self.n_iter_no_change
+            ),
+            max_iter=1 if mode.partial else self.max_iter,
             fit_intercept=self.fit_intercept,
-            average=average,
+            average=self._average_start(),
             init=init,
             validation=validation,
-            on_epoch=self._epoch_hook(history, callback_ctx, X, y),
-            joint_outputs=loss.joint,
+            on_epoch=self._epoch_hook(history, callback_ctx, X, y, data.y_ndim),
+            joint_outputs=data.loss.joint,
         )
-
-        # -------- commit (only now is the estimator's state touched)
-        del self._pending_y_ndim
-        keep_history = (partial and not first_call) or (
-            self.warm_start and not partial and state is not None
-        )
-        self._solver_state = {
-            "dtype": dtype,
-            "n_outputs": k,
-            "y_ndim": inputs.y_ndim if first_call else state["y_ndim"],
-            "eta0": eta0,
-            # the rate "adaptive" reached in partial_fit (a fit restarts at eta0)
-            "rate": schedule.eta0 if partial else eta0,
-            "coef": to_numpy(result.coef),
-            "intercept": to_numpy(result.intercept),
-            "standard_coef": to_numpy(result.standard_coef),
-            "standard_intercept": to_numpy(result.standard_intercept),
-            "average_coef": None if not average else to_numpy(result.avg_coef),
-            "average_intercept": (
-                None if not average else to_numpy(result.avg_intercept)
-            ),
-            "optimizer_state": (
-                None
-                if result.optimizer_state is None
-                else _optimizer_state_to_numpy(result.optimizer_state)
-            ),
-            "device_cache": {},
-        }
-        arrays = dict(
-            zip(
-                ("coef_", "intercept_"),
-                self._shape_params(
-                    self._solver_state["coef"], self._solver_state["intercept"]
-                ),
+        if callback_ctx is not None:
+            callback_ctx.call_on_fit_task_end(
+                estimator=self, X=X, y=y, reconstruction_attributes={}
             )
+        return result, history
+
+    def _commit(self, result, history, data: FitData, mode: FitMode, eta0, schedule):
+        """Step 6: the fitted attributes, all set here and nowhere else."""
+        averaged = result.avg_coef is not None
+        self._solver_state = SolverState(
+            dtype=data.dtype,
+            n_outputs=data.shape[2],
+            y_ndim=data.y_ndim,
+            eta0=eta0,
+            # the rate "adaptive" reached in partial_fit (a fit restarts at eta0)
+            rate=schedule.eta0 if mode.partial else eta0,
+            coef=to_numpy(result.standard_coef),
+            intercept=to_numpy(result.standard_intercept),
+            average_coef=to_numpy(result.avg_coef) if averaged else None,
+            average_intercept=to_numpy(result.avg_intercept) if averaged else None,
+            optimizer_state=optimizer_state_to_numpy(result.optimizer_state),
         )
+        coef, intercept = self._shape_params(
+            to_numpy(result.coef), to_numpy(result.intercept), data.y_ndim
+        )
+        arrays = {"coef_": coef, "intercept_": intercept}
         if history is not None:
-            shaped = [self._shape_params(c, i) for c, i in history]
-            coef_path = [c for c, _ in shaped]
-            icpt_path = [i for _, i in shaped]
-            if keep_history and getattr(self, "coef_path_", None) is not None:
+            paths = [self._shape_params(c, i, data.y_ndim) for c, i in history]
+            coef_path = [c for c, _ in paths]
+            icpt_path = [i for _, i in paths]
+            if mode.keeps_history and getattr(self, "coef_path_", None) is not None:
                 coef_path = [to_numpy_any(c) for c in self.coef_path_] + coef_path
                 icpt_path = [to_numpy_any(i) for i in self.intercept_path_] + icpt_path
             arrays["coef_path_"] = np.stack(coef_path)
             arrays["intercept_path_"] = np.stack(icpt_path)
-        if kind == "torch" and _dispatch_on():
+        if data.kind == "torch" and _dispatch_on():
             # array API dispatch: fitted arrays live with the input data
-            arrays = {k_: to_tensor(v, X.device, tdtype) for k_, v in arrays.items()}
+            arrays = {
+                name: to_tensor(v, data.X.device, data.tdtype)
+                for name, v in arrays.items()
+            }
         for name, value in arrays.items():
             setattr(self, name, value)
-        prev_curve = list(self.loss_curve_) if keep_history else []
+        prev_curve = list(self.loss_curve_) if mode.keeps_history else []
         self.loss_curve_ = prev_curve + list(result.loss_curve)
         self.n_iter_ = result.n_iter
         self.t_ = result.t
         self.eta0_ = eta0
         self.best_loss_ = result.best_loss
-        if validation is not None:
-            self.validation_scores_ = list(result.validation_scores)
-            self.best_validation_score_ = result.best_validation_score
-        else:
-            self.validation_scores_ = None
-            self.best_validation_score_ = None
+        self.validation_scores_ = result.validation_scores
+        self.best_validation_score_ = result.best_validation_score
 
-        if callback_ctx is not None:
-            callback_ctx.call_on_fit_task_end(
-                estimator=self, X=X, y=y, reconstruction_attributes={}
-            )
+    def _warn_on_ending(self, result, mode: FitMode) -> None:
         if result.interrupted:
             warnings.warn(
                 f"Fit interrupted by KeyboardInterrupt after {result.n_iter} "
@@ -441,17 +464,16 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
                 UserWarning,
             )
         elif (
-            not partial
+            not mode.partial
             and self.tol is not None
             and not result.converged
-            and self.n_iter_ == self.max_iter
+            and result.n_iter == self.max_iter
         ):
             warnings.warn(
                 "Maximum number of iteration reached before convergence. "
                 "Consider increasing max_iter to improve the fit.",
                 ConvergenceWarning,
             )
-        return self
 
     # ---------------------------------------------------------------- parts
     def _check_inits(self, coef_init, intercept_init, coef0, icpt0, d, k, dtype):
@@ -502,31 +524,33 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
             )
         return idx_train, idx_val
 
-    def _resolve_eta0(self, oracle, loss, penalty, tdtype):
+    def _resolve_eta0(self, oracle, data: FitData) -> float:
         """``eta0``, with "auto" turned into a step the data can take.
 
-        For "sgd", ``1 / L_b`` where ``L_b`` bounds the curvature of a batch
-        objective of size ``b``: ``L_b = L n (b - 1) / (b (n - 1)) + L_max
-        (n - b) / (b (n - 1))`` (Gower et al., 2019) with ``L`` the largest
-        eigenvalue of the loss Hessian bound and ``L_max`` its largest row term.
+        The solver's own default where it declares one; else ``1 / L_b``
+        where ``L_b`` bounds the curvature of a batch objective of size
+        ``b``: ``L_b = L n (b - 1) / (b (n - 1)) + L_max (n - b) / (b (n -
+        1))`` (Gower et al., 2019) with ``L`` the largest eigenvalue of the
+        loss Hessian bound and ``L_max`` its largest row term.
         """
         if self.eta0 != "auto":
             return float(self.eta0)
-        if self.optimizer in AUTO_ETA0:
-            return AUTO_ETA0[self.optimizer]
-        lam, max_row = lipschitz_estimate(oracle, tdtype)
+        auto = OPTIMIZERS[self.optimizer].auto_eta0
+        if auto is not None:
+            return auto
+        lam, max_row = lipschitz_estimate(oracle)
         n = oracle.n_samples
         b = n if self.batch_size is None else min(self.batch_size, n)
         if b >= n or max_row is None or n == 1:
             lip = lam
         else:
             lip = (lam * n * (b - 1) + max_row * (n - b)) / (b * (n - 1))
-        lip = loss.curvature * lip + penalty.curvature
+        lip = data.loss.curvature * lip + data.penalty.curvature
         if not math.isfinite(lip) or lip <= 0:
             return 1.0
         return 1.0 / lip
 
-    def _epoch_hook(self, history, callback_ctx, X, y):
+    def _epoch_hook(self, history, callback_ctx, X, y, y_ndim):
         """The engine's per-epoch callback: verbose lines, history, and
         scikit-learn callbacks (each epoch is one subtask of the fit task)."""
         use_callbacks = callback_ctx is not None and bool(
@@ -550,7 +574,9 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
 
                 def reconstruction():
                     # evaluated lazily by sklearn, only if a callback asks
-                    coef, icpt = self._shape_params(to_numpy(coef_t), to_numpy(icpt_t))
+                    coef, icpt = self._shape_params(
+                        to_numpy(coef_t), to_numpy(icpt_t), y_ndim
+                    )
                     return {"coef_": coef, "intercept_": icpt, "n_iter_": info.epoch}
 
                 stop = bool(
@@ -581,23 +607,38 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
         print(f"Total training time: {time.perf_counter() - start:.2f} seconds.")
 
     # -------------------------------------------------------------- predict
-    def _decision(self, X):
-        """``X @ coef + intercept`` as (n_samples, n_outputs).
+    def _predict_device(self, X) -> torch.device:
+        """Where to predict: the estimator's device, or the CPU when that
+        device is absent here (a model fitted on a GPU, loaded on a CPU
+        host): predictions do not depend on the device."""
+        try:
+            return resolve_device(self.device, X)
+        except ValueError:
+            warnings.warn(
+                f"device={self.device!r} is not available on this machine; "
+                "predicting on the CPU.",
+                UserWarning,
+            )
+            return torch.device("cpu")
 
-        numpy and sparse input on the CPU is computed with numpy. A tensor, or
-        an explicit accelerator ``device``, is computed by torch on the
-        device; the result is a tensor on the input's device under array API
-        dispatch, else numpy (as scikit-learn returns).
+    def _decision(self, X):
+        """``X @ coef_.T + intercept_`` as (n_samples, n_outputs).
+
+        Reads ``coef_`` and ``intercept_`` (as scikit-learn's linear models
+        do), so a change to them changes the predictions. numpy and sparse
+        input on the CPU is computed with numpy. A tensor, or an explicit
+        accelerator ``device``, is computed by torch on the device; the result
+        is a tensor on the input's device under array API dispatch, else
+        numpy (as scikit-learn returns).
         """
         check_is_fitted(self)
         X, kind = validate_predict_input(self, X)
-        state = self._solver_state
-        device = resolve_device(self.device, X)
+        device = self._predict_device(X)
         if kind != "torch" and device.type == "cpu":
-            dtype = X.dtype
-            W = state["coef"].astype(dtype, copy=False)
-            b = state["intercept"].astype(dtype, copy=False)
-            return np.asarray(X @ W) + b
+            W, b = _parameter_matrix(self.coef_, self.intercept_)
+            return np.asarray(safe_sparse_dot(X, W.astype(X.dtype, copy=False))) + (
+                b.astype(X.dtype, copy=False)
+            )
         if kind == "torch":
             Xt = X.to(device)
         elif kind == "sparse":
@@ -611,26 +652,40 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
         return to_numpy(out)
 
     def _device_params(self, device, dtype):
-        """Parameters as tensors on ``device``: built once, kept out of pickles."""
-        state = self._solver_state
+        """``coef_`` and ``intercept_`` as tensors on ``device``.
+
+        Built once per (device, dtype) and kept, with the arrays they were
+        made from, in a cache that pickles leave out; an entry serves only
+        while ``coef_`` and ``intercept_`` still hold those values.
+        """
+        coef, intercept = self.coef_, self.intercept_
+        if isinstance(coef, torch.Tensor):  # fitted under array API dispatch
+            W, b = _parameter_matrix(coef, intercept)
+            return W.to(device, dtype), b.to(device, dtype)
+        state = getattr(self, "_solver_state", None)
+        cache = {} if state is None else state.device_cache
         key = (str(device), dtype)
-        cache = state.setdefault("device_cache", {})
-        if key not in cache:
-            cache[key] = (
-                to_tensor(state["coef"], device, dtype),
-                to_tensor(state["intercept"], device, dtype),
+        hit = cache.get(key)
+        if hit is None or not (
+            _same_values(hit[0], coef) and _same_values(hit[1], intercept)
+        ):
+            W, b = _parameter_matrix(coef, intercept)
+            hit = (
+                _snapshot(coef),
+                _snapshot(intercept),
+                to_tensor(W, device, dtype),
+                to_tensor(b, device, dtype),
             )
-        return cache[key]
+            cache[key] = hit
+        return hit[2], hit[3]
 
     def __getstate__(self):
         state = super().__getstate__().copy()
         for key, value in state.items():
             if isinstance(value, torch.Tensor):  # fitted under array API dispatch
                 state[key] = to_numpy(value)
-        if isinstance(state.get("_solver_state"), dict):
-            solver = dict(state["_solver_state"])
-            solver["device_cache"] = {}
-            state["_solver_state"] = solver
+        if isinstance(state.get("_solver_state"), SolverState):
+            state["_solver_state"] = state["_solver_state"].without_cache()
         return state
 
     def __sklearn_tags__(self):
@@ -639,3 +694,30 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
         tags.input_tags.sparse = True
         tags.array_api_support = True
         return tags
+
+
+def _parameter_matrix(coef, intercept):
+    """``coef_`` as a dense (n_features, n_outputs) matrix, ``intercept_`` as
+    (n_outputs,): numpy for numpy (or sparse) ``coef_``, tensors for tensors."""
+    if sp.issparse(coef):
+        coef = coef.toarray()
+    W = coef.T if coef.ndim == 2 else coef[:, None]
+    if isinstance(intercept, torch.Tensor):
+        return W, intercept.reshape(-1)
+    return W, np.asarray(intercept).reshape(-1)
+
+
+def _snapshot(a):
+    return a.copy()
+
+
+def _same_values(held, current) -> bool:
+    if sp.issparse(held) or sp.issparse(current):
+        return (
+            sp.issparse(held)
+            and sp.issparse(current)
+            and held.shape == current.shape
+            and (held != current).nnz == 0
+        )
+    current = np.asarray(current)
+    return held.shape == current.shape and np.array_equal(held, current)

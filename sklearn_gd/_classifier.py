@@ -13,8 +13,9 @@ from numbers import Real
 
 import numpy as np
 import torch
-from scipy.special import expit, log_softmax, softmax
-from sklearn.base import ClassifierMixin, _fit_context
+from scipy.special import log_softmax, softmax
+from sklearn.base import _fit_context
+from sklearn.linear_model._base import LinearClassifierMixin, SparseCoefMixin
 from sklearn.model_selection import StratifiedShuffleSplit
 from sklearn.utils import compute_class_weight
 from sklearn.utils._available_if import available_if
@@ -47,7 +48,7 @@ class _SplitOnLabels:
         return self.cv.split(X, self.labels)
 
 
-class TorchSGDClassifier(ClassifierMixin, BaseTorchSGD):
+class TorchSGDClassifier(LinearClassifierMixin, SparseCoefMixin, BaseTorchSGD):
     """Linear classifier fitted by gradient descent in PyTorch, on CPU or GPU.
 
     The counterpart of :class:`sklearn.linear_model.SGDClassifier`, with its
@@ -159,7 +160,7 @@ class TorchSGDClassifier(ClassifierMixin, BaseTorchSGD):
     average : bool or int, default=False
         Average the iterates (from update ``average`` when an int).
 
-    optimizer : {"sgd", "adam", "adamw", "lbfgs"}, default="sgd"
+    optimizer : {"sgd", "adam", "adamw", "adagrad", "lbfgs"}, default="sgd"
         The ``torch.optim`` update rule (see :class:`TorchSGDRegressor`).
 
     momentum : float, default=0.0
@@ -286,8 +287,33 @@ class TorchSGDClassifier(ClassifierMixin, BaseTorchSGD):
         device=None,
         record_history=False,
     ):
-        # store every argument as given (sklearn's contract for __init__)
-        vars(self).update({k: v for k, v in locals().items() if k != "self"})
+        self.loss = loss
+        self.penalty = penalty
+        self.alpha = alpha
+        self.l1_ratio = l1_ratio
+        self.fit_intercept = fit_intercept
+        self.max_iter = max_iter
+        self.tol = tol
+        self.shuffle = shuffle
+        self.verbose = verbose
+        self.epsilon = epsilon
+        self.random_state = random_state
+        self.learning_rate = learning_rate
+        self.eta0 = eta0
+        self.power_t = power_t
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.n_iter_no_change = n_iter_no_change
+        self.class_weight = class_weight
+        self.multi_class = multi_class
+        self.warm_start = warm_start
+        self.average = average
+        self.optimizer = optimizer
+        self.momentum = momentum
+        self.nesterov = nesterov
+        self.batch_size = batch_size
+        self.device = device
+        self.record_history = record_history
 
     # ---------------------------------------------------------------- hooks
     _validation_class = AccuracyValidation
@@ -320,7 +346,7 @@ class TorchSGDClassifier(ClassifierMixin, BaseTorchSGD):
         )
         return _SplitOnLabels(cv, labels)
 
-    def _shape_params(self, coef, intercept):
+    def _shape_params(self, coef, intercept, y_ndim):
         return np.ascontiguousarray(coef.T), intercept
 
     def _more_validate_params(self, for_partial_fit=False):
@@ -457,10 +483,6 @@ class TorchSGDClassifier(ClassifierMixin, BaseTorchSGD):
         return self._fit_impl(X, y, sample_weight, partial=True, classes=classes)
 
     # -------------------------------------------------------------- predict
-    def _scores(self, X):
-        """Decision values as numpy (n_samples, n_columns)."""
-        return to_numpy_any(self._decision(X))
-
     def decision_function(self, X):
         """Signed scores: the raw linear output of each binary problem.
 
@@ -475,27 +497,8 @@ class TorchSGDClassifier(ClassifierMixin, BaseTorchSGD):
         scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
             For two classes, positive scores favour ``classes_[1]``.
         """
-        scores = self._scores(X)
+        scores = to_numpy_any(self._decision(X))
         return scores[:, 0] if scores.shape[1] == 1 else scores
-
-    def predict(self, X):
-        """Predict class labels.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix, torch.Tensor} of shape \
-                (n_samples, n_features)
-            Samples to classify.
-
-        Returns
-        -------
-        y_pred : ndarray of shape (n_samples,)
-            Labels from ``classes_``.
-        """
-        scores = self._scores(X)
-        if scores.shape[1] == 1:
-            return self.classes_[(scores[:, 0] > 0).astype(np.intp)]
-        return self.classes_[scores.argmax(1)]
 
     def _check_proba(self):
         if self.loss not in _PROBA_LOSSES:
@@ -526,15 +529,13 @@ class TorchSGDClassifier(ClassifierMixin, BaseTorchSGD):
             In the order of ``classes_``.
         """
         check_is_fitted(self)
-        scores = self._scores(X)
         if self._joint():
-            return softmax(scores, axis=1)
+            return softmax(self.decision_function(X), axis=1)
         if self.loss == "log_loss":
-            prob = expit(scores)
-        else:
-            prob = (np.clip(scores, -1, 1) + 1) / 2
-        if prob.shape[1] == 1:
-            return np.hstack([1 - prob, prob])
+            return self._predict_proba_lr(X)
+        prob = (np.clip(self.decision_function(X), -1, 1) + 1) / 2
+        if prob.ndim == 1:
+            return np.stack([1 - prob, prob], axis=1)
         total = prob.sum(1, keepdims=True)
         # rows where every problem says "not mine": uniform
         prob[total[:, 0] == 0] = 1
@@ -557,7 +558,7 @@ class TorchSGDClassifier(ClassifierMixin, BaseTorchSGD):
         """
         check_is_fitted(self)
         if self._joint():
-            return log_softmax(self._scores(X), axis=1)
+            return log_softmax(self.decision_function(X), axis=1)
         with np.errstate(divide="ignore"):
             return np.log(self.predict_proba(X))
 

@@ -1,16 +1,20 @@
-"""The training loop: epochs of optimizer steps over a gradient oracle.
+"""The training loop: epochs of solver steps over a gradient oracle.
 
 The engine never sees an estimator. It takes an oracle (the data term), the
-components (penalty, schedule, optimizer name) and plain settings, runs
-epochs until a stopping rule fires, and returns a :class:`TrainResult`. The
-stopping rules are scikit-learn's SGD ones:
+components (penalty, schedule, solver, stopping rule) and plain settings, and
+returns a :class:`TrainResult`. :func:`train` is a short loop over named
+parts:
 
-* without early stopping, an epoch makes no progress when its mean objective
-  is above ``best - tol``;
-* with early stopping, when the validation R^2 is below ``best + tol``;
-* after ``n_iter_no_change`` such epochs in a row the schedule is told; the
-  "adaptive" schedule divides its rate by 5 and training goes on, the others
-  stop.
+* :func:`run_epoch`, one pass of solver steps (minibatches, or one full-batch
+  step for solvers that declare ``full_batch``), with the proximal step and
+  the running average;
+* :class:`DivergenceGuard`, which tells a diverged epoch (non-finite, or far
+  above the all-zero model) from a good one;
+* :class:`Checkpoints`, the states a restart goes back to, whole: parameters,
+  update count and running average;
+* a stopping rule (:class:`NoImprovement`, scikit-learn's SGD rule), which
+  says when the training has stalled; the schedule then decides whether a
+  smaller step goes on (``"adaptive"``) or the training stops.
 
 Within an epoch nothing waits on the device: losses are accumulated as
 tensors and read once per epoch, where divergence is also checked.
@@ -24,12 +28,10 @@ from dataclasses import dataclass, field
 
 import torch
 
-from ._optimizers import build_optimizer, prox_scale, set_lr
-from ._schedules import Adaptive
-
 __all__ = [
     "AccuracyValidation",
     "DivergenceError",
+    "NoImprovement",
     "TrainResult",
     "TrainState",
     "Validation",
@@ -139,32 +141,238 @@ class EpochInfo:
     elapsed: float
 
 
-def _divergence_message(epoch, loss_value, lr, adaptive=False):
-    hint = (
-        "learning_rate='adaptive' already shrank the step to its floor; try a "
-        "smaller eta0 or scale the features (e.g. StandardScaler)."
-        if adaptive
-        else "Try a smaller eta0, scale the features (e.g. StandardScaler), or "
-        "learning_rate='adaptive'."
-    )
-    return (
-        f"Training diverged at epoch {epoch}: the objective became {loss_value:.6g} "
-        f"(learning rate {lr:.3g}), non-finite or over 1000 times that of the "
-        f"all-zero model. {hint}"
-    )
+# ---------------------------------------------------------------- the problem
+class Problem:
+    """The objective the loop minimises: oracle data term plus penalty.
+
+    ``theta`` stacks the coefficients and (when fitted) the intercept as one
+    (n_features + fit_intercept, n_outputs) matrix.
+
+    The reported objective is the mean over outputs of data term plus
+    penalty for independent outputs, or the whole objective for a joint loss
+    (``joint``: the columns form one problem). ``sum_scale`` times it is the
+    sum whose gradient the oracle's gradient is.
+    """
+
+    def __init__(self, oracle, penalty, n_features, n_outputs, joint):
+        self.oracle = oracle
+        self.penalty = penalty
+        self.d = n_features
+        self.k = n_outputs
+        self.joint = joint
+        self.sum_scale = 1 if joint else n_outputs
+
+    def coef(self, theta):
+        return theta[: self.d]
+
+    def evaluate(self, theta, idx, with_l2=True):
+        """Objective, batch weight and gradient at ``theta`` on batch ``idx``;
+        ``with_l2=False`` leaves the L2 part out of the gradient."""
+        values, weight, grad = self.oracle.loss_grad(theta, idx)
+        W = theta[: self.d]
+        if with_l2:
+            self.penalty.add_gradient_(grad[: self.d], W)
+        objective = values.mean() + self.penalty.total(W) / self.k
+        if self.joint:
+            objective = objective * self.k
+        return objective, weight, grad
 
 
+class Averager:
+    """The running mean of the iterates from update ``start`` (averaged SGD)."""
+
+    def __init__(self, start: int, init: torch.Tensor):
+        self.start = start
+        self.value = init
+
+    def update(self, theta, t):
+        if t >= self.start:
+            self.value.add_(theta - self.value, alpha=1.0 / (t - self.start + 1))
+
+    def active(self, t) -> bool:
+        """Whether the average has begun after ``t - 1`` updates."""
+        return t - 1 >= self.start
+
+
+class Iterate:
+    """The parameters being trained: ``theta``, the update count ``t`` and
+    the running average (or None)."""
+
+    def __init__(self, init: TrainState, fit_intercept: bool, average: int):
+        d = init.coef.shape[0]
+        if fit_intercept:
+            theta = torch.cat([init.coef.detach(), init.intercept.detach()[None]], 0)
+        else:
+            theta = init.coef.detach().clone()
+        self.theta = theta
+        self.t = int(init.t)
+        self.d = d
+        self.fit_intercept = fit_intercept
+        self.averager = None
+        if average:
+            if init.avg_coef is not None:
+                avg = torch.cat([init.avg_coef, init.avg_intercept[None]], 0)
+                avg = avg if fit_intercept else avg[:d].clone()
+            else:
+                avg = torch.zeros_like(theta)
+            self.averager = Averager(average, avg)
+
+    def split(self, th):
+        """(coef, intercept) views of a stacked parameter matrix."""
+        if self.fit_intercept:
+            return th[: self.d], th[self.d]
+        return th[: self.d], torch.zeros_like(th[0])
+
+    def current(self):
+        """The reported parameters: the average once it has begun."""
+        avg = self.averager
+        return avg.value if avg is not None and avg.active(self.t) else self.theta
+
+    def snapshot(self):
+        avg = None if self.averager is None else self.averager.value.clone()
+        return (self.theta.clone(), self.t, avg)
+
+    def restore(self, snap):
+        theta, t, avg = snap
+        self.theta.copy_(theta)
+        self.t = t
+        if avg is not None:
+            self.averager.value.copy_(avg)
+
+    def finite_check(self):
+        """A 0-dim tensor that is finite iff every parameter is."""
+        out = self.theta.sum()
+        if self.averager is not None:
+            out = out + self.averager.value.sum()
+        return out
+
+
+# ---------------------------------------------------------------- the parts
+def run_epoch(problem: Problem, solver, schedule, it: Iterate):
+    """One epoch of solver steps; returns the epoch's mean objective (a
+    0-dim tensor) and the last learning rate."""
+    oracle, penalty = problem.oracle, problem.penalty
+    batches = (oracle.full_batch(),) if solver.full_batch else oracle.batches()
+    acc, wsum, lr = 0.0, 0.0, schedule.rate(it.t)
+    W = problem.coef(it.theta)
+    for idx in batches:
+        lr = schedule.rate(it.t)
+        objective, weight = solver.step(problem, idx, lr)
+        acc = acc + objective * weight
+        wsum = wsum + weight
+        if penalty.has_prox:
+            scale = solver.prox_step(lr)
+            if isinstance(scale, torch.Tensor):
+                scale = scale[: problem.d]
+            penalty.prox_(W, scale)
+        if it.averager is not None:
+            it.averager.update(it.theta, it.t)
+        it.t += 1
+    return acc / wsum, lr
+
+
+class DivergenceGuard:
+    """Tells a diverged epoch: a non-finite objective or parameter, or an
+    objective over 1000 times that of the all-zero model (float32 stays
+    finite up to 3e38, far past any useful fit)."""
+
+    factor = 1e3
+
+    def __init__(self, zero_model_loss: float):
+        z = zero_model_loss
+        self.limit = self.factor * z if z > 0 else math.inf
+
+    def diverged(self, loss: float, param_sum: float) -> bool:
+        return not (
+            math.isfinite(loss) and math.isfinite(param_sum) and loss <= self.limit
+        )
+
+    @staticmethod
+    def message(epoch, loss, lr, adaptive: bool) -> str:
+        hint = (
+            "learning_rate='adaptive' already shrank the step to its floor; "
+            "try a smaller eta0 or scale the features (e.g. StandardScaler)."
+            if adaptive
+            else "Try a smaller eta0, scale the features (e.g. StandardScaler), "
+            "or learning_rate='adaptive'."
+        )
+        return (
+            f"Training diverged at epoch {epoch}: the objective became {loss:.6g} "
+            f"(learning rate {lr:.3g}), non-finite or over 1000 times that of the "
+            f"all-zero model. {hint}"
+        )
+
+
+class Checkpoints:
+    """Where a restart goes back to: the start of the epoch with the best
+    objective so far (for the full batch, exactly the point that objective
+    was measured at)."""
+
+    def __init__(self, it: Iterate):
+        self.it = it
+        self.epoch_start = self.best_start = it.snapshot()
+
+    def epoch_done(self, improved: bool):
+        if improved:
+            self.best_start = self.epoch_start
+        self.epoch_start = self.it.snapshot()
+
+    def restart(self):
+        self.it.restore(self.best_start)
+        self.epoch_start = self.best_start
+
+
+class NoImprovement:
+    """scikit-learn's SGD stopping rule.
+
+    Without validation data an epoch makes no progress when its objective is
+    above ``best - tol``; with it, when the validation score is below
+    ``best + tol``. After ``n_iter_no_change`` such epochs in a row the
+    training has stalled. ``tol=None`` never stalls.
+    """
+
+    def __init__(self, tol: float | None, n_iter_no_change: int):
+        self.tol = -math.inf if tol is None else tol
+        self.patience = n_iter_no_change
+        self.best_loss = math.inf
+        self.best_score = -math.inf
+        self.count = 0
+
+    def update(self, loss: float, score: float | None) -> bool:
+        """Record an epoch; True when the training has stalled."""
+        if score is not None:
+            worse = score < self.best_score + self.tol
+            self.best_score = max(self.best_score, score)
+        else:
+            worse = loss > self.best_loss - self.tol
+        self.best_loss = min(self.best_loss, loss)
+        self.count = self.count + 1 if worse else 0
+        return self.count >= self.patience
+
+    def reset(self):
+        """Start counting again (after the schedule shrank the step)."""
+        self.count = 0
+
+
+def _check_rate_fits(lr: float, dtype) -> None:
+    # every schedule starts at its largest rate
+    if not lr <= torch.finfo(dtype).max:
+        raise ValueError(
+            f"The learning rate {lr:.3g} overflows {dtype} (the data's "
+            "dtype): choose a smaller eta0 (or a larger alpha with "
+            "learning_rate='optimal')."
+        )
+
+
+# ---------------------------------------------------------------- the loop
 def train(
     oracle,
     *,
     penalty,
     schedule,
-    optimizer="sgd",
-    momentum=0.0,
-    nesterov=False,
+    solver,
+    stopping: NoImprovement,
     max_iter=1000,
-    tol=1e-3,
-    n_iter_no_change=5,
     fit_intercept=True,
     average=0,
     init: TrainState,
@@ -176,17 +384,13 @@ def train(
 
     Parameters
     ----------
-    oracle : DirectOracle or GramOracle
+    oracle : Oracle
     penalty : Penalty
     schedule : Schedule
-    optimizer : {"sgd", "adam", "adamw", "lbfgs"}
-    momentum, nesterov : float, bool
-        For "sgd".
+    solver : Solver
+    stopping : NoImprovement
     max_iter : int
         Epochs (passes over the data) at most.
-    tol : float or None
-        None disables the progress test (training runs ``max_iter`` epochs).
-    n_iter_no_change : int
     fit_intercept : bool
     average : int
         0 for no averaging; else the update number from which the iterates
@@ -211,232 +415,121 @@ def train(
         When the objective or parameters become non-finite and the schedule
         cannot shrink its rate any further.
     """
+    it = Iterate(init, fit_intercept, average)
     d, k = init.coef.shape
-    # one parameter matrix: coefficients on top, the intercept as last row
-    if fit_intercept:
-        theta = torch.cat([init.coef.detach(), init.intercept.detach()[None, :]], 0)
-    else:
-        theta = init.coef.detach().clone()
-    W = theta[:d]
-    zero_b = torch.zeros(k, dtype=theta.dtype, device=theta.device)
-
-    def bias(th):
-        return th[d] if fit_intercept else zero_b
-
-    t = int(init.t)
-    use_lbfgs = optimizer == "lbfgs"
-    decoupled = optimizer == "adamw"
-    plain_sgd = optimizer == "sgd" and momentum == 0
-    lr = schedule.rate(t)
-    # An epoch whose mean objective is 1e3 times that of the all-zero model
-    # has diverged even when it is still finite (float32 reaches 3e38).
-    zero_loss = float(oracle.zero_model_loss().mean())
-    blowup = 1e3 * zero_loss if zero_loss > 0 else math.inf
-    # every schedule starts at its largest rate: check it fits the data's dtype
-    if not lr <= torch.finfo(theta.dtype).max:
-        raise ValueError(
-            f"The learning rate {lr:.3g} overflows {theta.dtype} (the data's "
-            "dtype): choose a smaller eta0 (or a larger alpha with "
-            "learning_rate='optimal')."
-        )
-
-    def make_opt():
-        if plain_sgd:
-            return None  # the update is one in-place axpy; torch.optim adds overhead
-        name = "adam" if decoupled else optimizer
-        return build_optimizer(
-            name, [theta], lr=lr, momentum=momentum, nesterov=nesterov
-        )
-
-    opt = make_opt()
-    if opt is not None and init.optimizer_state is not None:
-        try:
-            opt.load_state_dict(init.optimizer_state)
-        except (ValueError, KeyError):
-            pass  # a state from another optimizer: start afresh
-
-    avg = None
-    if average:
-        if init.avg_coef is not None:
-            avg = torch.cat([init.avg_coef, init.avg_intercept[None, :]], 0)
-            avg = avg if fit_intercept else avg[:d].clone()
-        else:
-            avg = torch.zeros_like(theta)
-
-    tol_ = -math.inf if tol is None else tol
-    best_loss, best_score = math.inf, -math.inf
-    best_params = None
-    no_improvement = 0
+    problem = Problem(oracle, penalty, d, k, joint_outputs)
+    lr = schedule.rate(it.t)
+    _check_rate_fits(lr, it.theta.dtype)
+    solver.start(it.theta, lr, init.optimizer_state)
+    guard = DivergenceGuard(float(oracle.zero_model_loss().mean()))
+    checkpoints = Checkpoints(it)
     loss_curve, scores = [], ([] if validation is not None else None)
-    n_iter = 0
-    converged = False
+    best_params, converged, interrupted = None, False, False
     start = time.perf_counter()
-    epoch_start = best_start = (theta.clone(), t)
-
-    # the reported objective times sum_scale is the sum L-BFGS minimises
-    sum_scale = 1 if joint_outputs else k
-
-    def objective(values):
-        # mean over outputs of data term + penalty (times k for a joint loss)
-        obj = values.mean() + penalty.total(W) / k
-        return obj * k if joint_outputs else obj
-
-    def closure():
-        values, _, g = oracle.loss_grad(theta, oracle.full_batch())
-        penalty.add_gradient_(g[:d], W)
-        theta.grad = g
-        # k independent problems or one joint one: minimise the sum
-        return objective(values) * sum_scale
-
-    interrupted = False
     epoch = 0
     with torch.no_grad():
         try:
             while epoch < max_iter:
-                if use_lbfgs:
-                    lr = schedule.rate(t)
-                    set_lr(opt, lr)
-                    acc = opt.step(closure) / sum_scale
-                    wsum = 1.0
-                    t += 1
-                else:
-                    acc = 0.0
-                    wsum = 0.0
-                    for idx in oracle.batches():
-                        lr = schedule.rate(t)
-                        values, weight, g = oracle.loss_grad(theta, idx)
-                        acc = acc + objective(values) * weight
-                        wsum = wsum + weight
-                        if decoupled:
-                            W.mul_(1.0 - lr * penalty.l2)
-                        else:
-                            penalty.add_gradient_(g[:d], W)
-                        if plain_sgd:
-                            theta.sub_(g, alpha=lr)
-                        else:
-                            set_lr(opt, lr)
-                            theta.grad = g
-                            opt.step()
-                        if penalty.has_prox:
-                            scale = prox_scale(optimizer, opt, theta, lr)
-                            if isinstance(scale, torch.Tensor):
-                                scale = scale[:d]
-                            penalty.prox_(W, scale)
-                        if average and t >= average:
-                            avg.add_(theta - avg, alpha=1.0 / (t - average + 1))
-                        t += 1
-                epoch += 1
-                # the one host synchronisation of the epoch: the mean objective,
-                # with the parameters' sum riding along to catch inf/NaN in them
-                check = torch.stack(
+                mean, lr = run_epoch(problem, solver, schedule, it)
+                # the one host synchronisation of the epoch
+                # (the parameters' sum rides along to catch inf/NaN in them)
+                loss, param_sum = torch.stack(
                     [
                         torch.as_tensor(
-                            acc / wsum, dtype=torch.float64, device=theta.device
+                            mean, dtype=torch.float64, device=it.theta.device
                         ).reshape(()),
-                        theta.sum().to(torch.float64),
+                        it.finite_check().to(torch.float64),
                     ]
                 ).tolist()
-                epoch_loss = check[0]
-                if not (
-                    math.isfinite(epoch_loss)
-                    and math.isfinite(check[1])
-                    and epoch_loss <= blowup
-                ):
-                    if schedule.on_stall():
-                        # shrink the step and go back to the best point seen: the
-                        # start of this epoch may already be far off after a
-                        # minibatch epoch that blew up only at its end
-                        theta.copy_(best_start[0])
-                        t = best_start[1]
-                        opt = make_opt()
-                        epoch -= 1
-                        continue
-                    raise DivergenceError(
-                        _divergence_message(
-                            epoch, epoch_loss, lr, isinstance(schedule, Adaptive)
+                if guard.diverged(loss, param_sum):
+                    if not schedule.on_stall():
+                        raise DivergenceError(
+                            guard.message(epoch + 1, loss, lr, schedule.adapts)
                         )
-                    )
-                if epoch_loss < best_loss:
-                    # the parameters this epoch's loss was measured at (exactly so
-                    # for the full batch): where "adaptive" restarts after a stall
-                    best_start = epoch_start
-                epoch_start = (theta.clone(), t)
-                n_iter = epoch
-                loss_curve.append(epoch_loss)
-
-                cur = avg if average and t - 1 >= average else theta
+                    # shrink the step and go back to the best point seen: the
+                    # start of this epoch may already be far off after a
+                    # minibatch epoch that blew up only at its end
+                    checkpoints.restart()
+                    solver.reset(schedule.rate(it.t))
+                    continue
+                epoch += 1
+                checkpoints.epoch_done(improved=loss < stopping.best_loss)
+                loss_curve.append(loss)
+                cur = it.current()
                 score = None
                 if validation is not None:
-                    score = float(validation.score(cur[:d], bias(cur)))
+                    score = float(validation.score(*it.split(cur)))
                     scores.append(score)
-                    if score < best_score + tol_:
-                        no_improvement += 1
-                    else:
-                        no_improvement = 0
-                    if score > best_score:
-                        best_score = score
+                    if score > stopping.best_score:
                         best_params = cur.clone()
-                elif epoch_loss > best_loss - tol_:
-                    no_improvement += 1
-                else:
-                    no_improvement = 0
-                best_loss = min(best_loss, epoch_loss)
-
-                stop = False
-                if on_epoch is not None:
-                    info = EpochInfo(
-                        epoch=epoch,
-                        loss=epoch_loss,
-                        validation_score=score,
-                        coef=cur[:d],
-                        intercept=bias(cur),
-                        t=t,
-                        lr=lr,
-                        elapsed=time.perf_counter() - start,
-                    )
-                    stop = bool(on_epoch(info))
-                if no_improvement >= n_iter_no_change:
+                stalled = stopping.update(loss, score)
+                stop = on_epoch is not None and bool(
+                    on_epoch(_epoch_info(epoch, loss, score, it, lr, start))
+                )
+                if stalled:
                     if schedule.on_stall():
-                        no_improvement = 0
-                        if validation is None and epoch_loss > best_loss:
-                            # the objective grew: restart from the best point with
-                            # the smaller step instead of from wherever it went
-                            theta.copy_(best_start[0])
-                            opt = make_opt()
+                        stopping.reset()
+                        if validation is None and loss > stopping.best_loss:
+                            # the objective grew: restart from the best point
+                            # with the smaller step, not from where it went
+                            checkpoints.restart()
+                            solver.reset(schedule.rate(it.t))
                     else:
-                        converged = True
-                        stop = True
+                        converged = stop = True
                 if stop:
                     break
         except KeyboardInterrupt:
             # keep the best parameters reached so far; the caller warns
             interrupted = True
             if validation is None:
-                # the end of the last complete epoch if that epoch was the best
-                # so far (its minibatch loss was measured along the way to it),
-                # else the start of the best epoch
-                last_best = bool(loss_curve) and loss_curve[-1] <= best_loss
-                theta.copy_(epoch_start[0] if last_best else best_start[0])
-            average = 0  # the running average may be mid-update: drop it
-
-    out = avg if average and t - 1 >= average else theta
-    if validation is not None and best_params is not None:
-        out = best_params
+                # the end of the last complete epoch if that epoch was the
+                # best so far, else the start of the best epoch
+                last_best = bool(loss_curve) and loss_curve[-1] <= stopping.best_loss
+                it.restore(
+                    checkpoints.epoch_start if last_best else checkpoints.best_start
+                )
+            it.averager = None  # the running average may be mid-update
     return TrainResult(
-        coef=out[:d].clone(),
-        intercept=bias(out).clone(),
-        n_iter=n_iter,
-        t=t,
+        **_parameters(it, best_params),
+        n_iter=epoch,
+        t=it.t,
         loss_curve=loss_curve,
         validation_scores=scores,
-        best_loss=best_loss,
-        best_validation_score=None if validation is None else best_score,
-        avg_coef=None if avg is None else avg[:d].clone(),
-        avg_intercept=None if avg is None else bias(avg).clone(),
-        standard_coef=W.clone(),
-        standard_intercept=bias(theta).clone(),
-        optimizer_state=None if opt is None else opt.state_dict(),
+        best_loss=stopping.best_loss,
+        best_validation_score=None if validation is None else stopping.best_score,
+        optimizer_state=solver.state_dict(),
         converged=converged,
         interrupted=interrupted,
         lr=lr,
+    )
+
+
+def _epoch_info(epoch, loss, score, it, lr, start) -> EpochInfo:
+    coef, intercept = it.split(it.current())
+    return EpochInfo(
+        epoch=epoch,
+        loss=loss,
+        validation_score=score,
+        coef=coef,
+        intercept=intercept,
+        t=it.t,
+        lr=lr,
+        elapsed=time.perf_counter() - start,
+    )
+
+
+def _parameters(it: Iterate, best_params) -> dict:
+    """The result's parameter tensors: the reported ones (the best seen under
+    early stopping), the last iterate and the running average."""
+    out = it.current() if best_params is None else best_params
+    coef, intercept = it.split(out)
+    std_coef, std_intercept = it.split(it.theta)
+    avg = None if it.averager is None else it.split(it.averager.value)
+    return dict(
+        coef=coef.clone(),
+        intercept=intercept.clone(),
+        standard_coef=std_coef.clone(),
+        standard_intercept=std_intercept.clone(),
+        avg_coef=None if avg is None else avg[0].clone(),
+        avg_intercept=None if avg is None else avg[1].clone(),
     )

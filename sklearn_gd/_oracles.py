@@ -5,44 +5,190 @@ the weighted mean loss per output and its gradient in ``(coef, intercept)``::
 
     f_j(W, b) = sum_i s_i L(y_ij, x_i . w_j + b_j) / sum_i s_i
 
-Two implementations give the same answers (up to rounding):
+Every oracle keeps one protocol (:class:`Oracle`): ``batches`` and
+``full_batch`` name the batches of an epoch, ``loss_grad`` answers for one,
+``zero_model_loss`` gives the objective's scale, and ``curvature`` describes
+the second-moment matrix ``X~' S X~ / sum(s)`` (with ``X~ = [X, 1]``) that
+the automatic step size needs, as a matrix or as a product.
 
 * :class:`DirectOracle` reads the rows of ``X`` for every batch. It serves
   every loss and every batch size, with closed-form gradients (no autograd).
+  A batch is computed in pieces (one piece in memory; bounded chunks for an
+  ``X`` streamed from the host, see ``_streaming.py``).
+* :class:`SparseOracle` is the same for a scipy.sparse ``X``.
 * :class:`GramOracle` serves the squared loss on the full batch. One pass
-  over ``X`` builds ``A = X~' S X~ / sum(s)`` (with ``X~ = [X, 1]``) and
-  ``C = X~' S Y / sum(s)``; each later step costs O(d^2 k) and never touches
-  ``X`` again, since the gradient is ``A theta - C``.
+  over ``X`` builds ``A = X~' S X~ / sum(s)`` and ``C = X~' S Y / sum(s)``;
+  each later step costs O(d^2 k) and never touches ``X`` again, since the
+  gradient is ``A theta - C``.
 """
 
 from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 import torch
+from sklearn.utils import gen_batches
 
 from ._losses import Loss, SquaredError
 
-__all__ = ["DirectOracle", "GramOracle", "choose_oracle", "lipschitz_estimate"]
+__all__ = [
+    "Curvature",
+    "DirectOracle",
+    "GramOracle",
+    "Oracle",
+    "SparseOracle",
+    "choose_oracle",
+    "lipschitz_estimate",
+]
 
 # Rows per chunk when a pass over X builds a statistic: bounds the temporary
 # memory to CHUNK_ROWS * n_features elements.
 CHUNK_ROWS = 16384
 
-# below this many features, the curvature estimate for eta0="auto" takes the
-# Gram matrix's largest eigenvalue rather than power iteration over X
-GRAM_EIGEN_MAX_FEATURES = 512
+
+@dataclass
+class Curvature:
+    """The second-moment matrix ``X~' S X~ / sum(s)`` of an oracle's data.
+
+    Either ``matrix`` itself (float64) or its product ``matvec`` with a
+    vector of size ``dim``; ``max_row`` is the largest row term
+    ``s_i ||x~_i||^2 n / sum(s)`` (None when no minibatch needs it).
+    """
+
+    matrix: torch.Tensor | None = None
+    matvec: Callable[[torch.Tensor], torch.Tensor] | None = None
+    dim: int = 0
+    dtype: torch.dtype = torch.float64
+    device: torch.device | None = None
+    max_row: float | None = None
 
 
-def _row_chunks(n: int, size: int = CHUNK_ROWS):
-    for start in range(0, n, size):
-        yield slice(start, min(start + size, n))
+def augment(G, mean, fit_intercept):
+    """``[[G, m], [m', 1]]``: the second moments of ``[X, 1]`` from those of
+    ``X`` (``G``) and its mean ``m``; ``G`` alone without an intercept."""
+    if not fit_intercept:
+        return G
+    d = G.shape[0]
+    A = torch.empty(d + 1, d + 1, dtype=G.dtype, device=G.device)
+    A[:d, :d] = G
+    A[:d, d] = mean
+    A[d, :d] = mean
+    A[d, d] = 1.0
+    return A
 
 
-class DirectOracle:
+def _weight_sum(n, sw) -> float:
+    return float(n) if sw is None else float(sw.sum())
+
+
+def _row_terms(Xc, s, fit_intercept, scale):
+    """``s_i ||x~_i||^2 n / sum(s)`` for the rows of a chunk."""
+    norms = (Xc * Xc).sum(1) + float(fit_intercept)
+    return norms if s is None else norms * s * scale
+
+
+def second_moments(X, sw, fit_intercept, chunk_rows=CHUNK_ROWS):
+    """``X~' S X~ / sum(s)`` (float64) and the largest scaled row norm, from
+    one pass over the row chunks of ``X`` (a tensor, or rows served by
+    ``X[slice]``)."""
+    f64 = torch.float64
+    n, d = X.shape
+    wsum = _weight_sum(n, sw)
+    G = torch.zeros(d, d, dtype=f64, device=X.device)
+    s1 = torch.zeros(d, dtype=f64, device=X.device)
+    max_row = torch.zeros((), dtype=f64, device=X.device)
+    for sl in gen_batches(n, chunk_rows):
+        Xc = X[sl]
+        s = None if sw is None else sw[sl]
+        norms = _row_terms(Xc, s, fit_intercept, n / wsum)
+        if s is None:
+            s = torch.ones(Xc.shape[0], dtype=Xc.dtype, device=Xc.device)
+            XcS = Xc
+        else:
+            XcS = Xc * s[:, None]
+        # column sums as a GEMV: a strided reduction over rows is slower
+        s1 += (s @ Xc).to(f64)
+        G += (XcS.T @ Xc).to(f64)
+        max_row = torch.maximum(max_row, norms.max().to(f64))
+    return augment(G / wsum, s1 / wsum, fit_intercept), float(max_row)
+
+
+def lipschitz_estimate(oracle, n_iter: int = 30) -> tuple[float, float | None]:
+    """Largest eigenvalue of the oracle's second-moment matrix, and its
+    largest scaled row norm.
+
+    The eigenvalue comes from ``eigvalsh`` when the oracle gives the matrix,
+    and otherwise from power iteration (a fixed number of steps from a fixed
+    start, so that it is deterministic and unchanged when rows are repeated
+    instead of weighted).
+    """
+    c = oracle.curvature()
+    if c.matrix is not None:
+        return float(torch.linalg.eigvalsh(c.matrix)[-1]), c.max_row
+    # a fixed, generic start vector (never orthogonal to the top eigenvector
+    # in practice), independent of random_state
+    v = torch.linspace(1.0, 2.0, c.dim, dtype=c.dtype, device=c.device)
+    v = v / torch.linalg.vector_norm(v)
+    lam = 0.0
+    for _ in range(n_iter):
+        w = c.matvec(v)
+        lam = float(torch.linalg.vector_norm(w))
+        if lam == 0.0 or not math.isfinite(lam):
+            break
+        v = w / lam
+    return lam, c.max_row
+
+
+class Oracle:
+    """The protocol every oracle keeps (see the module docstring).
+
+    Attributes
+    ----------
+    n_samples : int
+        Training rows.
+    n_batches : int
+        Batches per epoch.
+    """
+
+    n_samples: int
+    n_batches: int
+
+    def batches(self):
+        """The batch indices of one epoch."""
+        raise NotImplementedError
+
+    def full_batch(self):
+        """The index of the whole training set as one batch."""
+        raise NotImplementedError
+
+    def zero_model_loss(self) -> torch.Tensor:
+        """Data term of the all-zero model per output: a scale for the
+        objective that needs no pass over ``X``."""
+        raise NotImplementedError
+
+    def loss_grad(self, theta, idx, need_grad=True):
+        """Weighted mean loss per output, batch weight, and gradient.
+
+        ``theta`` stacks the coefficients and (when fitted) the intercept as
+        one (n_features + fit_intercept, n_outputs) matrix. Returns
+        ``(values, weight, grad)``: ``values`` of shape (n_outputs,),
+        ``weight`` the batch's total sample weight (a float or a 0-dim
+        tensor, so that epoch averages need no host synchronisation),
+        ``grad`` shaped like ``theta`` (None when ``need_grad`` is False).
+        """
+        raise NotImplementedError
+
+    def curvature(self) -> Curvature:
+        """The second-moment matrix, for the automatic step size."""
+        raise NotImplementedError
+
+
+class DirectOracle(Oracle):
     """Loss and gradient computed from the rows of ``X``, batch by batch.
 
     Parameters
@@ -60,6 +206,12 @@ class DirectOracle:
         The only source of randomness (CPU generator; permutations are moved
         to the data's device).
     """
+
+    # up to this many features (and fewer than rows) the curvature is the
+    # second-moment matrix itself, from one GEMM pass (about d / 8 passes'
+    # cost) instead of power iteration's 2 * 30 passes
+    gram_curvature_max_features = 512
+    chunk_rows = CHUNK_ROWS
 
     def __init__(
         self,
@@ -83,23 +235,22 @@ class DirectOracle:
         self.n_samples = n
         self.n_batches = math.ceil(n / self.batch_size)
 
-    def batches(self):
-        """Index objects of one epoch: slices (no copy) or index tensors."""
+    def _order(self, device):
+        """The batch indices of one epoch: slices, or a permutation's pieces
+        on ``device``."""
         n, bs = self.n_samples, self.batch_size
         if not self.shuffle:
-            for start in range(0, n, bs):
-                yield slice(start, min(start + bs, n))
-            return
-        perm = torch.randperm(n, generator=self.generator).to(self.X.device)
-        for start in range(0, n, bs):
-            yield perm[start : start + bs]
+            return [slice(start, min(start + bs, n)) for start in range(0, n, bs)]
+        perm = torch.randperm(n, generator=self.generator).to(device)
+        return [perm[start : start + bs] for start in range(0, n, bs)]
+
+    def batches(self):
+        yield from self._order(self.X.device)
 
     def full_batch(self):
         return slice(0, self.n_samples)
 
     def zero_model_loss(self) -> torch.Tensor:
-        """Data term of the all-zero model per output: a scale for the
-        objective that needs no pass over ``X``."""
         P = torch.zeros_like(self.Y)
         values = self.loss.value(self.Y, P)
         if self.sw is None:
@@ -107,80 +258,119 @@ class DirectOracle:
         s = self.sw[:, None]
         return (values * s).sum(0) / s.sum()
 
-    def _rows(self, idx):
-        """The batch's rows of X and their transpose."""
-        if isinstance(idx, torch.Tensor) and self.X.device.type == "cpu":
+    # ---------------------------------------------- how a batch is read
+    def _pieces(self, idx):
+        """The batch in the pieces that are computed one at a time."""
+        return (idx,)
+
+    def _rows(self, piece):
+        """The piece's rows of X and their transpose."""
+        if isinstance(piece, torch.Tensor) and self.X.device.type == "cpu":
             # numpy's row gather is several times faster than torch's on CPU
-            Xb = torch.from_numpy(np.take(self.X.numpy(), idx.numpy(), axis=0))
+            Xb = torch.from_numpy(np.take(self.X.numpy(), piece.numpy(), axis=0))
         else:
-            Xb = self.X[idx]
+            Xb = self.X[piece]
         return Xb, Xb.T
 
-    def loss_grad(self, theta, idx, need_grad=True):
-        """Weighted mean loss per output, batch weight, and gradient.
+    def _index(self, piece):
+        """Index of a piece (or a whole batch) into ``Y`` and the weights."""
+        return piece
 
-        ``theta`` stacks the coefficients and (when fitted) the intercept as
-        one (n_features + fit_intercept, n_outputs) matrix. Returns
-        ``(values, weight, grad)``: ``values`` of shape (n_outputs,),
-        ``weight`` the batch's total sample weight (a float or a 0-dim tensor,
-        so that epoch averages need no host synchronisation), ``grad`` shaped
-        like ``theta``.
-        """
-        Xb, XbT = self._rows(idx)
-        Yb = self.Y[idx]
-        d = Xb.shape[1]
-        W = theta[:d]
-        P = torch.addmm(theta[d], Xb, W) if self.fit_intercept else Xb @ W
+    def _length(self, piece) -> int:
+        if isinstance(piece, slice):
+            return piece.stop - piece.start
+        return piece.shape[0]
+
+    def _rows_done(self, pieces, j):
+        """Called once piece ``j`` of ``pieces`` is computed."""
+
+    def _batch_weight(self, idx, pieces):
+        """The batch's total sample weight (a float without weights, so no
+        sync; a 0-dim tensor with them) and its divisor, never 0: a batch of
+        zero-weight rows contributes nothing, not 0 / 0."""
         if self.sw is None:
-            weight = float(Xb.shape[0])
-            values = self.loss.value(Yb, P).sum(0) / weight
-            if not need_grad:
-                return values, weight, None
-            D = self.loss.derivative(Yb, P) / weight
-        else:
-            sb = self.sw[idx][:, None]
-            weight = sb.sum()
-            # a batch of zero-weight rows contributes nothing (not 0 / 0)
-            denom = weight.clamp_min(torch.finfo(sb.dtype).tiny)
-            values = (self.loss.value(Yb, P) * sb).sum(0) / denom
-            if not need_grad:
-                return values, weight, None
-            D = self.loss.derivative(Yb, P) * (sb / denom)
-        if not self.fit_intercept:
-            return values, weight, XbT @ D
-        grad = torch.empty_like(theta)
-        grad[:d] = XbT @ D
-        torch.sum(D, 0, out=grad[d])
-        return values, weight, grad
+            weight = float(sum(self._length(p) for p in pieces))
+            return weight, weight
+        weight = self.sw[self._index(idx)].sum()
+        return weight, weight.clamp_min(torch.finfo(weight.dtype).tiny)
 
-    def matvec_stats(self):
-        """(X~' S X~ / sum s) @ v as a function, and the max scaled row norm^2."""
+    def loss_grad(self, theta, idx, need_grad=True):
+        pieces = self._pieces(idx)
+        weight, denom = self._batch_weight(idx, pieces)
+        d = theta.shape[0] - int(self.fit_intercept)
+        W = theta[:d]
+        values = grad = None
+        for j, piece in enumerate(pieces):
+            Xb, XbT = self._rows(piece)
+            rows = self._index(piece)
+            Yb = self.Y[rows]
+            P = torch.addmm(theta[d], Xb, W) if self.fit_intercept else Xb @ W
+            v = self.loss.value(Yb, P)
+            if self.sw is not None:
+                sb = self.sw[rows][:, None]
+                v = v * sb
+            v = v.sum(0)
+            values = v if values is None else values + v
+            if need_grad:
+                D = self.loss.derivative(Yb, P)
+                D = D / denom if self.sw is None else D * (sb / denom)
+                grad = self._add_gradient(grad, theta, XbT, D)
+            self._rows_done(pieces, j)
+        return values / denom, weight, grad
+
+    def _add_gradient(self, grad, theta, XbT, D):
+        """``grad`` plus a piece's gradient ``[X_b' D; sum(D)]`` (or that
+        gradient alone for the first piece)."""
+        d = XbT.shape[0]
+        if grad is None:
+            if not self.fit_intercept:
+                return XbT @ D
+            grad = torch.empty_like(theta)
+            grad[:d] = XbT @ D
+            torch.sum(D, 0, out=grad[d])
+            return grad
+        grad[:d] += XbT @ D
+        if self.fit_intercept:
+            grad[d] += D.sum(0)
+        return grad
+
+    # -------------------------------------------------- curvature
+    def _matvec(self, v):
+        """``(X~' S X~ / sum s) @ v``, reading ``X`` in row chunks."""
         X, sw, fi = self.X, self.sw, self.fit_intercept
-        n = X.shape[0]
-        wsum = float(n) if sw is None else float(sw.sum())
-
-        def matvec(v):
-            # v has shape (d + fi,)
-            out = torch.zeros_like(v)
-            for sl in _row_chunks(n):
-                Xc = X[sl]
-                r = Xc @ v[: X.shape[1]]
-                if fi:
-                    r = r + v[-1]
-                if sw is not None:
-                    r = r * sw[sl]
-                out[: X.shape[1]] += Xc.T @ r
-                if fi:
-                    out[-1] += r.sum()
-            return out / wsum
-
-        max_row = 0.0
-        for sl in _row_chunks(n):
-            norms = (X[sl] * X[sl]).sum(1) + (1.0 if fi else 0.0)
+        n, d = X.shape
+        out = torch.zeros_like(v)
+        for sl in gen_batches(n, self.chunk_rows):
+            Xc = X[sl]
+            r = Xc @ v[:d]
+            if fi:
+                r = r + v[-1]
             if sw is not None:
-                norms = norms * sw[sl] * (n / wsum)
+                r = r * sw[sl]
+            out[:d] += Xc.T @ r
+            if fi:
+                out[-1] += r.sum()
+        return out / _weight_sum(n, sw)
+
+    def curvature(self) -> Curvature:
+        n, d = self.X.shape
+        fi = self.fit_intercept
+        if d < self.gram_curvature_max_features and n > d:
+            A, max_row = second_moments(self.X, self.sw, fi, self.chunk_rows)
+            return Curvature(matrix=A, max_row=max_row)
+        max_row = 0.0
+        wsum = _weight_sum(n, self.sw)
+        for sl in gen_batches(n, self.chunk_rows):
+            s = None if self.sw is None else self.sw[sl]
+            norms = _row_terms(self.X[sl], s, fi, n / wsum)
             max_row = max(max_row, float(norms.max()))
-        return matvec, max_row
+        return Curvature(
+            matvec=self._matvec,
+            dim=d + int(fi),
+            dtype=self.Y.dtype,
+            device=self.Y.device,
+            max_row=max_row,
+        )
 
 
 def csr_to_torch(X, device, dtype) -> torch.Tensor:
@@ -246,30 +436,36 @@ class SparseOracle(DirectOracle):
             )
         return Xb, Xb.t()
 
-    def matvec_stats(self):
+    def _matvec(self, v):
         X, XT, sw, fi = self.X, self.XT, self.sw, self.fit_intercept
-        n, d = X.shape
-        wsum = float(n) if sw is None else float(sw.sum())
+        d = X.shape[1]
+        r = X @ v[:d]
+        if fi:
+            r = r + v[-1]
+        if sw is not None:
+            r = r * sw
+        out = torch.empty_like(v)
+        out[:d] = XT @ r
+        if fi:
+            out[-1] = r.sum()
+        return out / _weight_sum(self.n_samples, sw)
 
-        def matvec(v):
-            r = X @ v[:d]
-            if fi:
-                r = r + v[-1]
-            if sw is not None:
-                r = r * sw
-            out = torch.empty_like(v)
-            out[:d] = XT @ r
-            if fi:
-                out[-1] = r.sum()
-            return out / wsum
-
+    def curvature(self) -> Curvature:
+        n, d = self.X.shape
+        sw, fi = self.sw, self.fit_intercept
         norms = np.asarray(self.Xs.multiply(self.Xs).sum(1)).ravel() + float(fi)
         if sw is not None:
-            norms = norms * sw.cpu().numpy() * (n / wsum)
-        return matvec, float(norms.max())
+            norms = norms * sw.cpu().numpy() * (n / _weight_sum(n, sw))
+        return Curvature(
+            matvec=self._matvec,
+            dim=d + int(fi),
+            dtype=self.Y.dtype,
+            device=self.Y.device,
+            max_row=float(norms.max()),
+        )
 
 
-class GramOracle:
+class GramOracle(Oracle):
     """Squared loss on the full batch through the Gram matrix of ``[X, 1]``.
 
     Unweighted data whose features are not dominated by their means (the
@@ -297,23 +493,18 @@ class GramOracle:
         if stats is None:
             stats = self._centred_stats(X, Y, sample_weight)
         Gc, Cc, yy, mx, my = stats
-        f64 = torch.float64
         # back to raw coordinates: E[xx'] = Gc + mx mx', E[xy] = Cc + mx my'
         G = Gc + torch.outer(mx, mx)
         C = Cc + torch.outer(mx, my)
         self.yy = yy + my * my
-        if fit_intercept:
-            A = torch.empty(d + 1, d + 1, dtype=f64, device=X.device)
-            A[:d, :d] = G
-            A[:d, d] = mx
-            A[d, :d] = mx
-            A[d, d] = 1.0
-            self.C = torch.cat([C, my[None, :]], 0)
-        else:
-            A = G
-            self.C = C
-        self.A = A
+        self.A = augment(G, mx, fit_intercept)
+        self.C = torch.cat([C, my[None, :]], 0) if fit_intercept else C
         self.n_features = d
+
+    def to(self, device):
+        """The oracle with its statistics moved to ``device``."""
+        self.A, self.C, self.yy = (t.to(device) for t in (self.A, self.C, self.yy))
+        return self
 
     @classmethod
     def _uncentred_stats(cls, X, Y):
@@ -343,7 +534,7 @@ class GramOracle:
         wsum = torch.tensor(float(n), dtype=f64) if sw is None else sw.sum().to(f64)
         mx = torch.zeros(d, dtype=f64, device=X.device)
         my = torch.zeros(Y.shape[1], dtype=f64, device=X.device)
-        for sl in _row_chunks(n):
+        for sl in gen_batches(n, CHUNK_ROWS):
             if sw is None:
                 mx += X[sl].sum(0, dtype=f64)
                 my += Y[sl].sum(0, dtype=f64)
@@ -358,7 +549,7 @@ class GramOracle:
         Cc = torch.zeros(d, Y.shape[1], dtype=f64, device=X.device)
         yy = torch.zeros(Y.shape[1], dtype=f64, device=X.device)
         mx_x, my_x = mx.to(X.dtype), my.to(X.dtype)
-        for sl in _row_chunks(n):
+        for sl in gen_batches(n, CHUNK_ROWS):
             Xc = X[sl] - mx_x
             Yc = Y[sl] - my_x
             if sw is not None:
@@ -389,52 +580,8 @@ class GramOracle:
             return values, 1.0, None
         return values, 1.0, (At - self.C).to(self.out_dtype)
 
-    def matvec_stats(self):
-        A = self.A
-
-        def matvec(v):
-            return (A @ v.to(A.dtype)).to(v.dtype)
-
-        return matvec, None
-
-
-def lipschitz_estimate(oracle, dtype, n_iter: int = 30) -> tuple[float, float | None]:
-    """Largest eigenvalue of ``X~' S X~ / sum(s)`` and the max scaled row norm.
-
-    The eigenvalue comes from ``eigvalsh`` for a Gram oracle and from power
-    iteration (a fixed number of steps from a fixed start, so that it is
-    deterministic and unchanged when rows are repeated instead of weighted)
-    for a direct oracle.
-    """
-    if isinstance(oracle, GramOracle):
-        return float(torch.linalg.eigvalsh(oracle.A)[-1]), None
-    matvec, max_row = oracle.matvec_stats()
-    if getattr(matvec, "matrix", None) is not None:
-        return float(torch.linalg.eigvalsh(matvec.matrix)[-1]), max_row
-    X = oracle.X
-    if (
-        type(oracle) is DirectOracle
-        and X.shape[1] < GRAM_EIGEN_MAX_FEATURES
-        and X.shape[0] > X.shape[1]
-    ):
-        # one GEMM (about d / 8 passes' cost) instead of 2 * n_iter passes
-        gram = GramOracle(
-            X, oracle.Y[:, :1], oracle.sw, fit_intercept=oracle.fit_intercept
-        )
-        return float(torch.linalg.eigvalsh(gram.A)[-1]), max_row
-    dim = oracle.X.shape[1] + int(oracle.fit_intercept)
-    # a fixed, generic start vector (never orthogonal to the top eigenvector
-    # in practice), independent of random_state
-    v = torch.linspace(1.0, 2.0, dim, dtype=dtype, device=oracle.X.device)
-    v = v / torch.linalg.vector_norm(v)
-    lam = 0.0
-    for _ in range(n_iter):
-        w = matvec(v)
-        lam = float(torch.linalg.vector_norm(w))
-        if lam == 0.0 or not math.isfinite(lam):
-            break
-        v = w / lam
-    return lam, max_row
+    def curvature(self) -> Curvature:
+        return Curvature(matrix=self.A)
 
 
 def prefers_gram(n, d, loss, batch_size) -> bool:

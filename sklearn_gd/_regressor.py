@@ -106,7 +106,8 @@ class TorchSGDRegressor(RegressorMixin, BaseTorchSGD):
         objective estimated from the data (the largest eigenvalue of
         ``X~' S X~ / sum(s)`` with ``X~ = [X, 1]``, scaled by the loss's
         curvature and adjusted for the batch size); 1e-3 for "adam" and
-        "adamw"; 1 for "lbfgs". The value used is stored in ``eta0_``.
+        "adamw"; 0.1 for "adagrad"; 1 for "lbfgs". The value used is stored
+        in ``eta0_``.
 
     power_t : float, default=0.25
         Exponent of the "invscaling" schedule, in ``[0, inf)``.
@@ -128,10 +129,12 @@ class TorchSGDRegressor(RegressorMixin, BaseTorchSGD):
         Averaged SGD: when True, ``coef_`` is the average of the iterates over
         all updates; an int ``N`` starts the average at update ``N``.
 
-    optimizer : {"sgd", "adam", "adamw", "lbfgs"}, default="sgd"
+    optimizer : {"sgd", "adam", "adamw", "adagrad", "lbfgs"}, default="sgd"
         The update rule, from ``torch.optim``. "sgd" reads ``momentum`` and
         ``nesterov``; "adamw" applies the L2 part of the penalty as decoupled
-        weight decay; "lbfgs" works on the full batch with a strong-Wolfe line
+        weight decay; "adagrad" takes per-coordinate steps that shrink with
+        the squared gradients seen (long steps for rare, e.g. sparse text,
+        features); "lbfgs" works on the full batch with a strong-Wolfe line
         search, one iteration per epoch, and takes no L1 penalty.
 
     momentum : float, default=0.0
@@ -310,10 +313,10 @@ class TorchSGDRegressor(RegressorMixin, BaseTorchSGD):
         self.out_of_core = out_of_core
 
     # ------------------------------------------------------------- shapes
-    def _shape_params(self, coef, intercept):
+    def _shape_params(self, coef, intercept, y_ndim):
         # coef: (n_features, k), intercept: (k,); a 1-D y keeps SGDRegressor's
         # shapes, a 2-D y Ridge's
-        if self._solver_state_y_ndim() == 1:
+        if y_ndim == 1:
             return np.ascontiguousarray(coef[:, 0]), intercept.reshape(1)
         return np.ascontiguousarray(coef.T), intercept
 
@@ -379,4 +382,4 @@ class TorchSGDRegressor(RegressorMixin, BaseTorchSGD):
             In the dtype of ``X`` (float32 or float64).
         """
         out = self._decision(X)
-        return out[:, 0] if self._solver_state["y_ndim"] == 1 else out
+        return out[:, 0] if self.coef_.ndim == 1 else out

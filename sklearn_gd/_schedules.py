@@ -16,6 +16,10 @@ __all__ = ["SCHEDULES", "Schedule", "make_schedule"]
 class Schedule:
     """``eta = eta0`` for every step."""
 
+    # whether a stall shrinks the rate (and training goes on) rather than
+    # ending the training
+    adapts = False
+
     def __init__(
         self,
         eta0: float,
@@ -62,6 +66,7 @@ class Adaptive(Schedule):
     """``eta0`` until the training stalls, then divided by 5 at each stall."""
 
     min_rate = 1e-6
+    adapts = True
 
     def rate(self, t):
         return self.eta0

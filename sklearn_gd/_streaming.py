@@ -30,10 +30,12 @@ row), and the O(n_features^2) Gram statistics.
 from __future__ import annotations
 
 import mmap
+import os
 import warnings
 
 import numpy as np
 import torch
+from sklearn.utils import gen_batches
 
 from ._data import to_tensor
 from ._oracles import CHUNK_ROWS, DirectOracle, GramOracle, prefers_gram
@@ -50,10 +52,6 @@ __all__ = [
 # Tests set this to run the accelerator's double-buffered staging on the CPU.
 _FORCE_STAGING = False
 
-# Largest n_features for which the curvature estimate builds X~'X~ in one
-# pass (a d x d matrix) instead of power iteration with a pass per step.
-_GRAM_ESTIMATE_MAX_D = 2048
-
 
 def is_memory_mapped(a) -> bool:
     """Whether ``a`` is a numpy memmap or a view of one (``np.asarray`` of a
@@ -66,14 +64,17 @@ def is_memory_mapped(a) -> bool:
 
 
 def _available_host_bytes() -> int | None:
+    """Host memory available to a new allocation, in bytes (None: unknown)."""
     try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
+        import psutil
+    except ImportError:
         pass
-    return None
+    else:
+        return int(psutil.virtual_memory().available)
+    try:  # free pages only (no reclaimable cache): a conservative figure
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
 
 
 def should_stream(X: np.ndarray, device: torch.device, option="auto") -> bool:
@@ -105,12 +106,12 @@ def should_stream(X: np.ndarray, device: torch.device, option="auto") -> bool:
 # start:stop of the (training) rows; else the rows index[start:stop].
 def _pieces(idx, chunk_rows):
     if isinstance(idx, slice):
-        start, stop = idx.start or 0, idx.stop
+        start = idx.start or 0
         return [
-            (None, a, min(a + chunk_rows, stop)) for a in range(start, stop, chunk_rows)
+            (None, start + sl.start, start + sl.stop)
+            for sl in gen_batches(idx.stop - start, chunk_rows)
         ]
-    n = idx.shape[0]
-    return [(idx, a, min(a + chunk_rows, n)) for a in range(0, n, chunk_rows)]
+    return [(idx, sl.start, sl.stop) for sl in gen_batches(idx.shape[0], chunk_rows)]
 
 
 def _piece_key(piece):
@@ -214,8 +215,6 @@ class HostRows:
     staged : bool or None
         Copy through the two staging slots (default: on accelerators only).
     """
-
-    is_host_rows = True
 
     def __init__(self, X, device, dtype, rows=None, chunk_rows=None, staged=None):
         self.array = X
@@ -321,129 +320,46 @@ class HostRows:
 class HostChunkOracle(DirectOracle):
     """:class:`DirectOracle` over a :class:`HostRows` ``X``.
 
-    A batch of at most ``chunk_rows`` rows is computed exactly as
-    :class:`DirectOracle` computes it (the same operations on the same
-    values, hence the same result); a larger batch (the full batch of a
-    non-squared loss) is accumulated chunk by chunk. While one chunk is
-    computed, the next (of this batch or of the next one) is on its way.
+    A batch is computed in pieces of at most ``chunk_rows`` rows, each
+    exactly as :class:`DirectOracle` computes a batch (a batch of one piece
+    gives the same result). While one piece is computed, the next (of this
+    batch, or the first of the next batch) is on its way: every piece names
+    its rows itself, so nothing depends on the order of the calls.
     """
+
+    # A pass over a mapped file costs more than one in memory, so the exact
+    # curvature from one pass pays for more features than in memory.
+    gram_curvature_max_features = 2048
 
     def __init__(self, X: HostRows, Y, sample_weight, loss, **kwargs):
         super().__init__(X, Y, sample_weight, loss, **kwargs)
         self.chunk_rows = X.chunk_rows
-        self._upcoming = None
 
     def batches(self):
-        n, bs = self.n_samples, self.batch_size
-        if not self.shuffle:
-            order = [slice(a, min(a + bs, n)) for a in range(0, n, bs)]
-        else:
-            # the same permutation as DirectOracle draws, kept on the host:
-            # it indexes the host array
-            perm = torch.randperm(n, generator=self.generator)
-            order = [perm[a : a + bs] for a in range(0, n, bs)]
-        for i, idx in enumerate(order):
-            self._upcoming = order[i + 1] if i + 1 < len(order) else None
+        # a shuffled order is kept on the host: it indexes the host array
+        for idx in self._order(torch.device("cpu")):
+            self.X.prefetch(self._pieces(idx)[0])
             yield idx
-        self._upcoming = None
 
-    def _device_index(self, idx):
+    def _pieces(self, idx):
+        return _pieces(idx, self.chunk_rows)
+
+    def _rows(self, piece):
+        Xb = self.X.fetch(piece)
+        return Xb, Xb.T
+
+    def _rows_done(self, pieces, j):
+        if j + 1 < len(pieces):
+            self.X.prefetch(pieces[j + 1])
+
+    def _index(self, piece):
+        idx = _piece_index(piece) if isinstance(piece, tuple) else piece
         if isinstance(idx, slice) or self.Y.device.type == "cpu":
             return idx
         return idx.to(self.Y.device, non_blocking=True)
 
-    def loss_grad(self, theta, idx, need_grad=True):
-        pieces = _pieces(idx, self.chunk_rows)
-        nxt = None
-        if self._upcoming is not None:
-            nxt = _pieces(self._upcoming, self.chunk_rows)[0]
-        if len(pieces) == 1:
-            self._piece = pieces[0]
-            out = super().loss_grad(theta, self._device_index(idx), need_grad)
-            self.X.prefetch(nxt)
-            return out
-        return self._chunked_loss_grad(theta, idx, pieces, nxt, need_grad)
-
-    def _rows(self, idx):
-        Xb = self.X.fetch(self._piece)
-        return Xb, Xb.T
-
-    def _chunked_loss_grad(self, theta, idx, pieces, nxt, need_grad):
-        d = self.X.shape[1]
-        W = theta[:d]
-        if self.sw is None:
-            weight = float(sum(b - a for _, a, b in pieces))
-        else:
-            weight = self.sw[self._device_index(idx)].sum()
-        values = torch.zeros(theta.shape[1], dtype=theta.dtype, device=theta.device)
-        grad = torch.zeros_like(theta) if need_grad else None
-        for j, piece in enumerate(pieces):
-            Xb = self.X.fetch(piece)
-            pidx = self._device_index(_piece_index(piece))
-            Yb = self.Y[pidx]
-            P = torch.addmm(theta[d], Xb, W) if self.fit_intercept else Xb @ W
-            if self.sw is None:
-                values += self.loss.value(Yb, P).sum(0)
-                D = self.loss.derivative(Yb, P) / weight if need_grad else None
-            else:
-                sb = self.sw[pidx][:, None]
-                values += (self.loss.value(Yb, P) * sb).sum(0)
-                D = self.loss.derivative(Yb, P) * (sb / weight) if need_grad else None
-            if need_grad:
-                grad[:d] += Xb.T @ D
-                if self.fit_intercept:
-                    grad[d] += D.sum(0)
-            self.X.prefetch(pieces[j + 1] if j + 1 < len(pieces) else nxt)
-        return values / weight, weight, grad
-
-    def matvec_stats(self):
-        """As :meth:`DirectOracle.matvec_stats`, from one pass over ``X``.
-
-        Power iteration would read ``X`` once per step; for up to a few
-        thousand features one pass builds ``X~' S X~ / sum(s)`` (accumulated
-        in float64) and the steps multiply by it instead.
-        """
-        X, sw, fi = self.X, self.sw, self.fit_intercept
-        n, d = X.shape
-        if d + 1 > _GRAM_ESTIMATE_MAX_D:
-            return super().matvec_stats()
-        f64 = torch.float64
-        dev = self.Y.device
-        wsum = float(n) if sw is None else float(sw.sum())
-        G = torch.zeros(d, d, dtype=f64, device=dev)
-        s1 = torch.zeros(d, dtype=f64, device=dev)
-        max_row = torch.zeros((), dtype=f64, device=dev)
-        pieces = _pieces(slice(0, n), self.chunk_rows)
-        for j, piece in enumerate(pieces):
-            Xc = X.fetch(piece)
-            norms = torch.linalg.vector_norm(Xc, dim=1).square() + float(fi)
-            if sw is None:
-                s = torch.ones(Xc.shape[0], dtype=Xc.dtype, device=dev)
-                XcS = Xc
-            else:
-                s = sw[piece[1] : piece[2]]
-                XcS = Xc * s[:, None]
-                norms = norms * s * (n / wsum)
-            # column sums as a GEMV: a strided reduction over rows is slower
-            s1 += (s @ Xc).to(f64)
-            G += (XcS.T @ Xc).to(f64)
-            max_row = torch.maximum(max_row, norms.max().to(f64))
-            X.prefetch(pieces[j + 1] if j + 1 < len(pieces) else None)
-        if fi:
-            A = torch.empty(d + 1, d + 1, dtype=f64, device=dev)
-            A[:d, :d] = G
-            A[:d, d] = s1
-            A[d, :d] = s1
-            A[d, d] = wsum
-        else:
-            A = G
-        A /= wsum
-
-        def matvec(v):
-            return (A @ v.to(f64)).to(v.dtype)
-
-        matvec.matrix = A  # lets lipschitz_estimate take its exact eigenvalue
-        return matvec, float(max_row)
+    def _length(self, piece):
+        return piece[2] - piece[1]
 
 
 def streaming_oracle(
@@ -475,11 +391,7 @@ def streaming_oracle(
     n, d = Yt.shape[0], X.shape[1]
     if rows is None and prefers_gram(n, d, loss, batch_size):
         host = HostRows(X, "cpu", dtype, staged=False)
-        gram = GramOracle(host.view, Yt, swt, fit_intercept=fit_intercept)
-        for name, value in list(vars(gram).items()):
-            if isinstance(value, torch.Tensor):
-                setattr(gram, name, value.to(device))
-        return gram
+        return GramOracle(host.view, Yt, swt, fit_intercept=fit_intercept).to(device)
     staged = _FORCE_STAGING or torch.device(device).type != "cpu"
     Xr = HostRows(X, device, dtype, rows=rows, staged=staged)
     return HostChunkOracle(

@@ -115,10 +115,10 @@ def test_partial_fit_keeps_adaptive_rate(data):
     X, y = data
     reg = TorchSGDRegressor(eta0=10.0, batch_size=1, learning_rate="adaptive")
     reg.partial_fit(X, y)
-    rate = reg._solver_state["rate"]
+    rate = reg._solver_state.rate
     assert rate < 10.0 and reg.eta0_ == 10.0
     reg.partial_fit(X, y)
-    assert reg._solver_state["rate"] <= rate
+    assert reg._solver_state.rate <= rate
 
 
 # ---------------------------------------------------------------- memmaps
