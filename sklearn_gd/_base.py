@@ -32,7 +32,7 @@ from ._engine import NoImprovement, TrainState, Validation, train
 from ._losses import make_loss
 from ._optimizers import OPTIMIZERS, make_solver
 from ._oracles import choose_oracle, csr_to_torch, lipschitz_estimate
-from ._penalties import make_penalty
+from ._penalties import PENALTIES, make_penalty
 from ._schedules import SCHEDULES, make_schedule
 from ._state import SolverState, optimizer_state_to_numpy, optimizer_state_to_torch
 from ._streaming import should_stream, streaming_oracle
@@ -66,13 +66,17 @@ def _dispatch_on() -> bool:
 class FitMode:
     """What kind of fit this is, decided once at its start.
 
-    ``partial``: one epoch without a stopping rule (``partial_fit``).
-    ``resume``: the state a ``partial_fit`` continues whole (parameters,
-    update count, rate, optimizer state, average), or None on a first call.
-    ``warm``: the state whose parameters a ``warm_start`` fit starts from.
+    ``partial``: a ``partial_fit`` (one epoch, no stopping rule, no early
+    stopping), else a ``fit`` with the estimator's settings. ``resume``: the
+    state a ``partial_fit`` continues whole (parameters, update count, rate,
+    optimizer state, average), or None on a first call. ``warm``: the state
+    whose parameters a ``warm_start`` fit starts from.
     """
 
     partial: bool
+    max_iter: int
+    tol: float | None
+    early_stopping: bool
     resume: SolverState | None = None
     warm: SolverState | None = None
 
@@ -80,8 +84,14 @@ class FitMode:
     def of(cls, estimator, partial: bool) -> FitMode:
         state = getattr(estimator, "_solver_state", None)
         if partial:
-            return cls(partial=True, resume=state)
-        return cls(partial=False, warm=state if estimator.warm_start else None)
+            return cls(True, 1, None, False, resume=state)
+        return cls(
+            False,
+            estimator.max_iter,
+            estimator.tol,
+            estimator.early_stopping,
+            warm=state if estimator.warm_start else None,
+        )
 
     @property
     def first_call(self) -> bool:
@@ -120,7 +130,7 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
     """Shared machinery of the package's linear estimators (not public)."""
 
     _parameter_constraints: dict = {
-        "penalty": [StrOptions({"l2", "l1", "elasticnet"}), None],
+        "penalty": [StrOptions({name for name in PENALTIES if name}), None],
         "alpha": [Interval(Real, 0, None, closed="left")],
         "l1_ratio": [Interval(Real, 0, 1, closed="both")],
         "fit_intercept": ["boolean"],
@@ -310,7 +320,7 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
         )
         train_rows = None
         validation = None
-        if self.early_stopping and not mode.partial:
+        if mode.early_stopping:
             idx_train, idx_val = self._split(Y, sw)
 
             def take(a, i):
@@ -382,7 +392,7 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
         callback_ctx = None
         if hasattr(self, "_init_callback_context"):
             callback_ctx = self._init_callback_context(
-                max_subtasks=1 if mode.partial else self.max_iter
+                max_subtasks=mode.max_iter
             )
             callback_ctx.call_on_fit_task_begin(estimator=self, X=X, y=y)
         result = train(
@@ -392,10 +402,8 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
             solver=make_solver(
                 self.optimizer, momentum=self.momentum, nesterov=self.nesterov
             ),
-            stopping=NoImprovement(
-                None if mode.partial else self.tol, self.n_iter_no_change
-            ),
-            max_iter=1 if mode.partial else self.max_iter,
+            stopping=NoImprovement(mode.tol, self.n_iter_no_change),
+            max_iter=mode.max_iter,
             fit_intercept=self.fit_intercept,
             average=self._average_start(),
             init=init,
@@ -464,10 +472,9 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
                 UserWarning,
             )
         elif (
-            not mode.partial
-            and self.tol is not None
+            mode.tol is not None
             and not result.converged
-            and result.n_iter == self.max_iter
+            and result.n_iter == mode.max_iter
         ):
             warnings.warn(
                 "Maximum number of iteration reached before convergence. "

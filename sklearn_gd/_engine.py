@@ -10,8 +10,10 @@ parts:
   the running average;
 * :class:`DivergenceGuard`, which tells a diverged epoch (non-finite, or far
   above the all-zero model) from a good one;
-* :class:`Checkpoints`, the states a restart goes back to, whole: parameters,
-  update count and running average;
+* :class:`Restarts`, the divergence and restart policy, with the states a
+  restart goes back to, whole: parameters, update count and running average;
+* :class:`History`, the record of the epochs and of the best validated
+  parameters;
 * a stopping rule (:class:`NoImprovement`, scikit-learn's SGD rule), which
   says when the training has stalled; the schedule then decides whether a
   smaller step goes on (``"adaptive"``) or the training stops.
@@ -303,13 +305,21 @@ class DivergenceGuard:
         )
 
 
-class Checkpoints:
-    """Where a restart goes back to: the start of the epoch with the best
-    objective so far (for the full batch, exactly the point that objective
-    was measured at)."""
+class Restarts:
+    """The divergence and restart policy.
 
-    def __init__(self, it: Iterate):
-        self.it = it
+    It keeps two checkpoints, each a whole state (parameters, update count
+    and running average): the start of the current epoch, and the start of
+    the epoch with the best objective so far (for the full batch, exactly
+    the point that objective was measured at). A diverged epoch shrinks the
+    step and goes back to the best checkpoint, or raises
+    :class:`DivergenceError` when the schedule cannot shrink it; a stall
+    shrinks the step too, going back when the objective grew.
+    """
+
+    def __init__(self, it: Iterate, guard: DivergenceGuard, schedule, solver):
+        self.it, self.guard = it, guard
+        self.schedule, self.solver = schedule, solver
         self.epoch_start = self.best_start = it.snapshot()
 
     def epoch_done(self, improved: bool):
@@ -318,8 +328,55 @@ class Checkpoints:
         self.epoch_start = self.it.snapshot()
 
     def restart(self):
+        """Back to the best checkpoint, with the solver's state reset."""
         self.it.restore(self.best_start)
         self.epoch_start = self.best_start
+        self.solver.reset(self.schedule.rate(self.it.t))
+
+    def after_divergence(self, epoch, loss, lr):
+        if not self.schedule.on_stall():
+            raise DivergenceError(
+                self.guard.message(epoch, loss, lr, self.schedule.adapts)
+            )
+        # the start of this epoch may already be far off after a minibatch
+        # epoch that blew up only at its end
+        self.restart()
+
+    def after_stall(self, grew: bool) -> bool:
+        """Whether training goes on (with a smaller step) after a stall."""
+        if not self.schedule.on_stall():
+            return False
+        if grew:  # from the best point with the smaller step, not from here
+            self.restart()
+        return True
+
+    def keep_best(self, last_was_best: bool):
+        """After an interruption: the end of the last complete epoch if it
+        was the best so far, else the start of the best epoch."""
+        self.it.restore(self.epoch_start if last_was_best else self.best_start)
+
+
+class History:
+    """The record of the epochs: objectives, validation scores and the
+    parameters of the best validation score."""
+
+    def __init__(self, validation: Validation | None):
+        self.validation = validation
+        self.losses: list[float] = []
+        self.scores = None if validation is None else []
+        self.best_params = None
+
+    def record(self, loss: float, it: Iterate, best_score: float):
+        """Append an epoch; returns its validation score (or None)."""
+        self.losses.append(loss)
+        if self.validation is None:
+            return None
+        cur = it.current()
+        score = float(self.validation.score(*it.split(cur)))
+        self.scores.append(score)
+        if score > best_score:
+            self.best_params = cur.clone()
+        return score
 
 
 class NoImprovement:
@@ -416,85 +473,52 @@ def train(
         cannot shrink its rate any further.
     """
     it = Iterate(init, fit_intercept, average)
-    d, k = init.coef.shape
-    problem = Problem(oracle, penalty, d, k, joint_outputs)
+    problem = Problem(oracle, penalty, *init.coef.shape, joint_outputs)
     lr = schedule.rate(it.t)
     _check_rate_fits(lr, it.theta.dtype)
     solver.start(it.theta, lr, init.optimizer_state)
     guard = DivergenceGuard(float(oracle.zero_model_loss().mean()))
-    checkpoints = Checkpoints(it)
-    loss_curve, scores = [], ([] if validation is not None else None)
-    best_params, converged, interrupted = None, False, False
+    restarts = Restarts(it, guard, schedule, solver)
+    history = History(validation)
+    converged = interrupted = False
     start = time.perf_counter()
     epoch = 0
     with torch.no_grad():
         try:
             while epoch < max_iter:
                 mean, lr = run_epoch(problem, solver, schedule, it)
-                # the one host synchronisation of the epoch
-                # (the parameters' sum rides along to catch inf/NaN in them)
-                loss, param_sum = torch.stack(
-                    [
-                        torch.as_tensor(
-                            mean, dtype=torch.float64, device=it.theta.device
-                        ).reshape(()),
-                        it.finite_check().to(torch.float64),
-                    ]
-                ).tolist()
+                loss, param_sum = _read_epoch(mean, it)
                 if guard.diverged(loss, param_sum):
-                    if not schedule.on_stall():
-                        raise DivergenceError(
-                            guard.message(epoch + 1, loss, lr, schedule.adapts)
-                        )
-                    # shrink the step and go back to the best point seen: the
-                    # start of this epoch may already be far off after a
-                    # minibatch epoch that blew up only at its end
-                    checkpoints.restart()
-                    solver.reset(schedule.rate(it.t))
+                    restarts.after_divergence(epoch + 1, loss, lr)
                     continue
                 epoch += 1
-                checkpoints.epoch_done(improved=loss < stopping.best_loss)
-                loss_curve.append(loss)
-                cur = it.current()
-                score = None
-                if validation is not None:
-                    score = float(validation.score(*it.split(cur)))
-                    scores.append(score)
-                    if score > stopping.best_score:
-                        best_params = cur.clone()
+                restarts.epoch_done(improved=loss < stopping.best_loss)
+                score = history.record(loss, it, stopping.best_score)
                 stalled = stopping.update(loss, score)
                 stop = on_epoch is not None and bool(
                     on_epoch(_epoch_info(epoch, loss, score, it, lr, start))
                 )
-                if stalled:
-                    if schedule.on_stall():
-                        stopping.reset()
-                        if validation is None and loss > stopping.best_loss:
-                            # the objective grew: restart from the best point
-                            # with the smaller step, not from where it went
-                            checkpoints.restart()
-                            solver.reset(schedule.rate(it.t))
-                    else:
-                        converged = stop = True
+                if stalled and not restarts.after_stall(
+                    grew=validation is None and loss > stopping.best_loss
+                ):
+                    converged = stop = True
+                elif stalled:
+                    stopping.reset()
                 if stop:
                     break
         except KeyboardInterrupt:
             # keep the best parameters reached so far; the caller warns
             interrupted = True
             if validation is None:
-                # the end of the last complete epoch if that epoch was the
-                # best so far, else the start of the best epoch
-                last_best = bool(loss_curve) and loss_curve[-1] <= stopping.best_loss
-                it.restore(
-                    checkpoints.epoch_start if last_best else checkpoints.best_start
-                )
+                losses = history.losses
+                restarts.keep_best(bool(losses) and losses[-1] <= stopping.best_loss)
             it.averager = None  # the running average may be mid-update
     return TrainResult(
-        **_parameters(it, best_params),
+        **_parameters(it, history.best_params),
         n_iter=epoch,
         t=it.t,
-        loss_curve=loss_curve,
-        validation_scores=scores,
+        loss_curve=history.losses,
+        validation_scores=history.scores,
         best_loss=stopping.best_loss,
         best_validation_score=None if validation is None else stopping.best_score,
         optimizer_state=solver.state_dict(),
@@ -502,6 +526,15 @@ def train(
         interrupted=interrupted,
         lr=lr,
     )
+
+
+def _read_epoch(mean, it: Iterate) -> tuple[float, float]:
+    """The epoch's objective and the parameters' sum (finite iff every
+    parameter is): the one host synchronisation of the epoch."""
+    loss = torch.as_tensor(mean, dtype=torch.float64, device=it.theta.device)
+    both = torch.stack([loss.reshape(()), it.finite_check().to(torch.float64)])
+    loss, param_sum = both.tolist()
+    return loss, param_sum
 
 
 def _epoch_info(epoch, loss, score, it, lr, start) -> EpochInfo:
