@@ -12,6 +12,7 @@ from sklearn.model_selection import GridSearchCV, cross_val_score
 
 from sklearn_gd import TorchSGDRegressor
 from sklearn_gd._data import resolve_device
+from sklearn_gd._optimizers import OPTIMIZERS
 
 CUDA = pytest.mark.gpu
 
@@ -179,12 +180,60 @@ def test_cuda_grid_search(data32, n_jobs):
     assert search.best_score_ > 0.9
 
 
-def test_pickle_has_no_tensors(data32):
+@pytest.mark.parametrize("optimizer", sorted(OPTIMIZERS))
+def test_pickle_has_no_tensors(data32, optimizer):
+    # every optimizer's state (L-BFGS keeps lists of tensors) pickles as numpy
     X, y = data32
     reg = TorchSGDRegressor(
-        max_iter=5, optimizer="adam", batch_size=50, random_state=0
+        max_iter=5, optimizer=optimizer, batch_size=50, random_state=0, tol=None
     ).fit(X, y)
     reg.set_params(device="cpu").predict(torch.from_numpy(X))  # fills the cache
     blob = pickle.dumps(reg)
     assert b"torch" not in blob
-    assert_array_equal(pickle.loads(blob).predict(X), reg.predict(X))
+    copy = pickle.loads(blob)
+    assert_array_equal(copy.predict(X), reg.predict(X))
+    # the optimizer's state comes back: partial_fit goes on identically
+    assert_array_equal(copy.partial_fit(X, y).coef_, reg.partial_fit(X, y).coef_)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_gpu_model_predicts_on_a_cpu_host(data32):
+    # a pickle of a model fitted with device="cuda" holds numpy state and
+    # device="cuda"; loaded where CUDA is absent it still predicts
+    X, y = data32
+    reg = TorchSGDRegressor(optimizer="lbfgs", max_iter=5).fit(X, y)
+    expected = reg.predict(X)
+    copy = pickle.loads(pickle.dumps(reg.set_params(device="cuda")))
+    with pytest.warns(UserWarning, match="predicting on the CPU"):
+        assert_array_equal(copy.predict(X), expected)
+
+
+@CUDA
+def test_lbfgs_fitted_on_cuda_loads_on_a_cpu_host(data32, monkeypatch):
+    X, y = data32
+    reg = TorchSGDRegressor(device="cuda", optimizer="lbfgs", max_iter=10).fit(X, y)
+    blob = pickle.dumps(reg)
+    assert b"torch" not in blob
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    copy = pickle.loads(blob)
+    with pytest.warns(UserWarning, match="predicting on the CPU"):
+        pred = copy.predict(X)
+    # float32 products on two devices: a few ulps of predictions of order 10
+    assert_allclose(pred, reg.coef_ @ X.T + reg.intercept_, rtol=1e-5, atol=1e-5)
+
+
+def test_predictions_follow_coef_(data32):
+    # as scikit-learn's linear models: predict reads coef_ and intercept_,
+    # on the numpy path and on the torch path (whose device copy is cached)
+    X, y = data32
+    Xt = torch.from_numpy(X)
+    reg = TorchSGDRegressor(max_iter=20, tol=None).fit(X, y)
+    reg.set_params(device="cpu")
+    before = reg.predict(Xt)
+    reg.coef_ = 2 * reg.coef_
+    reg.intercept_[0] += 1.0  # in place: the cache must notice
+    expected = X @ reg.coef_ + reg.intercept_
+    # float32 products: one rounding of values of order 10
+    assert_allclose(reg.predict(Xt), expected, rtol=1e-5, atol=1e-5)
+    assert_allclose(reg.set_params(device=None).predict(X), expected, rtol=1e-5)
+    assert not np.allclose(before, expected)
