@@ -463,3 +463,21 @@ def test_pipeline_and_grid_search():
     assert search.best_score_ > 0.85
     assert search.predict_proba(X).shape == (150, 3)
     assert set(search.predict(X)) == {0, 1, 2}
+
+
+def test_sparsify_and_densify(three_class):
+    # SparseCoefMixin: an L1 model's coef_ as CSR predicts the same
+    X, y = three_class
+    clf = TorchSGDClassifier(loss="log_loss", penalty="l1", alpha=0.05).fit(X, y)
+    assert np.any(clf.coef_ == 0)
+    dense_scores = clf.decision_function(X)
+    clf.sparsify()
+    assert sp.issparse(clf.coef_)
+    # the CPU path multiplies by the CSR matrix; the torch path densifies it
+    # (float64: a few ulps of scores of order 1)
+    np.testing.assert_allclose(clf.decision_function(X), dense_scores, rtol=1e-12)
+    torch_scores = clf.set_params(device="cpu").decision_function(torch.from_numpy(X))
+    np.testing.assert_allclose(torch_scores, dense_scores, rtol=1e-12, atol=1e-12)
+    clf.densify()
+    assert isinstance(clf.coef_, np.ndarray)
+    np.testing.assert_array_equal(clf.decision_function(X), dense_scores)
