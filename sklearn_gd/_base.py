@@ -18,7 +18,6 @@ from numbers import Integral, Real
 import numpy as np
 import scipy.sparse as sp
 import torch
-from sklearn import get_config
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import ShuffleSplit
@@ -27,7 +26,14 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.extmath import safe_sparse_dot
 from sklearn.utils.validation import check_is_fitted
 
-from ._data import resolve_device, to_numpy, to_numpy_any, to_tensor
+from ._array_api import (
+    OutputSpace,
+    check_fitted_namespace,
+    host,
+    output_space,
+    to_numpy_any,
+)
+from ._data import resolve_device, to_numpy, to_tensor
 from ._engine import NoImprovement, TrainState, Validation, train
 from ._losses import make_loss
 from ._optimizers import OPTIMIZERS, make_solver
@@ -56,10 +62,6 @@ _MAX_SEED = np.iinfo(np.int32).max
 
 # torch >= 2.5 has torch.OutOfMemoryError; torch.cuda's alias is older
 _OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
-
-
-def _dispatch_on() -> bool:
-    return bool(get_config().get("array_api_dispatch", False))
 
 
 @dataclass(frozen=True)
@@ -119,6 +121,7 @@ class FitData:
     generator: torch.Generator
     loss: object
     penalty: object
+    space: OutputSpace | None  # where fitted arrays go (None: numpy)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -244,6 +247,7 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
     def _validate_data(self, X, y, sample_weight, mode: FitMode) -> FitData:
         """Step 1: the validated data, on its way to the device."""
         resume = mode.resume
+        space = output_space(X)
         inputs = validate_fit_inputs(
             self,
             X,
@@ -272,6 +276,7 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
             generator=torch.Generator().manual_seed(int(rng.randint(0, _MAX_SEED))),
             loss=self._make_loss(),
             penalty=self._make_penalty(),
+            space=space,
         )
 
     def _initial_state(self, data: FitData, mode: FitMode, coef_init, intercept_init):
@@ -446,12 +451,9 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
                 icpt_path = [to_numpy_any(i) for i in self.intercept_path_] + icpt_path
             arrays["coef_path_"] = np.stack(coef_path)
             arrays["intercept_path_"] = np.stack(icpt_path)
-        if data.kind == "torch" and _dispatch_on():
+        if data.space is not None:
             # array API dispatch: fitted arrays live with the input data
-            arrays = {
-                name: to_tensor(v, data.X.device, data.tdtype)
-                for name, v in arrays.items()
-            }
+            arrays = {name: data.space.put(v) for name, v in arrays.items()}
         for name, value in arrays.items():
             setattr(self, name, value)
         prev_curve = list(self.loss_curve_) if mode.keeps_history else []
@@ -628,7 +630,7 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
             )
             return torch.device("cpu")
 
-    def _decision(self, X):
+    def _decision(self, X, method="predict"):
         """``X @ coef_.T + intercept_`` as (n_samples, n_outputs).
 
         Reads ``coef_`` and ``intercept_`` (as scikit-learn's linear models
@@ -639,13 +641,16 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
         numpy (as scikit-learn returns).
         """
         check_is_fitted(self)
+        check_fitted_namespace(X, self, method)
+        space = output_space(X)
         X, kind = validate_predict_input(self, X)
         device = self._predict_device(X)
         if kind != "torch" and device.type == "cpu":
             W, b = _parameter_matrix(self.coef_, self.intercept_)
-            return np.asarray(safe_sparse_dot(X, W.astype(X.dtype, copy=False))) + (
-                b.astype(X.dtype, copy=False)
-            )
+            W, b = to_numpy_any(W), to_numpy_any(b)
+            out = np.asarray(safe_sparse_dot(X, W.astype(X.dtype, copy=False)))
+            out += b.astype(X.dtype, copy=False)
+            return out if space is None else space.put(out)
         if kind == "torch":
             Xt = X.to(device)
         elif kind == "sparse":
@@ -654,9 +659,7 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
             Xt = to_tensor(X, device, torch_dtype_of(X.dtype))
         W, b = self._device_params(device, Xt.dtype)
         out = Xt @ W + b
-        if kind == "torch" and _dispatch_on():
-            return out.to(X.device)
-        return to_numpy(out)
+        return to_numpy(out) if space is None else space.put(out)
 
     def _device_params(self, device, dtype):
         """``coef_`` and ``intercept_`` as tensors on ``device``.
@@ -669,6 +672,7 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
         if isinstance(coef, torch.Tensor):  # fitted under array API dispatch
             W, b = _parameter_matrix(coef, intercept)
             return W.to(device, dtype), b.to(device, dtype)
+        coef, intercept = host(coef), host(intercept)
         state = getattr(self, "_solver_state", None)
         cache = {} if state is None else state.device_cache
         key = (str(device), dtype)
@@ -689,8 +693,10 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
     def __getstate__(self):
         state = super().__getstate__().copy()
         for key, value in state.items():
-            if isinstance(value, torch.Tensor):  # fitted under array API dispatch
-                state[key] = to_numpy(value)
+            # fitted under array API dispatch: numpy in the pickle
+            if isinstance(value, torch.Tensor) or hasattr(value, "__array_namespace__"):
+                if not isinstance(value, np.ndarray) and not sp.issparse(value):
+                    state[key] = to_numpy_any(value)
         if isinstance(state.get("_solver_state"), SolverState):
             state["_solver_state"] = state["_solver_state"].without_cache()
         return state
@@ -705,13 +711,13 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
 
 def _parameter_matrix(coef, intercept):
     """``coef_`` as a dense (n_features, n_outputs) matrix, ``intercept_`` as
-    (n_outputs,): numpy for numpy (or sparse) ``coef_``, tensors for tensors."""
+    (n_outputs,): tensors for tensors, else numpy."""
     if sp.issparse(coef):
         coef = coef.toarray()
+    if not isinstance(coef, torch.Tensor):
+        coef, intercept = to_numpy_any(coef), to_numpy_any(intercept)
     W = coef.T if coef.ndim == 2 else coef[:, None]
-    if isinstance(intercept, torch.Tensor):
-        return W, intercept.reshape(-1)
-    return W, np.asarray(intercept).reshape(-1)
+    return W, intercept.reshape(-1)
 
 
 def _snapshot(a):

@@ -26,8 +26,8 @@ from sklearn.utils.multiclass import (
 )
 from sklearn.utils.validation import check_is_fitted, column_or_1d
 
+from ._array_api import check_fitted_namespace, host, output_space, to_numpy_any
 from ._base import BaseTorchSGD
-from ._data import to_numpy_any
 from ._engine import AccuracyValidation
 from ._losses import CLASSIFICATION_LOSSES, MULTINOMIAL_LOSSES, make_loss
 
@@ -109,7 +109,8 @@ class TorchSGDClassifier(LinearClassifierMixin, SparseCoefMixin, BaseTorchSGD):
         Reshuffle the rows every epoch (minibatches only).
 
     verbose : int, default=0
-        Print a line per epoch when positive.
+        When positive, print a block per epoch as SGDClassifier does (epoch,
+        weight norm, non-zeros, bias, updates, average loss, elapsed time).
 
     epsilon : float, default=0.1
         Width of "huber", "epsilon_insensitive" and
@@ -174,7 +175,8 @@ class TorchSGDClassifier(LinearClassifierMixin, SparseCoefMixin, BaseTorchSGD):
         sample weights equal repeated rows exactly).
 
     device : str or None, default=None
-        "cpu", "cuda", "cuda:N", "mps", "auto", or None to follow the data.
+        "cpu", "cuda", "cuda:N", "auto" (CUDA if available, else the CPU), or
+        None to follow the data. MPS is refused: it has no float64.
 
     record_history : bool, default=False
         Keep ``coef_`` and ``intercept_`` of every epoch in ``coef_path_``
@@ -403,7 +405,7 @@ class TorchSGDClassifier(LinearClassifierMixin, SparseCoefMixin, BaseTorchSGD):
                 f"y contains labels not in classes_ {self.classes_.tolist()}: "
                 f"{np.unique(labels[unseen]).tolist()}."
             )
-        sample_weight = self._with_class_weight(sample_weight, idx, labels)
+        sample_weight = self._with_class_weight(host(sample_weight), idx, labels)
         return super()._fit_new_state(
             X,
             idx.astype(np.float64),
@@ -497,7 +499,8 @@ class TorchSGDClassifier(LinearClassifierMixin, SparseCoefMixin, BaseTorchSGD):
         scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
             For two classes, positive scores favour ``classes_[1]``.
         """
-        scores = to_numpy_any(self._decision(X))
+        # numpy, or X's namespace under dispatch
+        scores = self._decision(X, method="decision_function")
         return scores[:, 0] if scores.shape[1] == 1 else scores
 
     def _check_proba(self):
@@ -529,18 +532,24 @@ class TorchSGDClassifier(LinearClassifierMixin, SparseCoefMixin, BaseTorchSGD):
             In the order of ``classes_``.
         """
         check_is_fitted(self)
-        if self._joint():
-            return softmax(self.decision_function(X), axis=1)
-        if self.loss == "log_loss":
+        check_fitted_namespace(X, self, "predict_proba")
+        if self.loss == "log_loss" and not self._joint():
             return self._predict_proba_lr(X)
-        prob = (np.clip(self.decision_function(X), -1, 1) + 1) / 2
-        if prob.ndim == 1:
-            return np.stack([1 - prob, prob], axis=1)
-        total = prob.sum(1, keepdims=True)
-        # rows where every problem says "not mine": uniform
-        prob[total[:, 0] == 0] = 1
-        total[total == 0] = prob.shape[1]
-        return prob / total
+        space = output_space(X)
+        scores = to_numpy_any(self.decision_function(X))
+        if self._joint():
+            prob = softmax(scores, axis=1)
+        else:
+            prob = (np.clip(scores, -1, 1) + 1) / 2
+            if prob.ndim == 1:
+                prob = np.stack([1 - prob, prob], axis=1)
+            else:
+                total = prob.sum(1, keepdims=True)
+                # rows where every problem says "not mine": uniform
+                prob[total[:, 0] == 0] = 1
+                total[total == 0] = prob.shape[1]
+                prob = prob / total
+        return prob if space is None else space.put(prob)
 
     @available_if(_check_proba)
     def predict_log_proba(self, X):
@@ -557,14 +566,16 @@ class TorchSGDClassifier(LinearClassifierMixin, SparseCoefMixin, BaseTorchSGD):
         log_proba : ndarray of shape (n_samples, n_classes)
         """
         check_is_fitted(self)
+        check_fitted_namespace(X, self, "predict_log_proba")
+        space = output_space(X)
         if self._joint():
-            return log_softmax(self.decision_function(X), axis=1)
-        with np.errstate(divide="ignore"):
-            return np.log(self.predict_proba(X))
+            out = log_softmax(to_numpy_any(self.decision_function(X)), axis=1)
+        else:
+            with np.errstate(divide="ignore"):
+                out = np.log(to_numpy_any(self.predict_proba(X)))
+        return out if space is None else space.put(out)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
         tags.target_tags.multi_output = False
-        # outputs are labels and numpy scores, not arrays of the input's namespace
-        tags.array_api_support = False
         return tags

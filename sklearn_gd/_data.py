@@ -3,8 +3,11 @@
 Rules:
 
 * ``device=None`` follows the data: a torch tensor trains where it lives,
-  anything else on the CPU. ``"auto"`` takes CUDA, else MPS, else the CPU.
-  An explicit device always wins.
+  anything else on the CPU. ``"auto"`` takes CUDA, else the CPU. An explicit
+  device always wins.
+* Apple's MPS is refused with a clear message: training keeps float64
+  statistics (the Gram matrix, the objective of each epoch), and MPS has no
+  float64.
 * float32 stays float32, float64 stays float64 (the estimator's validation
   has already turned any other numeric input into float64).
 * numpy arrays become tensors without a copy where torch allows it (a
@@ -34,11 +37,6 @@ def validate_device_string(device) -> None:
         )
 
 
-def _mps_available() -> bool:
-    mps = getattr(torch.backends, "mps", None)
-    return bool(mps is not None and mps.is_available())
-
-
 def resolve_device(device, data=None) -> torch.device:
     """The torch device to train or predict on.
 
@@ -50,15 +48,12 @@ def resolve_device(device, data=None) -> torch.device:
     validate_device_string(device)
     if device is None:
         if isinstance(data, torch.Tensor):
-            return data.device
+            return _refuse_mps(data.device, "the data is on")
         return torch.device("cpu")
     if device == "auto":
-        if torch.cuda.is_available():
-            return torch.device("cuda")
-        if _mps_available():
-            return torch.device("mps")
-        return torch.device("cpu")
-    dev = torch.device(device)
+        # MPS is never chosen: see _refuse_mps
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    dev = _refuse_mps(torch.device(device), "device=")
     if dev.type == "cuda":
         if not torch.cuda.is_available():
             raise ValueError(
@@ -71,12 +66,18 @@ def resolve_device(device, data=None) -> torch.device:
                 f"device={device!r} was requested but only "
                 f"{torch.cuda.device_count()} CUDA device(s) are visible."
             )
-    if dev.type == "mps" and not _mps_available():
-        raise ValueError(
-            f"device={device!r} was requested but MPS is not available on this "
-            "machine. Use device='cpu' or device='auto'."
-        )
     return dev
+
+
+def _refuse_mps(dev: torch.device, where: str) -> torch.device:
+    if dev.type != "mps":
+        return dev
+    raise ValueError(
+        f"MPS is not supported ({where} {str(dev)!r}): training keeps float64 "
+        "statistics (the Gram matrix, each epoch's objective) and MPS has no "
+        "float64. Use device='cpu' (or 'auto', which never picks MPS); tensors "
+        "on MPS can be moved with .cpu()."
+    )
 
 
 def to_tensor(a, device: torch.device, dtype: torch.dtype | None = None):
@@ -95,10 +96,3 @@ def to_tensor(a, device: torch.device, dtype: torch.dtype | None = None):
 def to_numpy(t: torch.Tensor) -> np.ndarray:
     """A numpy copy of ``t`` (always on the host, detached)."""
     return t.detach().cpu().numpy().copy()
-
-
-def to_numpy_any(a) -> np.ndarray:
-    """numpy view or copy of a numpy array or a tensor on any device."""
-    if isinstance(a, torch.Tensor):
-        return to_numpy(a)
-    return np.asarray(a)

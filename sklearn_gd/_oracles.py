@@ -118,6 +118,18 @@ def second_moments(X, sw, fit_intercept, chunk_rows=CHUNK_ROWS):
     return augment(G / wsum, s1 / wsum, fit_intercept), float(max_row)
 
 
+def check_moments_finite(A: torch.Tensor, what: str = "X' X / n") -> None:
+    """Raise a ValueError when the second moments of the data overflow:
+    features too large for any step to be computed (scikit-learn's SGD
+    reports the same overflow, advising a scaler)."""
+    if not bool(torch.isfinite(A).all()):
+        raise ValueError(
+            f"The features are too large: their second moments ({what}) "
+            "overflow. Scale the data first, e.g. with "
+            "sklearn.preprocessing.StandardScaler or MinMaxScaler."
+        )
+
+
 def lipschitz_estimate(oracle, n_iter: int = 30) -> tuple[float, float | None]:
     """Largest eigenvalue of the oracle's second-moment matrix, and its
     largest scaled row norm.
@@ -128,7 +140,10 @@ def lipschitz_estimate(oracle, n_iter: int = 30) -> tuple[float, float | None]:
     instead of weighted).
     """
     c = oracle.curvature()
+    if c.max_row is not None and not math.isfinite(c.max_row):
+        check_moments_finite(torch.tensor(c.max_row), "the largest row norm")
     if c.matrix is not None:
+        check_moments_finite(c.matrix)
         return float(torch.linalg.eigvalsh(c.matrix)[-1]), c.max_row
     # a fixed, generic start vector (never orthogonal to the top eigenvector
     # in practice), independent of random_state
@@ -138,7 +153,8 @@ def lipschitz_estimate(oracle, n_iter: int = 30) -> tuple[float, float | None]:
     for _ in range(n_iter):
         w = c.matvec(v)
         lam = float(torch.linalg.vector_norm(w))
-        if lam == 0.0 or not math.isfinite(lam):
+        check_moments_finite(torch.tensor(lam), "X' X / n times a unit vector")
+        if lam == 0.0:
             break
         v = w / lam
     return lam, c.max_row
@@ -498,6 +514,7 @@ class GramOracle(Oracle):
         C = Cc + torch.outer(mx, my)
         self.yy = yy + my * my
         self.A = augment(G, mx, fit_intercept)
+        check_moments_finite(self.A)
         self.C = torch.cat([C, my[None, :]], 0) if fit_intercept else C
         self.n_features = d
 

@@ -79,7 +79,8 @@ class TorchSGDRegressor(RegressorMixin, BaseTorchSGD):
         only for minibatches).
 
     verbose : int, default=0
-        Print one line per epoch when positive.
+        When positive, print a block per epoch as SGDRegressor does (epoch,
+        weight norm, non-zeros, bias, updates, average loss, elapsed time).
 
     epsilon : float, default=0.1
         Width of the "huber" and "epsilon_insensitive" losses, in ``[0, inf)``.
@@ -151,10 +152,11 @@ class TorchSGDRegressor(RegressorMixin, BaseTorchSGD):
         ``O(n_features^2)``.
 
     device : str or None, default=None
-        Where to train: "cpu", "cuda", "cuda:N", "mps", or "auto" (CUDA, else
-        MPS, else CPU). None follows the data: a torch tensor trains on its
-        own device, anything else on the CPU. An explicit device always wins.
-        Asking for an absent accelerator raises a ValueError at fit.
+        Where to train: "cpu", "cuda", "cuda:N", or "auto" (CUDA if available,
+        else the CPU). None follows the data: a torch tensor trains on its own
+        device, anything else on the CPU. An explicit device always wins.
+        Asking for an absent accelerator raises a ValueError at fit; so does
+        MPS, since training keeps float64 statistics and MPS has no float64.
 
     record_history : bool, default=False
         Keep the parameters after every epoch in ``coef_path_`` and

@@ -137,7 +137,7 @@ class _Stager:
     use of the slot's previous rows) and the host waits for the slot's
     previous copy (so the pinned memory is no longer being read).
 
-    On a device without streams (CPU in tests, MPS) the same logic runs with
+    On a device without streams (the CPU, in tests) the same logic runs with
     synchronous copies.
     """
 

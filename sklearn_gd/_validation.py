@@ -8,17 +8,21 @@ never copied to the host to be validated; the checks and messages mirror
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
 import torch
+from sklearn.exceptions import DataConversionWarning
 from sklearn.utils.validation import (
     _check_feature_names,
     _check_n_features,
     _check_sample_weight,
     validate_data,
 )
+
+from ._array_api import host, to_numpy_any
 
 __all__ = ["Inputs", "validate_fit_inputs", "validate_predict_input"]
 
@@ -43,6 +47,20 @@ def np_dtype_of(t: torch.dtype) -> np.dtype:
 
 def torch_dtype_of(d) -> torch.dtype:
     return torch.float32 if np.dtype(d) == np.float32 else torch.float64
+
+
+def _as_1d_if_column(y):
+    """A column vector ``y`` of shape (n, 1) as (n,), with scikit-learn's
+    DataConversionWarning (as SGDRegressor, Ridge and Lasso flatten it)."""
+    if y.ndim == 2 and y.shape[1] == 1:
+        warnings.warn(
+            "A column-vector y was passed when a 1d array was expected. Please "
+            "change the shape of y to (n_samples, ), for example using ravel().",
+            DataConversionWarning,
+            stacklevel=4,
+        )
+        return y[:, 0]
+    return y
 
 
 def _check_finite_tensor(t: torch.Tensor, name: str) -> None:
@@ -88,7 +106,7 @@ def _as_tensor_like(a, X: torch.Tensor, name: str) -> torch.Tensor:
     if isinstance(a, torch.Tensor):
         t = a
     else:
-        arr = np.asarray(a)
+        arr = to_numpy_any(a)
         if arr.dtype.kind not in "biuf":
             raise ValueError(f"{name} must be numeric, got dtype {arr.dtype}.")
         t = torch.from_numpy(np.array(arr, dtype=np.float64))
@@ -98,8 +116,6 @@ def _as_tensor_like(a, X: torch.Tensor, name: str) -> torch.Tensor:
 
 
 def _validate_tensor_inputs(estimator, X, y, sample_weight, *, reset, dtype):
-    if not isinstance(X, torch.Tensor):
-        X = torch.as_tensor(np.asarray(X))
     X = _validate_tensor_X(estimator, X, reset=reset, dtype=dtype)
     if y is None:
         raise ValueError(
@@ -131,6 +147,7 @@ def _validate_tensor_inputs(estimator, X, y, sample_weight, *, reset, dtype):
             raise ValueError(
                 "Sample weights must contain at least one non-zero number."
             )
+    Y = _as_1d_if_column(Y)
     y_ndim = Y.ndim
     return Inputs(
         X,
@@ -148,12 +165,19 @@ def validate_fit_inputs(
     """Validate ``X``, ``y`` and ``sample_weight`` for fit or partial_fit.
 
     ``dtype`` forces a float dtype (partial_fit keeps its first call's).
+    Arrays of namespaces other than numpy and torch arrive as numpy.
     """
-    if isinstance(X, torch.Tensor) or isinstance(y, torch.Tensor):
+    X, y, sample_weight = host(X), host(y), host(sample_weight)
+    if isinstance(X, torch.Tensor):
         tdtype = None if dtype is None else torch_dtype_of(dtype)
         return _validate_tensor_inputs(
             estimator, X, y, sample_weight, reset=reset, dtype=tdtype
         )
+    # X decides where training happens: tensors of y and weights come along
+    y, sample_weight = (
+        to_numpy_any(a) if isinstance(a, torch.Tensor) else a
+        for a in (y, sample_weight)
+    )
     X, y = validate_data(
         estimator,
         X,
@@ -178,6 +202,7 @@ def validate_fit_inputs(
             f"y has values too large for {X.dtype} (the dtype of X, which y is "
             "converted to); scale y or pass X as float64."
         )
+    y = _as_1d_if_column(y)
     y_ndim = y.ndim
     Y = np.ascontiguousarray(y.reshape(y.shape[0], -1))
     sw = None
@@ -190,6 +215,7 @@ def validate_fit_inputs(
 
 def validate_predict_input(estimator, X):
     """Validate ``X`` for predict; returns ``(X, kind)``."""
+    X = host(X)
     if isinstance(X, torch.Tensor):
         return _validate_tensor_X(estimator, X, reset=False), "torch"
     X = validate_data(

@@ -19,13 +19,47 @@ def regression_data():
     return X, y
 
 
+def _torch_devices(check):
+    """The torch devices one of sklearn's array API checks puts data on."""
+    keywords = getattr(check, "keywords", {})
+    if keywords.get("array_namespace") == "torch":
+        yield keywords.get("device_name")
+    for value in keywords.values():
+        if getattr(value, "xp", None) == "torch":
+            yield value.device
+
+
+def _device_usable(name) -> bool:
+    if name in (None, "cpu"):
+        return True
+    backend = torch.backends.mps if name == "mps" else getattr(torch, name, None)
+    return backend is not None and bool(backend.is_available())
+
+
+def _unusable_device(item):
+    """A torch device the test's sklearn check needs but this machine cannot
+    use, or None.
+
+    sklearn skips its torch device checks only when torch was built without
+    that backend; a CUDA build on a machine without a driver would run them
+    and fail in CUDA's initialisation, not in the estimator.
+    """
+    check = getattr(item, "callspec", None) and item.callspec.params.get("check")
+    for name in _torch_devices(check):
+        if not _device_usable(name):
+            return name
+    return None
+
+
 def pytest_collection_modifyitems(config, items):
-    if torch.cuda.is_available():
-        return
-    skip = pytest.mark.skip(reason="CUDA is not available")
+    cuda = torch.cuda.is_available()
     for item in items:
-        if "gpu" in item.keywords:
-            item.add_marker(skip)
+        if "gpu" in item.keywords and not cuda:
+            item.add_marker(pytest.mark.skip(reason="CUDA is not available"))
+        device = _unusable_device(item)
+        if device is not None:
+            reason = f"torch device {device!r} is not usable on this machine"
+            item.add_marker(pytest.mark.skip(reason=reason))
 
 
 # Hypothesis profiles (tests/test_robustness.py): "ci" runs a few derandomized

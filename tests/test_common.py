@@ -7,8 +7,6 @@ sequence of batches when rows are repeated instead of weighted, so they take
 exactly that one entry of sklearn's own list, for the same reason.
 """
 
-import pytest
-import torch
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklearn_gd import TorchSGDRegressor
@@ -55,39 +53,7 @@ def expected_failed_checks(estimator):
     }
 
 
-def _torch_devices(check):
-    """The torch devices an array API check puts data on."""
-    keywords = getattr(check, "keywords", {})
-    if keywords.get("array_namespace") == "torch":
-        yield keywords.get("device_name")
-    for value in keywords.values():
-        if getattr(value, "xp", None) == "torch":
-            yield value.device
-
-
-def _device_usable(name) -> bool:
-    if name in (None, "cpu"):
-        return True
-    backend = getattr(torch, name, None) if name != "mps" else torch.backends.mps
-    return backend is not None and bool(backend.is_available())
-
-
-def unusable_device(check):
-    """A torch device the check needs but this machine cannot use, or None.
-
-    sklearn skips its torch device checks only when torch was built without
-    that backend; a CUDA build on a machine without a driver would run them
-    and fail in CUDA's initialisation, not in the estimator.
-    """
-    for name in _torch_devices(check):
-        if not _device_usable(name):
-            return name
-    return None
-
-
 @parametrize_with_checks(ESTIMATORS, expected_failed_checks=expected_failed_checks)
 def test_sklearn_compatible_estimator(estimator, check):
-    device = unusable_device(check)
-    if device is not None:
-        pytest.skip(f"torch device {device!r} is not usable on this machine")
+    # (checks on torch devices this machine cannot use are skipped in conftest)
     check(estimator)

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import sklearn
+import sklearn.utils._array_api
 import torch
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.model_selection import GridSearchCV, cross_val_score
@@ -120,12 +121,23 @@ def test_sparse_is_not_densified(monkeypatch):
 
 # ------------------------------------------------------------------ devices
 def test_auto_device_without_accelerator():
-    if torch.cuda.is_available():
-        assert resolve_device("auto").type == "cuda"
-    else:
-        assert resolve_device("auto").type in ("cpu", "mps")
+    expected = "cuda" if torch.cuda.is_available() else "cpu"
+    assert resolve_device("auto").type == expected
     assert resolve_device(None, torch.zeros(1)).type == "cpu"
     assert resolve_device(None, np.zeros(1)).type == "cpu"
+
+
+def test_mps_is_refused_clearly(data32, monkeypatch):
+    # MPS has no float64, which training's statistics need: refuse at fit,
+    # before any work, and never pick it for "auto" (even where it exists)
+    monkeypatch.setattr(torch.backends.mps, "is_available", lambda: True)
+    X, y = data32
+    assert resolve_device("auto").type in ("cpu", "cuda")
+    reg = TorchSGDRegressor(max_iter=5).fit(X, y)
+    before = pickle.dumps(reg)
+    with pytest.raises(ValueError, match="MPS is not supported.*float64"):
+        reg.set_params(device="mps").fit(X, y)
+    assert pickle.dumps(reg.set_params(device=None)) == before
 
 
 def test_cpu_device_grid_search_with_tensors(data32):
@@ -237,3 +249,65 @@ def test_predictions_follow_coef_(data32):
     assert_allclose(reg.predict(Xt), expected, rtol=1e-5, atol=1e-5)
     assert_allclose(reg.set_params(device=None).predict(X), expected, rtol=1e-5)
     assert not np.allclose(before, expected)
+
+
+# --------------------------------------------------------- array API
+def _array_api_strict():
+    xp = pytest.importorskip("array_api_strict")
+    return xp, xp.Device("device1")  # a device other than the CPU's
+
+
+def test_array_api_strict_in_and_out(data32):
+    # any array API namespace: trained through numpy/torch, fitted arrays and
+    # predictions back in the input's namespace and on its device
+    xp, device = _array_api_strict()
+    X, y = data32
+    ref = TorchSGDRegressor(max_iter=30, tol=None).fit(X, y)
+    Xs, ys = xp.asarray(X, device=device), xp.asarray(y, device=device)
+    with sklearn.config_context(array_api_dispatch=True):
+        reg = TorchSGDRegressor(max_iter=30, tol=None).fit(Xs, ys)
+        pred = reg.predict(Xs)
+        for a in (reg.coef_, reg.intercept_, pred):
+            assert a.__array_namespace__() is xp and a.device == device
+            assert a.dtype == xp.float32
+        assert isinstance(reg.score(Xs, ys), float)
+    # the same numbers went through the same computation
+    np.testing.assert_array_equal(
+        np.asarray(xp.asarray(reg.coef_, device=xp.Device("CPU_DEVICE"))), ref.coef_
+    )
+    back = pickle.loads(pickle.dumps(reg))
+    assert isinstance(back.coef_, np.ndarray)
+    assert_array_equal(back.predict(X), ref.predict(X))
+
+
+@pytest.mark.parametrize(
+    "params", [dict(loss="log_loss"), dict(loss="log_loss", multi_class="multinomial")]
+)
+def test_classifier_under_dispatch_follows_the_input(params):
+    # labels, scores and probabilities in the input's namespace, as
+    # LogisticRegression returns them
+    from sklearn.datasets import load_iris
+
+    from sklearn_gd import TorchSGDClassifier
+
+    X, y = load_iris(return_X_y=True)
+    ref = TorchSGDClassifier(**params).fit(X, y)
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    with sklearn.config_context(array_api_dispatch=True):
+        clf = TorchSGDClassifier(**params).fit(Xt, yt)
+        outputs = {
+            "coef_": clf.coef_,
+            "predict": clf.predict(Xt),
+            "decision_function": clf.decision_function(Xt),
+            "predict_proba": clf.predict_proba(Xt),
+            "predict_log_proba": clf.predict_log_proba(Xt),
+        }
+        if hasattr(sklearn.utils._array_api, "check_same_namespace"):
+            # scikit-learn >= 1.9: numpy into a model fitted on tensors
+            with pytest.raises(ValueError, match="same namespace"):
+                clf.predict(X)
+    for name, value in outputs.items():
+        assert isinstance(value, torch.Tensor), name
+        expected = getattr(ref, name) if name == "coef_" else getattr(ref, name)(X)
+        # float64, the same arithmetic on the same device
+        assert_allclose(value.numpy(), expected, rtol=1e-12, atol=1e-12, err_msg=name)

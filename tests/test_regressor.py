@@ -7,7 +7,7 @@ import pytest
 import torch
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
-from sklearn.exceptions import ConvergenceWarning
+from sklearn.exceptions import ConvergenceWarning, DataConversionWarning
 from sklearn.linear_model import Ridge
 from sklearn.model_selection import GridSearchCV, cross_val_score
 from sklearn.pipeline import make_pipeline
@@ -90,8 +90,18 @@ def test_single_output_shapes(regression_data):
     reg = TorchSGDRegressor().fit(X, y)
     assert reg.coef_.shape == (5,) and reg.intercept_.shape == (1,)
     assert reg.predict(X).shape == (200,)
-    reg2 = TorchSGDRegressor().fit(X, y[:, None])
-    assert reg2.coef_.shape == (1, 5) and reg2.predict(X).shape == (200, 1)
+    # a column vector is flattened with a warning, as SGDRegressor does: a
+    # (200, 1) prediction would broadcast y - predict(X) to (200, 200)
+    for target in (y[:, None], torch.from_numpy(y[:, None])):
+        Xin = X if isinstance(target, np.ndarray) else torch.from_numpy(X)
+        with pytest.warns(DataConversionWarning, match="column-vector y"):
+            reg2 = TorchSGDRegressor().fit(Xin, target)
+        assert reg2.coef_.shape == (5,) and reg2.intercept_.shape == (1,)
+        assert reg2.predict(X).shape == (200,)
+        assert_allclose(reg2.coef_, reg.coef_, rtol=1e-12)
+    # two outputs keep Ridge's shapes
+    reg3 = TorchSGDRegressor().fit(X, np.c_[y, y])
+    assert reg3.coef_.shape == (2, 5) and reg3.predict(X).shape == (200, 2)
 
 
 @pytest.mark.parametrize("batch_size", [None, 7])
@@ -261,12 +271,16 @@ def _fitted(regression_data):
         (lambda X, y: (X, np.where(np.arange(200) == 3, np.nan, y)), "NaN"),
         (lambda X, y: (X[:0], y[:0]), "0 sample"),
         (lambda X, y: (X, y[:150]), "inconsistent numbers of samples"),
+        # finite features whose squares overflow: float64 and float32
+        (lambda X, y: (X * 1e160, y), "too large.*StandardScaler"),
+        (lambda X, y: ((X * 1e19).astype(np.float32), y), "too large.*StandardScaler"),
     ],
-    ids=["nan-X", "inf-X", "nan-y", "empty", "length-mismatch"],
+    ids=["nan-X", "inf-X", "nan-y", "empty", "length-mismatch", "huge-64", "huge-32"],
 )
-def test_bad_input_leaves_model_untouched(regression_data, mutate, match):
+@pytest.mark.parametrize("loss", ["squared_error", "huber"])
+def test_bad_input_leaves_model_untouched(regression_data, mutate, match, loss):
     X, y = regression_data
-    reg = _fitted(regression_data)
+    reg = _fitted(regression_data).set_params(loss=loss)
     before = pickle.dumps(reg)
     Xb, yb = mutate(X, y)
     with pytest.raises(ValueError, match=match):
