@@ -58,7 +58,12 @@ y = slope * x + intercept + torch.randn(n_data, generator=gen) / 3
 X, y = x.numpy().reshape(-1, 1), y.numpy()
 n_train = int(n_data * 0.75)
 X_train, X_test, y_train, y_test = X[:n_train], X[n_train:], y[:n_train], y[n_train:]
-print(f"data: {n_data} points (seed: 10000), {n_train} to train; re-drawn, see above")
+print(
+    f"data: {n_data} points (the seed's: 10000), {n_train} to train. The seed "
+    "drew its data unseeded, so it is drawn again here, seeded, with the\n"
+    "coefficients the seed recovered: our figures come close to the seed's, "
+    "not equal to them."
+)
 
 # %%
 # Gradient descent.
@@ -74,7 +79,10 @@ reg = TorchSGDRegressor(
 with warnings.catch_warnings():
     warnings.simplefilter("ignore", ConvergenceWarning)
     reg.fit(X_train, y_train, coef_init=[8.6251], intercept_init=[6.5764])
-print(f"gradient descent stopped after {reg.n_iter_} of at most 1000 steps")
+print(
+    f"gradient descent stopped after {reg.n_iter_} of at most 1000 steps "
+    "(the first step that no longer lowered the objective)"
+)
 
 # %%
 # The normal equation, in float64: theta = (A'A)^-1 A'y with A = [x, 1].

@@ -13,6 +13,9 @@ from pathlib import Path
 
 import pytest
 
+# subprocesses / a cluster: run by .ci/run and `pytest -m slow`
+pytestmark = pytest.mark.slow
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
 TIMEOUT = 240

@@ -1,0 +1,99 @@
+"""Every Python block of the README runs as written, in seconds.
+
+Each block runs in its own fresh interpreter (one sets an environment
+variable before scipy is imported), all started together, from an empty
+folder, with scikit-learn's ConvergenceWarning turned into an error: a
+snippet a newcomer pastes must neither fail nor warn.
+"""
+
+import os
+import re
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+# subprocesses / a cluster: run by .ci/run and `pytest -m slow`
+pytestmark = pytest.mark.slow
+
+ROOT = Path(__file__).resolve().parents[1]
+TIMEOUT = 120  # seconds for all blocks together (each takes a few)
+PER_BLOCK = 30  # "in seconds": a block that needs longer is a defect
+
+
+def python_blocks(text):
+    """(first line number, code) of every ```python block, indented or not."""
+    blocks = []
+    pattern = re.compile(r"^([ \t]*)```python\n(.*?)^\1```", re.M | re.S)
+    for m in pattern.finditer(text):
+        line = text.count("\n", 0, m.start()) + 1
+        blocks.append((line, textwrap.dedent(m.group(2))))
+    return blocks
+
+
+BLOCKS = python_blocks((ROOT / "README.md").read_text())
+PRELUDE = (
+    "import warnings\n"
+    "from sklearn.exceptions import ConvergenceWarning\n"
+    "warnings.simplefilter('error', ConvergenceWarning)\n"
+)
+
+
+def _with_prelude(code):
+    """The block with ConvergenceWarning made an error, set up after the
+    block's own first line when that line sets the environment (it must run
+    before scipy is imported)."""
+    lines = code.splitlines(keepends=True)
+    head = lines[:1] if lines and lines[0].startswith("import os;") else []
+    return "".join(head) + PRELUDE + "".join(lines[len(head) :])
+
+
+def test_readme_has_blocks():
+    assert len(BLOCKS) >= 5
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    env = dict(os.environ, MPLBACKEND="Agg")
+    path = [str(ROOT), env.get("PYTHONPATH")]
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, path))
+    started = {}
+    for line, code in BLOCKS:
+        folder = tmp_path_factory.mktemp(f"readme_{line}")
+        proc = subprocess.Popen(
+            [sys.executable, "-c", _with_prelude(code)],
+            cwd=folder,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            text=True,
+        )
+        started[line] = (proc, time.perf_counter(), folder)
+    results = {}
+    deadline = time.perf_counter() + TIMEOUT
+    for line, (proc, start, folder) in started.items():
+        try:
+            out, _ = proc.communicate(timeout=max(1, deadline - time.perf_counter()))
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            out, _ = proc.communicate()
+        results[line] = (proc.returncode, out, time.perf_counter() - start, folder)
+    return results
+
+
+@pytest.mark.parametrize("line", [line for line, _ in BLOCKS])
+def test_readme_block_runs(runs, line):
+    code = dict(BLOCKS)[line]
+    if "sklearn.callback" in code:
+        pytest.importorskip("sklearn.callback", reason="scikit-learn < 1.9")
+        pytest.importorskip("rich")
+    if "plotting" in code:
+        pytest.importorskip("matplotlib")
+    rc, out, seconds, folder = runs[line]
+    assert rc == 0, f"README block at line {line} failed:\n{out[-3000:]}"
+    assert seconds < PER_BLOCK, f"README block at line {line} took {seconds:.0f} s"
+    if "descent.gif" in code:
+        assert (folder / "descent.gif").stat().st_size > 0
