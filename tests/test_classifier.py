@@ -30,6 +30,8 @@ from sklearn_gd._losses import CLASSIFICATION_LOSSES, MULTINOMIAL_LOSSES
 from sklearn_gd.gradcheck import check_loss_gradients
 
 # ------------------------------------------------------------ common checks
+# Minibatch configurations get max_iter=50, as in test_common.py: a
+# Python-level step per batch makes 1000 epochs slow, and no check needs them.
 CHECKED = [
     TorchSGDClassifier(),
     TorchSGDClassifier(
@@ -38,6 +40,7 @@ CHECKED = [
         penalty="l1",
         batch_size=8,
         random_state=0,
+        max_iter=50,
     ),
     TorchSGDClassifier(
         loss="modified_huber",
@@ -45,6 +48,7 @@ CHECKED = [
         batch_size=16,
         random_state=0,
         average=True,
+        max_iter=50,
     ),
 ]
 

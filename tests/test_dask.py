@@ -11,6 +11,9 @@ import pytest
 pytest.importorskip("dask_ml")
 pytest.importorskip("distributed")
 
+# a cluster of worker processes: run by .ci/run and `pytest -m slow`
+pytestmark = pytest.mark.slow
+
 import dask.array as da  # noqa: E402
 import joblib  # noqa: E402
 from dask_ml.wrappers import Incremental  # noqa: E402

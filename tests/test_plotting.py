@@ -44,6 +44,7 @@ def gd(**kw):
     return TorchSGDRegressor(**params)
 
 
+@pytest.mark.slow  # a subprocess
 def test_package_imports_without_matplotlib():
     code = (
         "import sys; sys.modules['matplotlib'] = None\n"

@@ -239,6 +239,7 @@ print(json.dumps({"extra": peak - base, "bound": peak_bound_bytes(n, d, 1, 4)}))
 """
 
 
+@pytest.mark.slow  # a subprocess
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="/proc and ru_maxrss")
 def test_memmap_peak_memory(tmp_path):
     # ru_maxrss counts the mapped file's resident pages: a streamed fit stays
