@@ -74,7 +74,12 @@ def _tensor_float(t: torch.Tensor, name: str, dtype=None) -> torch.Tensor:
         raise ValueError(f"Complex data not supported: {name} is {t.dtype}.")
     if dtype is not None:
         return t.to(dtype)
-    return t if t.dtype in _FLOATS else t.to(torch.float64)
+    if t.dtype in _FLOATS:
+        return t
+    # half precision trains in float32 (not float64: four times the memory);
+    # integers and booleans become float64, as numpy input does
+    half = t.is_floating_point()
+    return t.to(torch.float32 if half else torch.float64)
 
 
 def _validate_tensor_X(estimator, X: torch.Tensor, *, reset: bool, dtype=None):

@@ -18,6 +18,8 @@ from typing import Any
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
+from ._array_api import output_space, to_numpy_any
+
 __all__ = ["DescentDisplay", "LossCurveDisplay"]
 
 
@@ -533,7 +535,9 @@ class DescentDisplay:
         _check_matplotlib(f"{cls.__name__}.from_estimator")
         final = _final_estimator(estimator)
         check_is_fitted(final)
-        Xa = np.asarray(X, dtype=np.float64)
+        # tensors on any device, or arrays of any namespace: drawn as numpy
+        X_host = to_numpy_any(X)
+        Xa = X_host.astype(np.float64)
         if Xa.ndim != 2 or Xa.shape[1] != 1:
             raise ValueError(
                 f"DescentDisplay draws models of one feature; X has shape "
@@ -546,15 +550,18 @@ class DescentDisplay:
             import pandas as pd
 
             grid = pd.DataFrame(grid, columns=X.columns)
-        y_grid = np.asarray(estimator.predict(grid), dtype=np.float64)
+        # under array API dispatch the model predicts in X's namespace only
+        space = output_space(X)
+        grid_in = grid if space is None else space.put(grid.astype(X_host.dtype))
+        y_grid = to_numpy_any(estimator.predict(grid_in)).astype(np.float64)
 
         path = None
         coef_path = getattr(final, "coef_path_", None)
         if coef_path is not None:
             Z = grid if final is estimator else estimator[:-1].transform(grid)
             Z = np.asarray(Z, dtype=np.float64)
-            coef_path = np.asarray(coef_path, dtype=np.float64)
-            icpt_path = np.asarray(final.intercept_path_, dtype=np.float64)
+            coef_path = to_numpy_any(coef_path).astype(np.float64)
+            icpt_path = to_numpy_any(final.intercept_path_).astype(np.float64)
             if coef_path.ndim == 2:  # (n_epochs, n_features): one output
                 path = coef_path @ Z.T + icpt_path[:, :1]
             else:  # (n_epochs, n_outputs, n_features)
@@ -562,7 +569,7 @@ class DescentDisplay:
 
         display = cls(
             x=x,
-            y=np.asarray(y),
+            y=to_numpy_any(y),
             x_grid=x_grid,
             y_grid=y_grid,
             path=path,

@@ -119,6 +119,16 @@ def test_sparse_is_not_densified(monkeypatch):
     assert reg.predict(Xs).shape == (200,)
 
 
+@pytest.mark.parametrize("half", [torch.float16, torch.bfloat16])
+def test_half_precision_tensors_train_in_float32(data32, half):
+    # not float64: four times the memory of the half-precision input
+    X, y = data32
+    reg = TorchSGDRegressor(max_iter=5, tol=None)
+    reg.fit(torch.from_numpy(X).to(half), torch.from_numpy(y).to(half))
+    assert reg.coef_.dtype == np.float32
+    assert reg.predict(torch.from_numpy(X).to(half)).dtype == np.float32
+
+
 # ------------------------------------------------------------------ devices
 def test_auto_device_without_accelerator():
     expected = "cuda" if torch.cuda.is_available() else "cpu"

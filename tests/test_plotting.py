@@ -195,3 +195,28 @@ def test_descent_display_dataframe_keeps_names(line_data):
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         DescentDisplay.from_estimator(reg, Xdf, y)
+
+
+@pytest.mark.parametrize("namespace", ["torch", "array_api_strict"])
+def test_descent_display_under_array_api_dispatch(line_data, namespace):
+    # a model fitted on tensors (or any namespace) under dispatch holds its
+    # path in that namespace and predicts only on it: the display draws it
+    import sklearn
+
+    X, y = line_data
+    if namespace == "torch":
+        import torch
+
+        Xs, ys = torch.from_numpy(X), torch.from_numpy(y)
+    else:
+        xp = pytest.importorskip("array_api_strict")
+        device = xp.Device("device1")  # np.asarray refuses it
+        Xs, ys = xp.asarray(X, device=device), xp.asarray(y, device=device)
+    ref = gd(max_iter=10, record_history=True).fit(X, y)
+    with sklearn.config_context(array_api_dispatch=True):
+        reg = gd(max_iter=10, record_history=True).fit(Xs, ys)
+        disp = DescentDisplay.from_estimator(reg, Xs, ys, grid_resolution=5)
+    want = DescentDisplay.from_estimator(ref, X, y, grid_resolution=5)
+    # the same float64 computation on the same numbers
+    np.testing.assert_allclose(disp.path, want.path, rtol=1e-12)
+    np.testing.assert_allclose(disp.line_.get_ydata(), want.line_.get_ydata())
