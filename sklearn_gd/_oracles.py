@@ -28,6 +28,7 @@ import math
 import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -46,9 +47,16 @@ __all__ = [
     "lipschitz_estimate",
 ]
 
-# Rows per chunk when a pass over X builds a statistic: bounds the temporary
-# memory to CHUNK_ROWS * n_features elements.
+# Rows per chunk when a pass over X builds a statistic or streams X from the
+# host, and bytes of X per chunk at most (a wide X takes fewer rows): bounds
+# temporaries and staging buffers to min(CHUNK_ROWS rows, CHUNK_BYTES).
 CHUNK_ROWS = 16384
+CHUNK_BYTES = 64 * 2**20
+
+
+def rows_per_chunk(n_features: int, itemsize: int, most: int = CHUNK_ROWS) -> int:
+    """Rows of a chunk of X: at most ``most``, and at most CHUNK_BYTES."""
+    return int(max(1, min(most, CHUNK_BYTES // max(1, n_features * itemsize))))
 
 
 @dataclass
@@ -92,12 +100,14 @@ def _row_terms(Xc, s, fit_intercept, scale):
     return norms if s is None else norms * s * scale
 
 
-def second_moments(X, sw, fit_intercept, chunk_rows=CHUNK_ROWS):
+def second_moments(X, sw, fit_intercept, chunk_rows=None):
     """``X~' S X~ / sum(s)`` (float64) and the largest scaled row norm, from
     one pass over the row chunks of ``X`` (a tensor, or rows served by
     ``X[slice]``)."""
     f64 = torch.float64
     n, d = X.shape
+    if chunk_rows is None:
+        chunk_rows = rows_per_chunk(d, X.dtype.itemsize)
     wsum = _weight_sum(n, sw)
     G = torch.zeros(d, d, dtype=f64, device=X.device)
     s1 = torch.zeros(d, dtype=f64, device=X.device)
@@ -227,7 +237,6 @@ class DirectOracle(Oracle):
     # second-moment matrix itself, from one GEMM pass (about d / 8 passes'
     # cost) instead of power iteration's 2 * 30 passes
     gram_curvature_max_features = 512
-    chunk_rows = CHUNK_ROWS
 
     def __init__(
         self,
@@ -250,6 +259,7 @@ class DirectOracle(Oracle):
         self.generator = generator
         self.n_samples = n
         self.n_batches = math.ceil(n / self.batch_size)
+        self.chunk_rows = rows_per_chunk(X.shape[1], X.dtype.itemsize)
 
     def _order(self, device):
         """The batch indices of one epoch: slices, or a permutation's pieces
@@ -405,6 +415,14 @@ def csr_to_torch(X, device, dtype) -> torch.Tensor:
     return t.to(device)
 
 
+class _SparseBatch(NamedTuple):
+    """A shuffled sparse batch: its rows (on the device) and its number of
+    non-zeros (known on the host)."""
+
+    rows: torch.Tensor
+    nnz: int
+
+
 class SparseOracle(DirectOracle):
     """:class:`DirectOracle` for a scipy.sparse ``X``, never densified.
 
@@ -423,22 +441,45 @@ class SparseOracle(DirectOracle):
         self._indptr = X.crow_indices()
         self._indices = X.col_indices()
         self._data = X.values()
+        # row boundaries on the host too: cutting a batch needs its number of
+        # non-zeros, which read from the device would sync once per batch
+        self._indptr_host = np.asarray(Xs.indptr, dtype=np.int64)
+
+    def batches(self):
+        if not self.shuffle:
+            yield from self._order(self.X.device)
+            return
+        # the permutation is drawn on the host (the same draw as the dense
+        # oracle's); each batch carries its device index and its non-zeros
+        row_nnz = np.diff(self._indptr_host)
+        for host in self._order(torch.device("cpu")):
+            nnz = int(row_nnz[host.numpy()].sum())
+            yield _SparseBatch(host.to(self.X.device), nnz)
+
+    def _index(self, piece):
+        return piece.rows if isinstance(piece, _SparseBatch) else piece
+
+    def _length(self, piece):
+        return super()._length(self._index(piece))
 
     def _rows(self, idx):
         indptr, indices, data = self._indptr, self._indices, self._data
         if isinstance(idx, slice):
             if idx.start == 0 and idx.stop >= self.n_samples:
                 return self.X, self.XT
-            lo, hi = indptr[idx.start], indptr[idx.stop]
+            lo = int(self._indptr_host[idx.start])
+            hi = int(self._indptr_host[idx.stop])
             crow = indptr[idx.start : idx.stop + 1] - lo
             cols, vals = indices[lo:hi], data[lo:hi]
         else:
-            starts = indptr[idx]
-            lens = indptr[idx + 1] - starts
-            crow = torch.zeros(len(idx) + 1, dtype=lens.dtype, device=lens.device)
+            rows = self._index(idx)
+            nnz = idx.nnz if isinstance(idx, _SparseBatch) else None
+            starts = indptr[rows]
+            lens = indptr[rows + 1] - starts
+            crow = torch.zeros(len(rows) + 1, dtype=lens.dtype, device=lens.device)
             torch.cumsum(lens, 0, out=crow[1:])
             # positions of the batch's non-zeros in the CSR arrays
-            pos = torch.repeat_interleave(starts - crow[:-1], lens)
+            pos = torch.repeat_interleave(starts - crow[:-1], lens, output_size=nnz)
             pos += torch.arange(pos.shape[0], device=pos.device)
             cols, vals = indices[pos], data[pos]
         with warnings.catch_warnings():
@@ -551,7 +592,8 @@ class GramOracle(Oracle):
         wsum = torch.tensor(float(n), dtype=f64) if sw is None else sw.sum().to(f64)
         mx = torch.zeros(d, dtype=f64, device=X.device)
         my = torch.zeros(Y.shape[1], dtype=f64, device=X.device)
-        for sl in gen_batches(n, CHUNK_ROWS):
+        chunk = rows_per_chunk(d, X.dtype.itemsize)
+        for sl in gen_batches(n, chunk):
             if sw is None:
                 mx += X[sl].sum(0, dtype=f64)
                 my += Y[sl].sum(0, dtype=f64)
@@ -566,7 +608,7 @@ class GramOracle(Oracle):
         Cc = torch.zeros(d, Y.shape[1], dtype=f64, device=X.device)
         yy = torch.zeros(Y.shape[1], dtype=f64, device=X.device)
         mx_x, my_x = mx.to(X.dtype), my.to(X.dtype)
-        for sl in gen_batches(n, CHUNK_ROWS):
+        for sl in gen_batches(n, chunk):
             Xc = X[sl] - mx_x
             Yc = Y[sl] - my_x
             if sw is not None:

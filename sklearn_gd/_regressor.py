@@ -165,7 +165,8 @@ class TorchSGDRegressor(RegressorMixin, BaseTorchSGD):
 
     out_of_core : "auto" or bool, default="auto"
         Train on a numpy ``X`` without converting it whole: ``X`` stays on
-        the host and its rows go to the device in chunks of 16384 (on CUDA
+        the host and its rows go to the device in chunks of 16384 rows (fewer
+        for a wide ``X``: at most 64 MiB a chunk; on CUDA
         through two pinned buffers, the next chunk's copy overlapping the
         current chunk's compute; on the CPU as zero-copy views). "auto" does
         so for a numpy memmap, and for an ``X`` whose conversion would need a

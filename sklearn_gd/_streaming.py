@@ -21,7 +21,8 @@ How rows travel:
   computes on the current one.
 
 Peak memory beyond the pages of ``X`` itself is bounded by
-``2 * CHUNK_ROWS * n_features`` elements of staging buffers (accelerators) or
+two chunks of staging buffers (accelerators; a chunk is ``CHUNK_ROWS`` rows,
+fewer for a wide ``X``: at most ``CHUNK_BYTES``) or
 one gathered batch (CPU), plus the O(n_samples) arrays that always live in
 memory: ``y``, ``sample_weight`` and the shuffling permutation (8 bytes per
 row), and the O(n_features^2) Gram statistics.
@@ -38,7 +39,13 @@ import torch
 from sklearn.utils import gen_batches
 
 from ._data import to_tensor
-from ._oracles import CHUNK_ROWS, DirectOracle, GramOracle, prefers_gram
+from ._oracles import (
+    CHUNK_ROWS,
+    DirectOracle,
+    GramOracle,
+    prefers_gram,
+    rows_per_chunk,
+)
 
 __all__ = [
     "HostChunkOracle",
@@ -211,7 +218,8 @@ class HostRows:
     dtype : torch.dtype
     rows : ndarray of int or None
     chunk_rows : int or None
-        Rows per chunk; None for the module's ``CHUNK_ROWS``.
+        Rows per chunk; None for ``CHUNK_ROWS``, fewer for a wide ``X`` (at
+        most ``CHUNK_BYTES`` per chunk).
     staged : bool or None
         Copy through the two staging slots (default: on accelerators only).
     """
@@ -225,7 +233,9 @@ class HostRows:
         self.ndim = 2
         self.dtype = dtype
         self.device = torch.device(device)
-        self.chunk_rows = int(CHUNK_ROWS if chunk_rows is None else chunk_rows)
+        if chunk_rows is None:
+            chunk_rows = rows_per_chunk(X.shape[1], X.dtype.itemsize, CHUNK_ROWS)
+        self.chunk_rows = int(chunk_rows)
         with warnings.catch_warnings():
             # read-only memmaps: see the module docstring
             warnings.simplefilter("ignore", UserWarning)
@@ -356,7 +366,9 @@ class HostChunkOracle(DirectOracle):
         idx = _piece_index(piece) if isinstance(piece, tuple) else piece
         if isinstance(idx, slice) or self.Y.device.type == "cpu":
             return idx
-        return idx.to(self.Y.device, non_blocking=True)
+        # a slice of a pageable permutation: a non-blocking copy would not
+        # overlap anyway, and is not safe from pageable memory
+        return idx.to(self.Y.device)
 
     def _length(self, piece):
         return piece[2] - piece[1]
@@ -410,13 +422,14 @@ def peak_bound_bytes(n_samples, n_features, n_outputs=1, itemsize=8) -> int:
     """The documented bound on memory an out-of-core fit uses beyond the
     pages of ``X`` itself (bytes).
 
-    Four chunks of ``CHUNK_ROWS`` rows (two staging buffers on accelerators,
+    Four chunks (``CHUNK_ROWS`` rows, fewer for a wide ``X``: at most
+    ``CHUNK_BYTES`` each; two staging buffers on accelerators,
     a gathered batch and its temporaries on the CPU), 48 bytes per sample
     and output (``y``, ``sample_weight`` and the predictions and derivatives
     of a batch, in float64) plus 8 per sample (the shuffling permutation), the
     Gram statistics, and 64 MiB of slack for the allocators.
     """
-    chunk = CHUNK_ROWS * n_features * itemsize
+    chunk = rows_per_chunk(n_features, itemsize, CHUNK_ROWS) * n_features * itemsize
     per_row = 48 * (n_outputs + 1) + 8
     gram = 8 * (n_features + 1) * (n_features + n_outputs + 1) * 4
     return 4 * chunk + n_samples * per_row + gram + 64 * 2**20

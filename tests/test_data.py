@@ -129,6 +129,22 @@ def test_half_precision_tensors_train_in_float32(data32, half):
     assert reg.predict(torch.from_numpy(X).to(half)).dtype == np.float32
 
 
+@pytest.mark.parametrize("shuffle", [False, True])
+def test_sparse_minibatches_equal_dense(shuffle):
+    # batches cut from the CSR arrays (contiguous views, or gathered rows of a
+    # shuffled batch whose non-zeros are counted on the host) are the dense
+    # batches: the same permutation, the same updates
+    rng = np.random.RandomState(0)
+    X = rng.randn(300, 20) * (rng.rand(300, 20) < 0.3)
+    y = X @ rng.randn(20) + 0.1 * rng.randn(300)
+    params = dict(batch_size=16, random_state=0, max_iter=3, tol=None, loss="huber")
+    params["shuffle"] = shuffle
+    sparse = TorchSGDRegressor(**params).fit(sp.csr_matrix(X), y)
+    dense = TorchSGDRegressor(**params).fit(X, y)
+    # float64 sums in another order: a few ulps of coefficients of order 1
+    assert_allclose(sparse.coef_, dense.coef_, rtol=1e-12, atol=1e-14)
+
+
 # ------------------------------------------------------------------ devices
 def test_auto_device_without_accelerator():
     expected = "cuda" if torch.cuda.is_available() else "cpu"

@@ -16,6 +16,7 @@ import warnings
 
 import numpy as np
 import pytest
+import torch
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.linear_model import SGDRegressor
 
@@ -182,6 +183,21 @@ def test_large_batches_are_chunked(tmp_path, data, monkeypatch):
     b = TorchSGDRegressor(**auto).fit(X, y)
     assert_allclose(a.eta0_, b.eta0_, rtol=1e-6)
     assert_allclose(a.coef_, b.coef_, rtol=1e-5)
+
+
+def test_chunks_are_bounded_in_bytes(tmp_path):
+    # a chunk is CHUNK_ROWS rows, fewer for a wide X: 20k float64 features
+    # would otherwise make 2.6 GB staging buffers (two pinned, two on device)
+    from sklearn_gd._oracles import CHUNK_BYTES, CHUNK_ROWS
+    from sklearn_gd._streaming import HostRows
+
+    narrow = np.zeros((10, 100), dtype=np.float32)
+    assert HostRows(narrow, "cpu", torch.float32).chunk_rows == CHUNK_ROWS
+    wide = np.lib.format.open_memmap(
+        tmp_path / "wide.npy", mode="w+", dtype=np.float64, shape=(10, 20_000)
+    )
+    rows = HostRows(wide, "cpu", torch.float64).chunk_rows
+    assert rows == CHUNK_BYTES // (20_000 * 8) and rows * 20_000 * 8 <= CHUNK_BYTES
 
 
 def test_streaming_oracle_is_used(tmp_path, data, monkeypatch):
