@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import time
+import traceback
 import warnings
 from dataclasses import dataclass
 from numbers import Integral, Real
@@ -21,7 +22,7 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import ShuffleSplit
-from sklearn.utils import check_random_state
+from sklearn.utils import check_random_state, gen_batches
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.extmath import safe_sparse_dot
 from sklearn.utils.validation import check_is_fitted
@@ -37,7 +38,12 @@ from ._data import resolve_device, to_numpy, to_tensor
 from ._engine import NoImprovement, TrainState, Validation, train
 from ._losses import make_loss
 from ._optimizers import OPTIMIZERS, make_solver
-from ._oracles import choose_oracle, csr_to_torch, lipschitz_estimate
+from ._oracles import (
+    choose_oracle,
+    csr_to_torch,
+    lipschitz_estimate,
+    rows_per_chunk,
+)
 from ._penalties import PENALTIES, make_penalty
 from ._schedules import SCHEDULES, make_schedule
 from ._state import SolverState, optimizer_state_to_numpy, optimizer_state_to_torch
@@ -213,7 +219,9 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
             self.__dict__.update(saved)
             self.__dict__.update(live)
             if isinstance(exc, _OUT_OF_MEMORY):
-                raise MemoryError(self._out_of_memory_message(args[0], exc)) from exc
+                message = self._out_of_memory_message(args[0], exc)
+                _release(exc)
+                raise MemoryError(message) from exc
             raise
 
     def _out_of_memory_message(self, X, exc):
@@ -652,14 +660,27 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
             out += b.astype(X.dtype, copy=False)
             return out if space is None else space.put(out)
         if kind == "torch":
-            Xt = X.to(device)
-        elif kind == "sparse":
-            Xt = csr_to_torch(X.tocsr(), device, torch_dtype_of(X.dtype))
-        else:
-            Xt = to_tensor(X, device, torch_dtype_of(X.dtype))
-        W, b = self._device_params(device, Xt.dtype)
-        out = Xt @ W + b
-        return to_numpy(out) if space is None else space.put(out)
+            W, b = self._device_params(device, X.dtype)
+            out = X.to(device) @ W + b
+            return to_numpy(out) if space is None else space.put(out)
+        out = self._host_rows_on_device(X, kind, device)
+        return out if space is None else space.put(out)
+
+    def _host_rows_on_device(self, X, kind, device) -> np.ndarray:
+        """Predictions for host data computed on ``device``, a bounded chunk of
+        rows at a time: predicting never needs all of X on the device."""
+        tdtype = torch_dtype_of(X.dtype)
+        W, b = self._device_params(device, tdtype)
+        if kind == "sparse":
+            X = X.tocsr()
+        parts = []
+        for sl in gen_batches(X.shape[0], rows_per_chunk(X.shape[1], X.dtype.itemsize)):
+            if kind == "sparse":
+                Xt = csr_to_torch(X[sl], device, tdtype)
+            else:
+                Xt = to_tensor(X[sl], device, tdtype)
+            parts.append(to_numpy(Xt @ W + b))
+        return np.concatenate(parts)
 
     def _device_params(self, device, dtype):
         """``coef_`` and ``intercept_`` as tensors on ``device``.
@@ -707,6 +728,15 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
         tags.input_tags.sparse = True
         tags.array_api_support = True
         return tags
+
+
+def _release(exc: BaseException) -> None:
+    """Free what a failed fit held: the locals of its frames (tensors on the
+    device, kept alive by the traceback for as long as anyone holds the
+    exception) and the allocator's cached blocks."""
+    traceback.clear_frames(exc.__traceback__)
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
 
 
 def _parameter_matrix(coef, intercept):

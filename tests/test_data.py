@@ -337,3 +337,43 @@ def test_classifier_under_dispatch_follows_the_input(params):
         expected = getattr(ref, name) if name == "coef_" else getattr(ref, name)(X)
         # float64, the same arithmetic on the same device
         assert_allclose(value.numpy(), expected, rtol=1e-12, atol=1e-12, err_msg=name)
+
+
+@pytest.mark.parametrize("kind", ["numpy", "sparse"])
+def test_host_data_predicted_on_a_device_in_chunks(data32, kind, monkeypatch):
+    # an accelerator receives host rows a bounded chunk at a time (never all
+    # of X); run here on the CPU device with chunks of 7 rows
+    import sklearn_gd._base as base
+
+    X, y = data32
+    reg = TorchSGDRegressor(max_iter=10, tol=None).fit(X, y)
+    monkeypatch.setattr(base, "rows_per_chunk", lambda d, itemsize: 7)
+    Xin = sp.csr_matrix(X) if kind == "sparse" else X
+    out = reg._host_rows_on_device(Xin, kind, torch.device("cpu"))
+    assert out.shape == (200, 1) and out.dtype == np.float32
+    # float32 products: a few ulps of predictions of order 10
+    assert_allclose(out[:, 0], reg.predict(X), rtol=1e-5, atol=1e-5)
+
+
+def test_out_of_memory_releases_the_failed_fit(data32, monkeypatch):
+    # the MemoryError keeps its cause, but not the failed fit's tensors
+    import gc
+    import weakref
+
+    X, y = data32
+    reg = TorchSGDRegressor(max_iter=5).fit(X, y)
+    before = pickle.dumps(reg)
+    held = []
+
+    def oom(*args, **kwargs):
+        big = torch.empty(1000, 1000)
+        held.append(weakref.ref(big))
+        raise torch.OutOfMemoryError("CUDA out of memory (simulated)")
+
+    monkeypatch.setattr(TorchSGDRegressor, "_train", oom)
+    with pytest.raises(MemoryError, match="Out of memory while fitting") as info:
+        reg.fit(X, y)
+    assert isinstance(info.value.__cause__, torch.OutOfMemoryError)
+    gc.collect()
+    assert held[0]() is None  # freed although the exception is still held
+    assert pickle.dumps(reg) == before
