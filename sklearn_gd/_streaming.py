@@ -139,10 +139,15 @@ class _Stager:
 
     ``start`` fills a slot's host buffer with a piece's rows and launches its
     non-blocking copy on the side stream; ``get`` makes the compute stream wait
-    for that copy and returns the device rows. Before a slot is refilled, the
-    side stream waits for the compute enqueued so far (which includes every
-    use of the slot's previous rows) and the host waits for the slot's
-    previous copy (so the pinned memory is no longer being read).
+    for that copy and returns the device rows. When ``get`` moves from one
+    slot to the other, every use of the first slot's rows has been enqueued:
+    an event recorded then marks the slot free. Before a slot is refilled,
+    the side stream waits for that event only, not for the compute on the
+    other slot, which the copy overlaps; and the host waits for the slot's
+    previous copy (so the pinned memory is no longer being read). The device
+    buffers are marked as used by the side stream, so that memory freed while
+    a copy is in flight (an interrupted fit) is not handed out before the copy
+    ends.
 
     On a device without streams (the CPU, in tests) the same logic runs with
     synchronous copies.
@@ -162,7 +167,11 @@ class _Stager:
             for _ in range(2)
         ]
         self.stream = torch.cuda.Stream(device) if cuda else None
+        if cuda:
+            for buffer in self.dev:
+                buffer.record_stream(self.stream)
         self.copied = [None, None]
+        self.released = [None, None]  # compute-stream events: slot free again
         self.keys = [None, None]
         self.rows = [0, 0]
         self.last = 1  # the slot handed out last
@@ -184,9 +193,9 @@ class _Stager:
         fill(self.host_np[s][:m])
         self.keys[s], self.rows[s] = key, m
         if self.cuda:
-            compute_done = torch.cuda.current_stream(self.device).record_event()
             with torch.cuda.stream(self.stream):
-                self.stream.wait_event(compute_done)
+                if self.released[s] is not None:
+                    self.stream.wait_event(self.released[s])
                 self.dev[s][:m].copy_(self.host[s][:m], non_blocking=True)
                 self.copied[s] = self.stream.record_event()
         else:
@@ -197,7 +206,11 @@ class _Stager:
         if s is None:
             return None
         if self.cuda:
-            torch.cuda.current_stream(self.device).wait_event(self.copied[s])
+            compute = torch.cuda.current_stream(self.device)
+            if s != self.last:
+                # every use of the other slot's rows is enqueued by now
+                self.released[self.last] = compute.record_event()
+            compute.wait_event(self.copied[s])
         self.last = s
         return self.dev[s][: self.rows[s]]
 
