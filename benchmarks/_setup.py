@@ -1,15 +1,16 @@
 """Thread limits and import path shared by the benchmark's processes.
 
-Every process uses 2 threads: torch.set_num_threads(2) and threadpoolctl
-limits for numpy/scipy's BLAS and OpenMP, so that every contestant gets the
-same two cores.
+Every process uses the same number of threads, 2 unless
+``SKLEARN_GD_BENCH_THREADS`` says otherwise (run.py's one-thread column sets
+1): torch.set_num_threads and threadpoolctl limits for numpy/scipy's BLAS and
+OpenMP, so that every contestant gets the same cores.
 """
 
 import importlib.util
 import os
 import sys
 
-N_THREADS = 2
+N_THREADS = int(os.environ.get("SKLEARN_GD_BENCH_THREADS", "2"))
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 if importlib.util.find_spec("sklearn_gd") is None:  # not installed: the checkout
     sys.path.insert(0, ROOT)

@@ -1,11 +1,15 @@
 """Side-by-side benchmark of TorchSGDRegressor against its peers.
 
-Run ``python benchmarks/run.py`` (about 15-25 minutes on 2 cores) or
-``python benchmarks/run.py --quick`` (under two minutes). Writes
+Run ``python benchmarks/run.py`` (about 40 minutes on 2 cores; half that with
+``--no-one-thread``) or ``python benchmarks/run.py --quick`` (about three
+minutes). Writes
 ``RESULTS.md``, ``results.json`` and ``gap_vs_time.png`` to ``--out``
 (default ``benchmarks/results``).
 
-What is measured, per workload (same data, same 2 threads for everyone):
+What is measured, per workload (same data, same 2 threads for everyone; then
+all of it again with one thread in every library, a column that machine load
+distorts far less; each timing starts once other processes use under 0.3
+cores, or after two minutes, marked):
 
 * the optimum ``f*`` of the workload's objective, from a reference solver in
   float64 (normal equations, ElasticNet/HuberRegressor at tight tolerance,
@@ -205,11 +209,48 @@ def bandwidth(gib=2.0, reps=3):
     return nbytes / best
 
 
-def run_workload_child(workdir, timeout, log):
-    """All contestants of a workload in one fresh process (see _child.py)."""
-    out = os.path.join(workdir, "results.json")
+def other_cpu(seconds=1.0):
+    """Cores busy with other processes (this one sleeps meanwhile), from
+    /proc/stat; None where it cannot be read."""
+    def busy():
+        with open("/proc/stat") as f:
+            v = [int(x) for x in f.readline().split()[1:]]
+        return sum(v) - v[3] - v[4], sum(v)  # not idle, not iowait; total
+
+    try:
+        b0, t0 = busy()
+        time.sleep(seconds)
+        b1, t1 = busy()
+    except (OSError, ValueError, IndexError):
+        return None
+    return (b1 - b0) / max(1, t1 - t0) * (os.cpu_count() or 1)
+
+
+def wait_until_quiet(log, limit=0.3, patience=120.0):
+    """Wait (up to ``patience`` s) until other processes use under ``limit``
+    cores: OpenBLAS's threads slow 50-90x when they share the cores, which
+    would flatter us falsely. Returns the cores in use when timing starts."""
+    start = time.perf_counter()
+    used = other_cpu()
+    while used is not None and used > limit and time.perf_counter() - start < patience:
+        log(f"  machine busy ({used:.2f} cores used by other processes): waiting")
+        time.sleep(4.0)
+        used = other_cpu()
+    if used is not None and used > limit:
+        log(f"  still busy ({used:.2f} cores): this workload's rows are marked")
+    return used
+
+
+def run_workload_child(workdir, timeout, log, threads=None, name="results.json"):
+    """All contestants of a workload in one fresh process (see _child.py),
+    with ``threads`` threads in every library (None: _setup's default)."""
+    out = os.path.join(workdir, name)
     cmd = [sys.executable, os.path.join(HERE, "_child.py"), workdir, out]
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = dict(os.environ)
+    if threads is not None:
+        env["SKLEARN_GD_BENCH_THREADS"] = str(threads)
+    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         text=True, env=env)
     t0 = time.perf_counter()
     for line in p.stdout:  # one JSON line per finished contestant
         try:
@@ -345,8 +386,12 @@ def write_report(out_dir, meta, all_results, engine, gpu):
         "Read bandwidth (torch sum over 2 GiB, best of 3): "
         f"{meta['bandwidth'] / 1e9:.1f}"
         f" GB/s at start, {meta['bandwidth_end'] / 1e9:.1f} GB/s at end.",
-        f"Load average at start / end: {meta['load_start']} / {meta['load_end']} "
-        "(other work shares this machine).",
+        f"Load average at start / end: {meta['load_start']} / {meta['load_end']}; "
+        "before each workload the run waits until other processes use under 0.3 "
+        "cores (the cores used then are in results.json; a workload still busy "
+        "after two minutes is marked in the summary). The \"1 thread\" columns "
+        "rerun every contestant with one thread in every library, which load "
+        "cannot slow as much.",
         f"Timing noise: short fits are timed best of 2-3; the median spread "
         f"(max/min - 1) over repeated timings of this run was "
         f"{meta['noise_median'] * 100:.0f}% (90th percentile "
@@ -363,9 +408,12 @@ def write_report(out_dir, meta, all_results, engine, gpu):
         "",
     ]
     peers = ["SGDRegressor", "best sklearn", "skorch", "tutorial"]
+    one = [p for p in ("SGDRegressor", "best sklearn")
+           if any(w.get("results_1thread") for w, _ in all_results)]
     lines.append("| workload | ours-fast t2t (s) | ours-default t2t (s) | "
-                 + " | ".join(f"vs {p}" for p in peers) + " |")
-    lines.append("|" + "---|" * (3 + len(peers)))
+                 + " | ".join(f"vs {p}" for p in peers)
+                 + "".join(f" | vs {p}, 1 thread" for p in one) + " |")
+    lines.append("|" + "---|" * (3 + len(peers) + len(one)))
     for w, res in all_results:
         rs = by[w["name"]]
         best = next((r for r in res if r.get("kind") == "sklearn-best"), None)
@@ -375,7 +423,16 @@ def write_report(out_dir, meta, all_results, engine, gpu):
             label = "" if p != "best sklearn" or c is None else f" ({c['name']})"
             cells.append(f"{ratio(rs.get('ours-fast'), c)} "
                          f"[{ratio(rs.get('ours-default'), c)}]{label}")
-        lines.append(f"| {w['name']} | {fmt_t(rs.get('ours-fast'))} | "
+        res1 = w.get("results_1thread") or []
+        rs1 = {r["name"]: r for r in res1}
+        best1 = next((r for r in res1 if r.get("kind") == "sklearn-best"), None)
+        for p in one:
+            c = best1 if p == "best sklearn" else rs1.get(p)
+            cells.append(f"{ratio(rs1.get('ours-fast'), c)} "
+                         f"[{ratio(rs1.get('ours-default'), c)}]")
+        busy = w.get("busy_cores")
+        mark = f" (busy: {busy:.2f} cores)" if busy is not None and busy > 0.3 else ""
+        lines.append(f"| {w['name']}{mark} | {fmt_t(rs.get('ours-fast'))} | "
                      f"{fmt_t(rs.get('ours-default'))} | " + " | ".join(cells) + " |")
     expected = {"ours-default", "ours-fast", "SGDRegressor", "skorch", "tutorial"}
     missing = [(w["name"], sorted(expected - set(by[w["name"]])))
@@ -586,6 +643,8 @@ def main():
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
                     help="cuda: also run the GPU section (1e7 x 100 float32)")
     ap.add_argument("--only", default=None, help="substring of workload names")
+    ap.add_argument("--no-one-thread", action="store_true",
+                    help="skip the second, one-thread timing of every workload")
     ap.add_argument("--report-only", action="store_true",
                     help="rewrite RESULTS.md and the plot from --out/results.json")
     args = ap.parse_args()
@@ -601,7 +660,8 @@ def main():
         data["meta"].setdefault("noise_p90", float("nan"))
         all_results = [(w["spec"], w["results"]) for w in data["workloads"]]
         for spec, results in all_results:
-            summarise(spec, results)  # the derived fields, with today's rules
+            # the derived fields, with today's rules (one f* for both columns)
+            summarise(spec, results + (spec.get("results_1thread") or []))
         if path.endswith("results.json"):
             with open(path, "w") as f:
                 json.dump(data, f, indent=1, default=float)
@@ -665,9 +725,18 @@ def main():
             # a generous limit: each contestant may use its own fit (repeated)
             # plus time_cap for the search; on a loaded machine big workloads
             # need it
-            results, e = run_workload_child(workdir, 30 * spec["time_cap"] + 300, log)
+            limit = 30 * spec["time_cap"] + 300
+            spec["busy_cores"] = wait_until_quiet(log)
+            results, e = run_workload_child(workdir, limit, log)
             engine.append((spec, e))
-        summarise(spec, results)
+            results1 = []
+            if not args.no_one_thread:
+                log("  the same, one thread in every library:")
+                wait_until_quiet(log)
+                results1, _ = run_workload_child(
+                    workdir, limit, log, threads=1, name="results1.json")
+        summarise(spec, results + results1)  # one f* for both
+        spec["results_1thread"] = results1
         all_results.append((spec, results))
         # partial results after every workload (a long run can be inspected,
         # or salvaged with --report-only if it is interrupted)
