@@ -34,6 +34,7 @@ __all__ = [
     "OutputSpace",
     "check_fitted_namespace",
     "host",
+    "is_foreign",
     "output_space",
     "to_numpy_any",
 ]
@@ -44,7 +45,7 @@ def dispatch_on() -> bool:
     return bool(get_config().get("array_api_dispatch", False))
 
 
-def _is_foreign(a) -> bool:
+def is_foreign(a) -> bool:
     """An array of an array API namespace other than numpy and torch."""
     return (
         hasattr(a, "__array_namespace__")
@@ -65,7 +66,7 @@ def _foreign_to_numpy(a) -> np.ndarray:
 
 def host(a):
     """``a`` itself, or a numpy copy of an array of a foreign namespace."""
-    return _foreign_to_numpy(a) if _is_foreign(a) else a
+    return _foreign_to_numpy(a) if is_foreign(a) else a
 
 
 def to_numpy_any(a) -> np.ndarray:
@@ -98,7 +99,7 @@ def output_space(X) -> OutputSpace | None:
         return None
     if isinstance(X, torch.Tensor):
         return OutputSpace(torch, X.device)
-    if _is_foreign(X):
+    if is_foreign(X):
         return OutputSpace(X.__array_namespace__(), X.device)
     return None
 

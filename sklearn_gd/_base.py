@@ -31,6 +31,7 @@ from ._array_api import (
     OutputSpace,
     check_fitted_namespace,
     host,
+    is_foreign,
     output_space,
     to_numpy_any,
 )
@@ -715,9 +716,8 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
         state = super().__getstate__().copy()
         for key, value in state.items():
             # fitted under array API dispatch: numpy in the pickle
-            if isinstance(value, torch.Tensor) or hasattr(value, "__array_namespace__"):
-                if not isinstance(value, np.ndarray) and not sp.issparse(value):
-                    state[key] = to_numpy_any(value)
+            if isinstance(value, torch.Tensor) or is_foreign(value):
+                state[key] = to_numpy_any(value)
         if isinstance(state.get("_solver_state"), SolverState):
             state["_solver_state"] = state["_solver_state"].without_cache()
         return state
