@@ -67,14 +67,16 @@ def sync():
 
 def mem_info():
     if DEV == "cuda":
-        return mem_info()
+        return torch.cuda.mem_get_info()
     return 24 * 2**30, 24 * 2**30
 
 
 def allocated(peak=False):
     if DEV != "cuda":
         return 0
-    return allocated(peak=True) if peak else allocated()
+    if peak:
+        return torch.cuda.max_memory_allocated()
+    return torch.cuda.memory_allocated()
 
 
 def best_of(fn, reps=3):
@@ -369,6 +371,51 @@ def streaming_section(args):
     run()
 
 
+# ------------------------------------------------------------ diagnostics
+def diagnose_section(args, X, y):
+    """Where time goes: host syncs in a minibatch epoch (torch's sync debug
+    mode) and a profile of the fit from host memory."""
+
+    @section("diagnose", args.budget * 0.85)
+    def run():
+        import cProfile
+        import io
+        import pstats
+        import warnings
+
+        from sklearn_gd import TorchSGDRegressor
+
+        est = TorchSGDRegressor(loss="huber", batch_size=65536, max_iter=1,
+                                tol=None, random_state=0)
+        sites: dict[str, int] = {}
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            torch.cuda.set_sync_debug_mode("warn")
+            try:
+                est.fit(X, y)
+            finally:
+                torch.cuda.set_sync_debug_mode(0)
+        for w in caught:
+            if "synchroniz" not in str(w.message):
+                continue
+            key = f"{os.path.basename(w.filename)}:{w.lineno}"
+            sites[key] = sites.get(key, 0) + 1
+        row("diagnose", "host syncs in one huber epoch of 153 batches",
+            ", ".join(f"{k} x{v}" for k, v in sorted(sites.items())) or "none")
+        Xh, yh = X.cpu().numpy(), y.cpu().numpy()
+        prof = cProfile.Profile()
+        prof.enable()
+        TorchSGDRegressor(device=DEV).fit(Xh, yh)
+        sync()
+        prof.disable()
+        buf = io.StringIO()
+        pstats.Stats(prof, stream=buf).sort_stats("tottime").print_stats(12)
+        print(buf.getvalue(), flush=True)
+        RAW["profile_host_fit"] = buf.getvalue()
+
+    run()
+
+
 # ----------------------------------------------------------------- report
 def env_rows():
     import sklearn
@@ -424,6 +471,8 @@ def main():
             y = speed_section(args, X)
             if y is not None:
                 epoch_section(args, X, y)
+                if DEV == "cuda":
+                    diagnose_section(args, X, y)
             del X, y
         streaming_section(args)
     finally:

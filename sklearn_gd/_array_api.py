@@ -21,6 +21,7 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from sklearn import get_config
+from sklearn.externals.array_api_compat import is_array_api_obj, is_dask_array
 
 try:  # scikit-learn >= 1.9
     from sklearn.utils._array_api import check_same_namespace
@@ -46,11 +47,15 @@ def dispatch_on() -> bool:
 
 
 def is_foreign(a) -> bool:
-    """An array of an array API namespace other than numpy and torch."""
-    return (
-        hasattr(a, "__array_namespace__")
-        and not isinstance(a, (np.ndarray, torch.Tensor))
-        and not sp.issparse(a)
+    """An array of an array API namespace other than numpy and torch.
+
+    CuPy's arrays have no ``__array_namespace__``; array_api_compat (which
+    scikit-learn vendors) knows them. Dask arrays have a path of their own.
+    """
+    if isinstance(a, (np.ndarray, torch.Tensor)) or sp.issparse(a):
+        return False
+    return hasattr(a, "__array_namespace__") or (
+        is_array_api_obj(a) and not is_dask_array(a)
     )
 
 

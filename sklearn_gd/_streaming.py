@@ -161,7 +161,6 @@ class _Stager:
             torch.empty((chunk_rows, n_features), dtype=dtype, pin_memory=cuda)
             for _ in range(2)
         ]
-        self.host_np = [h.numpy() for h in self.host]
         self.dev = [
             torch.empty((chunk_rows, n_features), dtype=dtype, device=device)
             for _ in range(2)
@@ -184,13 +183,13 @@ class _Stager:
         return None
 
     def start(self, key, fill, m):
-        """Stage ``m`` rows written by ``fill(out_array)`` under ``key``."""
+        """Stage ``m`` rows written by ``fill(out_tensor)`` under ``key``."""
         s = 1 - self.last if self.keys[self.last] is not None else self.last
         if self.slot_of(key) is not None:
             return
         if self.copied[s] is not None:
             self.copied[s].synchronize()  # the pinned buffer is free again
-        fill(self.host_np[s][:m])
+        fill(self.host[s][:m])
         self.keys[s], self.rows[s] = key, m
         if self.cuda:
             with torch.cuda.stream(self.stream):
@@ -292,9 +291,11 @@ class HostRows:
 
         def fill(out):
             if isinstance(ix, slice):
-                np.copyto(out, self.array[ix])
+                # torch's copy runs on every thread: numpy's copyto on one
+                # thread cannot keep a host-to-device link busy
+                out.copy_(self._host[ix])
             else:
-                np.take(self.array, ix.numpy(), axis=0, out=out)
+                np.take(self.array, ix.numpy(), axis=0, out=out.numpy())
 
         return fill
 

@@ -680,9 +680,12 @@ def test_property_same_random_state_same_coef(seed, params, rs_kind):
 )
 def test_results_do_not_depend_on_torch_threads(dtype, params):
     # Big enough for torch to split its matrix products over threads. Measured:
-    # bit-identical coef_ with 1 and 2 threads on every path here. Allowed:
-    # reduction-order rounding, relative 1e-4 (float32) / 1e-10 (float64)
-    # after 10 epochs.
+    # bit-identical coef_ with 1 and 2 threads on every path here with this
+    # machine's torch. Allowed: reduction-order rounding, relative 1e-4
+    # (float32) / 1e-10 (float64) after 10 epochs. L-BFGS is not yet converged
+    # after 10 iterations, and its line search and curvature pairs amplify
+    # rounding: torch 2.11 (MKL) on a 16-core CUDA machine gave 8e-8 relative
+    # in float64, so its float64 bound is 1e-6.
     X, y = _data(n=8000, d=20, seed=1, dtype=dtype)
     old = torch.get_num_threads()
     fits = []
@@ -694,6 +697,8 @@ def test_results_do_not_depend_on_torch_threads(dtype, params):
     finally:
         torch.set_num_threads(old)
     rtol = 1e-4 if dtype == np.float32 else 1e-10
+    if params.get("optimizer") == "lbfgs":
+        rtol = max(rtol, 1e-6)
     scale = np.abs(fits[0].coef_).max()
     np.testing.assert_allclose(fits[1].coef_, fits[0].coef_, rtol=0, atol=rtol * scale)
     np.testing.assert_allclose(
