@@ -560,7 +560,7 @@ class GramOracle(Oracle):
         self.n_batches = 1
         self.out_dtype = X.dtype
         stats = None
-        if sample_weight is None:
+        if sample_weight is None and isinstance(X, torch.Tensor):
             stats = self._uncentred_stats(X, Y)
         if stats is None:
             stats = self._centred_stats(X, Y, sample_weight)
@@ -607,7 +607,8 @@ class GramOracle(Oracle):
         wsum = torch.tensor(float(n), dtype=f64) if sw is None else sw.sum().to(f64)
         mx = torch.zeros(d, dtype=f64, device=X.device)
         my = torch.zeros(Y.shape[1], dtype=f64, device=X.device)
-        chunk = rows_per_chunk(d, X.dtype.itemsize)
+        # streamed rows (HostRows) come in their own chunks
+        chunk = getattr(X, "chunk_rows", None) or rows_per_chunk(d, X.dtype.itemsize)
         for sl in gen_batches(n, chunk):
             if sw is None:
                 mx += X[sl].sum(0, dtype=f64)

@@ -8,6 +8,7 @@ never copied to the host to be validated; the checks and messages mirror
 
 from __future__ import annotations
 
+import math
 import warnings
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ from sklearn.utils.validation import (
 )
 
 from ._array_api import host, to_numpy_any
+from ._oracles import CHUNK_BYTES
 
 __all__ = ["Inputs", "validate_fit_inputs", "validate_predict_input"]
 
@@ -67,6 +69,25 @@ def _check_finite_tensor(t: torch.Tensor, name: str) -> None:
     if not bool(torch.isfinite(t).all()):
         what = "NaN" if bool(torch.isnan(t).any()) else "infinity or a value too large"
         raise ValueError(f"Input {name} contains {what}.")
+
+
+def check_finite_host(X: np.ndarray, name: str) -> None:
+    """Raise scikit-learn's error if a dense host array holds NaN or inf.
+
+    A sum per chunk, on torch's threads (numpy reduces on one): a finite sum
+    proves its chunk finite; a chunk whose sum is not finite is checked
+    element by element, so that a sum that merely overflows is not an error.
+    """
+    if X.dtype.kind != "f" or X.size == 0:
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # read-only arrays
+        T = torch.from_numpy(X.reshape(X.shape[0], -1))
+    rows = max(1, CHUNK_BYTES // max(1, T.shape[1] * X.dtype.itemsize))
+    for start in range(0, T.shape[0], rows):
+        chunk = T[start : start + rows]
+        if not math.isfinite(float(chunk.sum())):
+            _check_finite_tensor(chunk, name)
 
 
 def _tensor_float(t: torch.Tensor, name: str, dtype=None) -> torch.Tensor:
@@ -183,11 +204,14 @@ def validate_fit_inputs(
         to_numpy_any(a) if isinstance(a, torch.Tensor) else a
         for a in (y, sample_weight)
     )
+    sparse_in = sp.issparse(X)
     X, y = validate_data(
         estimator,
         X,
         y,
         reset=reset,
+        # dense X is checked below on every thread; scikit-learn checks on one
+        ensure_all_finite=sparse_in,
         dtype=[np.float64, np.float32] if dtype is None else dtype,
         order="C",
         multi_output=True,
@@ -196,6 +220,8 @@ def validate_fit_inputs(
         accept_large_sparse=True,
     )
     kind = "numpy"
+    if not sp.issparse(X):
+        check_finite_host(X, "X")
     if sp.issparse(X):
         X = X.tocsr()
         X.sort_indices()

@@ -163,6 +163,17 @@ def test_memmap_fit_equals_in_memory(tmp_path, data, monkeypatch, staged, params
         streamed = TorchSGDRegressor(**params).fit(mm, y, sample_weight=sw)
     ref = TorchSGDRegressor(**params).fit(X32, y, sample_weight=sw)
     assert streamed.coef_.dtype == np.float32
+    if staged and not params.get("batch_size"):
+        # an accelerator's Gram comes from staged chunks, centred, against
+        # one uncentred GEMM in memory: the same statistics up to float32
+        # rounding of the sums (eps 6e-8 times a few hundred terms)
+        assert_allclose(streamed.coef_, ref.coef_, rtol=1e-5, atol=1e-6)
+        assert_allclose(streamed.intercept_, ref.intercept_, rtol=1e-5, atol=1e-6)
+        # objectives from those statistics: yy - 2 c'w + w'Gw cancels terms
+        # of the first epoch's size, so the error is absolute at that scale
+        first = ref.loss_curve_[0]
+        assert_allclose(streamed.loss_curve_, ref.loss_curve_, atol=2e-6 * first)
+        return
     assert_array_equal(streamed.coef_, ref.coef_)
     assert_array_equal(streamed.intercept_, ref.intercept_)
     assert streamed.loss_curve_ == ref.loss_curve_
