@@ -36,7 +36,8 @@ from ._array_api import (
     to_numpy_any,
 )
 from ._data import resolve_device, to_numpy, to_tensor
-from ._engine import NoImprovement, TrainState, Validation, train
+from ._engine import NoImprovement, Optimality, TrainState, Validation, train
+from ._full_batch import AcceleratedProximal, QuasiNewton, Smoothing
 from ._losses import make_loss
 from ._optimizers import OPTIMIZERS, make_solver
 from ._oracles import (
@@ -145,7 +146,7 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
         "l1_ratio": [Interval(Real, 0, 1, closed="both")],
         "fit_intercept": ["boolean"],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
-        "tol": [Interval(Real, 0, None, closed="left"), None],
+        "tol": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"}), None],
         "shuffle": ["boolean"],
         "verbose": ["verbose"],
         "random_state": ["random_state"],
@@ -157,7 +158,7 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
         "warm_start": ["boolean"],
         "average": [Interval(Integral, 0, None, closed="neither"), "boolean"],
-        "optimizer": [StrOptions(set(OPTIMIZERS))],
+        "optimizer": [StrOptions(set(OPTIMIZERS) | {"auto"})],
         "momentum": [Interval(Real, 0, 1, closed="left")],
         "nesterov": ["boolean"],
         "batch_size": [Interval(Integral, 1, None, closed="left"), None],
@@ -179,6 +180,11 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
             epsilon=getattr(self, "epsilon", 0.1),
             quantile=getattr(self, "quantile", 0.5),
         )
+
+    def _smooth_loss(self) -> bool:
+        """Whether the loss is differentiable with a Lipschitz gradient
+        (decided from the parameters alone, before any data is seen)."""
+        return self._make_loss().smooth
 
     def _validation_splitter(self, Y):
         return ShuffleSplit(
@@ -202,9 +208,7 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
             )
         if self.early_stopping and for_partial_fit:
             raise ValueError("early_stopping should be False with partial_fit")
-        OPTIMIZERS[self.optimizer].check(
-            self.optimizer, self.penalty, self._make_penalty()
-        )
+        self._solver_class().check(self.optimizer, self.penalty, self._make_penalty())
 
     # ----------------------------------------------------------------- fit
     def _fit_impl(self, *args, **kwargs):
@@ -393,6 +397,51 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
         )
         return eta0, schedule
 
+    # ------------------------------------------------------------- solver
+    def _solver_class(self):
+        """The solver class ``optimizer`` stands for.
+
+        ``"auto"`` on the full batch: preconditioned L-BFGS for a smooth
+        loss with no L1 part, accelerated proximal gradient for a smooth
+        loss with one, either of them on a shrinking smoothing of a
+        non-smooth loss; on minibatches, gradient descent ("sgd") with
+        scikit-learn's schedules.
+        """
+        if self.optimizer != "auto":
+            return OPTIMIZERS[self.optimizer]
+        if self.batch_size is not None:
+            return OPTIMIZERS["sgd"]
+        inner = AcceleratedProximal if self._make_penalty().has_prox else QuasiNewton
+        return inner if self._smooth_loss() else Smoothing
+
+    def _make_solver(self, data: FitData):
+        cls = self._solver_class()
+        if cls is Smoothing:
+            has_l1 = data.penalty.has_prox
+            inner = (AcceleratedProximal if has_l1 else QuasiNewton)()
+            return Smoothing(inner=inner, target=self._tol_for(cls))
+        if cls.measures_optimality:
+            return cls(curvature=data.loss.curvature)
+        return make_solver(
+            self.optimizer if self.optimizer != "auto" else "sgd",
+            momentum=self.momentum,
+            nesterov=self.nesterov,
+        )
+
+    def _stopping(self, mode: FitMode):
+        """The stopping rule: the optimality criterion for the solvers that
+        measure it (``tol="auto"``: the solver's ``auto_tol``), else
+        scikit-learn's SGD rule (``tol="auto"``: SGDRegressor's 1e-3)."""
+        cls = self._solver_class()
+        if cls.measures_optimality:
+            return Optimality(None if mode.tol is None else self._tol_for(cls))
+        tol = 1e-3 if mode.tol == "auto" else mode.tol
+        return NoImprovement(tol, self.n_iter_no_change)
+
+    def _tol_for(self, cls) -> float | None:
+        """``tol``, with "auto" resolved for the solver ``cls``."""
+        return cls.auto_tol if self.tol == "auto" else self.tol
+
     def _average_start(self) -> int:
         """The update the running average starts at (0: no averaging)."""
         if self.average is False or self.average is None:
@@ -405,18 +454,14 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
         history = [] if self.record_history else None
         callback_ctx = None
         if hasattr(self, "_init_callback_context"):
-            callback_ctx = self._init_callback_context(
-                max_subtasks=mode.max_iter
-            )
+            callback_ctx = self._init_callback_context(max_subtasks=mode.max_iter)
             callback_ctx.call_on_fit_task_begin(estimator=self, X=X, y=y)
         result = train(
             oracle,
             penalty=data.penalty,
             schedule=schedule,
-            solver=make_solver(
-                self.optimizer, momentum=self.momentum, nesterov=self.nesterov
-            ),
-            stopping=NoImprovement(mode.tol, self.n_iter_no_change),
+            solver=self._make_solver(data),
+            stopping=self._stopping(mode),
             max_iter=mode.max_iter,
             fit_intercept=self.fit_intercept,
             average=self._average_start(),
@@ -482,11 +527,22 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
                 f"(objective {result.best_loss:.6g}).",
                 UserWarning,
             )
-        elif (
-            mode.tol is not None
-            and not result.converged
-            and result.n_iter == mode.max_iter
-        ):
+        elif mode.tol is None or result.converged or mode.partial:
+            return
+        elif result.optimality is not None:
+            tol = self._tol_for(self._solver_class())
+            why = (
+                "Maximum number of iteration reached"
+                if result.n_iter == mode.max_iter
+                else "No step decreases the objective at this precision"
+            )
+            warnings.warn(
+                f"{why} before convergence: the relative optimality measure "
+                f"is {result.optimality:.3g}, above tol={tol:g}. Consider "
+                "increasing max_iter, scaling the features or using float64.",
+                ConvergenceWarning,
+            )
+        elif result.n_iter == mode.max_iter:
             warnings.warn(
                 "Maximum number of iteration reached before convergence. "
                 "Consider increasing max_iter to improve the fit.",
@@ -553,7 +609,7 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
         """
         if self.eta0 != "auto":
             return float(self.eta0)
-        auto = OPTIMIZERS[self.optimizer].auto_eta0
+        auto = self._solver_class().auto_eta0
         if auto is not None:
             return auto
         lam, max_row = lipschitz_estimate(oracle)

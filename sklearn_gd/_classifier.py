@@ -101,9 +101,15 @@ class TorchSGDClassifier(LinearClassifierMixin, SparseCoefMixin, BaseTorchSGD):
     max_iter : int, default=1000
         Most epochs (passes over the data) in ``fit``.
 
-    tol : float or None, default=1e-3
-        Progress threshold on the epoch's objective (on the validation
-        accuracy with ``early_stopping``); None trains ``max_iter`` epochs.
+    tol : float, "auto" or None, default="auto"
+        When training stops (see :class:`TorchSGDRegressor`): an optimality
+        measure for the full-batch solvers of ``optimizer="auto"`` (the
+        relative gradient mapping, 1e-5, for log_loss, modified_huber,
+        squared_hinge and the multinomial loss; a relative duality gap,
+        1e-4, for hinge and perceptron), SGDClassifier's progress rule on
+        the epoch's objective (on the validation accuracy with
+        ``early_stopping``; "auto": 1e-3) for the others. None trains
+        ``max_iter`` epochs.
 
     shuffle : bool, default=True
         Reshuffle the rows every epoch (minibatches only).
@@ -161,8 +167,12 @@ class TorchSGDClassifier(LinearClassifierMixin, SparseCoefMixin, BaseTorchSGD):
     average : bool or int, default=False
         Average the iterates (from update ``average`` when an int).
 
-    optimizer : {"sgd", "adam", "adamw", "adagrad", "lbfgs"}, default="sgd"
-        The ``torch.optim`` update rule (see :class:`TorchSGDRegressor`).
+    optimizer : {"auto", "sgd", "adam", "adamw", "adagrad", "lbfgs"}, \
+            default="auto"
+        The update rule (see :class:`TorchSGDRegressor`): "auto" is the
+        preconditioned full-batch L-BFGS (FISTA with an L1 part, on a
+        shrinking smoothing for hinge and perceptron), or "sgd" with
+        minibatches.
 
     momentum : float, default=0.0
         Momentum of "sgd", in ``[0, 1)``.
@@ -267,7 +277,7 @@ class TorchSGDClassifier(LinearClassifierMixin, SparseCoefMixin, BaseTorchSGD):
         l1_ratio=0.15,
         fit_intercept=True,
         max_iter=1000,
-        tol=1e-3,
+        tol="auto",
         shuffle=True,
         verbose=0,
         epsilon=0.1,
@@ -282,7 +292,7 @@ class TorchSGDClassifier(LinearClassifierMixin, SparseCoefMixin, BaseTorchSGD):
         multi_class="ovr",
         warm_start=False,
         average=False,
-        optimizer="sgd",
+        optimizer="auto",
         momentum=0.0,
         nesterov=False,
         batch_size=None,
@@ -327,6 +337,11 @@ class TorchSGDClassifier(LinearClassifierMixin, SparseCoefMixin, BaseTorchSGD):
     def _make_loss(self):
         registry = MULTINOMIAL_LOSSES if self._joint() else CLASSIFICATION_LOSSES
         return make_loss(self.loss, epsilon=self.epsilon, registry=registry)
+
+    def _smooth_loss(self):
+        # the same for the multinomial form, which only log_loss has
+        registry = CLASSIFICATION_LOSSES
+        return make_loss(self.loss, epsilon=self.epsilon, registry=registry).smooth
 
     def _prepare_targets(self, Y, first_call):
         # Y: (n, 1) class indices as floats, numpy or a tensor on its device

@@ -34,6 +34,7 @@ __all__ = [
     "AccuracyValidation",
     "DivergenceError",
     "NoImprovement",
+    "Optimality",
     "TrainResult",
     "TrainState",
     "Validation",
@@ -127,6 +128,7 @@ class TrainResult:
     converged: bool = False
     interrupted: bool = False
     lr: float = 0.0
+    optimality: float | None = None  # the solver's last relative measure
 
 
 @dataclass
@@ -409,7 +411,9 @@ class NoImprovement:
         self.best_score = -math.inf
         self.count = 0
 
-    def update(self, loss: float, score: float | None) -> bool:
+    final = False  # a stall may shrink the step and go on (Restarts)
+
+    def update(self, loss: float, score: float | None, solver=None) -> bool:
         """Record an epoch; True when the training has stalled."""
         if score is not None:
             worse = score < self.best_score + self.tol
@@ -423,6 +427,40 @@ class NoImprovement:
     def reset(self):
         """Start counting again (after the schedule shrank the step)."""
         self.count = 0
+
+
+class Optimality:
+    """Stop when the solver's optimality measure reaches ``tol``.
+
+    The measure (``solver.optimality``) is the norm of the (proximal)
+    gradient mapping relative to its value at the start of the fit, so
+    ``tol`` means the same on every data set and scale. A stop is final:
+    ``reached`` says whether it was the criterion (True) or a solver that
+    can make no more progress at this precision (False, and the estimator
+    warns with the measure). The best loss and score are tracked as by
+    :class:`NoImprovement`, for early stopping and the result.
+    """
+
+    final = True
+
+    def __init__(self, tol: float | None):
+        self.tol = tol
+        self.best_loss = math.inf
+        self.best_score = -math.inf
+        self.reached = False
+
+    def update(self, loss: float, score: float | None, solver=None) -> bool:
+        self.best_loss = min(self.best_loss, loss)
+        if score is not None:
+            self.best_score = max(self.best_score, score)
+        value = solver.optimality
+        if self.tol is not None and value is not None and value <= self.tol:
+            self.reached = True
+            return True
+        return solver.stuck
+
+    def reset(self):
+        """Nothing to reset: the measure is the solver's."""
 
 
 def _check_rate_fits(lr: float, dtype) -> None:
@@ -442,7 +480,7 @@ def train(
     penalty,
     schedule,
     solver,
-    stopping: NoImprovement,
+    stopping: NoImprovement | Optimality,
     max_iter=1000,
     fit_intercept=True,
     average=0,
@@ -459,7 +497,7 @@ def train(
     penalty : Penalty
     schedule : Schedule
     solver : Solver
-    stopping : NoImprovement
+    stopping : NoImprovement or Optimality
     max_iter : int
         Epochs (passes over the data) at most.
     fit_intercept : bool
@@ -490,6 +528,7 @@ def train(
     problem = Problem(oracle, penalty, *init.coef.shape, joint_outputs)
     lr = schedule.rate(it.t)
     _check_rate_fits(lr, it.theta.dtype)
+    solver.setup(problem, it.theta)
     solver.start(it.theta, lr, init.optimizer_state)
     guard = DivergenceGuard(float(oracle.zero_model_loss().mean()))
     restarts = Restarts(it, guard, schedule, solver)
@@ -508,11 +547,13 @@ def train(
                 epoch += 1
                 restarts.epoch_done(improved=loss < stopping.best_loss)
                 score = history.record(loss, it, stopping.best_score)
-                stalled = stopping.update(loss, score)
+                stalled = stopping.update(loss, score, solver)
                 stop = on_epoch is not None and bool(
                     on_epoch(_epoch_info(epoch, loss, score, it, lr, start))
                 )
-                if stalled and not restarts.after_stall(
+                if stalled and stopping.final:
+                    converged, stop = stopping.reached, True
+                elif stalled and not restarts.after_stall(
                     grew=validation is None and loss > stopping.best_loss
                 ):
                     converged = stop = True
@@ -539,6 +580,7 @@ def train(
         converged=converged,
         interrupted=interrupted,
         lr=lr,
+        optimality=solver.optimality,
     )
 
 

@@ -18,7 +18,14 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["CLASSIFICATION_LOSSES", "LOSSES", "MULTINOMIAL_LOSSES", "Loss", "make_loss"]
+__all__ = [
+    "CLASSIFICATION_LOSSES",
+    "LOSSES",
+    "MULTINOMIAL_LOSSES",
+    "Loss",
+    "MoreauSmoothed",
+    "make_loss",
+]
 
 
 class Loss:
@@ -55,6 +62,62 @@ class Loss:
         return float(self.derivative(yt, pt)[0])
 
 
+class PiecewiseLinear:
+    """A convex ``h(u) = max_i (slopes[i] u + intercepts[i])`` (slopes
+    increasing) of ``u = y p`` (``margin``) or ``u = y - p``: the shape of
+    every non-smooth loss here, which :class:`MoreauSmoothed` smooths."""
+
+    def __init__(self, slopes, intercepts, *, margin: bool):
+        self.slopes, self.intercepts, self.margin = slopes, intercepts, margin
+        a, c = slopes, intercepts
+        self.kinks = [(c[j - 1] - c[j]) / (a[j] - a[j - 1]) for j in range(1, len(a))]
+        self.lipschitz = max(abs(v) for v in a)
+
+
+class MoreauSmoothed(Loss):
+    """The Moreau envelope of a non-smooth loss with parameter ``mu``:
+    ``h_mu(u) = min_v h(v) + (u - v)^2 / (2 mu)``.
+
+    Differentiable, with curvature ``1 / mu``, and below the loss by at most
+    ``mu * G^2 / 2`` (``G`` the loss's largest slope), so a solution of the
+    smoothed problem is one of the loss's to that bound. Its derivative is
+    the slope ``h'`` clamped between kinks: ``a_0 + sum_j clip((u - k_j) /
+    mu - a_(j-1), 0, a_j - a_(j-1))``.
+    """
+
+    smooth = True
+
+    def __init__(self, base: Loss, mu: float):
+        self.base, self.mu = base, mu
+        self.shape = base.pieces()
+        self.curvature = 1.0 / mu
+        self.bias = 0.5 * mu * self.shape.lipschitz**2
+
+    def _u(self, y, p):
+        return y * p if self.shape.margin else y - p
+
+    def _slope(self, u):
+        a, mu = self.shape.slopes, self.mu
+        out = torch.full_like(u, a[0])
+        for j, k in enumerate(self.shape.kinks, start=1):
+            out += torch.clamp((u - k) / mu - a[j - 1], 0.0, a[j] - a[j - 1])
+        return out
+
+    def value(self, y, p):
+        u = self._u(y, p)
+        s = self._slope(u)
+        v = u - self.mu * s  # the proximal point
+        a, c = self.shape.slopes, self.shape.intercepts
+        h = a[0] * v + c[0]
+        for ai, ci in zip(a[1:], c[1:]):
+            h = torch.maximum(h, ai * v + ci)
+        return h + 0.5 * self.mu * s * s
+
+    def derivative(self, y, p):
+        s = self._slope(self._u(y, p))
+        return y * s if self.shape.margin else -s
+
+
 class SquaredError(Loss):
     """``1/2 (y - p)^2``."""
 
@@ -89,6 +152,10 @@ class EpsilonInsensitive(Loss):
     def __init__(self, epsilon: float = 0.1):
         self.epsilon = epsilon
 
+    def pieces(self):
+        e = self.epsilon
+        return PiecewiseLinear((-1.0, 0.0, 1.0), (-e, 0.0, -e), margin=False)
+
     def value(self, y, p):
         return torch.clamp((p - y).abs() - self.epsilon, min=0)
 
@@ -122,6 +189,10 @@ class Quantile(Loss):
     def __init__(self, quantile: float = 0.5):
         self.quantile = quantile
 
+    def pieces(self):
+        q = self.quantile
+        return PiecewiseLinear((q - 1.0, q), (0.0, 0.0), margin=False)
+
     def value(self, y, p):
         r = y - p
         return torch.maximum(self.quantile * r, (self.quantile - 1.0) * r)
@@ -144,6 +215,9 @@ class AbsoluteError(Quantile):
     def __init__(self):
         super().__init__(quantile=0.5)
 
+    def pieces(self):
+        return PiecewiseLinear((-1.0, 1.0), (0.0, 0.0), margin=False)
+
     def value(self, y, p):
         return (y - p).abs()
 
@@ -158,6 +232,9 @@ class Hinge(Loss):
 
     def __init__(self, threshold: float = 1.0):
         self.threshold = threshold
+
+    def pieces(self):
+        return PiecewiseLinear((-1.0, 0.0), (self.threshold, 0.0), margin=True)
 
     def value(self, y, p):
         return torch.clamp(self.threshold - y * p, min=0)

@@ -60,12 +60,21 @@ class Solver:
     supports_prox: bool = True
     decouples_l2: bool = False
     auto_eta0: float | None = None
+    # whether ``optimality`` holds a relative optimality measure after each
+    # step (then ``tol`` is compared with it; see _full_batch.py)
+    measures_optimality: bool = False
+    optimality: float | None = None
+    stuck: bool = False  # no step can decrease the objective any more
 
     def __init__(self, *, momentum: float = 0.0, nesterov: bool = False):
         self.momentum = momentum
         self.nesterov = nesterov
         self._opt = None
         self._param = None
+
+    def setup(self, problem, theta: torch.Tensor) -> None:
+        """Read what the solver needs from the problem before training
+        (a preconditioner, say); nothing by default."""
 
     # ------------------------------------------------------- declarations
     @classmethod

@@ -197,6 +197,13 @@ class Oracle:
         objective that needs no pass over ``X``."""
         raise NotImplementedError
 
+    def column_moments(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """The weighted mean and second moment of every column of ``X``
+        (float64, on the device): ``sum_i s_i x_ij / sum(s)`` and ``sum_i
+        s_i x_ij^2 / sum(s)``. The preconditioner of the full-batch solvers
+        is built from them; one pass over ``X``."""
+        raise NotImplementedError
+
     def loss_grad(self, theta, idx, need_grad=True):
         """Weighted mean loss per output, batch weight, and gradient.
 
@@ -413,6 +420,19 @@ class DirectOracle(Oracle):
             max_row=max_row,
         )
 
+    def column_moments(self):
+        X, sw = self.X, self.sw
+        n, d = X.shape
+        f64 = torch.float64
+        mean = torch.zeros(d, dtype=f64, device=self.Y.device)
+        second = torch.zeros(d, dtype=f64, device=self.Y.device)
+        for sl in gen_batches(n, self.chunk_rows):
+            Xc = X[sl] if sw is None else X[sl] * sw[sl][:, None]
+            mean += Xc.sum(0, dtype=f64)
+            second += (Xc * X[sl]).sum(0, dtype=f64)
+        wsum = _weight_sum(n, sw)
+        return mean / wsum, second / wsum
+
 
 def csr_to_torch(X, device, dtype) -> torch.Tensor:
     """A scipy CSR matrix (or array) as a torch sparse CSR tensor."""
@@ -536,6 +556,21 @@ class SparseOracle(DirectOracle):
             max_row=float(norms.max()),
         )
 
+    def column_moments(self):
+        Xs = self.Xs
+        s = (
+            np.ones(Xs.shape[0])
+            if self.sw is None
+            else self.sw.cpu().numpy().astype(np.float64)
+        )
+        mean = np.asarray(Xs.T @ s, dtype=np.float64).ravel()
+        second = np.asarray(Xs.multiply(Xs).T @ s, dtype=np.float64).ravel()
+        dev, wsum = self.Y.device, s.sum()
+        return (
+            torch.as_tensor(mean / wsum, device=dev),
+            torch.as_tensor(second / wsum, device=dev),
+        )
+
 
 class GramOracle(Oracle):
     """Squared loss on the full batch through the Gram matrix of ``[X, 1]``.
@@ -578,6 +613,12 @@ class GramOracle(Oracle):
         """The oracle with its statistics moved to ``device``."""
         self.A, self.C, self.yy = (t.to(device) for t in (self.A, self.C, self.yy))
         return self
+
+    def column_moments(self):
+        d = self.n_features
+        second = torch.diagonal(self.A)[:d].clone()
+        mean = self.A[:d, d].clone() if self.fit_intercept else None
+        return mean, second
 
     @classmethod
     def _uncentred_stats(cls, X, Y):

@@ -67,12 +67,21 @@ class TorchSGDRegressor(RegressorMixin, BaseTorchSGD):
     max_iter : int, default=1000
         Maximum number of epochs (passes over the training data).
 
-    tol : float or None, default=1e-3
-        Training stops (or, with ``learning_rate="adaptive"``, the rate is
-        divided by 5) when the mean objective of an epoch is above
-        ``best_loss - tol`` for ``n_iter_no_change`` epochs in a row (with
-        early stopping: the validation R^2 below ``best + tol``). None runs
-        ``max_iter`` epochs.
+    tol : float, "auto" or None, default="auto"
+        When training stops. The full-batch solvers of ``optimizer="auto"``
+        measure their distance to the optimum and stop when it is at most
+        ``tol``: for a smooth loss, the norm of the (proximal) gradient
+        mapping in the preconditioner's metric relative to its value at the
+        start ("auto": 1e-5); for a non-smooth loss, a duality gap relative
+        to the objective ("auto": 1e-4). The other solvers use
+        SGDRegressor's rule ("auto": 1e-3): stop (or, with
+        ``learning_rate="adaptive"``, divide the rate by 5) when the mean
+        objective of an epoch is above ``best_loss - tol`` for
+        ``n_iter_no_change`` epochs in a row (with early stopping: the
+        validation R^2 below ``best + tol``). A fit that ends for any other
+        reason (``max_iter``, no more progress at this precision) raises a
+        ConvergenceWarning giving the measure. None runs ``max_iter``
+        epochs.
 
     shuffle : bool, default=True
         Whether to visit the rows in a new random order each epoch (matters
@@ -107,7 +116,8 @@ class TorchSGDRegressor(RegressorMixin, BaseTorchSGD):
         objective estimated from the data (the largest eigenvalue of
         ``X~' S X~ / sum(s)`` with ``X~ = [X, 1]``, scaled by the loss's
         curvature and adjusted for the batch size); 1e-3 for "adam" and
-        "adamw"; 0.1 for "adagrad"; 1 for "lbfgs". The value used is stored
+        "adamw"; 0.1 for "adagrad"; 1 (the first trial step of the line
+        search) for "lbfgs" and "auto"'s full-batch solvers. The value used is stored
         in ``eta0_``.
 
     power_t : float, default=0.25
@@ -130,13 +140,23 @@ class TorchSGDRegressor(RegressorMixin, BaseTorchSGD):
         Averaged SGD: when True, ``coef_`` is the average of the iterates over
         all updates; an int ``N`` starts the average at update ``N``.
 
-    optimizer : {"sgd", "adam", "adamw", "adagrad", "lbfgs"}, default="sgd"
-        The update rule, from ``torch.optim``. "sgd" reads ``momentum`` and
+    optimizer : {"auto", "sgd", "adam", "adamw", "adagrad", "lbfgs"}, \
+            default="auto"
+        The update rule. "auto", on the full batch (``batch_size=None``):
+        L-BFGS preconditioned by the columns' means and variances (so that
+        neither the features' scales nor their offsets slow it down) for a
+        smooth loss; accelerated proximal gradient (FISTA with restarts) in
+        the same metric when the penalty has an L1 part; for a non-smooth
+        loss (epsilon_insensitive, absolute_error, quantile), either of them
+        on the loss smoothed by a Moreau envelope whose width shrinks until a
+        duality gap certifies the fit. "auto" with minibatches is "sgd".
+        The others come from ``torch.optim``: "sgd" reads ``momentum`` and
         ``nesterov``; "adamw" applies the L2 part of the penalty as decoupled
         weight decay; "adagrad" takes per-coordinate steps that shrink with
         the squared gradients seen (long steps for rare, e.g. sparse text,
-        features); "lbfgs" works on the full batch with a strong-Wolfe line
-        search, one iteration per epoch, and takes no L1 penalty.
+        features); "lbfgs" is torch's L-BFGS on the full batch with a
+        strong-Wolfe line search, one iteration per epoch, and takes no L1
+        penalty.
 
     momentum : float, default=0.0
         Momentum of "sgd", in ``[0, 1)``.
@@ -265,7 +285,7 @@ class TorchSGDRegressor(RegressorMixin, BaseTorchSGD):
         l1_ratio=0.15,
         fit_intercept=True,
         max_iter=1000,
-        tol=1e-3,
+        tol="auto",
         shuffle=True,
         verbose=0,
         epsilon=0.1,
@@ -279,7 +299,7 @@ class TorchSGDRegressor(RegressorMixin, BaseTorchSGD):
         n_iter_no_change=5,
         warm_start=False,
         average=False,
-        optimizer="sgd",
+        optimizer="auto",
         momentum=0.0,
         nesterov=False,
         batch_size=None,

@@ -17,7 +17,9 @@ import numpy as np
 __all__ = [
     "LOSS_NAMES",
     "PENALTY_NAMES",
+    "classifier_objective",
     "estimator_objective",
+    "margin_loss",
     "objective",
     "pointwise_loss",
     "penalty",
@@ -51,6 +53,42 @@ def pointwise_loss(loss, y, p, *, epsilon=0.1, quantile=0.5):
     if loss == "quantile":
         return np.maximum(quantile * r, (quantile - 1.0) * r)
     raise ValueError(f"unknown loss {loss!r}")
+
+
+def margin_loss(loss, y, p):
+    """Elementwise classification loss of targets ``y`` in {-1, +1}."""
+    z = np.asarray(y, dtype=np.float64) * np.asarray(p, dtype=np.float64)
+    if loss == "log_loss":
+        return np.logaddexp(0.0, -z)
+    if loss == "hinge":
+        return np.maximum(0.0, 1.0 - z)
+    if loss == "squared_hinge":
+        return np.maximum(0.0, 1.0 - z) ** 2
+    if loss == "modified_huber":
+        return np.where(z >= -1.0, np.maximum(0.0, 1.0 - z) ** 2, -4.0 * z)
+    raise ValueError(f"unknown loss {loss!r}")
+
+
+def classifier_objective(est, X, y):
+    """The objective of a fitted ``TorchSGDClassifier`` on ``(X, y)``
+    (float64): the binary problems' objectives summed over classes (one-vs-
+    rest), or the mean softmax cross-entropy plus penalty (multinomial)."""
+    if not hasattr(X, "tocsr"):  # scipy.sparse stays sparse
+        X = np.asarray(X, dtype=np.float64)
+    W = np.atleast_2d(np.asarray(est.coef_, dtype=np.float64))
+    b = np.asarray(est.intercept_, dtype=np.float64).ravel()
+    P = np.asarray(X @ W.T) + b
+    reg = est.alpha * penalty(est.penalty, W, l1_ratio=est.l1_ratio).sum()
+    classes = est.classes_
+    if getattr(est, "multi_class", "ovr") == "multinomial" and len(classes) > 2:
+        Y = (np.asarray(y)[:, None] == classes[None, :]).astype(np.float64)
+        lse = np.logaddexp.reduce(P, axis=1)
+        return float((lse - (Y * P).sum(1)).mean() + reg)
+    if len(classes) == 2:
+        S = np.where(np.asarray(y) == classes[1], 1.0, -1.0)[:, None]
+    else:
+        S = np.where(np.asarray(y)[:, None] == classes[None, :], 1.0, -1.0)
+    return float(margin_loss(est.loss, S, P).mean(0).sum() + reg)
 
 
 def penalty(name, w, *, l1_ratio=0.15):
