@@ -72,6 +72,10 @@ _MAX_SEED = np.iinfo(np.int32).max
 _OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
 
+# non-smooth losses that optimizer="auto" smooths (see _full_batch.Smoothing)
+_SMOOTHED_LOSSES = frozenset({"epsilon_insensitive", "absolute_error", "quantile"})
+
+
 @dataclass(frozen=True)
 class FitMode:
     """What kind of fit this is, decided once at its start.
@@ -404,15 +408,20 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
         ``"auto"`` on the full batch: preconditioned L-BFGS for a smooth
         loss with no L1 part, accelerated proximal gradient for a smooth
         loss with one, either of them on a shrinking smoothing of a
-        non-smooth loss; on minibatches, gradient descent ("sgd") with
-        scikit-learn's schedules.
+        non-smooth regression loss; gradient descent ("sgd") with
+        scikit-learn's schedules on minibatches and for hinge and
+        perceptron.
         """
         if self.optimizer != "auto":
             return OPTIMIZERS[self.optimizer]
         if self.batch_size is not None:
             return OPTIMIZERS["sgd"]
         inner = AcceleratedProximal if self._make_penalty().has_prox else QuasiNewton
-        return inner if self._smooth_loss() else Smoothing
+        if self._smooth_loss():
+            return inner
+        # the margin losses' smoothings are too sharp to solve in a few
+        # hundred steps at small alpha: those keep SGDClassifier's path
+        return Smoothing if self.loss in _SMOOTHED_LOSSES else OPTIMIZERS["sgd"]
 
     def _make_solver(self, data: FitData):
         cls = self._solver_class()

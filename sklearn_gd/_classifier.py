@@ -105,10 +105,10 @@ class TorchSGDClassifier(LinearClassifierMixin, SparseCoefMixin, BaseTorchSGD):
         When training stops (see :class:`TorchSGDRegressor`): an optimality
         measure for the full-batch solvers of ``optimizer="auto"`` (the
         relative gradient mapping, 1e-5, for log_loss, modified_huber,
-        squared_hinge and the multinomial loss; a relative duality gap,
-        1e-4, for hinge and perceptron), SGDClassifier's progress rule on
-        the epoch's objective (on the validation accuracy with
-        ``early_stopping``; "auto": 1e-3) for the others. None trains
+        squared_hinge and the multinomial loss), SGDClassifier's progress
+        rule on the epoch's objective (on the validation accuracy with
+        ``early_stopping``; "auto": 1e-3) for the others, hinge and
+        perceptron among them. None trains
         ``max_iter`` epochs.
 
     shuffle : bool, default=True
@@ -170,9 +170,8 @@ class TorchSGDClassifier(LinearClassifierMixin, SparseCoefMixin, BaseTorchSGD):
     optimizer : {"auto", "sgd", "adam", "adamw", "adagrad", "lbfgs"}, \
             default="auto"
         The update rule (see :class:`TorchSGDRegressor`): "auto" is the
-        preconditioned full-batch L-BFGS (FISTA with an L1 part, on a
-        shrinking smoothing for hinge and perceptron), or "sgd" with
-        minibatches.
+        preconditioned full-batch L-BFGS (FISTA with an L1 part) for the
+        smooth losses, and "sgd" for hinge, perceptron and minibatches.
 
     momentum : float, default=0.0
         Momentum of "sgd", in ``[0, 1)``.

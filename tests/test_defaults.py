@@ -21,7 +21,7 @@ from sklearn.linear_model import (
     QuantileRegressor,
     Ridge,
 )
-from sklearn.svm import SVC, SVR
+from sklearn.svm import SVR
 
 from sklearn_gd import TorchSGDClassifier, TorchSGDRegressor
 
@@ -69,12 +69,9 @@ def _reference(loss, penalty, X, y, est):
         model = SVR(kernel="linear", C=C, epsilon=0.1, tol=1e-10, max_iter=10**7)
     elif loss == "log_loss":
         model = LogisticRegression(C=C, tol=1e-14, max_iter=10**5)
-    elif loss == "hinge":
-        model = SVC(kernel="linear", C=C, tol=1e-10, max_iter=10**7)
-    else:  # huber: no sklearn solver of this objective
-        return _scipy(
-            lambda w, b: estimator_objective(_Params(est, w, b), X, y), X.shape[1]
-        )
+    else:  # huber, modified_huber: no sklearn solver of these objectives
+        f = classifier_objective if loss == "modified_huber" else estimator_objective
+        return _scipy(lambda w, b: f(_Params(est, w, b), X, y), X.shape[1])
     model.fit(X, y)
     return np.ravel(model.coef_), np.ravel(model.intercept_)
 
@@ -95,14 +92,14 @@ CASES = [
     ("quantile", "l1"),
     ("epsilon_insensitive", "l2"),
     ("log_loss", "l2"),
-    ("hinge", "l2"),
+    ("modified_huber", "l2"),
 ]
 
 
 @pytest.mark.parametrize("scaled", [False, True], ids=["standardised", "col-scaled"])
 @pytest.mark.parametrize("loss, penalty", CASES)
 def test_default_fit_reaches_the_optimum_or_warns(loss, penalty, scaled):
-    classify = loss in ("log_loss", "hinge")
+    classify = loss in ("log_loss", "modified_huber")
     X, y = _data(scaled, classify)
     cls = TorchSGDClassifier if classify else TorchSGDRegressor
     est = cls(loss=loss, penalty=penalty, alpha=ALPHA, random_state=0)
