@@ -55,7 +55,12 @@ from ._cv_oracles import (
     ColumnSparseOracle,
     Layout,
 )
-from ._cv_scores import search_results, unit_accuracy, unit_r2
+from ._cv_scores import (
+    search_results,
+    unit_accuracy,
+    unit_r2,
+    unit_r2_from_moments,
+)
 from ._data import to_numpy, to_tensor
 from ._engine import _check_rate_fits
 from ._optimizers import OPTIMIZERS, make_solver
@@ -253,7 +258,15 @@ class _CrossValidatedMixin:
         fold_weights = self._fold_weights(data, folds, split_labels, class_index)
         rows_oracle, train_oracle = self._oracles(data, fold_weights, folds)
         ratios = self._l1_ratios()
-        grids = self._grids(rows_oracle, data, ratios, split_labels, class_index)
+        moments = getattr(train_oracle, "moments", None)
+        grids = self._grids(
+            rows_oracle,
+            data,
+            ratios,
+            split_labels,
+            class_index,
+            None if moments is None else moments.total,
+        )
         units = _Units(len(folds), ratios, grids, k)
         coef, intercept, status = self._train_units(
             train_oracle, data, units, fold_weights, folds
@@ -342,11 +355,12 @@ class _CrossValidatedMixin:
             rows = ColumnDirectOracle(to_tensor(X, device, tdtype), *args, **options)
         n, d, _ = data.shape
         if data.kind != "sparse" and prefers_gram(n, d, data.loss, self.batch_size):
-            gram = ColumnGramOracle(rows.fold_moments(targets=True), tdtype)
+            moments = rows.fold_moments(targets=True, tests=[te for _, te in folds])
+            gram = ColumnGramOracle(moments, self.fit_intercept, tdtype)
             return rows, gram
         return rows, rows
 
-    def _grids(self, oracle, data, ratios, labels, class_index):
+    def _grids(self, oracle, data, ratios, labels, class_index, moments=None):
         explicit = self._explicit_alphas()
         if explicit is not None:
             return [explicit for _ in ratios]
@@ -363,6 +377,7 @@ class _CrossValidatedMixin:
                 n_alphas=int(self.alphas),
                 eps=self.eps,
                 fit_intercept=self.fit_intercept,
+                moments=moments,
             )
             for ratio in ratios
         ]
@@ -561,6 +576,10 @@ class _CrossValidatedMixin:
     def _default_scores(self, oracle, layout, coef, intercept, tests, data, ci, sw):
         Y = to_tensor(data.Y, data.device, torch.float64)
         return unit_r2(oracle, layout, coef, intercept, tests, Y, sw)
+
+    def _scores_from_moments(self, layout, coef, intercept, test):
+        """The default scores from the held-out moments, or None."""
+        return unit_r2_from_moments(layout, coef, intercept, test)
 
     def _scorer_scores(self, units, coef, intercept, tests, X, y, sw, y_ndim):
         scorer = check_scoring(self._base_estimator(1.0, 0.0), scoring=self.scoring)
@@ -857,6 +876,9 @@ class TorchSGDClassifierCV(_CrossValidatedMixin, TorchSGDClassifier):
     def _default_scores(self, oracle, layout, coef, intercept, tests, data, ci, sw):
         labels = torch.as_tensor(ci, device=data.device)
         return unit_accuracy(oracle, layout, coef, intercept, tests, labels, sw)
+
+    def _scores_from_moments(self, layout, coef, intercept, test):
+        return None  # accuracy needs the rows
 
 
 def _fill_docs(cls, **names):

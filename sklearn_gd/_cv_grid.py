@@ -30,6 +30,8 @@ import math
 import numpy as np
 import torch
 
+from ._losses import SquaredError
+
 __all__ = ["L2_DECADES", "alpha_grid"]
 
 _F64 = torch.float64
@@ -48,13 +50,16 @@ def alpha_grid(
     n_alphas: int,
     eps: float,
     fit_intercept: bool,
+    moments=None,
 ) -> np.ndarray:
     """The decreasing grid of ``n_alphas`` alphas for one ``l1_ratio``.
 
     ``oracle`` is a column row oracle over all the samples (it serves
     ``xt_dot`` and ``feature_moments``); ``Y`` the float targets it trains on;
     ``l1_ratio`` the weight of the L1 part (1 for ``penalty="l1"``, 0
-    without one).
+    without one). ``moments``, the :class:`~sklearn_gd._cv_oracles.Moments`
+    of all rows under the squared loss, give the grid without a pass over
+    ``X``.
     """
     n = Y.shape[0]
     Y = Y.to(_F64)
@@ -65,14 +70,22 @@ def alpha_grid(
     )
     wsum = s.sum()
     if l1_ratio > 0:
-        D0 = intercept_only_derivative(Y, s, loss, fit_intercept)
-        G = oracle.xt_dot(D0 * s[:, None]) / wsum
+        if moments is not None:  # X' (y - b0) s / sum(s) of the squared loss
+            G = moments.Cc[0]
+            if not fit_intercept:
+                G = G + moments.mx[0][:, None] * moments.my[0][None, :]
+        else:
+            D0 = intercept_only_derivative(Y, s, loss, fit_intercept)
+            G = oracle.xt_dot(D0 * s[:, None]) / wsum
         alpha_max = float(G.abs().max()) / l1_ratio
         resolution = np.finfo(np.float64).resolution
         if not alpha_max > resolution:
             return np.full(n_alphas, resolution)
         return np.geomspace(alpha_max, alpha_max * eps, num=n_alphas)
-    mean, var = oracle.feature_moments(s)
+    if moments is not None:
+        mean, var = moments.mx[0], torch.diagonal(moments.Gc[0])
+    else:
+        mean, var = oracle.feature_moments(s)
     # the curvature of the data term in w: the covariance of x, or without an
     # intercept its second moment
     second = var if fit_intercept else var + mean * mean
@@ -92,6 +105,8 @@ def intercept_only_derivative(Y, s, loss, fit_intercept) -> torch.Tensor:
     if loss.joint:  # softmax: b0 = log of the class frequencies
         freq = (s[:, None] * Y).sum(0) / s.sum()
         return loss.derivative(Y, torch.log(freq).expand(n, k))
+    if type(loss) is SquaredError:  # b0 = the weighted mean
+        return loss.derivative(Y, ((s[:, None] * Y).sum(0) / s.sum()).expand(n, k))
 
     def slope(b):  # sum_i s_i L'(y_i, b), non-decreasing in b (convex L)
         return (loss.derivative(Y, b.expand(n, k)) * s[:, None]).sum(0)
@@ -104,9 +119,11 @@ def intercept_only_derivative(Y, s, loss, fit_intercept) -> torch.Tensor:
         width = hi - lo
         lo = torch.where(low, lo - width, lo)
         hi = torch.where(high, hi + width, hi)
-    for _ in range(100):
+    for _ in range(64):  # to the float64 resolution of the bracket
         mid = 0.5 * (lo + hi)
         below = slope(mid) < 0
         lo = torch.where(below, mid, lo)
         hi = torch.where(below, hi, mid)
+        if bool(((hi - lo) <= 1e-15 * (1.0 + mid.abs())).all()):
+            break
     return loss.derivative(Y, (0.5 * (lo + hi)).expand(n, k))

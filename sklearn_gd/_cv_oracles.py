@@ -103,18 +103,60 @@ class Layout:
 
 
 @dataclass
+class Moments:
+    """Weighted moments of ``x`` (and ``y``) over a set of rows, one set per
+    leading index (a fold), float64: the weight ``S``, the means ``mx`` and
+    ``my``, and the centred second moments ``Gc = E[(x - mx)(x - mx)']``,
+    ``Cc = E[(x - mx)(y - my)']`` and ``yyc = E[(y - my)^2]`` (``my``,
+    ``Cc`` and ``yyc`` are None without targets)."""
+
+    S: torch.Tensor  # (F,)
+    mx: torch.Tensor  # (F, d)
+    Gc: torch.Tensor  # (F, d, d)
+    my: torch.Tensor | None = None  # (F, k)
+    Cc: torch.Tensor | None = None  # (F, d, k)
+    yyc: torch.Tensor | None = None  # (F, k)
+
+    @classmethod
+    def from_sums(cls, M, mu, nu, d):
+        """From sums ``M = Z' S Z`` of ``Z = [x - mu, 1, y - nu]``, (F, D, D)."""
+        S = M[:, d, d].clamp_min(torch.finfo(_F64).tiny)
+        E = M / S[:, None, None]
+        a = E[:, :d, d]  # the mean minus the shift
+        out = cls(S, mu + a, E[:, :d, :d] - a[:, :, None] * a[:, None, :])
+        if M.shape[1] > d + 1:
+            ay = E[:, d, d + 1 :]
+            out.my = nu + ay
+            out.Cc = E[:, :d, d + 1 :] - a[:, :, None] * ay[:, None, :]
+            Eyy = torch.diagonal(E[:, d + 1 :, d + 1 :], dim1=1, dim2=2)
+            out.yyc = Eyy - ay * ay
+        return out
+
+    def gram(self, fit_intercept):
+        """``(A, C, yy)`` of :class:`~sklearn_gd._oracles.GramOracle` in raw
+        coordinates: ``E[x~ x~']``, ``E[x~ y']``, ``E[y^2]`` (``x~ = [x, 1]``)."""
+        mx = self.mx
+        G = self.Gc + mx[:, :, None] * mx[:, None, :]
+        A = torch.stack([augment(G[f], mx[f], fit_intercept) for f in range(len(G))])
+        check_moments_finite(A)
+        if self.my is None:
+            return A, None, None
+        C = self.Cc + mx[:, :, None] * self.my[:, None, :]
+        if fit_intercept:
+            C = torch.cat([C, self.my[:, None, :]], 1)
+        return A, C, self.yyc + self.my * self.my
+
+
+@dataclass
 class FoldMoments:
-    """Every fold's second moments of ``[X, 1]`` (and targets), float64.
+    """The moments of every fold's training rows (weighted by the fold
+    weights), of its held-out rows and of all rows (weighted by the row
+    weights), the last two only where the pass could give them (see
+    :meth:`_ColumnRows.fold_moments`)."""
 
-    ``A[f] = X~' M_f X~ / sum(m_f)``, ``C[f] = X~' M_f Y / sum(m_f)`` and
-    ``yy[f] = diag(Y' M_f Y) / sum(m_f)`` with ``M_f = diag(m_{., f})``: the
-    statistics of :class:`~sklearn_gd._oracles.GramOracle` for each fold's
-    training rows and weights.
-    """
-
-    A: torch.Tensor  # (n_folds, d + fi, d + fi)
-    C: torch.Tensor | None  # (n_folds, d + fi, k)
-    yy: torch.Tensor | None  # (n_folds, k)
+    train: Moments
+    test: Moments | None = None
+    total: Moments | None = None
 
 
 class _ColumnRows:
@@ -249,8 +291,7 @@ class _ColumnRows:
         as float64 arrays."""
         n, d = self.X.shape
         if self._dense and d < self.gram_curvature_max_features and n > d:
-            A = self.fold_moments(targets=False).A
-            check_moments_finite(A)
+            A, _, _ = self.fold_moments(targets=False).train.gram(self.fit_intercept)
             lam = torch.linalg.eigvalsh(A)[:, -1]
         else:
             lam = self._power_iteration()
@@ -293,22 +334,25 @@ class _ColumnRows:
         return lam
 
     # ------------------------------------------------------ fold moments
-    def fold_moments(self, targets: bool) -> FoldMoments:
-        """Every fold's second moments from one pass over ``X``.
+    def fold_moments(self, targets: bool, tests=None) -> FoldMoments:
+        """Every fold's moments from one pass over ``X``.
 
         Rows are grouped by the set of folds they train in, with one weight
         each (the usual case: a sample weight times a 0/1 fold mask); each
         group's moments are summed into the folds it belongs to, so that
         every row enters one Gram matrix (for k-fold, the whole pass costs
-        one Gram matrix of ``X``). Otherwise (class weights that differ
-        between folds, or more groups than folds, as for ShuffleSplit) each
-        fold is its own group. Each piece of rows is one product ``Z' S Z``
-        of ``Z = [X - mu, 1, Y - nu]``, accumulated in float64 about a shift
+        one Gram matrix of ``X``). The same sums then give each fold's
+        held-out moments, where its held-out rows (``tests``, sorted) are
+        exactly those it does not train on, and the moments of all rows,
+        where every row trains in some fold. Otherwise (class weights that
+        differ between folds, or more groups than folds, as for
+        ShuffleSplit) each fold is its own group, and only the training
+        moments are given. Each piece of rows is one product ``Z' S Z`` of
+        ``Z = [X - mu, 1, Y - nu]``, accumulated in float64 about a shift
         (the first rows' mean) so that features with large offsets keep
         their digits in float32.
         """
         Wf = self.fold_weights
-        F = Wf.shape[1]
         first = self.all_rows()[0]
         Xs, _ = self._rows(first)
         mu = Xs.to(_F64).mean(0)
@@ -316,10 +360,10 @@ class _ColumnRows:
         d, k = mu.shape[0], nu.shape[0] if targets else 0
         shift = torch.cat([mu, nu[:k]]).to(Xs.dtype)
         dev = Wf.device
-        # the moments of Z per fold: [[S2, S1, Sxy], [S1', S, Sy'], [.., Sy, Syy]]
-        M = torch.zeros(F, d + 1 + k, d + 1 + k, dtype=_F64, device=dev)
-        for rows, weights_of, member in _row_groups(Wf):
-            acc = 0.0
+        groups, codes = _row_groups(Wf)
+        sums, members = [], []
+        for rows, weights_of, member in groups:
+            acc = torch.zeros(d + 1 + k, d + 1 + k, dtype=_F64, device=dev)
             for piece in self.all_rows(rows):
                 Xb, _ = self._rows(piece)
                 ix = self._index(piece)
@@ -331,62 +375,79 @@ class _ColumnRows:
                 Z[:, d] = 1.0
                 c = weights_of(ix)
                 ZS = Z if c is None else Z * c.to(Z.dtype)[:, None]
-                acc = acc + (ZS.T @ Z).to(_F64)
-            M[member] += acc
-        S = M[:, d, d].clamp_min(torch.finfo(_F64).tiny)
-        E = M / S[:, None, None]
-        a = E[:, :d, d]  # each fold's mean minus the shift
-        mx = mu + a
-        # back to raw coordinates: E[xx'] = E[(x-m)(x-m)'] + m m'
-        G = E[:, :d, :d] - a[:, :, None] * a[:, None, :]
-        G = G + mx[:, :, None] * mx[:, None, :]
-        A = torch.stack([augment(G[f], mx[f], self.fit_intercept) for f in range(F)])
-        check_moments_finite(A)
-        if not targets:
-            return FoldMoments(A, None, None)
-        ay = E[:, d, d + 1 :]
-        my = nu + ay
-        C = E[:, :d, d + 1 :] - a[:, :, None] * ay[:, None, :]
-        C = C + mx[:, :, None] * my[:, None, :]
-        if self.fit_intercept:
-            C = torch.cat([C, my[:, None, :]], 1)
-        Eyy = torch.diagonal(E[:, d + 1 :, d + 1 :], dim1=1, dim2=2)
-        yy = Eyy - ay * ay + my * my
-        return FoldMoments(A, C, yy)
+                acc += (ZS.T @ Z).to(_F64)
+            sums.append(acc)
+            members.append(member)
+        sums = torch.stack(sums)  # (groups, D, D)
+        member = torch.stack(members).to(_F64)  # (groups, folds)
+
+        def moments(weights):  # (groups, sets) -> the sets' moments
+            return Moments.from_sums(
+                torch.einsum("gf,gde->fde", weights, sums), mu, nu, d
+            )
+
+        out = FoldMoments(moments(member))
+        if codes is not None and bool((codes != 0).all()):
+            out.total = moments(torch.ones_like(member[:, :1]))
+        if (
+            codes is not None
+            and tests is not None
+            and _tests_are_complements(codes, tests)
+        ):
+            out.test = moments(1.0 - member)
+        return out
+
+
+def _tests_are_complements(codes, tests) -> bool:
+    """Whether each fold's held-out rows are exactly the rows it does not
+    train on (rows carry the bits of the folds they train in)."""
+    for f, test in enumerate(tests):
+        rows = np.flatnonzero((codes >> f) & 1 == 0)
+        if not np.array_equal(rows, np.sort(np.asarray(test))):
+            return False
+    return True
 
 
 def _row_groups(Wf: torch.Tensor):
-    """The groups of rows whose moments are accumulated together:
-    ``(rows, weights_of(index), member)`` with ``rows`` sorted host indices,
-    ``weights_of`` the rows' weights (None: all ones) and ``member`` the
-    folds (a bool tensor) the group's moments belong to."""
+    """The groups of rows whose moments are accumulated together, and each
+    row's pattern code (the bits of the folds it trains in; None when the
+    groups are the folds themselves).
+
+    A group is ``(rows, weights_of(index), member)``: sorted host indices,
+    the rows' weights (None: all ones) and the folds (a bool tensor) its
+    moments belong to.
+    """
     F = Wf.shape[1]
     mask = Wf > 0
     c = Wf.amax(1)
     if F < 63 and bool((Wf == c[:, None] * mask).all()):
-        # a row's pattern: the bits of the folds it trains in
         bits = 2 ** torch.arange(F, device=Wf.device)
         codes = (mask.long() * bits).sum(1).cpu().numpy()
         patterns, inverse = np.unique(codes, return_inverse=True)
         if patterns.shape[0] <= F + 1:
             unweighted = bool((c[mask.any(1)] == 1).all())
-            weights_of = None if unweighted else (lambda ix: c[ix])
+
+            def weights_of(ix):
+                return None if unweighted else c[ix]
+
             fold_bits = 2 ** np.arange(F)
-            return [
+            groups = [
                 (
                     np.flatnonzero(inverse == p),
-                    (lambda ix: None) if weights_of is None else weights_of,
+                    weights_of,
                     torch.as_tensor((code & fold_bits) > 0, device=Wf.device),
                 )
                 for p, code in enumerate(patterns)
                 if code  # rows no fold trains on stay out
             ]
+            return groups, codes
     eye = torch.eye(F, dtype=torch.bool, device=Wf.device)
     host_mask = mask.cpu().numpy()
-    return [
+    groups = [
         (np.flatnonzero(host_mask[:, f]), (lambda ix, f=f: Wf[ix, f]), eye[f])
         for f in range(F)
     ]
+    return groups, None
 
 
 class _SplitPieces:
@@ -449,8 +510,9 @@ class ColumnGramOracle:
 
     n_batches = 1
 
-    def __init__(self, moments: FoldMoments, out_dtype: torch.dtype):
-        self.A, self.C, self.yy = moments.A, moments.C, moments.yy
+    def __init__(self, moments: FoldMoments, fit_intercept, out_dtype: torch.dtype):
+        self.moments = moments
+        self.A, self.C, self.yy = moments.train.gram(fit_intercept)
         self.out_dtype = out_dtype
 
     def batches(self):

@@ -15,7 +15,7 @@ import torch
 from numpy.ma import MaskedArray
 from scipy.stats import rankdata
 
-__all__ = ["search_results", "unit_accuracy", "unit_r2"]
+__all__ = ["search_results", "unit_accuracy", "unit_r2", "unit_r2_from_moments"]
 
 _F64 = torch.float64
 
@@ -53,6 +53,27 @@ def unit_r2(oracle, layout, coef, intercept, folds, Y, sample_weight):
             (num == 0).to(_F64),
         )
         out[units] = r2.mean(1).cpu().numpy()
+    return out
+
+
+def unit_r2_from_moments(layout, coef, intercept, test):
+    """:func:`unit_r2` from the held-out rows' moments (``test``, a
+    :class:`~sklearn_gd._cv_oracles.Moments` per fold, weighted by the
+    sample weights), without reading ``X``: the mean squared residual of
+    ``y - x w - b`` is ``yyc - 2 Cc' w + w' Gc w + (my - mx w - b)^2``.
+    None where a held-out target is constant (R^2's special case)."""
+    if not bool((test.yyc > 0).all()):
+        return None
+    out = np.empty(layout.n_units)
+    for f, cols, units in layout.by_fold:
+        m = units.shape[0]
+        W, b = coef[:, cols].to(_F64), intercept[cols].to(_F64)
+        yy, my = test.yyc[f].repeat(m), test.my[f].repeat(m)
+        e = my - test.mx[f] @ W - b
+        sse = yy - 2 * (test.Cc[f].repeat(1, m) * W).sum(0)
+        sse = sse + (W * (test.Gc[f] @ W)).sum(0) + e * e
+        r2 = 1 - sse / yy
+        out[units] = r2.reshape(m, layout.k).mean(1).cpu().numpy()
     return out
 
 
