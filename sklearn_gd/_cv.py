@@ -24,6 +24,7 @@ from __future__ import annotations
 import inspect
 import time
 import warnings
+from dataclasses import dataclass
 from numbers import Integral, Real
 
 import numpy as np
@@ -228,11 +229,6 @@ class _CrossValidatedMixin:
         return np.sort(alphas)[::-1]
 
     def _check_search_params(self):
-        if self.early_stopping:
-            raise ValueError(
-                f"{type(self).__name__} does not support early_stopping=True: "
-                "the held-out folds already score every configuration."
-            )
         alphas = self._explicit_alphas()
         probe = 1.0 if alphas is None else float(alphas.min())
         for ratio in self._l1_ratios():
@@ -255,8 +251,8 @@ class _CrossValidatedMixin:
         data = self._validate_data(X, targets, sample_weight, mode)
         n, d, k = data.shape
         folds = self._folds(X, split_labels, groups, n)
-        fold_weights = self._fold_weights(data, folds, split_labels, class_index)
-        rows_oracle, train_oracle = self._oracles(data, fold_weights, folds)
+        splits = self._fold_weights(data, folds, split_labels, class_index)
+        rows_oracle, train_oracle = self._oracles(data, splits)
         ratios = self._l1_ratios()
         moments = getattr(train_oracle, "moments", None)
         grids = self._grids(
@@ -268,8 +264,11 @@ class _CrossValidatedMixin:
             None if moments is None else moments.total,
         )
         units = _Units(len(folds), ratios, grids, k)
+        validate = None
+        if splits.validation is not None:
+            validate = self._validation(rows_oracle, data, splits, class_index)
         coef, intercept, status = self._train_units(
-            train_oracle, data, units, fold_weights, folds
+            train_oracle, data, units, splits, validate
         )
         scores = self._scores(
             rows_oracle,
@@ -314,28 +313,39 @@ class _CrossValidatedMixin:
         w = self._fit_weights(sw, labels, class_index)
         return np.ones(data.shape[0]) if w is None else np.asarray(w, np.float64)
 
-    def _fold_weights(self, data, folds, labels, class_index) -> np.ndarray:
+    def _fold_weights(self, data, folds, labels, class_index) -> _Splits:
+        """The weights each split trains with, and, under early stopping,
+        each split's validation rows: those that the base estimator's own
+        split of the split's training rows holds out."""
         n = data.shape[0]
         weights = self._weights(data, labels, class_index)
-        out = np.zeros((n, len(folds)))
+        out = _Splits(np.zeros((n, len(folds))), [], weights, folds)
+        if self.early_stopping:
+            out.validation = []
         for f, (train, _) in enumerate(folds):
             if train.size == 0:
                 raise ValueError(f"Split {f} has no training sample.")
-            out[train, f] = weights[train]
-            if not out[:, f].sum() > 0:
+            if out.validation is not None:
+                fit, held = self._split(_take(data.Y, train), weights[train])
+                out.validation.append(np.sort(train[held]))
+                train = train[fit]
+            out.fold_weights[train, f] = weights[train]
+            out.train_rows.append(train.size)
+            if not out.fold_weights[:, f].sum() > 0:
                 raise ValueError(
                     f"The sample weights of split {f}'s training samples are all zero."
                 )
         return out
 
-    def _oracles(self, data, fold_weights, folds):
+    def _oracles(self, data, splits):
         """The row oracle (grids, scores) and the oracle training runs on."""
         X, Y = data.X, data.Y
+        folds = splits.folds
         device, tdtype = data.device, data.tdtype
         piece_rows = self._piece_rows(data, len(folds))
         Yt = to_tensor(Y, device, tdtype)
-        Wt = to_tensor(fold_weights, device, tdtype)
-        fold_rows = np.array([len(tr) for tr, _ in folds])
+        Wt = to_tensor(splits.fold_weights, device, tdtype)
+        fold_rows = np.array(splits.train_rows)
         options = dict(
             fit_intercept=self.fit_intercept,
             batch_size=self.batch_size,
@@ -355,7 +365,8 @@ class _CrossValidatedMixin:
             rows = ColumnDirectOracle(to_tensor(X, device, tdtype), *args, **options)
         n, d, _ = data.shape
         if data.kind != "sparse" and prefers_gram(n, d, data.loss, self.batch_size):
-            moments = rows.fold_moments(targets=True, tests=[te for _, te in folds])
+            tests = None if splits.validation is not None else [te for _, te in folds]
+            moments = rows.fold_moments(targets=True, tests=tests)
             gram = ColumnGramOracle(moments, self.fit_intercept, tdtype)
             return rows, gram
         return rows, rows
@@ -417,7 +428,24 @@ class _CrossValidatedMixin:
         n_alphas = int(self.alphas) if alphas is None else alphas.size
         return n_folds * self._l1_ratios().size * n_alphas
 
-    def _train_units(self, oracle, data, units, fold_weights, folds):
+    def _validation(self, oracle, data, splits, class_index):
+        """Early stopping's score of a layout's units on their splits'
+        validation rows: the default score, weighted as in training (the
+        base estimator's validation score)."""
+        w = to_tensor(splits.weights, data.device, torch.float64)
+        rows = splits.validation
+
+        def for_layout(layout):
+            def score(coef, intercept):
+                return self._default_scores(
+                    oracle, layout, coef, intercept, rows, data, class_index, w
+                )
+
+            return score
+
+        return for_layout
+
+    def _train_units(self, oracle, data, units, splits, validate=None):
         """Train every unit, in groups that fit the memory budget; returns
         the coefficients (d, n_columns), intercepts and per-unit status."""
         device, tdtype = data.device, data.tdtype
@@ -426,13 +454,19 @@ class _CrossValidatedMixin:
         coef = torch.empty(d, K, dtype=tdtype, device=device)
         intercept = torch.empty(K, dtype=tdtype, device=device)
         status = np.empty(units.n, dtype=np.int64)
-        curvature = self._fold_lipschitz(oracle, data, folds)
+        curvature = self._fold_lipschitz(oracle, data, splits)
         group = self._units_per_group(data, units.n)
         for lo in range(0, units.n, group):
             sel = np.arange(lo, min(units.n, lo + group))
             layout = Layout(units.fold[sel], k, device)
             result = self._train_group(
-                oracle, data, layout, units.alpha[sel], units.ratio[sel], curvature
+                oracle,
+                data,
+                layout,
+                units.alpha[sel],
+                units.ratio[sel],
+                curvature,
+                None if validate is None else validate(layout),
             )
             cols = slice(lo * k, (lo + sel.size) * k)
             coef[:, cols] = result.coef
@@ -440,14 +474,14 @@ class _CrossValidatedMixin:
             status[sel] = result.status
         return coef, intercept, status
 
-    def _fold_lipschitz(self, oracle, data, folds):
+    def _fold_lipschitz(self, oracle, data, splits):
         """Each fold's curvature bound for the batch size (None when the
         step does not come from the data)."""
         if self.eta0 != "auto" or OPTIMIZERS[self.optimizer].auto_eta0 is not None:
             return None
         lam, max_row = oracle.fold_curvature(max_row=self.batch_size is not None)
         n_all = data.shape[0]
-        n = np.array([len(tr) for tr, _ in folds], dtype=np.float64)
+        n = np.array(splits.train_rows, dtype=np.float64)
         if self.batch_size is None or max_row is None:
             return lam
         # a batch of all rows holds about batch_size * n_f / n of fold f's
@@ -456,7 +490,7 @@ class _CrossValidatedMixin:
             mixed = (lam * n * (b - 1) + max_row * (n - b)) / (b * (n - 1))
         return np.where((b >= n) | (n == 1), lam, mixed)
 
-    def _train_group(self, oracle, data, layout, alpha, ratio, curvature):
+    def _train_group(self, oracle, data, layout, alpha, ratio, curvature, validate):
         device, tdtype = data.device, data.tdtype
         k = layout.k
 
@@ -508,6 +542,7 @@ class _CrossValidatedMixin:
             average=self._average_start(),
             init=init,
             joint=data.loss.joint,
+            validation=validate,
             on_epoch=self._print_units if self.verbose else None,
         )
 
@@ -647,6 +682,26 @@ class _CrossValidatedMixin:
         return super()._decision(X, method)
 
 
+@dataclass
+class _Splits:
+    """What each split trains on: the (n_samples, n_splits) fold weights,
+    its number of training rows, the samples' training weights, the
+    (train, test) index pairs, and its validation rows (early stopping)."""
+
+    fold_weights: np.ndarray
+    train_rows: list
+    weights: np.ndarray
+    folds: list
+    validation: list | None = None
+
+
+def _take(a, rows):
+    """Rows of a numpy array or a tensor."""
+    if isinstance(a, torch.Tensor):
+        return a[torch.as_tensor(rows, device=a.device)]
+    return a[rows]
+
+
 class _Units:
     """The configurations x folds, in the order of the parameter matrix:
     fold by fold, then l1_ratio, then alpha; ``k`` columns each."""
@@ -663,7 +718,10 @@ class _Units:
 
 _SHARED_DOC = """
     Every parameter of {base} but ``alpha`` (which ``alphas``
-    replaces) and ``warm_start``, with the same meaning, and:
+    replaces) and ``warm_start``, with the same meaning (with
+    ``early_stopping``, each split holds out ``validation_fraction`` of its
+    training rows, as the base estimator's fit on them would, and each
+    configuration stops on its own validation score), and:
 
     alphas : int or array-like of shape (n_alphas,), default=100
         The alphas to search, sorted in decreasing order; an int ``n`` asks

@@ -272,6 +272,8 @@ class ColumnIterate:
         self.avg = torch.zeros_like(theta) if average else None
         self.epoch_start = self._snapshot()
         self.best_start = self.epoch_start
+        self.validated = None  # early stopping: the best validated parameters
+        self.has_validated = None
 
     def _snapshot(self):
         avg = None if self.avg is None else self.avg.clone()
@@ -321,6 +323,22 @@ class ColumnIterate:
             return self.theta
         return torch.where(self.t - 1 >= self.average, self.avg, self.theta)
 
+    def keep_validated(self, cols):
+        """The current parameters of the columns ``cols`` are the best
+        validated so far (early stopping reports them)."""
+        if self.validated is None:
+            self.validated = self.current().clone()
+            self.has_validated = torch.zeros_like(cols)
+        self.validated.copy_(torch.where(cols, self.current(), self.validated))
+        self.has_validated |= cols
+
+    def reported(self):
+        """The best validated parameters where there are some, else the
+        current ones."""
+        if self.validated is None:
+            return self.current()
+        return torch.where(self.has_validated, self.validated, self.current())
+
 
 class UnitRule:
     """The stopping rule and divergence policy of every unit, on the host.
@@ -348,13 +366,16 @@ class UnitRule:
         self.status = np.full(U, ACTIVE)
         self.n_iter = np.zeros(U, dtype=np.int64)
         self.best = np.full(U, np.inf)
+        self.best_score = np.full(U, -np.inf)
         self.guard_best = np.full(U, np.inf)
         self.count = np.zeros(U, dtype=np.int64)
 
-    def update(self, loss, bad):
+    def update(self, loss, bad, score=None):
         """Record an epoch of every active unit (``bad``: a non-finite
-        parameter); returns the units that improved, that go back to their
-        best checkpoint, and whether any rate shrank."""
+        parameter; ``score``: validation scores, which then decide progress,
+        as early stopping does); returns the units whose objective improved,
+        that go back to their best checkpoint, whose validation score is
+        their best so far, and whether any rate shrank."""
         on = self.status == ACTIVE
         diverged = on & (
             bad
@@ -367,7 +388,13 @@ class UnitRule:
         self.guard_best[ok] = np.minimum(self.guard_best[ok], loss[ok])
         self.n_iter[ok] += 1
         improved = ok & (loss < self.best)
-        worse = loss > self.best - self.tol
+        better = np.zeros_like(ok)
+        if score is None:
+            worse = loss > self.best - self.tol
+        else:
+            worse = score < self.best_score + self.tol
+            better = ok & (score > self.best_score)
+            self.best_score[ok] = np.maximum(self.best_score[ok], score[ok])
         self.best[ok] = np.minimum(self.best[ok], loss[ok])
         self.count[ok] = np.where(worse[ok], self.count[ok] + 1, 0)
         stalled = ok & (self.count >= self.patience)
@@ -379,8 +406,9 @@ class UnitRule:
         )
         shrink = (diverged & can_shrink) | goes_on
         self.eta[shrink] /= self.factor
-        restart = (diverged & can_shrink) | (goes_on & (loss > self.best))
-        return improved, restart, bool(shrink.any())
+        grew = goes_on & (loss > self.best) & (score is None)
+        restart = (diverged & can_shrink) | grew
+        return improved, restart, better, bool(shrink.any())
 
 
 def train_columns(
@@ -397,6 +425,7 @@ def train_columns(
     average,
     init: torch.Tensor,
     joint,
+    validation=None,
     on_epoch=None,
 ) -> ColumnResult:
     """Minimise every unit's data term plus penalty, units independently.
@@ -423,6 +452,10 @@ def train_columns(
     joint : bool
         Whether a unit's columns form one problem (softmax): its objective is
         their sum, else their mean.
+    validation : callable or None
+        Early stopping: ``validation(coef, intercept)`` gives every unit's
+        validation score (a host array) after each epoch; progress is then
+        measured by it, and each unit reports its best validated parameters.
     on_epoch : callable or None
         Called after every epoch with ``(epoch, losses, status)`` (host
         arrays per unit).
@@ -460,7 +493,13 @@ def train_columns(
             loss_u, bad = host[0].numpy(), host[1].numpy() > 0
             epochs += 1
             was_active = rule.status == ACTIVE
-            improved, restart, shrank = rule.update(loss_u, bad)
+            score = None
+            if validation is not None:
+                cur = it.current()
+                score = validation(cur[:d], _intercept(cur, d, fit_intercept))
+            improved, restart, better, shrank = rule.update(loss_u, bad, score)
+            if better.any():
+                it.keep_validated(layout.columns(better))
             all_improved = bool(improved[was_active].all())
             it.epoch_done(
                 None
@@ -483,10 +522,10 @@ def train_columns(
         raise DivergenceError(
             DivergenceGuard.message(int(rule.n_iter.max()), math.nan, 0.0, rule.adapts)
         )
-    out = it.current()
+    out = it.reported()
     return ColumnResult(
         coef=out[:d].clone(),
-        intercept=(out[d].clone() if fit_intercept else torch.zeros_like(out[0])),
+        intercept=_intercept(out, d, fit_intercept).clone(),
         n_iter=rule.n_iter,
         status=rule.status,
         best_loss=rule.best,
@@ -510,6 +549,10 @@ def _run_epoch(problem, solver, schedule, it, penalty, active):
             penalty.prox_(theta[:d], solver.prox_step(moved, d))
         it.stepped(moved)
     return acc / wsum.clamp_min(torch.finfo(torch.float64).tiny)
+
+
+def _intercept(theta, d, fit_intercept):
+    return theta[d] if fit_intercept else torch.zeros_like(theta[0])
 
 
 def _per_unit(layout, per_column, joint):

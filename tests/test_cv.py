@@ -245,6 +245,26 @@ def test_multioutput_and_row_path_equal_gridsearch():
     )
 
 
+@pytest.mark.parametrize("cv_class", [TorchSGDRegressorCV, TorchSGDClassifierCV])
+def test_early_stopping_equals_gridsearch(cv_class):
+    """early_stopping holds out, of each split's training rows, what the base
+    estimator's fit on that split would (its own split, random_state=0), and
+    each unit stops on, and reports the best of, its validation score."""
+    regression = cv_class is TorchSGDRegressorCV
+    X, y = diabetes() if regression else iris()
+    base = TorchSGDRegressor if regression else TorchSGDClassifier
+    cv = splits(len(y), y=None if regression else y)
+    params = dict(early_stopping=True, random_state=0)
+    ours = cv_class(alphas=QUICK, cv=cv, **params).fit(X, y)
+    ref = gridsearch(base(**params), QUICK, cv, X, y)
+    assert ours.alpha_ == ref.best_params_["alpha"]
+    assert_allclose(
+        ours.cv_results_["mean_test_score"],
+        ref.cv_results_["mean_test_score"],
+        rtol=1e-10,
+    )
+
+
 # ----------------------------------------- scikit-learn's own CV estimators
 def test_ridgecv_same_alpha_and_scores():
     """Squared loss + l2: Ridge's alpha is ours times n_train. The mapping
@@ -493,7 +513,6 @@ def test_groups_reach_the_splitter():
     "params, match",
     [
         (dict(l1_ratio=[0.1, 0.5]), "needs penalty='elasticnet'"),
-        (dict(early_stopping=True), "early_stopping"),
         (dict(alphas=[1.0, -1.0]), "non-negative"),
         (dict(optimizer="lbfgs", penalty="l1"), "cannot handle"),
     ],
