@@ -451,7 +451,9 @@ class CrossValidatedSearch:
             alpha=columns(alpha),
             optimal_init=columns(t0),
         )
-        first = schedule.rate(torch.ones(layout.n_columns, dtype=torch.float64))
+        first = schedule.rate(
+            torch.ones(layout.n_columns, dtype=torch.float64, device=device)
+        )
         _check_rate_fits(float(torch.as_tensor(first).max()), tdtype)
         solver = make_column_solver(
             self.optimizer,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -243,6 +244,40 @@ def test_multioutput_and_row_path_equal_gridsearch():
         ref.cv_results_["mean_test_score"],
         rtol=1e-10,
     )
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(learning_rate="invscaling", eta0=0.1),
+        dict(learning_rate="optimal"),  # diverges at the smaller alphas
+        dict(average=True),
+        dict(momentum=0.9),
+        dict(optimizer="adam", eta0=0.5),
+        dict(optimizer="adagrad", eta0=5.0),
+        dict(optimizer="adamw", eta0=0.5, penalty="elasticnet"),
+    ],
+    ids=["invscaling", "optimal", "average", "momentum", "adam", "adagrad", "adamw"],
+)
+def test_solvers_and_schedules_equal_gridsearch(params):
+    """Each solver steps at rate 1 and each column's change is scaled by its
+    rate: for every update that is its rate times a direction independent of
+    the rate, the base estimator's steps, to rounding. Configurations that
+    diverge do so on both sides (NaN scores)."""
+    X, y = diabetes()
+    cv = splits(len(y))
+    params = dict(params, max_iter=200)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FitFailedWarning)
+        warnings.simplefilter("ignore", UserWarning)  # GridSearchCV's NaN
+        ours = TorchSGDRegressorCV(alphas=QUICK, cv=cv, **params).fit(X, y)
+        ref = gridsearch(TorchSGDRegressor(**params), QUICK, cv, X, y)
+    assert_allclose(
+        ours.cv_results_["mean_test_score"],
+        ref.cv_results_["mean_test_score"],
+        rtol=1e-10,
+    )
+    assert ours.alpha_ == ref.best_params_["alpha"]
 
 
 @pytest.mark.parametrize("cv_class", [TorchSGDRegressorCV, TorchSGDClassifierCV])
