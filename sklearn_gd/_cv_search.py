@@ -212,9 +212,9 @@ class CrossValidatedSearch:
             folds,
             X,
             y,
-            split_labels,
             class_index,
             sample_weight,
+            moments,
         )
         scores[status == DIVERGED] = np.nan
         self._warn_on_units(status, units)
@@ -524,24 +524,28 @@ class CrossValidatedSearch:
         folds,
         X,
         y,
-        labels,
         class_index,
         sample_weight,
+        moments,
     ) -> np.ndarray:
-        """Test score of every unit."""
+        """Test score of every unit: the default score from the held-out
+        moments where the Gram path has them, else from the held-out rows;
+        or the scorer's."""
         tests = [te for _, te in folds]
-        if self.scoring is None:
-            layout = Layout(units.fold, units.k, data.device)
-            sw = data.sample_weight
-            sw = None if sw is None else to_tensor(sw, data.device, torch.float64)
-            flat = self._default_scores(
-                oracle, layout, coef, intercept, tests, data, class_index, sw
-            )
-        else:
-            flat = self._scorer_scores(
+        if self.scoring is not None:
+            return self._scorer_scores(
                 units, coef, intercept, tests, X, y, sample_weight, data.y_ndim
             )
-        return flat
+        layout = Layout(units.fold, units.k, data.device)
+        if moments is not None and moments.test is not None:
+            flat = self._scores_from_moments(layout, coef, intercept, moments.test)
+            if flat is not None:
+                return flat
+        sw = data.sample_weight
+        sw = None if sw is None else to_tensor(sw, data.device, torch.float64)
+        return self._default_scores(
+            oracle, layout, coef, intercept, tests, data, class_index, sw
+        )
 
     def _default_scores(self, oracle, layout, coef, intercept, tests, data, ci, sw):
         Y = to_tensor(data.Y, data.device, torch.float64)

@@ -44,6 +44,9 @@ from sklearn_gd import (
     TorchSGDRegressor,
     TorchSGDRegressorCV,
 )
+from sklearn_gd._cv_oracles import ColumnDirectOracle, Layout
+from sklearn_gd._cv_scores import unit_r2, unit_r2_from_moments
+from sklearn_gd._losses import SquaredError
 from sklearn_gd._penalties import Penalty
 
 # the searches below run configurations that do not all converge in max_iter;
@@ -472,6 +475,41 @@ def test_l1_ratio_zero_gets_the_l2_grid():
     assert_allclose(search.alphas_[0], l2.alphas_)
     # standardised features, squared loss: from 1 down to 1e-6
     assert_allclose(l2.alphas_, np.geomspace(1.0, 1e-6, 4), rtol=1e-6)
+
+
+def test_heldout_r2_from_moments_equals_rows():
+    """For k-fold splits the pass that builds the folds' Gram matrices also
+    gives their held-out moments; R^2 from them equals R^2 from the rows
+    (float64: the moments are centred, no cancellation to speak of)."""
+    X, y = diabetes()
+    rng = np.random.RandomState(0)
+    sw = rng.randint(1, 4, size=len(y)).astype(float)
+    folds = splits(len(y))
+    W = np.zeros((len(y), 5))
+    for f, (train, _) in enumerate(folds):
+        W[train, f] = sw[train]
+    Y = torch.as_tensor(np.c_[y, 2 * y + 1.0])
+    oracle = ColumnDirectOracle(
+        torch.as_tensor(X),
+        Y,
+        torch.as_tensor(W),
+        [len(tr) for tr, _ in folds],
+        SquaredError(),
+        piece_rows=100,
+    )
+    tests = [te for _, te in folds]
+    moments = oracle.fold_moments(targets=True, tests=tests)
+    layout = Layout(np.repeat(np.arange(5), 3), 2, "cpu")
+    coef = torch.as_tensor(rng.randn(X.shape[1], 30))
+    intercept = torch.as_tensor(rng.randn(30) * 50 + 150)
+    rows = unit_r2(oracle, layout, coef, intercept, tests, Y, torch.as_tensor(sw))
+    from_moments = unit_r2_from_moments(layout, coef, intercept, moments.test)
+    assert_allclose(from_moments, rows, rtol=1e-12)
+    # a split whose held-out rows are not the rows it leaves out: no moments
+    shuffled = [(tr, te[:-1]) for tr, te in folds]
+    assert (
+        oracle.fold_moments(targets=True, tests=[te for _, te in shuffled]).test is None
+    )
 
 
 # ------------------------------------------------------ stopping and failing
