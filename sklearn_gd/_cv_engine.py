@@ -21,7 +21,11 @@ change is then scaled column by column by that column's rate
 rate times a direction that does not depend on the rate (SGD with or without
 momentum, Adam, AdamW, Adagrad). L-BFGS, whose line search decides the step
 itself, has a column version here, :class:`UnitLBFGS`, with a history and a
-backtracking line search per unit.
+strong-Wolfe line search per unit.
+
+With early stopping (``validation``) progress is measured by each unit's
+validation score instead of its objective, and each unit reports its best
+validated parameters, as :func:`~sklearn_gd._engine.train` does.
 
 Within an epoch nothing waits on the device; each epoch reads its per-unit
 objectives once, and the per-unit bookkeeping runs on the host.
