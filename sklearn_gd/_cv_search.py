@@ -203,19 +203,10 @@ class CrossValidatedSearch:
         coef, intercept, status = self._train_units(
             train_oracle, data, units, splits, validate
         )
-        scores = self._scores(
-            rows_oracle,
-            data,
-            units,
-            coef,
-            intercept,
-            folds,
-            X,
-            y,
-            class_index,
-            sample_weight,
-            moments,
+        held_out = _HeldOut(
+            [te for _, te in folds], X, y, sample_weight, rows_oracle, moments
         )
+        scores = self._scores(held_out, data, units, coef, intercept, class_index)
         scores[status == DIVERGED] = np.nan
         self._warn_on_units(status, units)
         # (n_candidates, n_splits): units are ordered split by split
@@ -514,29 +505,14 @@ class CrossValidatedSearch:
             )
 
     # ------------------------------------------------------------- scores
-    def _scores(
-        self,
-        oracle,
-        data,
-        units,
-        coef,
-        intercept,
-        folds,
-        X,
-        y,
-        class_index,
-        sample_weight,
-        moments,
-    ) -> np.ndarray:
+    def _scores(self, held_out, data, units, coef, intercept, class_index):
         """Test score of every unit: the default score from the held-out
         moments where the Gram path has them, else from the held-out rows;
         or the scorer's."""
-        tests = [te for _, te in folds]
         if self.scoring is not None:
-            return self._scorer_scores(
-                units, coef, intercept, tests, X, y, sample_weight, data.y_ndim
-            )
+            return self._scorer_scores(units, coef, intercept, held_out, data.y_ndim)
         layout = Layout(units.fold, units.k, data.device)
+        moments = held_out.moments
         if moments is not None and moments.test is not None:
             flat = self._scores_from_moments(layout, coef, intercept, moments.test)
             if flat is not None:
@@ -544,7 +520,14 @@ class CrossValidatedSearch:
         sw = data.sample_weight
         sw = None if sw is None else to_tensor(sw, data.device, torch.float64)
         return self._default_scores(
-            oracle, layout, coef, intercept, tests, data, class_index, sw
+            held_out.oracle,
+            layout,
+            coef,
+            intercept,
+            held_out.tests,
+            data,
+            class_index,
+            sw,
         )
 
     def _default_scores(self, oracle, layout, coef, intercept, tests, data, ci, sw):
@@ -555,12 +538,13 @@ class CrossValidatedSearch:
         """The default scores from the held-out moments, or None."""
         return unit_r2_from_moments(layout, coef, intercept, test)
 
-    def _scorer_scores(self, units, coef, intercept, tests, X, y, sw, y_ndim):
+    def _scorer_scores(self, units, coef, intercept, held_out, y_ndim):
         scorer = check_scoring(self._base_estimator(1.0, 0.0), scoring=self.scoring)
         coef, intercept = to_numpy(coef), to_numpy(intercept)
+        X, y, sw = held_out.X, held_out.y, held_out.sample_weight
         k = units.k
         out = np.empty(units.n)
-        for f, test in enumerate(tests):
+        for f, test in enumerate(held_out.tests):
             X_test, y_test = _safe_indexing(X, test), _safe_indexing(y, test)
             kwargs = {} if sw is None else {"sample_weight": _safe_indexing(sw, test)}
             for u in np.flatnonzero(units.fold == f):
@@ -619,6 +603,20 @@ class CrossValidatedSearch:
                 "base estimator with alpha=alpha_ and l1_ratio=l1_ratio_."
             )
         return super()._decision(X, method)
+
+
+@dataclass
+class _HeldOut:
+    """What the test scores are computed from: each split's held-out rows,
+    the data as given to ``fit`` (for a scorer), the row oracle, and the
+    folds' moments (None off the Gram path)."""
+
+    tests: list
+    X: object
+    y: object
+    sample_weight: object
+    oracle: object
+    moments: object
 
 
 @dataclass
