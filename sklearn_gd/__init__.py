@@ -1,13 +1,16 @@
 """Gradient-descent linear models for scikit-learn, trained by PyTorch."""
 
 from ._classifier import TorchSGDClassifier
+from ._cv import TorchSGDClassifierCV, TorchSGDRegressorCV
 from ._engine import DivergenceError
 from ._regressor import TorchSGDRegressor
 
 __all__ = [
     "DivergenceError",
     "TorchSGDClassifier",
+    "TorchSGDClassifierCV",
     "TorchSGDRegressor",
+    "TorchSGDRegressorCV",
     "__version__",
 ]
 

@@ -394,6 +394,20 @@ class TorchSGDClassifier(LinearClassifierMixin, SparseCoefMixin, BaseTorchSGD):
     ):
         # labels -> class indices, then the shared skeleton; runs inside
         # _fit_impl, so a failure also restores classes_
+        idx, labels = self._encode_labels(y, partial, classes)
+        sample_weight = self._with_class_weight(host(sample_weight), idx, labels)
+        return super()._fit_new_state(
+            X,
+            idx.astype(np.float64),
+            sample_weight,
+            coef_init,
+            intercept_init,
+            partial,
+        )
+
+    def _encode_labels(self, y, partial=False, classes=None):
+        """Set (or check) ``classes_``; returns the class index of every sample
+        and the labels as a 1-D numpy array."""
         if y is None:
             raise ValueError(
                 f"{type(self).__name__} requires y to be passed, but the target y "
@@ -419,15 +433,7 @@ class TorchSGDClassifier(LinearClassifierMixin, SparseCoefMixin, BaseTorchSGD):
                 f"y contains labels not in classes_ {self.classes_.tolist()}: "
                 f"{np.unique(labels[unseen]).tolist()}."
             )
-        sample_weight = self._with_class_weight(host(sample_weight), idx, labels)
-        return super()._fit_new_state(
-            X,
-            idx.astype(np.float64),
-            sample_weight,
-            coef_init,
-            intercept_init,
-            partial,
-        )
+        return idx, labels
 
     def _with_class_weight(self, sample_weight, idx, labels):
         """Sample weights times the weight of each sample's class."""

@@ -106,6 +106,18 @@ class Solver:
         """Forget the accumulated state (after a restart from a checkpoint)."""
         self._opt = self._build(self._param, lr)
 
+    def reset_columns(self, columns: torch.Tensor) -> None:
+        """Forget the accumulated state of some columns of the parameter
+        matrix (one column's restart, when each column is its own problem):
+        every state tensor shaped like the parameters is zeroed there, which
+        is what a fresh optimizer starts from."""
+        if self._opt is None:
+            return
+        for state in self._opt.state.values():
+            for value in state.values():
+                if isinstance(value, torch.Tensor) and value.shape == self._param.shape:
+                    value[:, columns] = 0
+
     def state_dict(self) -> dict | None:
         """The optimizer's state, to continue in a later ``partial_fit``."""
         return None if self._opt is None else self._opt.state_dict()

@@ -1,5 +1,9 @@
 """Penalties ``alpha * R(w)`` on a weight matrix of shape (n_features, n_outputs).
 
+The strength and mixing are floats, the same for every column, or tensors of
+shape (n_outputs,) that give each column its own (the cross-validation
+estimators train every alpha as a column of one matrix).
+
 A penalty splits into a smooth part, handled through its gradient, and a
 non-smooth part, handled through its proximal operator so that L1 gives exact
 zeros (a plain subgradient would leave tiny non-zero weights behind). The
@@ -14,24 +18,46 @@ __all__ = ["PENALTIES", "Penalty", "make_penalty"]
 
 
 class Penalty:
-    """``strength * (l1_ratio ||w||_1 + (1 - l1_ratio) 1/2 ||w||^2)``, per output."""
+    """``strength * (l1_ratio ||w||_1 + (1 - l1_ratio) 1/2 ||w||^2)``, per output.
 
-    def __init__(self, strength: float, l1_ratio: float):
+    ``strength`` and ``l1_ratio`` are floats, or tensors of shape
+    (n_outputs,) (on the weights' device and dtype) broadcasting over the
+    columns of the weight matrix.
+    """
+
+    def __init__(self, strength, l1_ratio):
         self.l1 = strength * l1_ratio
         self.l2 = strength * (1.0 - l1_ratio)
+        # whether any column has each part: host bools, decided once, so that
+        # per-column tensors cost no device synchronisation per step
+        self._any_l1 = _any(self.l1)
+        self._any_l2 = _any(self.l2)
+        self._columns = isinstance(self.l1, torch.Tensor)
 
     @property
     def has_prox(self) -> bool:
         """Whether the penalty has a non-smooth (L1) part."""
-        return self.l1 > 0
+        return self._any_l1
 
     @property
-    def curvature(self) -> float:
-        """Curvature of the smooth part, for step-size selection."""
+    def curvature(self):
+        """Curvature of the smooth part, for step-size selection (a tensor
+        of per-column values for per-column strengths)."""
         return self.l2
+
+    def column_values(self, w: torch.Tensor) -> torch.Tensor:
+        """Penalty value of each output column: shape (n_outputs,)."""
+        out = torch.zeros(w.shape[1], dtype=w.dtype, device=w.device)
+        if self._any_l2:
+            out = out + 0.5 * self.l2 * (w * w).sum(0)
+        if self._any_l1:
+            out = out + self.l1 * w.abs().sum(0)
+        return out
 
     def total(self, w: torch.Tensor) -> torch.Tensor | float:
         """Penalty value summed over output columns (0.0 without a penalty)."""
+        if self._columns:
+            return self.column_values(w).sum()
         out = 0.0
         if self.l2:
             out = out + 0.5 * self.l2 * (w * w).sum()
@@ -41,20 +67,30 @@ class Penalty:
 
     def add_gradient_(self, grad: torch.Tensor, w: torch.Tensor) -> None:
         """Add the gradient of the smooth part to ``grad`` in place."""
-        if self.l2:
+        if not self._any_l2:
+            return
+        if self._columns:
+            grad.addcmul_(w, self.l2)
+        else:
             grad.add_(w, alpha=self.l2)
 
     def prox_(self, w: torch.Tensor, step: float | torch.Tensor) -> None:
         """Apply the proximal operator of ``step * (L1 part)`` to ``w`` in place.
 
         ``step`` is a scalar or a tensor broadcastable to ``w`` (per-coordinate
-        steps, as adaptive optimizers take).
+        steps, as adaptive optimizers take, or per-column ones).
         """
-        if self.l1:
+        if self._any_l1:
             thresh = step * self.l1
             # soft-thresholding: sign(w) * max(|w| - thresh, 0)
             shrunk = torch.clamp(w.abs() - thresh, min=0)
             w.copy_(torch.sign(w) * shrunk)
+
+
+def _any(value) -> bool:
+    if isinstance(value, torch.Tensor):
+        return bool((value != 0).any())
+    return bool(value)
 
 
 PENALTIES = {

@@ -4,6 +4,11 @@
 schedule gives the rate at step ``t`` and is told when the training has
 stalled; ``"adaptive"`` answers by dividing its rate by 5, the others by asking
 the engine to stop.
+
+``eta0``, ``alpha``, the optimal ``t0`` and ``t`` may also be tensors of
+per-column values (the cross-validation estimators give every column its own
+schedule): ``rate`` is then elementwise, and the caller shrinks ``eta0``
+column by column with ``factor`` and ``min_rate``.
 """
 
 from __future__ import annotations
@@ -52,7 +57,7 @@ class InvScaling(Schedule):
     """``eta = eta0 / t ** power_t``."""
 
     def rate(self, t):
-        return self.eta0 / math.pow(t, self.power_t)
+        return self.eta0 / t**self.power_t
 
 
 class Optimal(Schedule):
@@ -66,6 +71,7 @@ class Adaptive(Schedule):
     """``eta0`` until the training stalls, then divided by 5 at each stall."""
 
     min_rate = 1e-6
+    factor = 5.0  # the rate is divided by this at each stall
     adapts = True
 
     def rate(self, t):
@@ -73,7 +79,7 @@ class Adaptive(Schedule):
 
     def on_stall(self):
         if self.eta0 > self.min_rate:
-            self.eta0 /= 5.0
+            self.eta0 /= self.factor
             return True
         return False
 

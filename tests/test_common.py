@@ -9,7 +9,7 @@ exactly that one entry of sklearn's own list, for the same reason.
 
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from sklearn_gd import TorchSGDRegressor
+from sklearn_gd import TorchSGDClassifierCV, TorchSGDRegressor, TorchSGDRegressorCV
 
 # Minibatch configurations get max_iter=50 (sklearn tests its own
 # SGDRegressor with max_iter=5): their Python-level step per batch makes
@@ -31,6 +31,11 @@ ESTIMATORS = [
     TorchSGDRegressor(
         optimizer="adam", eta0=0.05, batch_size=8, random_state=0, max_iter=50
     ),
+    # the cross-validated searches (their settings as sklearn tests LassoCV's:
+    # few alphas, cv=3); sklearn's checks give estimators with a ``cv`` their
+    # own splits for the sample-weight equivalence, which they pass
+    TorchSGDRegressorCV(alphas=5, cv=3),
+    TorchSGDClassifierCV(alphas=5, cv=3),
 ]
 
 

@@ -159,6 +159,19 @@ def test_seed004_gradients_and_fit(runs):
     assert b0 == pytest.approx(2, abs=0.4) and b1 == pytest.approx(1, abs=0.4)
 
 
+def test_cv_path_matches_gridsearch(runs):
+    rc, stdout, out = runs["plot_cv_path.py"]
+    assert rc == 0, stdout[-3000:]
+    m = re.search(
+        r"chosen alpha: (\S+) \(GridSearchCV: (\S+)\);.*curves: (\S+)", stdout
+    )
+    assert m is not None, stdout[-3000:]
+    assert m.group(1) == m.group(2)
+    assert float(m.group(3)) < 1e-8  # the same search: rounding apart
+    pytest.importorskip("matplotlib")
+    assert (out / "cv_path.png").stat().st_size > 0
+
+
 def test_readme_figures(runs):
     rc, stdout, out = runs["plot_loss_curve.py"]
     assert rc == 0, stdout[-3000:]

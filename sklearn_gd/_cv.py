@@ -1,0 +1,337 @@
+"""TorchSGDRegressorCV and TorchSGDClassifierCV: every alpha x fold in one fit.
+
+A grid search over ``alpha`` (and ``l1_ratio``) with ``n_splits`` folds is
+``n_splits x n_l1_ratios x n_alphas`` independent problems over the same
+``X``. These estimators train them all as *one* parameter matrix: each
+configuration is a unit of columns (one per output or class) with its own
+penalty strength, its own fold weights (zero on the fold's held-out rows),
+its own learning rate and its own stopping decision
+(:mod:`sklearn_gd._cv_engine`). A batch of ``X`` is read once for all of
+them; for the full-batch squared loss, one pass over ``X`` gives every
+fold's Gram matrix and training never reads ``X`` again
+(:mod:`sklearn_gd._cv_oracles`).
+
+The estimators subclass :class:`TorchSGDRegressor` and
+:class:`TorchSGDClassifier`: they take the same parameters with the same
+meaning (but ``alpha``, which ``alphas`` replaces, and ``warm_start``), and
+after the search refit the best configuration with the base estimator, so
+that ``predict``, ``score``, ``coef_`` and the rest are the base
+estimator's.
+"""
+
+from __future__ import annotations
+
+import inspect
+from numbers import Integral, Real
+
+import numpy as np
+import torch
+from sklearn.metrics import get_scorer_names
+from sklearn.utils._param_validation import Interval, StrOptions
+
+from ._classifier import TorchSGDClassifier
+from ._cv_scores import unit_accuracy
+from ._cv_search import DROPPED, CrossValidatedSearch
+from ._regressor import TorchSGDRegressor
+
+__all__ = ["TorchSGDClassifierCV", "TorchSGDRegressorCV"]
+
+
+def _cv_init(base, **extra):
+    """An ``__init__`` with ``base``'s parameters (but ``DROPPED``), then
+    ``extra`` keyword-only, that stores every argument as is.
+
+    Its signature is explicit (``inspect.signature`` and so scikit-learn's
+    ``get_params``, ``clone`` and ``repr`` see every parameter), so that the
+    cross-validation estimators take the base estimator's parameters without
+    repeating them.
+    """
+    params = [
+        p
+        for name, p in inspect.signature(base.__init__).parameters.items()
+        if name not in DROPPED
+    ]
+    params += [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=value)
+        for name, value in extra.items()
+    ]
+    signature = inspect.Signature(params)
+
+    def __init__(self, *args, **kwargs):
+        bound = signature.bind(self, *args, **kwargs)
+        bound.apply_defaults()
+        for name, value in list(bound.arguments.items())[1:]:
+            setattr(self, name, value)
+
+    __init__.__signature__ = signature
+    __init__.__doc__ = f"Store the parameters (those of {base.__name__}, and more)."
+    return __init__
+
+
+_CV_DEFAULTS = dict(
+    alphas=100, eps=1e-3, cv=None, scoring=None, refit=True, memory_budget=None
+)
+
+
+def _cv_constraints(base) -> dict:
+    constraints = {
+        name: rule
+        for name, rule in base._parameter_constraints.items()
+        if name not in DROPPED
+    }
+    constraints.update(
+        l1_ratio=[Interval(Real, 0, 1, closed="both"), "array-like"],
+        alphas=[Interval(Integral, 1, None, closed="left"), "array-like"],
+        eps=[Interval(Real, 0, None, closed="neither")],
+        cv=["cv_object"],
+        scoring=[StrOptions(set(get_scorer_names())), callable, None],
+        refit=["boolean"],
+        memory_budget=[Interval(Integral, 1, None, closed="left"), None],
+    )
+    return constraints
+
+
+_SHARED_DOC = """
+    Every parameter of {base} but ``alpha`` (which ``alphas``
+    replaces) and ``warm_start``, with the same meaning (with
+    ``early_stopping``, each split holds out ``validation_fraction`` of its
+    training rows, as the base estimator's fit on them would, and each
+    configuration stops on its own validation score), and:
+
+    alphas : int or array-like of shape (n_alphas,), default=100
+        The alphas to search, sorted in decreasing order; an int ``n`` asks
+        for a grid of ``n`` alphas spaced evenly in log. With an L1 part
+        (``penalty="l1"``, or ``"elasticnet"`` with ``l1_ratio > 0``) the grid
+        is LassoCV's: from ``alpha_max``, the smallest alpha whose solution is
+        all zeros (``max_j |X_j' L'(y, b0)| / (n * l1_ratio)``, ``b0`` the best
+        intercept-only model), down to ``eps * alpha_max``, one grid per
+        ``l1_ratio``. Without one (``"l2"``, None), from ``c`` down to
+        ``1e-6 * c`` with ``c`` the loss's curvature bound times the mean
+        variance of the features (1 for standardised features and the squared
+        loss): from coefficients shrunk to about half down to unshrunk ones.
+
+    l1_ratio : float or array-like of shape (n_l1_ratio,), default=0.15
+        Elastic-net mixing; a list (with ``penalty="elasticnet"``) searches
+        over it too.
+
+    eps : float, default=1e-3
+        ``alpha_min / alpha_max`` of an L1 grid.
+
+    cv : int, cross-validation generator or iterable, default=None
+        As in :func:`sklearn.model_selection.check_cv`: None for 5-fold, an
+        int for that many folds ({folds}), a splitter, or an iterable of
+        (train, test) index arrays.
+
+    scoring : str, callable or None, default=None
+        None scores with the estimator's own ``score`` ({score}, computed for
+        all configurations at once on the device); else any scikit-learn
+        scorer, called once per configuration and split. Test scores are
+        weighted by ``sample_weight`` when it is given.
+
+    refit : bool, default=True
+        Refit the best configuration on all the data with {base}, which
+        gives ``coef_``, ``predict`` and the rest. False only searches.
+
+    memory_budget : int or None, default=None
+        Bytes the training matrices may take on the device; None for half the
+        free memory of a CUDA device, or a quarter of the available host
+        memory. Beyond ``X`` itself (and, for the full-batch squared loss,
+        ``n_splits`` Gram matrices of ``(n_features + 1)^2`` float64), training
+        keeps about ``(n_features + 1) * K * c * itemsize`` bytes for ``K =
+        n_splits * n_l1_ratio * n_alphas * {k}`` columns, ``c`` copies a
+        column (7 for "sgd", 8 for "adam", 30 for "lbfgs"; 3 more with
+        ``average``), and rows of ``X`` are read in pieces whose ``5 * K``
+        temporaries a row take at most a quarter of the budget. Where the
+        columns do not fit, the configurations are trained in groups, one
+        after the other (each group reading ``X`` again).
+"""
+
+_ATTRIBUTES_DOC = """
+    alpha_ : float
+        The alpha of the best configuration.
+
+    l1_ratio_ : float
+        The l1_ratio of the best configuration.
+
+    best_score_ : float
+        Its mean test score.
+
+    best_index_ : int
+        Its index in ``cv_results_``.
+
+    alphas_ : ndarray of shape (n_alphas,) or (n_l1_ratio, n_alphas)
+        The grid searched (per l1_ratio when ``l1_ratio`` is a list).
+
+    cv_results_ : dict of ndarrays
+        As :class:`~sklearn.model_selection.GridSearchCV` writes it:
+        ``param_alpha`` and ``param_l1_ratio`` (masked arrays), ``params``,
+        ``split<i>_test_score``, ``mean_test_score``, ``std_test_score`` and
+        ``rank_test_score``, one entry per configuration (l1_ratio, then
+        alpha). A configuration that diverged in a split scores NaN there
+        (and ranks last).
+
+    n_splits_ : int
+        The number of cross-validation splits.
+
+    fit_time_ : float
+        Seconds the whole ``fit`` took (search and refit).
+
+    coef_, intercept_, n_iter_, t_, loss_curve_, ...
+        Those of the refitted base estimator (with ``refit=True``).
+"""
+
+
+class TorchSGDRegressorCV(CrossValidatedSearch, TorchSGDRegressor):
+    """TorchSGDRegressor with alpha (and l1_ratio) chosen by cross-validation,
+    every alpha x fold trained together as one parameter matrix.
+
+    The search of ``GridSearchCV(TorchSGDRegressor(...), {{"alpha": alphas}},
+    cv=cv)`` in one fit: each configuration (split, l1_ratio, alpha) is a
+    column of one weight matrix with its own penalty, its own sample weights
+    (zero on the split's held-out rows), learning rate and stopping decision.
+    Each batch of ``X`` is read once for all of them; for the full-batch
+    squared loss, one pass over ``X`` gives every split's Gram matrix, after
+    which no step reads ``X``. The best configuration is then refitted on all
+    the data with :class:`TorchSGDRegressor`.
+
+    The objective, for each configuration, is TorchSGDRegressor's (that of
+    ``SGDRegressor``): with the squared loss and ``n`` training samples,
+    ``alpha`` is ``Ridge``'s ``alpha / n`` and ``Lasso``'s ``alpha``.
+
+    Parameters
+    ----------{shared}
+    Attributes
+    ----------{attributes}
+    See Also
+    --------
+    TorchSGDRegressor : The estimator searched over.
+    sklearn.linear_model.RidgeCV : Cross-validated ridge regression.
+    sklearn.linear_model.LassoCV : Cross-validated lasso, LassoCV's grid.
+    sklearn.linear_model.ElasticNetCV : Cross-validated elastic net.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_diabetes
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from sklearn_gd import TorchSGDRegressorCV
+    >>> X, y = load_diabetes(return_X_y=True)
+    >>> model = make_pipeline(
+    ...     StandardScaler(), TorchSGDRegressorCV(penalty="l1", alphas=20)
+    ... ).fit(X, y)
+    >>> search = model[-1]
+    >>> search.alphas_.shape, search.cv_results_["mean_test_score"].shape
+    ((20,), (20,))
+    >>> bool(search.alpha_ in search.alphas_)
+    True
+    """
+
+    _base_class = TorchSGDRegressor
+    _parameter_constraints: dict = _cv_constraints(TorchSGDRegressor)
+    __init__ = _cv_init(TorchSGDRegressor, **_CV_DEFAULTS)
+
+
+class TorchSGDClassifierCV(CrossValidatedSearch, TorchSGDClassifier):
+    """TorchSGDClassifier with alpha (and l1_ratio) chosen by
+    cross-validation, every alpha x fold trained together as one matrix.
+
+    The search of ``GridSearchCV(TorchSGDClassifier(...), {{"alpha":
+    alphas}}, cv=cv)`` in one fit (stratified folds by default): each
+    configuration (split, l1_ratio, alpha) is a unit of columns of one weight
+    matrix, one column per binary problem (one for two classes; one per
+    class for one-vs-rest, and for ``multi_class="multinomial"``, whose
+    softmax couples a unit's columns), with its own penalty, sample weights
+    (zero on the split's held-out rows), learning rate and stopping decision;
+    ``class_weight="balanced"`` is computed once from all of ``y``, as
+    ``LogisticRegressionCV`` does (a ``GridSearchCV`` computes it from each
+    split's training labels). The best configuration is refitted on all the data with
+    :class:`TorchSGDClassifier`.
+
+    For ``loss="log_loss"`` with ``penalty="l2"`` and ``n`` training samples,
+    ``alpha`` is ``1 / (C * n)`` of ``LogisticRegression``.
+
+    Every class must be present in every split's training samples.
+
+    Parameters
+    ----------{shared}
+    Attributes
+    ----------{attributes}
+    classes_ : ndarray of shape (n_classes,)
+        The labels, sorted.
+
+    See Also
+    --------
+    TorchSGDClassifier : The estimator searched over.
+    sklearn.linear_model.LogisticRegressionCV : scikit-learn's
+        cross-validated logistic regression.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_breast_cancer
+    >>> from sklearn.pipeline import make_pipeline
+    >>> from sklearn.preprocessing import StandardScaler
+    >>> from sklearn_gd import TorchSGDClassifierCV
+    >>> X, y = load_breast_cancer(return_X_y=True)
+    >>> model = make_pipeline(
+    ...     StandardScaler(), TorchSGDClassifierCV(loss="log_loss", alphas=10)
+    ... ).fit(X, y)
+    >>> model.score(X, y) > 0.95
+    True
+    """
+
+    _base_class = TorchSGDClassifier
+    _parameter_constraints: dict = _cv_constraints(TorchSGDClassifier)
+    __init__ = _cv_init(TorchSGDClassifier, **_CV_DEFAULTS)
+
+    def _cv_targets(self, y):
+        index, labels = self._encode_labels(y)
+        return index.astype(np.float64), labels, index
+
+    def _fit_weights(self, weights, labels, class_index):
+        # class_weight="balanced" from all of y, as LogisticRegressionCV does:
+        # the same weights in every split, which equal the dict they stand for
+        return self._with_class_weight(weights, class_index, labels)
+
+    def _folds(self, X, labels, groups, n):
+        folds = super()._folds(X, labels, groups, n)
+        k = len(self.classes_)
+        for f, (train, _) in enumerate(folds):
+            seen = np.unique(np.searchsorted(self.classes_, labels[train]))
+            if seen.size < k:
+                raise ValueError(
+                    f"Split {f}'s training samples miss classes "
+                    f"{np.setdiff1d(self.classes_, self.classes_[seen]).tolist()}; "
+                    "every class must be in every training split (use a "
+                    "stratified splitter or fewer splits)."
+                )
+        return folds
+
+    def _default_scores(self, oracle, layout, coef, intercept, tests, data, ci, sw):
+        labels = torch.as_tensor(ci, device=data.device)
+        return unit_accuracy(oracle, layout, coef, intercept, tests, labels, sw)
+
+    def _scores_from_moments(self, layout, coef, intercept, test):
+        return None  # accuracy needs the rows
+
+
+def _fill_docs(cls, **names):
+    cls.__doc__ = cls.__doc__.format(
+        shared=_SHARED_DOC.format(**names),
+        attributes=_ATTRIBUTES_DOC,
+    )
+
+
+_fill_docs(
+    TorchSGDRegressorCV,
+    base="TorchSGDRegressor",
+    folds="KFold",
+    score="R^2, uniform over outputs",
+    k="n_outputs",
+)
+_fill_docs(
+    TorchSGDClassifierCV,
+    base="TorchSGDClassifier",
+    folds="StratifiedKFold",
+    score="accuracy",
+    k="n_classes (1 for two classes)",
+)

@@ -1,0 +1,572 @@
+"""The training loop over columns: every unit of columns is its own problem.
+
+:func:`train_columns` is :func:`~sklearn_gd._engine.train` for a parameter
+matrix whose units of columns (see :mod:`sklearn_gd._cv_oracles`) are
+independent problems, each with its own penalty strength, learning rate,
+update count, stopping decision and divergence handling:
+
+* one batch is read once for all columns; a unit whose fold has no row in
+  the batch takes no step on it (its update count does not move either);
+* the stopping rule is :class:`~sklearn_gd._engine.NoImprovement`'s, per
+  unit; a unit that has stalled is frozen (its learning rate is 0), or, under
+  ``learning_rate="adaptive"``, gets a smaller rate, going back to the start
+  of its best epoch when its objective grew;
+* divergence is :class:`~sklearn_gd._engine.DivergenceGuard`'s test per unit:
+  the unit restarts with a smaller rate, or, when its schedule cannot shrink
+  it, is marked diverged and frozen, and the others go on.
+
+The solvers of ``_optimizers.py`` are used unchanged, at rate 1: each step's
+change is then scaled column by column by that column's rate
+(:class:`ScaledSolver`), which is exact for every solver whose update is its
+rate times a direction that does not depend on the rate (SGD with or without
+momentum, Adam, AdamW, Adagrad). L-BFGS, whose line search decides the step
+itself, has a column version here, :class:`UnitLBFGS`, with a history and a
+strong-Wolfe line search per unit.
+
+With early stopping (``validation``) progress is measured by each unit's
+validation score instead of its objective, and each unit reports its best
+validated parameters, as :func:`~sklearn_gd._engine.train` does.
+
+Within an epoch nothing waits on the device; each epoch reads its per-unit
+objectives once, and the per-unit bookkeeping runs on the host.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ._engine import DivergenceError, DivergenceGuard
+
+__all__ = [
+    "ColumnResult",
+    "ColumnProblem",
+    "ScaledSolver",
+    "UnitLBFGS",
+    "make_column_solver",
+    "train_columns",
+]
+
+# unit status
+ACTIVE, CONVERGED, MAX_ITER, DIVERGED = 0, 1, 2, 3
+
+
+class ColumnProblem:
+    """Data term plus per-column penalty: the objective of every column.
+
+    The interface of :class:`~sklearn_gd._engine.Problem` that the solvers
+    use (``evaluate``, ``coef``, ``penalty``), with per-column objectives
+    and batch weights (tensors of shape (n_columns,)).
+    """
+
+    def __init__(self, oracle, penalty, n_features):
+        self.oracle = oracle
+        self.penalty = penalty
+        self.d = n_features
+
+    def coef(self, theta):
+        return theta[: self.d]
+
+    def evaluate(self, theta, idx, with_l2=True):
+        values, weight, grad = self.oracle.loss_grad(theta, idx)
+        W = theta[: self.d]
+        if with_l2:
+            self.penalty.add_gradient_(grad[: self.d], W)
+        return values + self.penalty.column_values(W), weight, grad
+
+
+class ScaledSolver:
+    """A solver of ``_optimizers.py`` with a learning rate per column.
+
+    The solver steps at rate 1; the change of each column is then multiplied
+    by that column's rate (0 for a frozen unit, or one without rows in the
+    batch). The proximal step is scaled alike.
+    """
+
+    def __init__(self, solver):
+        self.solver = solver
+        self.full_batch = solver.full_batch
+
+    def start(self, theta):
+        self.theta = theta
+        self.solver.start(theta, 1.0)
+
+    def step(self, problem, idx, lr):
+        """One update; returns the objective and batch weight per column and
+        the rate each column moved at (0: it did not)."""
+        before = self.theta.clone()
+        objective, weight = self.solver.step(problem, idx, 1.0)
+        moved = lr * (weight > 0)
+        self.theta.sub_(before).mul_(moved).add_(before)
+        return objective, weight, moved
+
+    def prox_step(self, moved, d):
+        scale = self.solver.prox_step(1.0)
+        if isinstance(scale, torch.Tensor):
+            scale = scale[:d]
+        return scale * moved
+
+    def reset_columns(self, columns):
+        self.solver.reset_columns(columns)
+
+
+class UnitLBFGS:
+    """L-BFGS with a history and a line search per unit of columns.
+
+    One iteration per epoch on the full batch, as the "lbfgs" optimizer
+    does, but each unit keeps its own curvature pairs (the last
+    ``history_size``) and takes its own step: the two-loop recursion's inner
+    products are summed over a unit's columns only, and each unit searches
+    its step length from its learning rate (``eta0``; the first iteration
+    scaled by ``min(1, 1 / ||g||_1)``, as torch's L-BFGS does) for the
+    strong Wolfe conditions (sufficient decrease ``c1``, curvature ``c2``),
+    as torch's "strong_wolfe" search does, by bisection: a step without
+    sufficient decrease, or past the minimum along the line with a steep
+    slope, bounds it from above; one still descending steeply bounds it from
+    below and, without an upper bound, is extrapolated (``expand`` times).
+    Every trial point is one evaluation of all columns; each unit keeps its
+    last point with sufficient decrease, and stops searching once the
+    decrease its step promises is below the rounding of its objective (its
+    comparisons would be noise).
+    """
+
+    full_batch = True
+    history_size = 10
+    max_evals = 25
+    c1 = 1e-4
+    c2 = 0.9
+    expand = 10.0
+
+    def __init__(self, layout):
+        self.layout = layout
+
+    def start(self, theta):
+        self.theta = theta
+        U = self.layout.n_units
+        self.pairs = []  # (s, y, rho) with rho of shape (n_units,)
+        self.gamma = torch.ones(U, dtype=theta.dtype, device=theta.device)
+        self.has_history = torch.zeros(U, dtype=torch.bool, device=theta.device)
+        self.cache = None
+
+    def _dot(self, a, b):
+        return self.layout.unit_sum((a * b).sum(0))
+
+    def _expand(self, u):
+        return self.layout.expand(u)
+
+    def _direction(self, g):
+        """``-H g`` by the two-loop recursion, unit by unit."""
+        q = g.clone()
+        alphas = []
+        for s, y, rho in reversed(self.pairs):
+            a = rho * self._dot(s, q)
+            q.sub_(y * self._expand(a))
+            alphas.append(a)
+        r = q * self._expand(self.gamma)
+        for (s, y, rho), a in zip(self.pairs, reversed(alphas)):
+            beta = rho * self._dot(y, r)
+            r.add_(s * self._expand(a - beta))
+        return r.neg_()
+
+    def step(self, problem, idx, lr):
+        theta = self.theta
+        if self.cache is None:
+            f, w, g = problem.evaluate(theta, idx)
+        else:
+            f, w, g = self.cache
+        unit_lr = self.layout.unit_sum(lr) / self.layout.k
+        active = unit_lr > 0
+        fu = self.layout.unit_sum(f)
+        d = self._direction(g)
+        gd = self._dot(g, d)
+        # not a descent direction (rounding, a stale history): steepest descent
+        bad = ~(gd < 0)
+        d = torch.where(self._expand(bad), -g, d)
+        gd = torch.where(bad, -self._dot(g, g), gd)
+        first = ~self.has_history | bad
+        g1 = self.layout.unit_sum(g.abs().sum(0))
+        t = torch.where(first, unit_lr * torch.clamp(1.0 / g1, max=1.0), unit_lr)
+        t = torch.where(active, t, torch.zeros_like(t))
+        lo, hi = torch.zeros_like(t), torch.full_like(t, math.inf)
+        rounding = 8 * torch.finfo(fu.dtype).eps
+        start = theta.clone()
+        f_new, g_new = f.clone(), g.clone()
+        done = ~active
+        for _ in range(self.max_evals):
+            trial = start + d * self._expand(t)
+            ft, _, gt = problem.evaluate(trial, idx)
+            ftu = self.layout.unit_sum(ft)
+            decrease = torch.isfinite(ftu) & (ftu <= fu + self.c1 * t * gd)
+            slope = self._dot(gt, d)
+            flat = slope.abs() <= -self.c2 * gd
+            take = self._expand(~done & decrease)
+            theta.copy_(torch.where(take, trial, theta))
+            f_new = torch.where(take, ft, f_new)
+            g_new = torch.where(take, gt, g_new)
+            done = done | (decrease & flat)
+            above = ~done & (~decrease | (slope > 0))
+            hi = torch.where(above, t, hi)
+            lo = torch.where(~done & ~above, t, lo)
+            t = torch.where(
+                done,
+                t,
+                torch.where(torch.isfinite(hi), 0.5 * (lo + hi), self.expand * t),
+            )
+            done = done | (-t * gd <= rounding * fu.abs())
+            if bool(done.all()):
+                break
+        s, y = theta - start, g_new - g
+        sy = self._dot(s, y)
+        valid = sy > 1e-10
+        rho = torch.where(valid, 1.0 / sy.clamp_min(1e-10), torch.zeros_like(sy))
+        keep = self._expand(valid)
+        self.pairs.append((s * keep, y * keep, rho))
+        del self.pairs[: -self.history_size]
+        yy = self._dot(y, y).clamp_min(torch.finfo(y.dtype).tiny)
+        self.gamma = torch.where(valid, sy / yy, self.gamma)
+        self.has_history |= valid
+        self.cache = (f_new, w, g_new)
+        return f, w, self._expand(unit_lr)
+
+    def prox_step(self, moved, d):  # pragma: no cover - L-BFGS takes no L1
+        raise NotImplementedError
+
+    def reset_columns(self, columns):
+        units = torch.unique(columns // self.layout.k)
+        for s, y, rho in self.pairs:
+            s[:, columns] = 0
+            y[:, columns] = 0
+            rho[units] = 0
+        self.has_history[units] = False
+        self.gamma[units] = 1.0
+        self.cache = None
+
+
+def make_column_solver(name, solver, layout):
+    """The column version of the solver registered under ``name``."""
+    if name == "lbfgs":
+        return UnitLBFGS(layout)
+    return ScaledSolver(solver)
+
+
+@dataclass
+class ColumnResult:
+    """What :func:`train_columns` produced, per column and per unit."""
+
+    coef: torch.Tensor  # (n_features, n_columns)
+    intercept: torch.Tensor  # (n_columns,)
+    n_iter: np.ndarray  # (n_units,) epochs each unit ran
+    status: np.ndarray  # (n_units,) ACTIVE (ran out of max_iter), CONVERGED, ...
+    best_loss: np.ndarray  # (n_units,)
+
+
+class ColumnIterate:
+    """The parameters being trained, per column: ``theta``, the update counts
+    ``t`` and the running average (or None), with the two checkpoints a
+    restart goes back to (the start of the epoch, and the start of each
+    unit's best epoch), restored column by column."""
+
+    def __init__(self, theta, average: int):
+        self.theta = theta
+        self.t = torch.ones(theta.shape[1], dtype=torch.float64, device=theta.device)
+        self.average = average
+        self.avg = torch.zeros_like(theta) if average else None
+        self.epoch_start = self._snapshot()
+        self.best_start = self.epoch_start
+        self.validated = None  # early stopping: the best validated parameters
+        self.has_validated = None
+
+    def _snapshot(self):
+        avg = None if self.avg is None else self.avg.clone()
+        return (self.theta.clone(), self.t.clone(), avg)
+
+    def _take(self, snapshot, cols, into):
+        for target, source in zip(into, snapshot):
+            if target is not None:
+                target.copy_(torch.where(cols, source, target))
+
+    def stepped(self, moved):
+        """Count the update of the columns that moved; average them."""
+        stepped = moved > 0
+        if self.avg is not None:
+            since = self.t - self.average + 1
+            rate = torch.where(stepped & (since >= 1), 1.0 / since, 0.0)
+            self.avg.addcmul_(self.theta - self.avg, rate.to(self.theta.dtype))
+        self.t += stepped
+
+    def finite(self):
+        """Per column: whether every parameter (and average) is finite."""
+        ok = torch.isfinite(self.theta).all(0)
+        if self.avg is not None:
+            ok &= torch.isfinite(self.avg).all(0)
+        return ok
+
+    def epoch_done(self, improved_cols, improved_all: bool):
+        """The start of this epoch becomes the best checkpoint of the columns
+        that improved; a new epoch starts here."""
+        if improved_all:
+            self.best_start = self.epoch_start
+        elif improved_cols is not None:
+            best = tuple(None if b is None else b.clone() for b in self.best_start)
+            self._take(self.epoch_start, improved_cols, best)
+            self.best_start = best
+
+    def restart(self, cols):
+        """Back to the best checkpoint, for the columns ``cols``."""
+        self._take(self.best_start, cols, (self.theta, self.t, self.avg))
+
+    def new_epoch(self):
+        self.epoch_start = self._snapshot()
+
+    def current(self):
+        """The reported parameters: the average where it has begun."""
+        if self.avg is None:
+            return self.theta
+        return torch.where(self.t - 1 >= self.average, self.avg, self.theta)
+
+    def keep_validated(self, cols):
+        """The current parameters of the columns ``cols`` are the best
+        validated so far (early stopping reports them)."""
+        if self.validated is None:
+            self.validated = self.current().clone()
+            self.has_validated = torch.zeros_like(cols)
+        self.validated.copy_(torch.where(cols, self.current(), self.validated))
+        self.has_validated |= cols
+
+    def reported(self):
+        """The best validated parameters where there are some, else the
+        current ones."""
+        if self.validated is None:
+            return self.current()
+        return torch.where(self.has_validated, self.validated, self.current())
+
+
+class UnitRule:
+    """The stopping rule and divergence policy of every unit, on the host.
+
+    :class:`~sklearn_gd._engine.NoImprovement` per unit (an epoch makes no
+    progress when its objective is above ``best - tol``; ``n_iter_no_change``
+    such epochs in a row are a stall) and
+    :class:`~sklearn_gd._engine.DivergenceGuard`'s test per unit (non-finite,
+    or above both ``factor`` times the zero model's objective and ``jump``
+    times the unit's best). A stall or a divergence shrinks an adaptive
+    schedule's rate (going back to the best checkpoint after a divergence, or
+    when the objective grew); where the rate cannot shrink, a stall
+    converges and a divergence fails the unit.
+    """
+
+    def __init__(self, zero_loss, *, tol, patience, max_iter, schedule, eta0):
+        U = zero_loss.shape[0]
+        self.limit = np.where(zero_loss > 0, DivergenceGuard.factor * zero_loss, np.inf)
+        self.tol = -math.inf if tol is None else tol
+        self.patience, self.max_iter = patience, max_iter
+        self.adapts = bool(getattr(schedule, "adapts", False))
+        self.min_rate = getattr(schedule, "min_rate", 0.0)
+        self.factor = getattr(schedule, "factor", 1.0)
+        self.eta = eta0  # per unit: the rate an adaptive schedule is at
+        self.status = np.full(U, ACTIVE)
+        self.n_iter = np.zeros(U, dtype=np.int64)
+        self.best = np.full(U, np.inf)
+        self.best_score = np.full(U, -np.inf)
+        self.guard_best = np.full(U, np.inf)
+        self.count = np.zeros(U, dtype=np.int64)
+
+    def update(self, loss, bad, score=None):
+        """Record an epoch of every active unit (``bad``: a non-finite
+        parameter; ``score``: validation scores, which then decide progress,
+        as early stopping does); returns the units whose objective improved,
+        that go back to their best checkpoint, whose validation score is
+        their best so far, and whether any rate shrank."""
+        on = self.status == ACTIVE
+        diverged = on & (
+            bad
+            | ~np.isfinite(loss)
+            | ((loss > self.limit) & (loss > DivergenceGuard.jump * self.guard_best))
+        )
+        can_shrink = (self.eta > self.min_rate) if self.adapts else np.zeros_like(on)
+        self.status[diverged & ~can_shrink] = DIVERGED
+        ok = on & ~diverged
+        self.guard_best[ok] = np.minimum(self.guard_best[ok], loss[ok])
+        self.n_iter[ok] += 1
+        improved = ok & (loss < self.best)
+        better = np.zeros_like(ok)
+        if score is None:
+            worse = loss > self.best - self.tol
+        else:
+            worse = score < self.best_score + self.tol
+            better = ok & (score > self.best_score)
+            self.best_score[ok] = np.maximum(self.best_score[ok], score[ok])
+        self.best[ok] = np.minimum(self.best[ok], loss[ok])
+        self.count[ok] = np.where(worse[ok], self.count[ok] + 1, 0)
+        stalled = ok & (self.count >= self.patience)
+        goes_on = stalled & can_shrink
+        self.status[stalled & ~goes_on] = CONVERGED
+        self.count[goes_on] = 0
+        self.status[ok & (self.n_iter >= self.max_iter) & (self.status == ACTIVE)] = (
+            MAX_ITER
+        )
+        shrink = (diverged & can_shrink) | goes_on
+        self.eta[shrink] /= self.factor
+        grew = goes_on & (loss > self.best) & (score is None)
+        restart = (diverged & can_shrink) | grew
+        return improved, restart, better, bool(shrink.any())
+
+
+def train_columns(
+    oracle,
+    *,
+    layout,
+    penalty,
+    schedule,
+    solver,
+    tol,
+    n_iter_no_change,
+    max_iter,
+    fit_intercept,
+    average,
+    init: torch.Tensor,
+    joint,
+    validation=None,
+    on_epoch=None,
+) -> ColumnResult:
+    """Minimise every unit's data term plus penalty, units independently.
+
+    Parameters
+    ----------
+    oracle : bound column oracle
+        The column data term for ``layout`` (see ``_cv_oracles.py``).
+    layout : Layout
+    penalty : Penalty
+        With per-column strengths.
+    schedule : Schedule
+        With per-column ``eta0`` (and ``alpha``, optimal ``t0``): its rate at
+        a tensor of per-column update counts is per column.
+    solver : ScaledSolver or UnitLBFGS
+    tol : float or None
+    n_iter_no_change : int
+    max_iter : int
+    fit_intercept : bool
+    average : int
+        0 for no averaging; else the update from which iterates are averaged.
+    init : tensor of shape (n_features + fit_intercept, n_columns)
+        The starting parameters (trained in place).
+    joint : bool
+        Whether a unit's columns form one problem (softmax): its objective is
+        their sum, else their mean.
+    validation : callable or None
+        Early stopping: ``validation(coef, intercept)`` gives every unit's
+        validation score (a host array) after each epoch; progress is then
+        measured by it, and each unit reports its best validated parameters.
+    on_epoch : callable or None
+        Called after every epoch with ``(epoch, losses, status)`` (host
+        arrays per unit).
+
+    Raises
+    ------
+    DivergenceError
+        When every unit diverged.
+    """
+    d = init.shape[0] - int(fit_intercept)
+    dt = init.dtype
+    problem = ColumnProblem(oracle, penalty, d)
+    it = ColumnIterate(init, average)
+    solver.start(it.theta)
+    zero = _per_unit(layout, oracle.zero_model_loss(), joint).cpu().numpy()
+    rule = UnitRule(
+        zero,
+        tol=tol,
+        patience=n_iter_no_change,
+        max_iter=max_iter,
+        schedule=schedule,
+        eta0=_host(schedule.eta0, layout.n_units, layout.k),
+    )
+    active = layout.columns(rule.status == ACTIVE).to(dt)
+    epochs = 0
+    with torch.no_grad():
+        while (rule.status == ACTIVE).any():
+            loss = _run_epoch(problem, solver, schedule, it, penalty, active)
+            host = torch.stack(
+                [
+                    _per_unit(layout, loss, joint),
+                    layout.unit_sum((~it.finite()).to(torch.float64)),
+                ]
+            ).cpu()
+            loss_u, bad = host[0].numpy(), host[1].numpy() > 0
+            epochs += 1
+            was_active = rule.status == ACTIVE
+            score = None
+            if validation is not None:
+                cur = it.current()
+                score = validation(cur[:d], _intercept(cur, d, fit_intercept))
+            improved, restart, better, shrank = rule.update(loss_u, bad, score)
+            if better.any():
+                it.keep_validated(layout.columns(better))
+            all_improved = bool(improved[was_active].all())
+            it.epoch_done(
+                None
+                if all_improved or not improved.any()
+                else layout.columns(improved),
+                all_improved,
+            )
+            if shrank:
+                schedule.eta0 = layout.columns(rule.eta).to(dt)
+            if restart.any():
+                cols = layout.columns(restart)
+                it.restart(cols)
+                solver.reset_columns(cols.nonzero()[:, 0])
+            it.new_epoch()
+            if not np.array_equal(was_active, rule.status == ACTIVE):
+                active = layout.columns(rule.status == ACTIVE).to(dt)
+            if on_epoch is not None:
+                on_epoch(epochs, loss_u, rule.status)
+    if (rule.status == DIVERGED).all():
+        raise DivergenceError(
+            DivergenceGuard.message(int(rule.n_iter.max()), math.nan, 0.0, rule.adapts)
+        )
+    out = it.reported()
+    return ColumnResult(
+        coef=out[:d].clone(),
+        intercept=_intercept(out, d, fit_intercept).clone(),
+        n_iter=rule.n_iter,
+        status=rule.status,
+        best_loss=rule.best,
+    )
+
+
+def _run_epoch(problem, solver, schedule, it, penalty, active):
+    """One epoch of steps of every active column; its mean objective per
+    column (float64; for the full batch, the objective at its start)."""
+    theta, d = it.theta, problem.d
+    acc = torch.zeros(theta.shape[1], dtype=torch.float64, device=theta.device)
+    wsum = torch.zeros_like(acc)
+    oracle = problem.oracle
+    batches = (oracle.full_batch(),) if solver.full_batch else oracle.batches()
+    for idx in batches:
+        lr = schedule.rate(it.t).to(theta.dtype) * active
+        objective, weight, moved = solver.step(problem, idx, lr)
+        acc += objective.to(torch.float64) * weight
+        wsum += weight
+        if penalty.has_prox:
+            penalty.prox_(theta[:d], solver.prox_step(moved, d))
+        it.stepped(moved)
+    return acc / wsum.clamp_min(torch.finfo(torch.float64).tiny)
+
+
+def _intercept(theta, d, fit_intercept):
+    return theta[d] if fit_intercept else torch.zeros_like(theta[0])
+
+
+def _per_unit(layout, per_column, joint):
+    """A unit's objective: the sum of its columns (a joint loss) or their mean."""
+    total = layout.unit_sum(per_column.to(torch.float64))
+    return total if joint else total / layout.k
+
+
+def _host(eta0, U, k):
+    """Per-unit host copy of a per-column (or scalar) ``eta0``."""
+    if isinstance(eta0, torch.Tensor):
+        return eta0.detach().cpu().numpy().astype(np.float64)[::k].copy()
+    return np.full(U, float(eta0))
