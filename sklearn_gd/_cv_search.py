@@ -172,15 +172,32 @@ class CrossValidatedSearch:
         names = self._base_class._get_param_names()
         return {n: getattr(self, n) for n in names if n not in DROPPED}
 
+    def _cv_optimizer(self) -> str:
+        """The optimizer the search and the refit train with: "auto" is
+        "sgd" here (the base estimators' full-batch solvers measure one
+        problem's optimality, not a column's)."""
+        return "sgd" if self.optimizer == "auto" else self.optimizer
+
+    def _cv_tol(self):
+        """``tol`` for the search's progress rule: "auto" is SGD's 1e-3."""
+        return 1e-3 if self.tol == "auto" else self.tol
+
     def _base_estimator(self, alpha, l1_ratio, **changes):
-        params = {**self._base_params(), "l1_ratio": float(l1_ratio), **changes}
+        params = {
+            **self._base_params(),
+            "l1_ratio": float(l1_ratio),
+            # the refit trains as the search did
+            "optimizer": self._cv_optimizer(),
+            "tol": self._cv_tol(),
+            **changes,
+        }
         return self._base_class(alpha=float(alpha), **params)
 
     # ----------------------------------------------------------------- fit
     def _fit_new_state(self, X, y, sample_weight, groups):
         start = time.perf_counter()
         targets, split_labels, class_index = self._cv_targets(y)
-        mode = FitMode(False, self.max_iter, self.tol, False)
+        mode = FitMode(False, self.max_iter, self._cv_tol(), False)
         data = self._validate_data(X, targets, sample_weight, mode)
         n, d, k = data.shape
         folds = self._folds(X, split_labels, groups, n)
@@ -330,7 +347,7 @@ class CrossValidatedSearch:
     def _unit_bytes(self, data) -> int:
         """Bytes of parameters and solver state of one unit of columns."""
         _, d, k = data.shape
-        copies = _PARAMETER_COPIES + _SOLVER_COPIES.get(self.optimizer, 2)
+        copies = _PARAMETER_COPIES + _SOLVER_COPIES.get(self._cv_optimizer(), 2)
         if self.average:
             copies += 3
         return (d + 1) * k * copies * data.dtype.itemsize
@@ -401,7 +418,10 @@ class CrossValidatedSearch:
     def _fold_lipschitz(self, oracle, data, splits):
         """Each fold's curvature bound for the batch size (None when the
         step does not come from the data)."""
-        if self.eta0 != "auto" or OPTIMIZERS[self.optimizer].auto_eta0 is not None:
+        if (
+            self.eta0 != "auto"
+            or OPTIMIZERS[self._cv_optimizer()].auto_eta0 is not None
+        ):
             return None
         lam, max_row = oracle.fold_curvature(max_row=self.batch_size is not None)
         n_all = data.shape[0]
@@ -447,8 +467,10 @@ class CrossValidatedSearch:
         )
         _check_rate_fits(float(torch.as_tensor(first).max()), tdtype)
         solver = make_column_solver(
-            self.optimizer,
-            make_solver(self.optimizer, momentum=self.momentum, nesterov=self.nesterov),
+            self._cv_optimizer(),
+            make_solver(
+                self._cv_optimizer(), momentum=self.momentum, nesterov=self.nesterov
+            ),
             layout,
         )
         _, d, _ = data.shape
@@ -461,7 +483,7 @@ class CrossValidatedSearch:
             penalty=penalty,
             schedule=schedule,
             solver=solver,
-            tol=self.tol,
+            tol=self._cv_tol(),
             n_iter_no_change=self.n_iter_no_change,
             max_iter=self.max_iter,
             fit_intercept=self.fit_intercept,
@@ -475,7 +497,7 @@ class CrossValidatedSearch:
     def _fixed_eta0(self) -> float:
         if self.eta0 != "auto":
             return float(self.eta0)
-        return float(OPTIMIZERS[self.optimizer].auto_eta0)
+        return float(OPTIMIZERS[self._cv_optimizer()].auto_eta0)
 
     @staticmethod
     def _print_units(epoch, losses, status):
@@ -495,7 +517,7 @@ class CrossValidatedSearch:
                 FitFailedWarning,
             )
         late = int((status == MAX_ITER).sum())
-        if late and self.tol is not None:
+        if late and self._cv_tol() is not None:
             warnings.warn(
                 f"{late} of {units.n} fits (configuration x split) reached "
                 f"max_iter={self.max_iter} before convergence "

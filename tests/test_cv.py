@@ -81,8 +81,20 @@ def splits(n, n_splits=5, y=None):
     return list(cv.split(np.zeros(n), y))
 
 
+def _as_searched(base):
+    """``base`` training as the CV estimators do: their optimizer="auto" and
+    tol="auto" are "sgd" and 1e-3."""
+    params = base.get_params()
+    if params["optimizer"] == "auto":
+        base = base.set_params(optimizer="sgd")
+    if params["tol"] == "auto":
+        base = base.set_params(tol=1e-3)
+    return base
+
+
 def gridsearch(base, alphas, cv, X, y, **kwargs):
-    return GridSearchCV(base, {"alpha": list(alphas)}, cv=cv, **kwargs).fit(X, y)
+    grid = {"alpha": list(alphas)}
+    return GridSearchCV(_as_searched(base), grid, cv=cv, **kwargs).fit(X, y)
 
 
 ALPHAS = np.geomspace(1.0, 1e-4, 5)
@@ -147,7 +159,7 @@ def test_cv_results_have_gridsearch_format():
     cv = splits(len(y))
     ours = TorchSGDRegressorCV(alphas=QUICK, cv=cv).fit(X, y)
     ref = GridSearchCV(
-        TorchSGDRegressor(l1_ratio=0.15),
+        _as_searched(TorchSGDRegressor(l1_ratio=0.15)),
         {"alpha": list(QUICK), "l1_ratio": [0.15]},
         cv=cv,
     ).fit(X, y)
@@ -239,7 +251,9 @@ def test_multioutput_and_row_path_equal_gridsearch():
     with sklearn.config_context(enable_metadata_routing=True):
         scorer = make_scorer(r2_score).set_score_request(sample_weight=True)
         base = TorchSGDRegressor(**params).set_fit_request(sample_weight=True)
-        ref = GridSearchCV(base, {"alpha": list(alphas)}, cv=cv, scoring=scorer)
+        ref = GridSearchCV(
+            _as_searched(base), {"alpha": list(alphas)}, cv=cv, scoring=scorer
+        )
         ref.fit(X, Y, sample_weight=sw)
     assert ours.alpha_ == ref.best_params_["alpha"]
     assert_allclose(
