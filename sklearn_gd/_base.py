@@ -134,6 +134,7 @@ class FitData:
     loss: object
     penalty: object
     space: OutputSpace | None  # where fitted arrays go (None: numpy)
+    partial: bool = False  # a partial_fit call (online SGD)
 
     @property
     def shape(self) -> tuple[int, int, int]:
@@ -212,7 +213,9 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
             )
         if self.early_stopping and for_partial_fit:
             raise ValueError("early_stopping should be False with partial_fit")
-        self._solver_class().check(self.optimizer, self.penalty, self._make_penalty())
+        self._solver_class(for_partial_fit).check(
+            self.optimizer, self.penalty, self._make_penalty()
+        )
 
     # ----------------------------------------------------------------- fit
     def _fit_impl(self, *args, **kwargs):
@@ -294,6 +297,7 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
             loss=self._make_loss(),
             penalty=self._make_penalty(),
             space=space,
+            partial=mode.partial,
         )
 
     def _initial_state(self, data: FitData, mode: FitMode, coef_init, intercept_init):
@@ -402,7 +406,7 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
         return eta0, schedule
 
     # ------------------------------------------------------------- solver
-    def _solver_class(self):
+    def _solver_class(self, partial: bool = False):
         """The solver class ``optimizer`` stands for.
 
         ``"auto"`` on the full batch: preconditioned L-BFGS for a smooth
@@ -414,7 +418,7 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
         """
         if self.optimizer != "auto":
             return OPTIMIZERS[self.optimizer]
-        if self.batch_size is not None:
+        if partial or self._asks_for_sgd():  # partial_fit: online SGD
             return OPTIMIZERS["sgd"]
         inner = AcceleratedProximal if self._make_penalty().has_prox else QuasiNewton
         if self._smooth_loss():
@@ -423,8 +427,21 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
         # hundred steps at small alpha: those keep SGDClassifier's path
         return Smoothing if self.loss in _SMOOTHED_LOSSES else OPTIMIZERS["sgd"]
 
+    def _asks_for_sgd(self) -> bool:
+        """Whether the settings are gradient descent's: minibatches, or any
+        of its own parameters (a step, a schedule, momentum, averaging) away
+        from its default."""
+        return (
+            self.batch_size is not None
+            or self.eta0 != "auto"
+            or self.learning_rate != "adaptive"
+            or self.momentum != 0
+            or bool(self.average)
+            or self.early_stopping
+        )
+
     def _make_solver(self, data: FitData):
-        cls = self._solver_class()
+        cls = self._solver_class(data.partial)
         if cls is Smoothing:
             has_l1 = data.penalty.has_prox
             inner = (AcceleratedProximal if has_l1 else QuasiNewton)()
@@ -441,7 +458,7 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
         """The stopping rule: the optimality criterion for the solvers that
         measure it (``tol="auto"``: the solver's ``auto_tol``), else
         scikit-learn's SGD rule (``tol="auto"``: SGDRegressor's 1e-3)."""
-        cls = self._solver_class()
+        cls = self._solver_class(mode.partial)
         if cls.measures_optimality:
             return Optimality(None if mode.tol is None else self._tol_for(cls))
         tol = 1e-3 if mode.tol == "auto" else mode.tol
@@ -618,7 +635,7 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
         """
         if self.eta0 != "auto":
             return float(self.eta0)
-        auto = self._solver_class().auto_eta0
+        auto = self._solver_class(data.partial).auto_eta0
         if auto is not None:
             return auto
         lam, max_row = lipschitz_estimate(oracle)

@@ -30,6 +30,7 @@ import torch
 
 from ._losses import MoreauSmoothed
 from ._optimizers import Solver
+from ._oracles import check_moments_finite
 
 __all__ = ["AUTO_TOL", "AcceleratedProximal", "Metric", "QuasiNewton", "Smoothing"]
 
@@ -51,6 +52,7 @@ class Metric:
 
     def __init__(self, problem, curvature: float, dtype):
         mean, second = problem.oracle.column_moments()
+        check_moments_finite(second, "the columns' second moments")
         d = problem.d
         self.d = d
         fit_intercept = mean is not None and problem.oracle.fit_intercept

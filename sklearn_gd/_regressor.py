@@ -149,7 +149,9 @@ class TorchSGDRegressor(RegressorMixin, BaseTorchSGD):
         the same metric when the penalty has an L1 part; for a non-smooth
         loss (epsilon_insensitive, absolute_error, quantile), either of them
         on the loss smoothed by a Moreau envelope whose width shrinks until a
-        duality gap certifies the fit. "auto" with minibatches is "sgd".
+        duality gap certifies the fit. "auto" is "sgd" with minibatches,
+        with early stopping, and when ``eta0``, ``learning_rate``,
+        ``momentum`` or ``average`` is set.
         The others come from ``torch.optim``: "sgd" reads ``momentum`` and
         ``nesterov``; "adamw" applies the L2 part of the penalty as decoupled
         weight decay; "adagrad" takes per-coordinate steps that shrink with

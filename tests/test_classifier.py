@@ -235,6 +235,7 @@ def test_loss_curve_is_objective_at_epoch_start(three_class):
     for multi_class in ("ovr", "multinomial"):
         clf = TorchSGDClassifier(
             loss="log_loss",
+            optimizer="sgd",  # a GD epoch's objective is at its start
             multi_class=multi_class,
             alpha=ALPHA,
             record_history=True,

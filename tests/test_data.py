@@ -38,7 +38,10 @@ def test_tensor_input_matches_numpy(data32):
     # sample weights as a tensor too
     w = torch.ones(200)
     reg.fit(torch.from_numpy(X), torch.from_numpy(y), sample_weight=w)
-    assert_allclose(reg.coef_, ref.coef_, rtol=1e-6)
+    # float32 sums in another order: rounding relative to the largest
+    # coefficient (a near-zero one differs by 2e-5 of itself)
+    scale = np.abs(ref.coef_).max()
+    assert_allclose(reg.coef_, ref.coef_, rtol=1e-6, atol=1e-6 * scale)
 
 
 def test_tensor_training_uses_the_tensor_in_place(data32, monkeypatch):

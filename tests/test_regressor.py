@@ -223,11 +223,12 @@ def test_clone_and_pickle(regression_data):
 
 def test_warm_start_and_coef_init(regression_data):
     X, y = regression_data
-    reg = TorchSGDRegressor(max_iter=5, tol=None, warm_start=True)
+    # gradient descent keeps no history: 5 + 5 warm epochs are 10 cold ones
+    reg = TorchSGDRegressor(optimizer="sgd", max_iter=5, tol=None, warm_start=True)
     reg.fit(X, y)
     first = reg.coef_.copy()
     reg.fit(X, y)
-    cold = TorchSGDRegressor(max_iter=10, tol=None).fit(X, y)
+    cold = TorchSGDRegressor(optimizer="sgd", max_iter=10, tol=None).fit(X, y)
     assert_allclose(reg.coef_, cold.coef_, rtol=1e-10)
     assert not np.allclose(first, reg.coef_)
     init = TorchSGDRegressor(max_iter=5, tol=None).fit(

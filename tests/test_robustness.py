@@ -143,7 +143,7 @@ def test_divergence_raises_clear_error_and_keeps_previous_model(
     reg.set_params(
         learning_rate="adaptive",
         eta0="auto",
-        tol=1e-3,
+        tol="auto",
         max_iter=20,
         batch_size=None,
         momentum=0.0,
