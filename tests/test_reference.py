@@ -601,7 +601,7 @@ def test_average_is_mean_of_iterates_from_update_n(average):
 
 def test_average_starting_after_the_fit_is_the_last_iterate():
     X, y = synthetic()
-    common = dict(alpha=0.01, max_iter=10, tol=None)
+    common = dict(alpha=0.01, max_iter=10, tol=None, optimizer="sgd")
     plain = TorchSGDRegressor(**common).fit(X, y)
     never = TorchSGDRegressor(average=1000, **common).fit(X, y)
     np.testing.assert_array_equal(plain.coef_, never.coef_)
