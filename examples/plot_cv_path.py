@@ -3,7 +3,8 @@ Choosing alpha by cross-validation, every fold in one fit
 =========================================================
 
 :class:`~sklearn_gd.TorchSGDRegressorCV` searches ``alpha`` as
-``GridSearchCV(TorchSGDRegressor(), {"alpha": alphas})`` does, but trains
+``GridSearchCV(TorchSGDRegressor(optimizer="sgd"), {"alpha": alphas})``
+does (gradient descent: the CV estimators' ``optimizer="auto"``), but trains
 every alpha x fold together, as the columns of one weight matrix: each
 column has its own penalty strength and its own sample weights (zero on its
 fold's held-out rows). For the squared loss one pass over ``X`` gives every
@@ -68,7 +69,10 @@ folds = np.array([search.cv_results_[f"split{i}_test_score"] for i in range(5)])
 # The same search, one fit per alpha x fold.
 start = time.perf_counter()
 grid = GridSearchCV(
-    TorchSGDRegressor(penalty="l1", tol=1e-6), {"alpha": list(alphas)}, cv=cv
+    # the CV estimators train with gradient descent ("auto" is "sgd" there)
+    TorchSGDRegressor(penalty="l1", tol=1e-6, optimizer="sgd"),
+    {"alpha": list(alphas)},
+    cv=cv,
 ).fit(X, y)
 theirs = time.perf_counter() - start
 gap = np.abs(
