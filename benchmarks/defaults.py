@@ -80,25 +80,25 @@ def tfidf_corpus(n_docs=4000, vocab=8000, n_classes=3, seed=0):
     return X, np.array(labels)
 
 
+BUNDLED = {
+    "diabetes": datasets.load_diabetes,
+    "linnerud": datasets.load_linnerud,
+    "breast_cancer": datasets.load_breast_cancer,
+    "wine": datasets.load_wine,
+    "iris": datasets.load_iris,
+    "digits": datasets.load_digits,
+}
+
+
 def load(name):
-    if name.startswith("diabetes"):
-        X, y = datasets.load_diabetes(return_X_y=True)
-    elif name.startswith("linnerud"):
-        X, y = datasets.load_linnerud(return_X_y=True)
-    elif name.startswith("breast_cancer"):
-        X, y = datasets.load_breast_cancer(return_X_y=True)
-    elif name.startswith("wine"):
-        X, y = datasets.load_wine(return_X_y=True)
-    elif name.startswith("iris"):
-        X, y = datasets.load_iris(return_X_y=True)
-    elif name.startswith("digits"):
-        X, y = datasets.load_digits(return_X_y=True)
-    elif name.startswith("tfidf"):
+    """The case's data: "<set>[ raw| std]", "tfidf" or "regression"."""
+    key = name.split()[0]
+    if key == "tfidf":
         return tfidf_corpus()
-    elif name.startswith("regression"):
+    if key == "regression":
         X, y = datasets.make_regression(2000, 20, noise=10.0, random_state=0)
     else:
-        raise ValueError(name)
+        X, y = BUNDLED[key](return_X_y=True)
     return (_std(X) if " std" in name else X), y
 
 

@@ -420,12 +420,17 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
             return OPTIMIZERS[self.optimizer]
         if partial or self._asks_for_sgd():  # partial_fit: online SGD
             return OPTIMIZERS["sgd"]
-        inner = AcceleratedProximal if self._make_penalty().has_prox else QuasiNewton
         if self._smooth_loss():
-            return inner
+            return self._full_batch_class()
         # the margin losses' smoothings are too sharp to solve in a few
         # hundred steps at small alpha: those keep SGDClassifier's path
         return Smoothing if self.loss in _SMOOTHED_LOSSES else OPTIMIZERS["sgd"]
+
+    def _full_batch_class(self):
+        """The full-batch solver of "auto": FISTA when the penalty has an
+        L1 part, else L-BFGS (on a smoothing of a non-smooth loss, the inner
+        solver of :class:`Smoothing`)."""
+        return AcceleratedProximal if self._make_penalty().has_prox else QuasiNewton
 
     def _asks_for_sgd(self) -> bool:
         """Whether the settings are gradient descent's: minibatches, or any
@@ -443,8 +448,7 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
     def _make_solver(self, data: FitData):
         cls = self._solver_class(data.partial)
         if cls is Smoothing:
-            has_l1 = data.penalty.has_prox
-            inner = (AcceleratedProximal if has_l1 else QuasiNewton)()
+            inner = self._full_batch_class()()
             return Smoothing(inner=inner, target=self._tol_for(cls))
         if cls.measures_optimality:
             return cls(curvature=data.loss.curvature)

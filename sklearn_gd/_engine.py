@@ -264,8 +264,8 @@ def run_epoch(problem: Problem, solver, schedule, it: Iterate):
         objective, weight = solver.step(problem, idx, lr)
         acc = acc + objective * weight
         wsum = wsum + weight
-        if penalty.has_prox:
-            scale = solver.prox_step(lr)
+        scale = solver.prox_step(lr) if penalty.has_prox else None
+        if scale is not None:  # None: the solver took its proximal step
             if isinstance(scale, torch.Tensor):
                 scale = scale[: problem.d]
             penalty.prox_(W, scale)
@@ -458,9 +458,6 @@ class Optimality:
             self.reached = True
             return True
         return solver.stuck
-
-    def reset(self):
-        """Nothing to reset: the measure is the solver's."""
 
 
 def _check_rate_fits(lr: float, dtype) -> None:

@@ -99,11 +99,7 @@ class Metric:
 
     def inv_norm(self, g: torch.Tensor) -> torch.Tensor:
         """``sqrt(g' P^-1 g)`` (a 0-dim tensor)."""
-        d = self.d
-        if self.m is None:
-            return torch.sqrt((g * g / self.Dw).sum())
-        gw = g[:d] - self.m * g[d:]
-        return torch.sqrt((gw * gw / self.Dw).sum() + (g[d:] ** 2).sum() / self.Db)
+        return torch.sqrt((g * self.inv(g)).sum())
 
     def prox_l1(self, z: torch.Tensor, thresh: float) -> None:
         """``z`` <- the proximal point of ``thresh * ||w||_1`` in ``P``'s
@@ -217,7 +213,6 @@ class QuasiNewton(_Preconditioned):
                 break
             t *= 0.5
         else:  # no decrease left at this precision: stay, and say so
-            self._measure(self._P.inv_norm(g))
             self.stuck = True
             return f / problem.sum_scale, 1.0
         s, y = x_new - x, g_new - g
@@ -251,7 +246,7 @@ class AcceleratedProximal(_Preconditioned):
         self.gap_estimate = math.inf
 
     def prox_step(self, lr):
-        return 0.0  # the proximal step is taken inside :meth:`step`
+        return None  # the proximal step is taken inside :meth:`step`
 
     def _split(self, problem, theta, idx):
         """The smooth part of the objective (sum scale) and its gradient."""

@@ -146,7 +146,8 @@ class Solver:
         self._opt.step()
 
     def prox_step(self, lr: float):
-        """The step that multiplied the gradient in the last update."""
+        """The step that multiplied the gradient in the last update (None
+        for a solver that takes the proximal step inside its update)."""
         return lr
 
 
