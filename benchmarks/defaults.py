@@ -272,16 +272,23 @@ def verdict(r):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    ap.add_argument("--only", default=None,
+                    help="run the cases whose name contains this (no table)")
     args = ap.parse_args()
     t_start = time.perf_counter()
     rows = []
     for data, kind, params, ref in CASES:
+        name = " ".join([data] + [f"{k}={v}" for k, v in params.items()])
+        if args.only and args.only not in name:
+            continue
         r = run_case(data, kind, params, ref)
         rows.append(r)
         print(f"{r['case']:<55} gap {r['gap']:.1e} epochs {r['epochs']:>4} "
               f"score {r['score']:.4f} sgd {fmt(r['sgd_score'], '.4f')} "
               f"t {r['t_ours'] * 1e3:.1f} ms / sgd {fmt(r['t_sgd'], '.4f')} s "
               f"warned {r['warned']} {verdict(r)}", flush=True)
+    if args.only:
+        return
     ratios = [r["t_ours"] / r["t_sgd"] for r in rows if r["t_sgd"]]
     lines = [
         "# Default fits against reference solvers", "",

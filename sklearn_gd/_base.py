@@ -37,7 +37,13 @@ from ._array_api import (
 )
 from ._data import resolve_device, to_numpy, to_tensor
 from ._engine import NoImprovement, Optimality, TrainState, Validation, train
-from ._full_batch import AcceleratedProximal, QuasiNewton, Smoothing
+from ._full_batch import (
+    AcceleratedProximal,
+    ConjugateGradient,
+    Newton,
+    QuasiNewton,
+    Smoothing,
+)
 from ._losses import make_loss
 from ._optimizers import OPTIMIZERS, make_solver
 from ._oracles import (
@@ -73,7 +79,9 @@ _OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
 
 # non-smooth losses that optimizer="auto" smooths (see _full_batch.Smoothing)
-_SMOOTHED_LOSSES = frozenset({"epsilon_insensitive", "absolute_error", "quantile"})
+_SMOOTHED_LOSSES = frozenset(
+    {"epsilon_insensitive", "absolute_error", "quantile", "hinge"}
+)
 
 
 @dataclass(frozen=True)
@@ -409,12 +417,14 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
     def _solver_class(self, partial: bool = False):
         """The solver class ``optimizer`` stands for.
 
-        ``"auto"`` on the full batch: preconditioned L-BFGS for a smooth
-        loss with no L1 part, accelerated proximal gradient for a smooth
-        loss with one, either of them on a shrinking smoothing of a
-        non-smooth regression loss; gradient descent ("sgd") with
-        scikit-learn's schedules on minibatches and for hinge and
-        perceptron.
+        ``"auto"`` on the full batch: for a smooth loss with no L1 part,
+        conjugate gradients on a quadratic, Newton on dense data with few
+        features, else preconditioned L-BFGS (the choice needs the data:
+        :meth:`_second_order`); accelerated proximal gradient for a smooth
+        loss with an L1 part; either on a shrinking smoothing of a
+        non-smooth loss (hinge, epsilon_insensitive, absolute_error,
+        quantile). Gradient descent ("sgd") with scikit-learn's schedules on
+        minibatches and for the perceptron.
         """
         if self.optimizer != "auto":
             return OPTIMIZERS[self.optimizer]
@@ -422,8 +432,8 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
             return OPTIMIZERS["sgd"]
         if self._smooth_loss():
             return self._full_batch_class()
-        # the margin losses' smoothings are too sharp to solve in a few
-        # hundred steps at small alpha: those keep SGDClassifier's path
+        # the perceptron's objective is minimised by the all-zero model:
+        # it keeps SGDClassifier's path, of which it is the update rule
         return Smoothing if self.loss in _SMOOTHED_LOSSES else OPTIMIZERS["sgd"]
 
     def _full_batch_class(self):
@@ -431,6 +441,21 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
         L1 part, else L-BFGS (on a smoothing of a non-smooth loss, the inner
         solver of :class:`Smoothing`)."""
         return AcceleratedProximal if self._make_penalty().has_prox else QuasiNewton
+
+    @staticmethod
+    def _second_order(cls, oracle, *, smoothed: bool):
+        """The smooth solver of "auto" for this oracle: conjugate gradients
+        on a quadratic (Newton's step there would be the normal equations'
+        direct solve); :class:`Newton` where the oracle offers Hessians
+        (dense data, few features) and the loss has one (a smoothing always
+        has); else L-BFGS."""
+        if cls is not QuasiNewton:
+            return cls
+        if not smoothed and oracle.quadratic:
+            return ConjugateGradient
+        if oracle.supports_hessian and (smoothed or oracle.loss.has_hessian):
+            return Newton
+        return cls
 
     def _asks_for_sgd(self) -> bool:
         """Whether the settings are gradient descent's: minibatches, or any
@@ -445,12 +470,13 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
             or self.early_stopping
         )
 
-    def _make_solver(self, data: FitData):
+    def _make_solver(self, data: FitData, oracle):
         cls = self._solver_class(data.partial)
         if cls is Smoothing:
-            inner = self._full_batch_class()()
-            return Smoothing(inner=inner, target=self._tol_for(cls))
+            inner = self._second_order(self._full_batch_class(), oracle, smoothed=True)
+            return Smoothing(inner=inner(), target=self._tol_for(cls))
         if cls.measures_optimality:
+            cls = self._second_order(cls, oracle, smoothed=False)
             return cls(curvature=data.loss.curvature)
         return make_solver(
             self.optimizer if self.optimizer != "auto" else "sgd",
@@ -464,7 +490,7 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
         scikit-learn's SGD rule (``tol="auto"``: SGDRegressor's 1e-3)."""
         cls = self._solver_class(mode.partial)
         if cls.measures_optimality:
-            return Optimality(None if mode.tol is None else self._tol_for(cls))
+            return Optimality(mode.tol)
         tol = 1e-3 if mode.tol == "auto" else mode.tol
         return NoImprovement(tol, self.n_iter_no_change)
 
@@ -490,7 +516,7 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
             oracle,
             penalty=data.penalty,
             schedule=schedule,
-            solver=self._make_solver(data),
+            solver=self._make_solver(data, oracle),
             stopping=self._stopping(mode),
             max_iter=mode.max_iter,
             fit_intercept=self.fit_intercept,
@@ -560,7 +586,7 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
         elif mode.tol is None or result.converged or mode.partial:
             return
         elif result.optimality is not None:
-            tol = self._tol_for(self._solver_class())
+            tol = result.tol
             why = (
                 "Maximum number of iteration reached"
                 if result.n_iter == mode.max_iter

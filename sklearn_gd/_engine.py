@@ -129,6 +129,7 @@ class TrainResult:
     interrupted: bool = False
     lr: float = 0.0
     optimality: float | None = None  # the solver's last relative measure
+    tol: float | None = None  # what the measure was compared with
 
 
 @dataclass
@@ -434,7 +435,8 @@ class Optimality:
 
     The measure (``solver.optimality``) is the norm of the (proximal)
     gradient mapping relative to its value at the start of the fit, so
-    ``tol`` means the same on every data set and scale. A stop is final:
+    ``tol`` means the same on every data set and scale ("auto": the
+    solver's ``auto_tol``, read at each update). A stop is final:
     ``reached`` says whether it was the criterion (True) or a solver that
     can make no more progress at this precision (False, and the estimator
     warns with the measure). The best loss and score are tracked as by
@@ -443,8 +445,9 @@ class Optimality:
 
     final = True
 
-    def __init__(self, tol: float | None):
+    def __init__(self, tol: float | str | None):
         self.tol = tol
+        self.tol_used = None
         self.best_loss = math.inf
         self.best_score = -math.inf
         self.reached = False
@@ -453,8 +456,11 @@ class Optimality:
         self.best_loss = min(self.best_loss, loss)
         if score is not None:
             self.best_score = max(self.best_score, score)
+        # "auto": the solver's own, which may depend on the data's precision
+        tol = solver.auto_tol if self.tol == "auto" else self.tol
+        self.tol_used = tol
         value = solver.optimality
-        if self.tol is not None and value is not None and value <= self.tol:
+        if tol is not None and value is not None and value <= tol:
             self.reached = True
             return True
         return solver.stuck
@@ -578,12 +584,15 @@ def train(
         interrupted=interrupted,
         lr=lr,
         optimality=solver.optimality,
+        tol=getattr(stopping, "tol_used", None),
     )
 
 
 def _read_epoch(mean, it: Iterate) -> tuple[float, float]:
     """The epoch's objective and the parameters' sum (finite iff every
     parameter is): the one host synchronisation of the epoch."""
+    if isinstance(mean, float):  # a full-batch solver's objective, already read
+        return mean, float(it.finite_check())
     loss = torch.as_tensor(mean, dtype=torch.float64, device=it.theta.device)
     both = torch.stack([loss.reshape(()), it.finite_check().to(torch.float64)])
     loss, param_sum = both.tolist()

@@ -38,6 +38,14 @@ class Loss:
         safe step size. Non-smooth losses use 1, the scale of their gradient.
     smooth : bool
         Whether the loss has a Lipschitz-continuous derivative.
+    quadratic : bool
+        Whether the loss is a quadratic function of the prediction (its
+        objective with an L2 penalty is then quadratic in the parameters).
+    has_hessian : bool
+        Whether :meth:`second_derivative` is defined: the loss is twice
+        differentiable, or piecewise so with a derivative that is Lipschitz
+        (its generalised second derivative, as Newton's method for
+        piecewise-quadratic losses uses).
     joint : bool
         Whether the columns of a row form one problem (a row-wise loss such as
         softmax cross-entropy) rather than independent ones.
@@ -45,6 +53,8 @@ class Loss:
 
     curvature: float = 1.0
     smooth: bool = True
+    quadratic: bool = False
+    has_hessian: bool = False
     joint: bool = False
 
     def value(self, y: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
@@ -54,6 +64,10 @@ class Loss:
     def derivative(self, y: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
         """Elementwise derivative ``dL/dp`` (a subgradient where not smooth)."""
         raise NotImplementedError
+
+    def second_derivative(self, y: torch.Tensor, p: torch.Tensor) -> torch.Tensor:
+        """Elementwise ``d^2 L / dp^2`` (where :attr:`has_hessian`)."""
+        raise NotImplementedError(f"{type(self).__name__} has no second derivative")
 
     def dloss_at(self, y: float, p: float) -> float:
         """Scalar derivative ``dL/dp`` at ``(y, p)``, for the 'optimal' schedule."""
@@ -86,6 +100,7 @@ class MoreauSmoothed(Loss):
     """
 
     smooth = True
+    has_hessian = True
 
     def __init__(self, base: Loss, mu: float):
         self.base, self.mu = base, mu
@@ -117,9 +132,23 @@ class MoreauSmoothed(Loss):
         s = self._slope(self._u(y, p))
         return y * s if self.shape.margin else -s
 
+    def second_derivative(self, y, p):
+        # 1 / mu where the slope is between two of h's (u = v + mu h'(v));
+        # a margin's y is +-1, so d^2/dp^2 = y^2 h_mu'' = h_mu''
+        u = self._u(y, p)
+        a, mu = self.shape.slopes, self.mu
+        out = torch.zeros_like(u)
+        for j, k in enumerate(self.shape.kinks, start=1):
+            inside = (u - k) / mu - a[j - 1]
+            out += ((inside > 0) & (inside < a[j] - a[j - 1])).to(u.dtype)
+        return out / mu
+
 
 class SquaredError(Loss):
     """``1/2 (y - p)^2``."""
+
+    quadratic = True
+    has_hessian = True
 
     def value(self, y, p):
         r = p - y
@@ -127,6 +156,9 @@ class SquaredError(Loss):
 
     def derivative(self, y, p):
         return p - y
+
+    def second_derivative(self, y, p):
+        return torch.ones_like(p)
 
 
 class Huber(Loss):
@@ -140,8 +172,13 @@ class Huber(Loss):
         quad = torch.clamp(a, max=self.epsilon)
         return quad * (a - 0.5 * quad)
 
+    has_hessian = True
+
     def derivative(self, y, p):
         return torch.clamp(p - y, -self.epsilon, self.epsilon)
+
+    def second_derivative(self, y, p):
+        return ((p - y).abs() <= self.epsilon).to(p.dtype)
 
 
 class EpsilonInsensitive(Loss):
@@ -176,9 +213,14 @@ class SquaredEpsilonInsensitive(Loss):
         z = torch.clamp((p - y).abs() - self.epsilon, min=0)
         return z * z
 
+    has_hessian = True
+
     def derivative(self, y, p):
         r = p - y
         return 2.0 * torch.sign(r) * torch.clamp(r.abs() - self.epsilon, min=0)
+
+    def second_derivative(self, y, p):
+        return 2.0 * ((p - y).abs() > self.epsilon).to(p.dtype)
 
 
 class Quantile(Loss):
@@ -256,8 +298,13 @@ class SquaredHinge(Loss):
         z = torch.clamp(self.threshold - y * p, min=0)
         return z * z
 
+    has_hessian = True
+
     def derivative(self, y, p):
         return -2.0 * y * torch.clamp(self.threshold - y * p, min=0)
+
+    def second_derivative(self, y, p):
+        return 2.0 * y * y * (y * p < self.threshold).to(p.dtype)
 
 
 class LogLoss(Loss):
@@ -268,8 +315,14 @@ class LogLoss(Loss):
     def value(self, y, p):
         return torch.nn.functional.softplus(-y * p)
 
+    has_hessian = True
+
     def derivative(self, y, p):
         return -y * torch.sigmoid(-y * p)
+
+    def second_derivative(self, y, p):
+        s = torch.sigmoid(-y * p)
+        return y * y * s * (1.0 - s)
 
 
 class ModifiedHuber(Loss):
@@ -281,9 +334,15 @@ class ModifiedHuber(Loss):
         z = y * p
         return torch.where(z >= -1, torch.clamp(1 - z, min=0) ** 2, -4.0 * z)
 
+    has_hessian = True
+
     def derivative(self, y, p):
         z = y * p
         return torch.where(z >= -1, -2.0 * y * torch.clamp(1 - z, min=0), -4.0 * y)
+
+    def second_derivative(self, y, p):
+        z = y * p
+        return 2.0 * y * y * ((z >= -1) & (z < 1)).to(p.dtype)
 
 
 class SoftmaxCrossEntropy(Loss):

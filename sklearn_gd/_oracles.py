@@ -197,6 +197,14 @@ class Oracle:
         objective that needs no pass over ``X``."""
         raise NotImplementedError
 
+    @property
+    def quadratic(self) -> bool:
+        """Whether the data term is a quadratic function of ``theta``."""
+        return getattr(getattr(self, "loss", None), "quadratic", False)
+
+    # whether :meth:`hessian` is offered (see DirectOracle)
+    supports_hessian = False
+
     def column_moments(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The weighted mean and second moment of every column of ``X``
         (float64, on the device): ``sum_i s_i x_ij / sum(s)`` and ``sum_i
@@ -259,6 +267,9 @@ class DirectOracle(Oracle):
     # second-moment matrix itself, from one GEMM pass (about d / 8 passes'
     # cost) instead of power iteration's 2 * 30 passes
     gram_curvature_max_features = 512
+    # up to this many features an output's Hessian, (d + 1)^2 entries from one
+    # GEMM pass, costs about what d / 8 gradient passes do
+    hessian_max_features = 512
 
     def __init__(
         self,
@@ -383,6 +394,50 @@ class DirectOracle(Oracle):
         return grad
 
     # -------------------------------------------------- curvature
+    @property
+    def supports_hessian(self) -> bool:
+        """Rows in memory, and few enough features for a Hessian per output
+        (the loss must also have :attr:`~Loss.has_hessian`)."""
+        X = self.X
+        return (
+            isinstance(X, torch.Tensor)
+            and X.shape[1] < self.hessian_max_features
+            and not self.loss.joint
+        )
+
+    def hessian(self, theta) -> torch.Tensor:
+        """The Hessian of each output's weighted mean loss in ``theta`` (the
+        stacked coefficients and intercept): float64, of shape (n_outputs,
+        n_features + fit_intercept, same), from one pass over ``X`` in row
+        chunks. A piecewise-quadratic loss gives its generalised Hessian."""
+        X, fi, sw = self.X, self.fit_intercept, self.sw
+        n, d = X.shape
+        k = theta.shape[1]
+        f64 = torch.float64
+        H = torch.zeros(k, d + int(fi), d + int(fi), dtype=f64, device=X.device)
+        W = theta[:d]
+        for sl in gen_batches(n, self.chunk_rows):
+            Xc = self._dense_rows(sl)
+            P = torch.addmm(theta[d], Xc, W) if fi else Xc @ W
+            C = self.loss.second_derivative(self.Y[sl], P)
+            if sw is not None:
+                C = C * sw[sl][:, None]
+            for j in range(k):
+                XC = Xc * C[:, j : j + 1]
+                if fi:  # [X, 1]' [X C, C]: the intercept's row and column
+                    XC = torch.cat([XC, C[:, j : j + 1]], 1)
+                    H[j, :d] += (Xc.T @ XC).to(f64)
+                    H[j, d] += XC.sum(0).to(f64)
+                else:
+                    H[j] += (Xc.T @ XC).to(f64)
+        if fi:
+            H[:, :d, d] = H[:, d, :d]
+        return H / (float(n) if sw is None else sw.sum().to(f64))
+
+    def _dense_rows(self, sl: slice) -> torch.Tensor:
+        """Rows ``sl`` of ``X`` as a dense tensor (for :meth:`hessian`)."""
+        return self.X[sl]
+
     def _matvec(self, v):
         """``(X~' S X~ / sum s) @ v``, reading ``X`` in row chunks."""
         X, sw, fi = self.X, self.sw, self.fit_intercept
@@ -497,6 +552,12 @@ class SparseOracle(DirectOracle):
     def _length(self, piece):
         return super()._length(self._index(piece))
 
+    def _dense_rows(self, sl: slice) -> torch.Tensor:
+        # a chunk of rows densified on the host (few features: small)
+        return torch.as_tensor(
+            self.Xs[sl].toarray(), dtype=self._data.dtype, device=self.X.device
+        )
+
     def _rows(self, idx):
         indptr, indices, data = self._indptr, self._indices, self._data
         if isinstance(idx, slice):
@@ -587,6 +648,8 @@ class GramOracle(Oracle):
     # smallest var_j / E[x_j^2] for which the uncentred GEMM keeps enough
     # digits: float32 loses a factor E[x^2] / var of its 1e-7 resolution
     _MIN_RELATIVE_VARIANCE = {torch.float32: 1e-2, torch.float64: 1e-8}
+
+    quadratic = True
 
     def __init__(self, X, Y, sample_weight, *, fit_intercept=True):
         self.fit_intercept = fit_intercept

@@ -269,10 +269,12 @@ def test_keyboard_interrupt_keeps_best_parameters(monkeypatch, params, dtype):
         # of terms of the size of `start` (measured error 1.4e-7 * start)
         tol = 1e-5 if dtype == np.float32 else 1e-12
         assert _objective(reg, X64, y64) <= min(reg.loss_curve_) + tol * start
-    # and the estimator fits again normally afterwards
+    # and the estimator fits again normally afterwards: as a fresh one does
     monkeypatch.undo()
     _quiet_fit(reg.set_params(verbose=0), "fit", X, y)
-    assert reg.n_iter_ == 50
+    fresh = _quiet_fit(clone(reg), "fit", X, y)
+    assert reg.n_iter_ == fresh.n_iter_
+    np.testing.assert_array_equal(reg.coef_, fresh.coef_)
 
 
 def test_keyboard_interrupt_through_a_sklearn_callback():
