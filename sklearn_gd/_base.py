@@ -36,10 +36,19 @@ from ._array_api import (
     to_numpy_any,
 )
 from ._data import resolve_device, to_numpy, to_tensor
-from ._engine import NoImprovement, Optimality, TrainState, Validation, train
+from ._engine import (
+    MeasuredProgress,
+    NoImprovement,
+    Optimality,
+    TrainState,
+    Validation,
+    train,
+)
 from ._full_batch import (
+    AUTO_TOL,
     AcceleratedProximal,
     ConjugateGradient,
+    GradientMapping,
     Newton,
     QuasiNewton,
     Smoothing,
@@ -51,6 +60,7 @@ from ._oracles import (
     csr_to_torch,
     lipschitz_estimate,
     rows_per_chunk,
+    solution_scale,
 )
 from ._penalties import PENALTIES, make_penalty
 from ._schedules import SCHEDULES, make_schedule
@@ -484,13 +494,20 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
             nesterov=self.nesterov,
         )
 
-    def _stopping(self, mode: FitMode):
+    def _stopping(self, mode: FitMode, loss):
         """The stopping rule: the optimality criterion for the solvers that
-        measure it (``tol="auto"``: the solver's ``auto_tol``), else
+        measure it (``tol="auto"``: the solver's ``auto_tol``); with
+        ``tol="auto"``, the same criterion measured after each epoch of the
+        others, on a smooth loss and without early stopping; else
         scikit-learn's SGD rule (``tol="auto"``: SGDRegressor's 1e-3)."""
         cls = self._solver_class(mode.partial)
         if cls.measures_optimality:
             return Optimality(mode.tol)
+        measurable = loss.smooth and not self.early_stopping and not mode.partial
+        if mode.tol == "auto" and measurable:
+            return MeasuredProgress(
+                AUTO_TOL, self.n_iter_no_change, GradientMapping(loss.curvature)
+            )
         tol = 1e-3 if mode.tol == "auto" else mode.tol
         return NoImprovement(tol, self.n_iter_no_change)
 
@@ -517,7 +534,7 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
             penalty=data.penalty,
             schedule=schedule,
             solver=self._make_solver(data, oracle),
-            stopping=self._stopping(mode),
+            stopping=self._stopping(mode, data.loss),
             max_iter=mode.max_iter,
             fit_intercept=self.fit_intercept,
             average=self._average_start(),
@@ -591,6 +608,8 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
                 "Maximum number of iteration reached"
                 if result.n_iter == mode.max_iter
                 else "No step decreases the objective at this precision"
+                if result.solver_stuck
+                else "The step size reached the schedule's floor"
             )
             warnings.warn(
                 f"{why} before convergence: the relative optimality measure "
@@ -657,7 +676,9 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
     def _resolve_eta0(self, oracle, data: FitData) -> float:
         """``eta0``, with "auto" turned into a step the data can take.
 
-        The solver's own default where it declares one; else ``1 / L_b``
+        The solver's own default where it declares one; for the
+        per-coordinate methods its ``auto_scale`` times the solution's scale
+        (:func:`~sklearn_gd._oracles.solution_scale`); else ``1 / L_b``
         where ``L_b`` bounds the curvature of a batch objective of size
         ``b``: ``L_b = L n (b - 1) / (b (n - 1)) + L_max (n - b) / (b (n -
         1))`` (Gower et al., 2019) with ``L`` the largest eigenvalue of the
@@ -665,9 +686,16 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
         """
         if self.eta0 != "auto":
             return float(self.eta0)
-        auto = self._solver_class(data.partial).auto_eta0
-        if auto is not None:
-            return auto
+        cls = self._solver_class(data.partial)
+        if cls.auto_eta0 is not None:
+            return cls.auto_eta0
+        if cls.auto_scale is not None:
+            n, d, k = data.shape
+            theta0 = torch.zeros(d + int(self.fit_intercept), k, dtype=data.tdtype)
+            scale = solution_scale(
+                oracle, theta0.to(data.device), data.loss.curvature, data.penalty.l2
+            )
+            return cls.auto_scale * scale
         lam, max_row = lipschitz_estimate(oracle)
         n = oracle.n_samples
         b = n if self.batch_size is None else min(self.batch_size, n)

@@ -102,14 +102,15 @@ class TorchSGDClassifier(LinearClassifierMixin, SparseCoefMixin, BaseTorchSGD):
         Most epochs (passes over the data) in ``fit``.
 
     tol : float, "auto" or None, default="auto"
-        When training stops (see :class:`TorchSGDRegressor`): an optimality
-        measure for the full-batch solvers of ``optimizer="auto"`` (the
-        relative gradient mapping, 1e-5, for log_loss, modified_huber,
-        squared_hinge and the multinomial loss), SGDClassifier's progress
-        rule on the epoch's objective (on the validation accuracy with
-        ``early_stopping``; "auto": 1e-3) for the others, hinge and
-        perceptron among them. None trains
-        ``max_iter`` epochs.
+        When training stops (see :class:`TorchSGDRegressor`): "auto" is an
+        optimality measure, the relative gradient mapping (at most 1e-5) for
+        log_loss, modified_huber, squared_hinge and the multinomial loss,
+        taken after each epoch by "sgd", "adam", "adamw" and "adagrad", and a
+        relative duality gap (at most 1e-4) for hinge under "auto"'s
+        smoothing; SGDClassifier's progress rule on the epoch's objective
+        (on the validation accuracy with ``early_stopping``; "auto": 1e-3)
+        for the perceptron, for hinge with "sgd", and for a float ``tol``
+        with the schedules. None trains ``max_iter`` epochs.
 
     shuffle : bool, default=True
         Reshuffle the rows every epoch (minibatches only).
@@ -133,7 +134,9 @@ class TorchSGDClassifier(LinearClassifierMixin, SparseCoefMixin, BaseTorchSGD):
         Initial step size; "auto" is ``1 / L`` for "sgd", with ``L`` the
         objective's curvature bound estimated from ``X`` and the loss
         (``1/4`` for log_loss, 2 for the squared hinges, 1 for non-smooth
-        losses, ``1/2`` for the multinomial loss).
+        losses, ``1/2`` for the multinomial loss), and a fraction of the
+        solution's scale for "adam", "adamw" and "adagrad" (see
+        :class:`TorchSGDRegressor`).
 
     power_t : float, default=0.25
         Exponent of "invscaling".
@@ -169,9 +172,12 @@ class TorchSGDClassifier(LinearClassifierMixin, SparseCoefMixin, BaseTorchSGD):
 
     optimizer : {"auto", "sgd", "adam", "adamw", "adagrad", "lbfgs"}, \
             default="auto"
-        The update rule (see :class:`TorchSGDRegressor`): "auto" is the
-        preconditioned full-batch L-BFGS (FISTA with an L1 part) for the
-        smooth losses, and "sgd" for hinge, perceptron and minibatches.
+        The update rule (see :class:`TorchSGDRegressor`): "auto" is, on the
+        full batch, damped Newton with few features (a Hessian and a line
+        search per class of one-vs-rest), preconditioned L-BFGS otherwise
+        (always for the multinomial loss), FISTA with an L1 part, and for
+        hinge one of them on a shrinking smoothing certified by a duality
+        gap; "sgd" for the perceptron and minibatches.
 
     momentum : float, default=0.0
         Momentum of "sgd", in ``[0, 1)``.

@@ -130,6 +130,7 @@ class TrainResult:
     lr: float = 0.0
     optimality: float | None = None  # the solver's last relative measure
     tol: float | None = None  # what the measure was compared with
+    solver_stuck: bool = False  # the solver could make no more progress
 
 
 @dataclass
@@ -413,6 +414,8 @@ class NoImprovement:
         self.count = 0
 
     final = False  # a stall may shrink the step and go on (Restarts)
+    floor_converges = True  # a stall at the schedule's floor is convergence
+    value = None  # no optimality measure
 
     def update(self, loss: float, score: float | None, solver=None) -> bool:
         """Record an epoch; True when the training has stalled."""
@@ -430,6 +433,59 @@ class NoImprovement:
         self.count = 0
 
 
+class MeasuredProgress(NoImprovement):
+    """The optimality measure, for gradient descent and the adaptive
+    methods under ``tol="auto"``: it decides both the stalls the schedule
+    reacts to and the ending.
+
+    After each epoch the measure is taken at the reported parameters: the
+    (proximal) gradient mapping's norm in the preconditioner's metric
+    (:class:`~sklearn_gd._full_batch.GradientMapping`), relative to the
+    start, as the full-batch solvers measure theirs. The fit converges when
+    it reaches ``tol``. An epoch makes progress when it brings the measure
+    1% below its best; ``n_iter_no_change`` epochs without progress are a
+    stall, which shrinks an "adaptive" step as scikit-learn's rule does. A
+    stall at the schedule's floor is not convergence: the fit ends with a
+    warning that reports the measure.
+    """
+
+    floor_converges = False
+    progress = 0.99
+
+    def __init__(self, tol: float, n_iter_no_change: int, measure):
+        super().__init__(None, n_iter_no_change)
+        self.target = tol
+        self.measure = measure
+        self.reached = False
+        self.value = None
+        self.best_value = math.inf
+
+    @property
+    def final(self):  # the criterion met ends the fit
+        return self.reached
+
+    def bind(self, problem, it) -> None:
+        """Start measuring on ``problem`` from the iterate's start."""
+        self.it = it
+        self.measure.start(problem, it.current())
+
+    def update(self, loss: float, score: float | None, solver=None) -> bool:
+        self.best_loss = min(self.best_loss, loss)
+        self.value = value = self.measure(self.it.current())
+        if value <= self.target:
+            self.reached = True
+            return True
+        if value < self.progress * self.best_value:
+            self.best_value, self.count = value, 0
+        else:
+            self.count += 1
+        return self.count >= self.patience
+
+    def reset(self):
+        super().reset()
+        self.best_value = math.inf
+
+
 class Optimality:
     """Stop when the solver's optimality measure reaches ``tol``.
 
@@ -444,6 +500,7 @@ class Optimality:
     """
 
     final = True
+    value = None  # the measure is the solver's own
 
     def __init__(self, tol: float | str | None):
         self.tol = tol
@@ -532,6 +589,8 @@ def train(
     lr = schedule.rate(it.t)
     _check_rate_fits(lr, it.theta.dtype)
     solver.setup(problem, it.theta)
+    if hasattr(stopping, "bind"):
+        stopping.bind(problem, it)
     solver.start(it.theta, lr, init.optimizer_state)
     guard = DivergenceGuard(float(oracle.zero_model_loss().mean()))
     restarts = Restarts(it, guard, schedule, solver)
@@ -558,8 +617,8 @@ def train(
                     converged, stop = stopping.reached, True
                 elif stalled and not restarts.after_stall(
                     grew=validation is None and loss > stopping.best_loss
-                ):
-                    converged = stop = True
+                ):  # the schedule's floor: convergence by sklearn's rule only
+                    converged, stop = stopping.floor_converges, True
                 elif stalled:
                     stopping.reset()
                 if stop:
@@ -583,8 +642,9 @@ def train(
         converged=converged,
         interrupted=interrupted,
         lr=lr,
-        optimality=solver.optimality,
-        tol=getattr(stopping, "tol_used", None),
+        optimality=solver.optimality if stopping.value is None else stopping.value,
+        solver_stuck=bool(getattr(solver, "stuck", False)),
+        tol=getattr(stopping, "tol_used", getattr(stopping, "target", None)),
     )
 
 

@@ -37,6 +37,7 @@ __all__ = [
     "AUTO_TOL",
     "AcceleratedProximal",
     "ConjugateGradient",
+    "GradientMapping",
     "Metric",
     "Newton",
     "QuasiNewton",
@@ -97,7 +98,8 @@ class Metric:
             dense[d], dense[:d, d] = top, top[:d]
             self._dense = dense
             r = m / Dw
-            inv = torch.diag(torch.cat([1.0 / Dw, (m * r).sum()[None] + 1.0 / curvature]))
+            corner = (m * r).sum()[None] + 1.0 / curvature
+            inv = torch.diag(torch.cat([1.0 / Dw, corner]))
             inv[d, :d], inv[:d, d] = -r, -r
             self._inv_dense = inv
 
@@ -156,6 +158,35 @@ class Metric:
         if self.m is not None:
             z[d:] -= (self.m * (shrunk - W)).sum(0, keepdim=True)
         W.copy_(shrunk)
+
+
+class GradientMapping:
+    """The full-batch solvers' optimality measure, taken at any iterate (for
+    the solvers that do not measure their own): the norm of the proximal
+    gradient mapping in ``P^-1``'s metric, ``||theta - prox(theta - P^-1
+    g)||_P``, relative to its value at the start. One full-batch gradient a
+    measure; ``P`` costs one pass over ``X``, once."""
+
+    def __init__(self, curvature: float):
+        self.curvature = curvature
+
+    def start(self, problem, theta) -> None:
+        self.problem = problem
+        self.P = Metric(problem, self.curvature, theta.dtype)
+        self.idx = problem.oracle.full_batch()
+        self.first = None
+        self.first = self._norm(theta) or 1.0
+
+    def _norm(self, theta) -> float:
+        _, _, grad = self.problem.evaluate(theta, self.idx, with_l2=True)
+        z = theta - self.P.inv(grad)
+        if self.problem.penalty.l1:
+            self.P.prox_l1(z, self.problem.penalty.l1)
+        diff = theta - z
+        return math.sqrt(max(self.P.inner(diff, diff), 0.0))
+
+    def __call__(self, theta) -> float:
+        return self._norm(theta) / self.first
 
 
 class _Preconditioned(Solver):
@@ -399,6 +430,40 @@ class Newton(QuasiNewton):
 
     def _learn(self, s, y, Bg_new) -> None:
         """No history: every direction is from the current Hessian."""
+
+    def _evaluate(self, problem, theta, idx):
+        """As :meth:`_Preconditioned._evaluate`, keeping each output's own
+        objective (``_columns``, summing to the total) for the line search."""
+        values, _, grad = problem.oracle.loss_grad(theta, idx)
+        W = problem.coef(theta)
+        problem.penalty.add_gradient_(grad[: problem.d], W)
+        columns = values + problem.penalty.column_values(W)
+        self._columns = columns.double().cpu().numpy()
+        return float(self._columns.sum()), grad
+
+    def _line_search(self, problem, x, idx, d, lr, slope):
+        """Independent outputs (one-vs-rest, several targets) are separate
+        problems: each column backtracks on its own objective, so that one
+        needing a short step does not hold the others back. Returns the
+        steps as a (n_outputs,) tensor."""
+        if d.shape[1] == 1 or problem.joint:
+            return super()._line_search(problem, x, idx, d, lr, slope)
+        f0 = self._columns  # at x: the last point evaluated
+        slopes = (self._g * d).sum(0).double().cpu().numpy()
+        t = np.full(d.shape[1], float(lr))
+        for _ in range(60):
+            step = torch.as_tensor(t, dtype=d.dtype, device=d.device)
+            f_new, g_new = self._evaluate(problem, x + d * step, idx)
+            cols = self._columns
+            ok = cols <= f0 + self.armijo * t * slopes
+            if ok.all():
+                return step, f_new, g_new
+            # each failing column: the quadratic's minimiser, as above
+            curve = cols - f0 - slopes * t
+            shorter = -slopes * t * t / (2.0 * np.where(curve > 0, curve, np.inf))
+            shorter = np.where(curve > 0, shorter, 0.5 * t)
+            t = np.where(ok, t, np.clip(shorter, 0.01 * t, 0.5 * t))
+        return None
 
     def _direction(self, g: torch.Tensor, Bg: torch.Tensor) -> torch.Tensor:
         problem = self._problem

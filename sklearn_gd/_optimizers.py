@@ -16,6 +16,11 @@ and never looks at its name. The declarations:
 ``auto_eta0``
     The step ``eta0="auto"`` stands for; None means ``1 / L`` with ``L`` the
     curvature of the objective, estimated from the data.
+``auto_scale``
+    For the per-coordinate methods (Adam, AdamW, Adagrad), which move each
+    coordinate by about their learning rate a step: ``eta0="auto"`` is this
+    fraction of the solution's scale, estimated from the data
+    (:func:`~sklearn_gd._oracles.solution_scale`).
 
 The gradient reaches a ``torch.optim`` optimizer through ``param.grad``;
 :meth:`Solver.prox_step` returns the step that multiplied the gradient in the
@@ -60,6 +65,7 @@ class Solver:
     supports_prox: bool = True
     decouples_l2: bool = False
     auto_eta0: float | None = None
+    auto_scale: float | None = None
     # whether ``optimality`` holds a relative optimality measure after each
     # step (then ``tol`` is compared with it; see _full_batch.py)
     measures_optimality: bool = False
@@ -191,7 +197,7 @@ class _PerCoordinate(Solver):
 class Adam(_PerCoordinate):
     """Adam (torch's defaults: betas (0.9, 0.999), eps 1e-8)."""
 
-    auto_eta0 = 1e-3
+    auto_scale = 0.01  # a hundred steps across the largest coordinate
 
     def _build(self, param, lr):
         return torch.optim.Adam([param], lr=lr)
@@ -222,7 +228,7 @@ class Adagrad(_PerCoordinate):
     Rarely active features (sparse text) keep long steps.
     """
 
-    auto_eta0 = 0.1
+    auto_scale = 0.1  # its steps shrink as 1 / sqrt(t): ~25 to get across
 
     def _build(self, param, lr):
         return torch.optim.Adagrad([param], lr=lr, eps=1e-10)

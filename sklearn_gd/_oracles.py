@@ -40,6 +40,7 @@ from ._losses import Loss, SquaredError
 __all__ = [
     "Curvature",
     "DirectOracle",
+    "solution_scale",
     "GramOracle",
     "Oracle",
     "SparseOracle",
@@ -138,6 +139,26 @@ def check_moments_finite(A: torch.Tensor, what: str = "X' X / n") -> None:
             "overflow. Scale the data first, e.g. with "
             "sklearn.preprocessing.StandardScaler or MinMaxScaler."
         )
+
+
+def solution_scale(oracle, theta0: torch.Tensor, curvature: float, l2: float) -> float:
+    """The largest coordinate of the diagonal Newton step from ``theta0``
+    (all zeros): ``|g_j| / (curvature E[x_j^2] + l2)`` for a coefficient,
+    ``|g_b| / curvature`` for the intercept, for each output.
+
+    The scale of the solution's coordinates, which a per-coordinate method
+    (Adam, Adagrad) travels in steps of about its learning rate; one pass
+    for the moments and one gradient.
+    """
+    _, second = oracle.column_moments()
+    _, _, grad = oracle.loss_grad(theta0, oracle.full_batch())
+    d = second.shape[0]
+    grad = grad.to(torch.float64).abs()
+    scale = grad[:d] / (curvature * second + l2).clamp_min(1e-300)[:, None]
+    if grad.shape[0] > d:  # the intercept's row
+        scale = torch.cat([scale, grad[d:] / curvature])
+    value = float(scale.max())
+    return value if math.isfinite(value) and value > 0 else 1.0
 
 
 def lipschitz_estimate(oracle, n_iter: int = 30) -> tuple[float, float | None]:

@@ -68,20 +68,27 @@ class TorchSGDRegressor(RegressorMixin, BaseTorchSGD):
         Maximum number of epochs (passes over the training data).
 
     tol : float, "auto" or None, default="auto"
-        When training stops. The full-batch solvers of ``optimizer="auto"``
-        measure their distance to the optimum and stop when it is at most
-        ``tol``: for a smooth loss, the norm of the (proximal) gradient
-        mapping in the preconditioner's metric relative to its value at the
-        start ("auto": 1e-5); for a non-smooth loss, a duality gap relative
-        to the objective ("auto": 1e-4). The other solvers use
-        SGDRegressor's rule ("auto": 1e-3): stop (or, with
+        When training stops. "auto" measures the distance to the optimum and
+        stops when it is small: for a smooth loss, the norm of the (proximal)
+        gradient mapping in the preconditioner's metric relative to its value
+        at the start, at most 1e-5 (1e-10, or ten float epsilons, for
+        conjugate gradients, whose steps are cheap); for a non-smooth loss
+        under "auto"'s smoothing, a duality gap relative to the objective, at
+        most 1e-4. With "sgd", "adam", "adamw" and "adagrad" on a smooth
+        loss the same measure is taken after each epoch (one more full-batch
+        gradient); ``n_iter_no_change`` epochs that do not bring it 1% below
+        its best divide an "adaptive" rate by 5, and reaching the rate's
+        floor is not convergence. A float ``tol`` is compared with the same
+        measure by the full-batch solvers of "auto"; the other solvers then
+        use SGDRegressor's rule, as they do with "auto" under early stopping
+        or a non-smooth loss ("auto": 1e-3): stop (or, with
         ``learning_rate="adaptive"``, divide the rate by 5) when the mean
         objective of an epoch is above ``best_loss - tol`` for
         ``n_iter_no_change`` epochs in a row (with early stopping: the
         validation R^2 below ``best + tol``). A fit that ends for any other
-        reason (``max_iter``, no more progress at this precision) raises a
-        ConvergenceWarning giving the measure. None runs ``max_iter``
-        epochs.
+        reason (``max_iter``, the rate's floor, no more progress at this
+        precision) raises a ConvergenceWarning giving the measure. None runs
+        ``max_iter`` epochs.
 
     shuffle : bool, default=True
         Whether to visit the rows in a new random order each epoch (matters
@@ -115,10 +122,12 @@ class TorchSGDRegressor(RegressorMixin, BaseTorchSGD):
         ``optimizer="sgd"``, ``1 / L`` with ``L`` the curvature of the batch
         objective estimated from the data (the largest eigenvalue of
         ``X~' S X~ / sum(s)`` with ``X~ = [X, 1]``, scaled by the loss's
-        curvature and adjusted for the batch size); 1e-3 for "adam" and
-        "adamw"; 0.1 for "adagrad"; 1 (the first trial step of the line
-        search) for "lbfgs" and "auto"'s full-batch solvers. The value used is stored
-        in ``eta0_``.
+        curvature and adjusted for the batch size); for "adam" and "adamw"
+        a hundredth, for "adagrad" a tenth, of the scale of the solution's
+        coordinates (the largest coordinate of the diagonal Newton step from
+        zero), since they move each coordinate by about their rate a step; 1
+        (the first trial step of the line search) for "lbfgs" and "auto"'s
+        full-batch solvers. The value used is stored in ``eta0_``.
 
     power_t : float, default=0.25
         Exponent of the "invscaling" schedule, in ``[0, inf)``.
@@ -142,16 +151,20 @@ class TorchSGDRegressor(RegressorMixin, BaseTorchSGD):
 
     optimizer : {"auto", "sgd", "adam", "adamw", "adagrad", "lbfgs"}, \
             default="auto"
-        The update rule. "auto", on the full batch (``batch_size=None``):
-        L-BFGS preconditioned by the columns' means and variances (so that
-        neither the features' scales nor their offsets slow it down) for a
-        smooth loss; accelerated proximal gradient (FISTA with restarts) in
-        the same metric when the penalty has an L1 part; for a non-smooth
-        loss (epsilon_insensitive, absolute_error, quantile), either of them
-        on the loss smoothed by a Moreau envelope whose width shrinks until a
-        duality gap certifies the fit. "auto" is "sgd" with minibatches,
-        with early stopping, and when ``eta0``, ``learning_rate``,
-        ``momentum`` or ``average`` is set.
+        The update rule. "auto", on the full batch (``batch_size=None``), for
+        a smooth loss with no L1 part: conjugate gradients for the squared
+        loss; damped Newton (a Hessian per output from one pass, an Armijo
+        line search per output) on data with fewer than 512 features;
+        L-BFGS (compact form) otherwise. Both work in a metric preconditioned
+        by the columns' means and variances, so that neither the features'
+        scales nor their offsets slow them down. With an L1 part:
+        accelerated proximal gradient (FISTA with restarts) in that metric.
+        For a non-smooth loss (epsilon_insensitive, absolute_error,
+        quantile), one of them on the loss smoothed by a Moreau envelope
+        whose width shrinks until a duality gap certifies the fit. "auto" is
+        "sgd" with minibatches, with early stopping, in ``partial_fit``, and
+        when ``eta0``, ``learning_rate``, ``momentum`` or ``average`` is
+        set.
         The others come from ``torch.optim``: "sgd" reads ``momentum`` and
         ``nesterov``; "adamw" applies the L2 part of the penalty as decoupled
         weight decay; "adagrad" takes per-coordinate steps that shrink with
