@@ -88,20 +88,30 @@ class Metric:
         self.Dw = Dw.to(self.dtype)[:, None]
         self.Db = curvature
         self._dense = self._inv_dense = None
-        if self.m is not None and self.d + 1 <= self.dense_max:
-            # P = [[diag(Dw) + Db m m', Db m], [Db m', Db]] and
+        if self._small:
             # P^-1 = [[diag(1 / Dw), -m / Dw], [-(m / Dw)', m'(m / Dw) + 1 / Db]]
             m, Dw, d = self.m[:, 0], self.Dw[:, 0], self.d
-            dense = torch.diag(torch.cat([Dw, Dw.new_full((1,), curvature)]))
-            top = torch.cat([m * curvature, Dw.new_full((1,), curvature)])
-            dense[:d, :d] += curvature * torch.outer(m, m)
-            dense[d], dense[:d, d] = top, top[:d]
-            self._dense = dense
             r = m / Dw
             corner = (m * r).sum()[None] + 1.0 / curvature
             inv = torch.diag(torch.cat([1.0 / Dw, corner]))
             inv[d, :d], inv[:d, d] = -r, -r
             self._inv_dense = inv
+
+    @property
+    def _small(self) -> bool:
+        return self.m is not None and self.d + 1 <= self.dense_max
+
+    def _dense_P(self):
+        """``P = [[diag(Dw) + Db m m', Db m], [Db m', Db]]``, built when
+        first needed (the solvers that only divide by ``P`` never do)."""
+        if self._dense is None and self._small:
+            m, Dw, d, Db = self.m[:, 0], self.Dw[:, 0], self.d, self.Db
+            dense = torch.diag(torch.cat([Dw, Dw.new_full((1,), Db)]))
+            top = torch.cat([m * Db, Dw.new_full((1,), Db)])
+            dense[:d, :d] += Db * torch.outer(m, m)
+            dense[d], dense[:d, d] = top, top[:d]
+            self._dense = dense
+        return self._dense
 
     def _tilde(self, v):
         """``T v``'s intercept row (None without an intercept)."""
@@ -111,7 +121,7 @@ class Metric:
 
     def apply(self, v: torch.Tensor) -> torch.Tensor:
         """``P v``, a new tensor."""
-        if self._dense is not None:
+        if self._dense_P() is not None:
             return self._dense @ v
         d = self.d
         if self.m is None:
@@ -121,7 +131,7 @@ class Metric:
 
     def matrix(self) -> torch.Tensor:
         """``P`` as a dense float64 matrix (for a few features only)."""
-        if self._dense is not None:
+        if self._dense_P() is not None:
             return self._dense.double()
         if self.m is None:
             return torch.diag(self.Dw[:, 0].double())
@@ -387,6 +397,29 @@ class ConjugateGradient(QuasiNewton):
 
     def _learn(self, s, y, Bg_new) -> None:
         """Conjugacy needs no pairs: the previous direction is the memory."""
+
+    # below this optimality measure the gradient is evaluated afresh at each
+    # step: updated as g + t A d it drifts by rounding, and conjugacy with it
+    fresh_below = 1e-3
+
+    def _line_search(self, problem, x, idx, d, lr, slope):
+        """With a Gram oracle, ``A d`` is one small product instead of an
+        evaluation at a trial point, and far from the optimum the objective
+        and gradient follow from it exactly (a quadratic)."""
+        hessian_vector = getattr(problem.oracle, "hessian_vector", None)
+        if hessian_vector is None or not self._quadratic:
+            return super()._line_search(problem, x, idx, d, lr, slope)
+        Ad = hessian_vector(d)
+        problem.penalty.add_gradient_(Ad[: problem.d], d[: problem.d])
+        dAd = float((d * Ad).sum())
+        if not dAd > 0:
+            return super()._line_search(problem, x, idx, d, lr, slope)
+        t = -slope / dAd
+        if self.optimality is not None and self.optimality > self.fresh_below:
+            f_new = self._f + t * slope + 0.5 * t * t * dAd
+            return t, f_new, Ad.mul_(t).add_(self._g)
+        f_new, g_new = self._evaluate(problem, x + t * d, idx)
+        return (t, f_new, g_new) if f_new <= self._f else None
 
     def _next(self, g, Bg, first: bool = False) -> None:
         d_prev = self._d

@@ -780,6 +780,11 @@ class GramOracle(Oracle):
             return values, 1.0, None
         return values, 1.0, (At - self.C).to(self.out_dtype)
 
+    def hessian_vector(self, v: torch.Tensor) -> torch.Tensor:
+        """``A v``: the data term's Hessian (the same for every output) times
+        each column of ``v``, in ``v``'s dtype."""
+        return (self.A @ v.to(torch.float64)).to(v.dtype)
+
     def curvature(self) -> Curvature:
         return Curvature(matrix=self.A)
 
