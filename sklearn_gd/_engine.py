@@ -520,6 +520,10 @@ class Optimality:
         if tol is not None and value is not None and value <= tol:
             self.reached = True
             return True
+        if solver.stuck and self.tol == "auto" and value is not None:
+            # an "auto" that aims past the common one (conjugate gradients)
+            # has converged when rounding stops it below the common one
+            self.reached = value <= getattr(solver, "precision_tol", -math.inf)
         return solver.stuck
 
 

@@ -388,12 +388,15 @@ class ConjugateGradient(QuasiNewton):
         super().setup(problem, theta)
         # its steps are cheap and its iterate's sensitivity to rounding is
         # that of the problem's conditioning: "auto" goes near the data's
-        # precision, so that equal problems (weights or repeated rows) agree
+        # precision, so that equal problems (weights or repeated rows) agree;
+        # stopped by rounding before that, it has converged below AUTO_TOL
         self.auto_tol = max(1e-10, 10.0 * torch.finfo(theta.dtype).eps)
+        self.precision_tol = AUTO_TOL
 
     def _forget(self):
         super()._forget()
         self._gBg = None
+        self._followed = False  # the last objective came from A d, not X
 
     def _learn(self, s, y, Bg_new) -> None:
         """Conjugacy needs no pairs: the previous direction is the memory."""
@@ -416,10 +419,14 @@ class ConjugateGradient(QuasiNewton):
             return super()._line_search(problem, x, idx, d, lr, slope)
         t = -slope / dAd
         if self.optimality is not None and self.optimality > self.fresh_below:
+            self._followed = True
             f_new = self._f + t * slope + 0.5 * t * t * dAd
             return t, f_new, Ad.mul_(t).add_(self._g)
         f_new, g_new = self._evaluate(problem, x + t * d, idx)
-        return (t, f_new, g_new) if f_new <= self._f else None
+        # a followed objective and an evaluated one differ by rounding: only
+        # two evaluated ones tell whether rounding is all that is left
+        followed, self._followed = self._followed, False
+        return (t, f_new, g_new) if followed or f_new <= self._f else None
 
     def _next(self, g, Bg, first: bool = False) -> None:
         d_prev = self._d
