@@ -153,10 +153,6 @@ class Metric:
         c = v[d:] / self.Db
         return torch.cat([a, c - (self.m * a).sum(0, keepdim=True)])
 
-    def inv_norm(self, g: torch.Tensor) -> torch.Tensor:
-        """``sqrt(g' P^-1 g)`` (a 0-dim tensor)."""
-        return torch.sqrt((g * self.inv(g)).sum())
-
     def prox_l1(self, z: torch.Tensor, thresh: float) -> None:
         """``z`` <- the proximal point of ``thresh * ||w||_1`` in ``P``'s
         metric, in place: soft-thresholding of each coefficient by
@@ -184,7 +180,6 @@ class GradientMapping:
         self.problem = problem
         self.P = Metric(problem, self.curvature, theta.dtype)
         self.idx = problem.oracle.full_batch()
-        self.first = None
         self.first = self._norm(theta) or 1.0
 
     def _norm(self, theta) -> float:
@@ -197,6 +192,17 @@ class GradientMapping:
 
     def __call__(self, theta) -> float:
         return self._norm(theta) / self.first
+
+
+def _shorter(f0, f_new, slope, t):
+    """The next trial step of a backtracking line search that failed at
+    ``t``: the minimiser of the quadratic through ``f0``, ``slope`` and
+    ``f_new``, kept within ``[t / 100, t / 2]`` (a far overshoot takes few
+    trials). Elementwise on numpy arrays, one per output, or on floats."""
+    curve = f_new - f0 - slope * t
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t_min = np.where(curve > 0, -slope * t * t / (2.0 * curve), 0.5 * t)
+    return np.clip(t_min, 0.01 * t, 0.5 * t)
 
 
 class _Preconditioned(Solver):
@@ -256,19 +262,13 @@ class QuasiNewton(_Preconditioned):
     built on the host once per new pair. A direction is then three small
     products on the data's device and no host synchronisation, where the
     two-loop recursion takes ``4 m`` vector operations and ``2 m`` host
-    synchronisations. On a quadratic objective (the squared loss with an L2
-    penalty) the line search is exact: the trial evaluation gives ``A d``,
-    and with it the minimiser along ``d``.
+    synchronisations.
     """
 
     supports_prox = False
     history_size = 10
     armijo = 1e-4
     check_every = 10  # steps between certificates of a smoothing (Smoothing)
-
-    def setup(self, problem, theta) -> None:
-        super().setup(problem, theta)
-        self._quadratic = problem.oracle.quadratic and not problem.penalty.l1
 
     def _forget(self):
         self._s, self._y, self._By = [], [], []
@@ -315,32 +315,17 @@ class QuasiNewton(_Preconditioned):
     def _line_search(self, problem, x, idx, d, lr, slope):
         """``(t, f(x + t d), g(x + t d))``, or None when no step decreases
         the objective at this precision."""
-        f, g = self._f, self._g
+        f = self._f
         t = lr
         f_new, g_new = self._evaluate(problem, x + t * d, idx)
-        if self._quadratic:
-            Ad = g_new.sub_(g).div_(t)  # A d, from the trial evaluation
-            dAd = float((d * Ad).sum())
-            if dAd > 0:  # the exact minimiser along d, where the gradient is
-                # evaluated afresh: updated as g + t A d it drifts by rounding,
-                # and conjugacy with it, on ill-conditioned problems
-                t = -slope / dAd
-                f_new, g_new = self._evaluate(problem, x + t * d, idx)
-                # none where rounding is all that is left to move
-                return (t, f_new, g_new) if f_new <= f else None
-            g_new = Ad.mul_(t).add_(g)
         for _ in range(60):
             if f_new <= f + self.armijo * t * slope:
                 return t, f_new, g_new
-            # the minimiser of the quadratic through f, slope and f_new,
-            # kept within [t / 100, t / 2]: a far overshoot takes few trials
-            curve = f_new - f - slope * t
-            t_min = -slope * t * t / (2.0 * curve) if curve > 0 else 0.5 * t
-            t = min(max(t_min, 0.01 * t), 0.5 * t)
+            t = float(_shorter(f, f_new, slope, t))
             f_new, g_new = self._evaluate(problem, x + t * d, idx)
         return None
 
-    def _next(self, g, Bg, first: bool = False) -> None:
+    def _next(self, g, Bg) -> None:
         """Measure optimality at gradient ``g`` and take the next direction:
         half its decrement ``-g'd`` estimates ``f - f*``."""
         d = self._direction(g, Bg)
@@ -406,19 +391,24 @@ class ConjugateGradient(QuasiNewton):
     fresh_below = 1e-3
 
     def _line_search(self, problem, x, idx, d, lr, slope):
-        """With a Gram oracle, ``A d`` is one small product instead of an
-        evaluation at a trial point, and far from the optimum the objective
-        and gradient follow from it exactly (a quadratic)."""
+        """The exact minimiser along ``d``. ``A d`` is one small product with
+        a Gram oracle, else the gradient's change from a trial evaluation;
+        with a Gram oracle and far from the optimum the objective and
+        gradient follow from it exactly (a quadratic). Armijo backtracking
+        where ``d'A d`` is not positive (no curvature along ``d``)."""
         hessian_vector = getattr(problem.oracle, "hessian_vector", None)
-        if hessian_vector is None or not self._quadratic:
-            return super()._line_search(problem, x, idx, d, lr, slope)
-        Ad = hessian_vector(d)
-        problem.penalty.add_gradient_(Ad[: problem.d], d[: problem.d])
+        if hessian_vector is not None:
+            Ad = hessian_vector(d)
+            problem.penalty.add_gradient_(Ad[: problem.d], d[: problem.d])
+        else:  # A d from the gradient at the trial point x + lr d
+            _, g_trial = self._evaluate(problem, x + lr * d, idx)
+            Ad = g_trial.sub_(self._g).div_(lr)
         dAd = float((d * Ad).sum())
         if not dAd > 0:
             return super()._line_search(problem, x, idx, d, lr, slope)
         t = -slope / dAd
-        if self.optimality is not None and self.optimality > self.fresh_below:
+        followable = hessian_vector is not None and self.optimality is not None
+        if followable and self.optimality > self.fresh_below:
             self._followed = True
             f_new = self._f + t * slope + 0.5 * t * t * dAd
             return t, f_new, Ad.mul_(t).add_(self._g)
@@ -428,7 +418,7 @@ class ConjugateGradient(QuasiNewton):
         followed, self._followed = self._followed, False
         return (t, f_new, g_new) if followed or f_new <= self._f else None
 
-    def _next(self, g, Bg, first: bool = False) -> None:
+    def _next(self, g, Bg) -> None:
         d_prev = self._d
         if d_prev is None or self._gBg is None:
             (gBg,) = ((g * Bg).sum()[None]).tolist()
@@ -498,11 +488,7 @@ class Newton(QuasiNewton):
             ok = cols <= f0 + self.armijo * t * slopes
             if ok.all():
                 return step, f_new, g_new
-            # each failing column: the quadratic's minimiser, as above
-            curve = cols - f0 - slopes * t
-            shorter = -slopes * t * t / (2.0 * np.where(curve > 0, curve, np.inf))
-            shorter = np.where(curve > 0, shorter, 0.5 * t)
-            t = np.where(ok, t, np.clip(shorter, 0.01 * t, 0.5 * t))
+            t = np.where(ok, t, _shorter(f0, cols, slopes, t))
         return None
 
     def _direction(self, g: torch.Tensor, Bg: torch.Tensor) -> torch.Tensor:
