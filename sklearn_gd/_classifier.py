@@ -20,16 +20,14 @@ from sklearn.model_selection import StratifiedShuffleSplit
 from sklearn.utils import compute_class_weight
 from sklearn.utils._available_if import available_if
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.multiclass import (
-    _check_partial_fit_first_call,
-    check_classification_targets,
-)
-from sklearn.utils.validation import check_is_fitted, column_or_1d
+from sklearn.utils.multiclass import _check_partial_fit_first_call
+from sklearn.utils.validation import check_is_fitted
 
 from ._array_api import check_fitted_namespace, host, output_space, to_numpy_any
 from ._base import BaseTorchSGD
 from ._engine import AccuracyValidation
 from ._losses import CLASSIFICATION_LOSSES, MULTINOMIAL_LOSSES, make_loss
+from ._validation import class_labels
 
 __all__ = ["TorchSGDClassifier"]
 
@@ -419,8 +417,7 @@ class TorchSGDClassifier(LinearClassifierMixin, SparseCoefMixin, BaseTorchSGD):
                 f"{type(self).__name__} requires y to be passed, but the target y "
                 "is None."
             )
-        labels = column_or_1d(to_numpy_any(y), warn=True)
-        check_classification_targets(labels)
+        labels = class_labels(to_numpy_any(y))
         if partial:
             # sets classes_ on the first call, checks ``classes`` on later ones
             _check_partial_fit_first_call(self, classes)

@@ -430,30 +430,44 @@ class DirectOracle(Oracle):
         """The Hessian of each output's weighted mean loss in ``theta`` (the
         stacked coefficients and intercept): float64, of shape (n_outputs,
         n_features + fit_intercept, same), from one pass over ``X`` in row
-        chunks. A piecewise-quadratic loss gives its generalised Hessian."""
-        X, fi, sw = self.X, self.fit_intercept, self.sw
-        n, d = X.shape
+        chunks, one product ``A' [A c_1, ..., A c_k]`` per chunk (``A`` the
+        chunk's design rows ``[X, 1]``, ``c_j`` output ``j``'s second
+        derivatives). A piecewise-quadratic loss gives its generalised
+        Hessian."""
+        n = self.n_samples
         k = theta.shape[1]
-        f64 = torch.float64
-        H = torch.zeros(k, d + int(fi), d + int(fi), dtype=f64, device=X.device)
-        W = theta[:d]
+        H = None
         for sl in gen_batches(n, self.chunk_rows):
-            Xc = self._dense_rows(sl)
-            P = torch.addmm(theta[d], Xc, W) if fi else Xc @ W
-            C = self.loss.second_derivative(self.Y[sl], P)
-            if sw is not None:
-                C = C * sw[sl][:, None]
-            for j in range(k):
-                XC = Xc * C[:, j : j + 1]
-                if fi:  # [X, 1]' [X C, C]: the intercept's row and column
-                    XC = torch.cat([XC, C[:, j : j + 1]], 1)
-                    H[j, :d] += (Xc.T @ XC).to(f64)
-                    H[j, d] += XC.sum(0).to(f64)
-                else:
-                    H[j] += (Xc.T @ XC).to(f64)
-        if fi:
-            H[:, :d, d] = H[:, d, :d]
-        return H / (float(n) if sw is None else sw.sum().to(f64))
+            A = self._design_rows(sl)
+            C = self.loss.second_derivative(self.Y[sl], A @ theta)
+            if self.sw is not None:
+                C = C * self.sw[sl][:, None]
+            m, q = A.shape
+            # outputs in groups whose scaled copies of A fit in about a chunk
+            group = max(1, min(k, self.chunk_rows // m))
+            for j in range(0, k, group):
+                Cg = C[:, j : j + group]
+                g = Cg.shape[1]
+                AC = (A[:, None, :] * Cg[:, :, None]).reshape(m, g * q)
+                part = (A.T @ AC).reshape(q, g, q).transpose(0, 1).to(torch.float64)
+                if H is None:
+                    H = torch.zeros(k, q, q, dtype=torch.float64, device=A.device)
+                H[j : j + g] += part
+        return H / (float(n) if self.sw is None else self.sw.sum().to(torch.float64))
+
+    def _design_rows(self, sl: slice) -> torch.Tensor:
+        """Rows ``sl`` of the dense design matrix ``[X, 1]`` (``X`` without an
+        intercept). When one chunk holds every row it is built once and kept:
+        a Newton solver asks for it every iteration."""
+        whole = sl.start == 0 and sl.stop >= self.n_samples
+        if whole and getattr(self, "_design", None) is not None:
+            return self._design
+        A = self._dense_rows(sl)
+        if self.fit_intercept:
+            A = torch.cat([A, A.new_ones(A.shape[0], 1)], 1)
+        if whole:
+            self._design = A
+        return A
 
     def _dense_rows(self, sl: slice) -> torch.Tensor:
         """Rows ``sl`` of ``X`` as a dense tensor (for :meth:`hessian`)."""

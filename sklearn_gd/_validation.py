@@ -16,10 +16,12 @@ import numpy as np
 import scipy.sparse as sp
 import torch
 from sklearn.exceptions import DataConversionWarning
+from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
     _check_feature_names,
     _check_n_features,
     _check_sample_weight,
+    column_or_1d,
     validate_data,
 )
 
@@ -242,6 +244,25 @@ def validate_fit_inputs(
             sample_weight, X, dtype=X.dtype, ensure_non_negative=True
         )
     return Inputs(X, Y, sw, kind, np.dtype(X.dtype), y_ndim)
+
+
+def class_labels(y) -> np.ndarray:
+    """``y`` as a 1-D array of class labels, with scikit-learn's errors for
+    targets that are not classes (continuous, multi-output, non-finite).
+
+    A 1-D numpy array of integers, booleans or integral floats is checked
+    directly: scikit-learn's ``type_of_target`` takes about 0.5 ms on any
+    array, a tenth of a small fit. Everything else goes through it.
+    """
+    if isinstance(y, np.ndarray) and y.ndim == 1 and y.size:
+        kind = y.dtype.kind
+        if kind in "iub":
+            return y
+        if kind == "f" and np.isfinite(y).all() and (y == np.round(y)).all():
+            return y
+    labels = column_or_1d(y, warn=True)
+    check_classification_targets(labels)
+    return labels
 
 
 def validate_predict_input(estimator, X):

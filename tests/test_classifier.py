@@ -295,6 +295,37 @@ def test_string_labels_and_shapes(three_class):
     assert clf.score(X, names[y]) > 0.5  # LogisticRegression: 0.6
 
 
+@pytest.mark.parametrize(
+    "y, ok",
+    [
+        (np.array([0, 1, 2, 1]), True),
+        (np.array([0.0, 1.0, 2.0, 1.0]), True),  # integral floats are classes
+        (np.array([True, False, True, False]), True),
+        (np.array([0.5, 1.0, 2.0, 1.0]), False),  # continuous
+        (np.array([0.0, np.nan, 1.0, 1.0]), False),
+        (np.array([0.0, np.inf, 1.0, 1.0]), False),
+    ],
+)
+def test_class_labels_fast_check_matches_sklearn(y, ok):
+    """The direct check of numeric labels accepts and refuses what
+    scikit-learn's check_classification_targets does, with its errors."""
+    from sklearn.utils.multiclass import check_classification_targets
+
+    from sklearn_gd._validation import class_labels
+
+    try:
+        check_classification_targets(y)
+        sk_error = None
+    except ValueError as exc:
+        sk_error = exc
+    assert (sk_error is None) == ok
+    if ok:
+        np.testing.assert_array_equal(class_labels(y), y)
+    else:
+        with pytest.raises(ValueError):
+            class_labels(y)
+
+
 def test_binary_shapes_and_positive_class(binary):
     X, y = binary
     labels = np.where(y == 1, 7, -3)
