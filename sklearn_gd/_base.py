@@ -22,7 +22,7 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import ShuffleSplit
-from sklearn.utils import check_random_state, gen_batches
+from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.extmath import safe_sparse_dot
 from sklearn.utils.validation import check_is_fitted
@@ -58,6 +58,7 @@ from ._optimizers import OPTIMIZERS, make_solver
 from ._oracles import (
     choose_oracle,
     csr_to_torch,
+    gen_batches,
     lipschitz_estimate,
     rows_per_chunk,
     solution_scale,

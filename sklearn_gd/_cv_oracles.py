@@ -33,13 +33,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from sklearn.utils import gen_batches
 
 from ._oracles import (
     DirectOracle,
     SparseOracle,
     augment,
     check_moments_finite,
+    gen_batches,
 )
 from ._streaming import HostChunkOracle
 

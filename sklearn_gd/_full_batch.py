@@ -437,74 +437,114 @@ class ConjugateGradient(QuasiNewton):
 
 class Newton(QuasiNewton):
     """Damped Newton: each output's direction solves its own (generalised)
-    Hessian's system, ``H_j d_j = -g_j``, with the Hessian from one pass
-    over ``X`` (:meth:`~sklearn_gd._oracles.DirectOracle.hessian`), and the
-    step is :class:`QuasiNewton`'s Armijo line search from ``t = 1``.
+    Hessian's system, ``H_j d_j = -g_j``, and each output takes its own
+    Armijo step from ``t = 1`` (one-vs-rest outputs are separate problems:
+    one needing a short step does not hold the others back).
 
-    For dense data with few features (the oracle says when), where a
-    Hessian costs about what a few gradients do and Newton's method needs
-    about ten iterations, whatever the conditioning, against L-BFGS's tens
-    to hundreds. Piecewise-quadratic losses (huber, squared_hinge,
-    modified_huber, and the smoothings of the non-smooth ones) take their
-    generalised Hessian, which can be singular (no row on a curved piece):
-    then the smallest multiple of the preconditioner ``P`` that makes it
-    positive definite is added. Its decrement ``g' H^-1 g / 2`` estimates
-    the gap to the optimum.
+    The loss, gradient and Hessians at an accepted point come from one pass
+    over ``X`` (:meth:`~sklearn_gd._oracles.DirectOracle.derivatives`), and a
+    trial point of the line search costs the loss alone. For dense data
+    with few features (the oracle says when), where a Hessian costs about
+    what a few gradients do and Newton's method needs about ten iterations,
+    whatever the conditioning, against L-BFGS's tens to hundreds.
+    Piecewise-quadratic losses (huber, squared_hinge, modified_huber, and
+    the smoothings of the non-smooth ones) take their generalised Hessian,
+    which can be singular (no row on a curved piece): then the smallest
+    multiple of the preconditioner ``P`` that makes it positive definite is
+    added. Its decrement ``g' H^-1 g / 2`` estimates the gap to the
+    optimum.
     """
 
     check_every = 2  # its decrement is a close estimate of the gap
 
     def setup(self, problem, theta) -> None:
         super().setup(problem, theta)
-        self._problem = problem
+        # the L2 part of the Hessian: its diagonal on the coefficients' rows
+        q, d = theta.shape[0], problem.d
+        l2 = torch.as_tensor(problem.penalty.l2, dtype=torch.float64)
+        ridge = torch.zeros(l2.numel(), q, dtype=torch.float64)
+        ridge[:, :d] = l2.reshape(-1, 1).to(ridge.device)
+        self._ridge = ridge.to(theta.device) if problem.penalty.l2 else None
+        self._together = problem.joint or theta.shape[1] == 1
 
-    def _learn(self, s, y, Bg_new) -> None:
-        """No history: every direction is from the current Hessian."""
+    def _values(self, problem, theta) -> np.ndarray:
+        """Each output's objective at ``theta`` (the loss alone, no pass for
+        derivatives), on the host: the line search's one synchronisation."""
+        values, _, _ = problem.oracle.derivatives(theta, order=0)
+        columns = values + problem.penalty.column_values(problem.coef(theta))
+        return columns.double().cpu().numpy()
 
-    def _evaluate(self, problem, theta, idx):
-        """As :meth:`_Preconditioned._evaluate`, keeping each output's own
-        objective (``_columns``, summing to the total) for the line search."""
-        values, _, grad = problem.oracle.loss_grad(theta, idx)
-        W = problem.coef(theta)
-        problem.penalty.add_gradient_(grad[: problem.d], W)
-        columns = values + problem.penalty.column_values(W)
-        self._columns = columns.double().cpu().numpy()
-        return float(self._columns.sum()), grad
+    def _at(self, problem, theta, columns=None) -> None:
+        """Gradient, Hessian, measure and Newton direction at ``theta``
+        (``columns``: its per-output objectives, when already known)."""
+        values, g, H = problem.oracle.derivatives(theta, order=2)
+        if columns is None:
+            W = problem.coef(theta)
+            columns = (values + problem.penalty.column_values(W)).double().cpu()
+            columns = columns.numpy()
+        problem.penalty.add_gradient_(g[: problem.d], problem.coef(theta))
+        if self._ridge is not None:
+            H.diagonal(dim1=1, dim2=2).add_(self._ridge)
+        Bg = self._P.inv(g)
+        d = self._newton_direction(H, g, Bg)
+        # <g, P^-1 g> for the measure, and each output's slope <g_j, d_j>
+        norm2, *slopes = torch.cat([(Bg * g).sum()[None], (g * d).sum(0)]).tolist()
+        self._measure(math.sqrt(max(norm2, 0.0)))
+        self._columns, self._f, self._g, self._d = columns, float(columns.sum()), g, d
+        self._slopes = np.asarray(slopes)
+        self._slope = float(self._slopes.sum())
+        self.gap_estimate = max(0.0, -0.5 * self._slope)
 
-    def _line_search(self, problem, x, idx, d, lr, slope):
-        """Independent outputs (one-vs-rest, several targets) are separate
-        problems: each column backtracks on its own objective, so that one
-        needing a short step does not hold the others back. Returns the
-        steps as a (n_outputs,) tensor."""
-        if d.shape[1] == 1 or problem.joint:
-            return super()._line_search(problem, x, idx, d, lr, slope)
-        f0 = self._columns  # at x: the last point evaluated
-        slopes = (self._g * d).sum(0).double().cpu().numpy()
-        t = np.full(d.shape[1], float(lr))
-        for _ in range(60):
-            step = torch.as_tensor(t, dtype=d.dtype, device=d.device)
-            f_new, g_new = self._evaluate(problem, x + d * step, idx)
-            cols = self._columns
-            ok = cols <= f0 + self.armijo * t * slopes
-            if ok.all():
-                return step, f_new, g_new
-            t = np.where(ok, t, _shorter(f0, cols, slopes, t))
-        return None
-
-    def _direction(self, g: torch.Tensor, Bg: torch.Tensor) -> torch.Tensor:
-        problem = self._problem
-        H = problem.oracle.hessian(self._param)
-        if problem.penalty.l2:
-            torch.diagonal(H, dim1=1, dim2=2)[:, : problem.d] += problem.penalty.l2
+    def _newton_direction(self, H, g, Bg) -> torch.Tensor:
+        """``-H_j^-1 g_j`` for every output: Cholesky, with the smallest
+        ridge in ``P``'s metric where ``H_j`` is singular, or the metric's
+        step ``-P^-1 g`` where no ridge up to ``P`` itself helps."""
         L, info = torch.linalg.cholesky_ex(H)
         ridge = 1e-12
-        while bool(info.any()):  # singular: the smallest ridge in P's metric
+        while bool(info.any()):
             if ridge > 1.0:  # no usable curvature: the metric's step
                 return -Bg
             L, info = torch.linalg.cholesky_ex(H + ridge * self._P.matrix())
             ridge *= 100.0
         G = g.T.to(H.dtype)[:, :, None]  # (k, q, 1)
         return torch.cholesky_solve(G, L)[:, :, 0].T.to(g.dtype).neg_()
+
+    def step(self, problem, idx, lr):
+        x = self._param
+        if self._g is None:
+            self._at(problem, x)
+        found = self._search(problem, x, lr)
+        if found is None:  # no decrease left at this precision: stay, say so
+            self.stuck = True
+            return self._f / problem.sum_scale, 1.0
+        t, columns = found
+        x.add_(self._d * t)
+        self._at(problem, x, columns)
+        return self._f / problem.sum_scale, 1.0
+
+    def _search(self, problem, x, lr):
+        """Armijo backtracking from ``lr`` along the Newton direction, each
+        output on its own objective (or all together, for one output or a
+        joint loss). Returns the steps (a float, or a (n_outputs,) tensor)
+        and the objectives reached, or None when no step decreases the
+        objective at this precision."""
+        d, together = self._d, self._together
+        f0 = self._columns.sum(keepdims=True) if together else self._columns
+        slopes = np.array([self._slope]) if together else self._slopes
+        t = np.full(f0.shape, float(lr))
+        for _ in range(60):
+            step = (
+                float(t[0])
+                if together
+                else torch.as_tensor(t, dtype=d.dtype, device=d.device)
+            )
+            columns = self._values(problem, x + d * step)
+            reached = columns.sum(keepdims=True) if together else columns
+            ok = reached <= f0 + self.armijo * t * slopes
+            if ok.all():
+                return step, columns
+            t = np.where(ok, t, _shorter(f0, reached, slopes, t))
+        return None
 
 
 class AcceleratedProximal(_Preconditioned):

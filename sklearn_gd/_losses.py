@@ -69,6 +69,14 @@ class Loss:
         """Elementwise ``d^2 L / dp^2`` (where :attr:`has_hessian`)."""
         raise NotImplementedError(f"{type(self).__name__} has no second derivative")
 
+    def derivatives(self, y: torch.Tensor, p: torch.Tensor, order: int = 2):
+        """``(value, dL/dp, d^2 L / dp^2)`` elementwise, the derivatives up to
+        ``order`` (None beyond it): what Newton's method needs at a point, in
+        one call that a loss can compute with shared terms."""
+        first = self.derivative(y, p) if order >= 1 else None
+        second = self.second_derivative(y, p) if order >= 2 else None
+        return self.value(y, p), first, second
+
     def dloss_at(self, y: float, p: float) -> float:
         """Scalar derivative ``dL/dp`` at ``(y, p)``, for the 'optimal' schedule."""
         yt = torch.tensor([y], dtype=torch.float64)
@@ -133,15 +141,28 @@ class MoreauSmoothed(Loss):
         return y * s if self.shape.margin else -s
 
     def second_derivative(self, y, p):
-        # 1 / mu where the slope is between two of h's (u = v + mu h'(v));
-        # a margin's y is +-1, so d^2/dp^2 = y^2 h_mu'' = h_mu''
+        return self.derivatives(y, p)[2]
+
+    def derivatives(self, y, p, order=2):
+        # the slope h'(v) at the proximal point, and 1 / mu where it is
+        # strictly between two of h's (u = v + mu h'(v)); a margin's y is
+        # +-1, so d^2/dp^2 = y^2 h_mu'' = h_mu''
         u = self._u(y, p)
-        a, mu = self.shape.slopes, self.mu
-        out = torch.zeros_like(u)
+        a, c, mu = self.shape.slopes, self.shape.intercepts, self.mu
+        s = torch.full_like(u, a[0])
+        second = torch.zeros_like(u) if order >= 2 else None
         for j, k in enumerate(self.shape.kinks, start=1):
             inside = (u - k) / mu - a[j - 1]
-            out += ((inside > 0) & (inside < a[j] - a[j - 1])).to(u.dtype)
-        return out / mu
+            s += torch.clamp(inside, 0.0, a[j] - a[j - 1])
+            if second is not None:
+                second += ((inside > 0) & (inside < a[j] - a[j - 1])).to(u.dtype)
+        v = u - mu * s  # the proximal point
+        h = a[0] * v + c[0]
+        for ai, ci in zip(a[1:], c[1:]):
+            h = torch.maximum(h, ai * v + ci)
+        value = h + 0.5 * mu * s * s
+        first = None if order < 1 else (y * s if self.shape.margin else -s)
+        return value, first, None if second is None else second / mu
 
 
 class SquaredError(Loss):
@@ -323,6 +344,17 @@ class LogLoss(Loss):
     def second_derivative(self, y, p):
         s = torch.sigmoid(-y * p)
         return y * y * s * (1.0 - s)
+
+    def derivatives(self, y, p, order=2):
+        z = y * p  # the margin; sigmoid(z) - 1 = -sigmoid(-z)
+        value = torch.nn.functional.softplus(z.neg())
+        if order == 0:
+            return value, None, None
+        s = torch.sigmoid(z)
+        first = (s - 1.0).mul_(y)
+        # y is +-1 (a margin's label): y^2 s (1 - s) = s (1 - s)
+        second = (1.0 - s).mul_(s) if order >= 2 else None
+        return value, first, second
 
 
 class ModifiedHuber(Loss):

@@ -33,7 +33,6 @@ from typing import NamedTuple
 import numpy as np
 import scipy.sparse as sp
 import torch
-from sklearn.utils import gen_batches
 
 from ._losses import Loss, SquaredError
 
@@ -53,6 +52,14 @@ __all__ = [
 # temporaries and staging buffers to min(CHUNK_ROWS rows, CHUNK_BYTES).
 CHUNK_ROWS = 16384
 CHUNK_BYTES = 64 * 2**20
+
+
+def gen_batches(n: int, size: int):
+    """``slice``s of ``size`` rows covering ``range(n)``: scikit-learn's
+    ``gen_batches`` without its parameter validation, which costs about
+    0.1 ms a call (solvers ask for a pass every iteration)."""
+    for start in range(0, n, size):
+        yield slice(start, min(start + size, n))
 
 
 def rows_per_chunk(n_features: int, itemsize: int, most: int = CHUNK_ROWS) -> int:
@@ -223,7 +230,7 @@ class Oracle:
         """Whether the data term is a quadratic function of ``theta``."""
         return getattr(getattr(self, "loss", None), "quadratic", False)
 
-    # whether :meth:`hessian` is offered (see DirectOracle)
+    # whether :meth:`derivatives` is offered (see DirectOracle)
     supports_hessian = False
 
     def column_moments(self) -> tuple[torch.Tensor, torch.Tensor]:
@@ -426,34 +433,58 @@ class DirectOracle(Oracle):
             and not self.loss.joint
         )
 
-    def hessian(self, theta) -> torch.Tensor:
-        """The Hessian of each output's weighted mean loss in ``theta`` (the
-        stacked coefficients and intercept): float64, of shape (n_outputs,
-        n_features + fit_intercept, same), from one pass over ``X`` in row
-        chunks, one product ``A' [A c_1, ..., A c_k]`` per chunk (``A`` the
-        chunk's design rows ``[X, 1]``, ``c_j`` output ``j``'s second
-        derivatives). A piecewise-quadratic loss gives its generalised
-        Hessian."""
+    def derivatives(self, theta, order: int = 2):
+        """Each output's weighted mean loss at ``theta`` (the stacked
+        coefficients and intercept), and up to ``order`` its gradient and its
+        Hessian: ``(values, grad, H)``, None beyond ``order``; ``H`` float64
+        of shape (n_outputs, n_features + fit_intercept, same).
+
+        One pass over the design rows ``A = [X, 1]`` in row chunks, sharing
+        the predictions and the loss's terms (:meth:`~Loss.derivatives`):
+        the gradient is ``A' D``, the Hessians one product ``A' [A c_1, ...,
+        A c_k]`` per chunk (``c_j`` output ``j``'s second derivatives). A
+        piecewise-quadratic loss gives its generalised Hessian. For Newton's
+        method, on rows in memory with few features
+        (:attr:`supports_hessian`)."""
         n = self.n_samples
-        k = theta.shape[1]
-        H = None
+        values = grad = H = None
         for sl in gen_batches(n, self.chunk_rows):
             A = self._design_rows(sl)
-            C = self.loss.second_derivative(self.Y[sl], A @ theta)
+            v, D, C = self.loss.derivatives(self.Y[sl], A @ theta, order)
             if self.sw is not None:
-                C = C * self.sw[sl][:, None]
-            m, q = A.shape
-            # outputs in groups whose scaled copies of A fit in about a chunk
-            group = max(1, min(k, self.chunk_rows // m))
-            for j in range(0, k, group):
-                Cg = C[:, j : j + group]
-                g = Cg.shape[1]
-                AC = (A[:, None, :] * Cg[:, :, None]).reshape(m, g * q)
-                part = (A.T @ AC).reshape(q, g, q).transpose(0, 1).to(torch.float64)
+                s = self.sw[sl][:, None]
+                v, D = v * s, None if D is None else D * s
+                C = None if C is None else C * s
+            v = v.sum(0)
+            values = v if values is None else values.add_(v)
+            if D is not None:
+                g = A.T @ D
+                grad = g if grad is None else grad.add_(g)
+            if C is not None:
+                H = self._add_hessian(H, A, C)
+        denom = float(n) if self.sw is None else self.sw.sum()
+        values = values / denom
+        grad = None if grad is None else grad.div_(denom)
+        H = None if H is None else H.div_(denom)
+        return values, grad, H
+
+    def _add_hessian(self, H, A, C):
+        """``H`` plus the chunk's ``A' diag(c_j) A`` for every output ``j``,
+        in groups of outputs whose scaled copies of ``A`` fit in a chunk."""
+        (m, q), k = A.shape, C.shape[1]
+        group = max(1, min(k, self.chunk_rows // m))
+        for j in range(0, k, group):
+            Cg = C[:, j : j + group]
+            g = Cg.shape[1]
+            AC = (A[:, None, :] * Cg[:, :, None]).reshape(m, g * q)
+            part = (A.T @ AC).reshape(q, g, q).transpose(0, 1).to(torch.float64)
+            if H is None and g == k:
+                H = part
+            else:
                 if H is None:
                     H = torch.zeros(k, q, q, dtype=torch.float64, device=A.device)
                 H[j : j + g] += part
-        return H / (float(n) if self.sw is None else self.sw.sum().to(torch.float64))
+        return H
 
     def _design_rows(self, sl: slice) -> torch.Tensor:
         """Rows ``sl`` of the dense design matrix ``[X, 1]`` (``X`` without an
@@ -470,7 +501,7 @@ class DirectOracle(Oracle):
         return A
 
     def _dense_rows(self, sl: slice) -> torch.Tensor:
-        """Rows ``sl`` of ``X`` as a dense tensor (for :meth:`hessian`)."""
+        """Rows ``sl`` of ``X`` as a dense tensor (for :meth:`derivatives`)."""
         return self.X[sl]
 
     def _matvec(self, v):

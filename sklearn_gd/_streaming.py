@@ -36,13 +36,13 @@ import warnings
 
 import numpy as np
 import torch
-from sklearn.utils import gen_batches
 
 from ._data import to_tensor
 from ._oracles import (
     CHUNK_ROWS,
     DirectOracle,
     GramOracle,
+    gen_batches,
     prefers_gram,
     rows_per_chunk,
 )
