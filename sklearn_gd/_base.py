@@ -22,7 +22,6 @@ import torch
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import ShuffleSplit
-from sklearn.utils import check_random_state
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.extmath import safe_sparse_dot
 from sklearn.utils.validation import check_is_fitted
@@ -56,6 +55,7 @@ from ._full_batch import (
 from ._losses import make_loss
 from ._optimizers import OPTIMIZERS, make_solver
 from ._oracles import (
+    LazyGenerator,
     choose_oracle,
     csr_to_torch,
     gen_batches,
@@ -83,7 +83,6 @@ __all__ = ["BaseTorchSGD"]
 # after it; a failed fit restores everything else
 _CALLBACK_ATTRS = ("_callback_fit_ctx", "_skl_callbacks_to_teardown")
 
-_MAX_SEED = np.iinfo(np.int32).max
 
 # torch >= 2.5 has torch.OutOfMemoryError; torch.cuda's alias is older
 _OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
@@ -149,7 +148,7 @@ class FitData:
     y_ndim: int
     device: torch.device
     tdtype: torch.dtype
-    generator: torch.Generator
+    generator: LazyGenerator
     loss: object
     penalty: object
     space: OutputSpace | None  # where fitted arrays go (None: numpy)
@@ -302,7 +301,6 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
                 f"{resume.n_outputs}; partial_fit needs the same outputs in "
                 "every call."
             )
-        rng = check_random_state(self.random_state)
         return FitData(
             X=inputs.X,
             Y=Y,
@@ -312,7 +310,7 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
             y_ndim=inputs.y_ndim if resume is None else resume.y_ndim,
             device=resolve_device(self.device, inputs.X),
             tdtype=torch_dtype_of(inputs.dtype),
-            generator=torch.Generator().manual_seed(int(rng.randint(0, _MAX_SEED))),
+            generator=LazyGenerator(self.random_state),
             loss=self._make_loss(),
             penalty=self._make_penalty(),
             space=space,

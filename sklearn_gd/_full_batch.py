@@ -460,12 +460,26 @@ class Newton(QuasiNewton):
     def setup(self, problem, theta) -> None:
         super().setup(problem, theta)
         # the L2 part of the Hessian: its diagonal on the coefficients' rows
-        q, d = theta.shape[0], problem.d
+        (q, k), d = theta.shape, problem.d
         l2 = torch.as_tensor(problem.penalty.l2, dtype=torch.float64)
         ridge = torch.zeros(l2.numel(), q, dtype=torch.float64)
-        ridge[:, :d] = l2.reshape(-1, 1).to(ridge.device)
+        ridge[:, :d] = l2.reshape(-1, 1)
+        self._joint = problem.joint and k > 1
+        if self._joint:  # one system over theta.T flattened (class-major)
+            ridge = ridge.repeat(1, k)
         self._ridge = ridge.to(theta.device) if problem.penalty.l2 else None
-        self._together = problem.joint or theta.shape[1] == 1
+        self._together = problem.joint or k == 1
+        # a softmax is unchanged by one shift of every class's intercept: the
+        # direction ``u`` its Hessian is singular along, whatever the penalty,
+        # and the gradient is zero along; the loss's curvature bound ``c``
+        # there (``c u u'``, ``u`` of unit norm) leaves the step without a
+        # component along it
+        self._shift = None
+        if self._joint and q > d:
+            shift = torch.zeros(1, k * q, k * q, dtype=torch.float64)
+            i = torch.arange(k) * q + d
+            shift[0, i[:, None], i] = problem.oracle.loss.curvature / k
+            self._shift = shift.to(theta.device)
 
     def _values(self, problem, theta) -> np.ndarray:
         """Each output's objective at ``theta`` (the loss alone, no pass for
@@ -488,7 +502,9 @@ class Newton(QuasiNewton):
         Bg = self._P.inv(g)
         d = self._newton_direction(H, g, Bg)
         # <g, P^-1 g> for the measure, and each output's slope <g_j, d_j>
-        norm2, *slopes = torch.cat([(Bg * g).sum()[None], (g * d).sum(0)]).tolist()
+        both = (torch.cat([Bg, d], 1) * g.repeat(1, 2)).sum(0).tolist()
+        k = g.shape[1]
+        norm2, slopes = sum(both[:k]), both[k:]
         self._measure(math.sqrt(max(norm2, 0.0)))
         self._columns, self._f, self._g, self._d = columns, float(columns.sum()), g, d
         self._slopes = np.asarray(slopes)
@@ -496,18 +512,29 @@ class Newton(QuasiNewton):
         self.gap_estimate = max(0.0, -0.5 * self._slope)
 
     def _newton_direction(self, H, g, Bg) -> torch.Tensor:
-        """``-H_j^-1 g_j`` for every output: Cholesky, with the smallest
-        ridge in ``P``'s metric where ``H_j`` is singular, or the metric's
-        step ``-P^-1 g`` where no ridge up to ``P`` itself helps."""
+        """``-H_j^-1 g_j`` for every output (or ``-H^-1 g`` for a joint
+        loss): Cholesky, with the smallest ridge in ``P``'s metric where
+        ``H_j`` is singular, or the metric's step ``-P^-1 g`` where no ridge
+        up to ``P`` itself helps."""
+        q, k = g.shape
+        if self._shift is not None:
+            H.add_(self._shift)
         L, info = torch.linalg.cholesky_ex(H)
         ridge = 1e-12
         while bool(info.any()):
             if ridge > 1.0:  # no usable curvature: the metric's step
                 return -Bg
-            L, info = torch.linalg.cholesky_ex(H + ridge * self._P.matrix())
+            P = self._P.matrix()
+            if self._joint:
+                P = torch.block_diag(*[P] * k)
+            L, info = torch.linalg.cholesky_ex(H + ridge * P)
             ridge *= 100.0
-        G = g.T.to(H.dtype)[:, :, None]  # (k, q, 1)
-        return torch.cholesky_solve(G, L)[:, :, 0].T.to(g.dtype).neg_()
+        G = g.T.to(H.dtype)
+        if self._joint:
+            d = torch.cholesky_solve(G.reshape(1, q * k, 1), L).reshape(k, q)
+        else:
+            d = torch.cholesky_solve(G[:, :, None], L)[:, :, 0]
+        return d.T.to(g.dtype).neg_()
 
     def step(self, problem, idx, lr):
         x = self._param

@@ -45,7 +45,8 @@ class Loss:
         Whether :meth:`second_derivative` is defined: the loss is twice
         differentiable, or piecewise so with a derivative that is Lipschitz
         (its generalised second derivative, as Newton's method for
-        piecewise-quadratic losses uses).
+        piecewise-quadratic losses uses). A joint loss gives what its row's
+        Hessian is built from instead (see :class:`SoftmaxCrossEntropy`).
     joint : bool
         Whether the columns of a row form one problem (a row-wise loss such as
         softmax cross-entropy) rather than independent ones.
@@ -388,11 +389,27 @@ class SoftmaxCrossEntropy(Loss):
     curvature = 0.5
     joint = True
 
+    has_hessian = True
+
     def value(self, y, p):
         return -y * torch.log_softmax(p, dim=-1)
 
     def derivative(self, y, p):
         return torch.softmax(p, dim=-1) - y
+
+    def second_derivative(self, y, p):
+        """The row's probabilities ``s``: its Hessian is ``diag(s) - s s'``
+        (a joint loss's Hessian couples the row's columns; the oracle builds
+        it from ``s``)."""
+        return torch.softmax(p, dim=-1)
+
+    def derivatives(self, y, p, order=2):
+        log_s = torch.log_softmax(p, dim=-1)
+        value = -y * log_s
+        if order == 0:
+            return value, None, None
+        s = log_s.exp()
+        return value, s - y, s if order >= 2 else None
 
 
 # name -> factory taking the estimator's loss parameters

@@ -47,11 +47,14 @@ class Penalty:
 
     def column_values(self, w: torch.Tensor) -> torch.Tensor:
         """Penalty value of each output column: shape (n_outputs,)."""
-        out = torch.zeros(w.shape[1], dtype=w.dtype, device=w.device)
+        out = None
         if self._any_l2:
-            out = out + 0.5 * self.l2 * (w * w).sum(0)
+            out = (w * w).sum(0).mul_(0.5 * self.l2)
         if self._any_l1:
-            out = out + self.l1 * w.abs().sum(0)
+            l1 = w.abs().sum(0).mul_(self.l1)
+            out = l1 if out is None else out.add_(l1)
+        if out is None:
+            return torch.zeros(w.shape[1], dtype=w.dtype, device=w.device)
         return out
 
     def total(self, w: torch.Tensor) -> torch.Tensor | float:
