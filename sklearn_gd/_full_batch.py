@@ -62,19 +62,32 @@ class Metric:
 
     def __init__(self, problem, curvature: float, dtype):
         mean, second = problem.oracle.column_moments()
+        self.device, self.dtype = second.device, dtype
+        # the scales are small vectors: built on the host (one transfer each
+        # way), where an operation costs far less than a tensor operation
+        both = second if mean is None else torch.stack([second, mean])
+        both = both.double().cpu().numpy().reshape(-1, second.shape[0])
+        second = both[0]
         check_moments_finite(second, "the columns' second moments")
         d = problem.d
         self.d = d
         fit_intercept = mean is not None and problem.oracle.fit_intercept
+        self._m = None
         if fit_intercept:
-            var = second - mean * mean
+            self._m = both[1]
+            var = second - self._m * self._m
             # a (nearly) constant column: its own scale, not its variance
-            var = torch.where(var > 1e-10 * second, var, second)
-            self.m = mean.to(dtype)[:, None]
+            var = np.where(var > 1e-10 * second, var, second)
         else:
-            var, self.m = second, None
-        self.var, self.l2, self.dtype = var, problem.penalty.l2, dtype
+            var = second
+        self.m = None if self._m is None else self._tensor(self._m)[:, None]
+        l2 = problem.penalty.l2
+        self.l2 = l2.cpu().numpy() if isinstance(l2, torch.Tensor) else l2
+        self.var = var
         self.set_curvature(curvature)
+
+    def _tensor(self, a: np.ndarray) -> torch.Tensor:
+        return torch.as_tensor(a, dtype=self.dtype, device=self.device)
 
     # below this many rows of theta, P and P^-1 are kept as dense matrices:
     # one product each instead of a handful of small tensor operations
@@ -84,33 +97,35 @@ class Metric:
         """Rescale to the loss's curvature bound (no pass over the data)."""
         Dw = curvature * self.var + self.l2
         # a column of zeros has a zero gradient too: any positive scale will do
-        Dw = torch.where(Dw > 0, Dw, torch.ones_like(Dw))
-        self.Dw = Dw.to(self.dtype)[:, None]
+        self._Dw = np.where(Dw > 0, Dw, 1.0)
+        self.Dw = self._tensor(self._Dw)[:, None]
         self.Db = curvature
         self._dense = self._inv_dense = None
         if self._small:
             # P^-1 = [[diag(1 / Dw), -m / Dw], [-(m / Dw)', m'(m / Dw) + 1 / Db]]
-            m, Dw, d = self.m[:, 0], self.Dw[:, 0], self.d
+            m, Dw, d = self._m, self._Dw, self.d
             r = m / Dw
-            corner = (m * r).sum()[None] + 1.0 / curvature
-            inv = torch.diag(torch.cat([1.0 / Dw, corner]))
-            inv[d, :d], inv[:d, d] = -r, -r
-            self._inv_dense = inv
+            inv = np.diag(np.append(1.0 / Dw, m @ r + 1.0 / curvature))
+            inv[d, :d] = inv[:d, d] = -r
+            self._inv_dense = self._tensor(inv)
 
     @property
     def _small(self) -> bool:
         return self.m is not None and self.d + 1 <= self.dense_max
 
+    def _dense_host(self) -> np.ndarray:
+        """``P = [[diag(Dw) + Db m m', Db m], [Db m', Db]]`` (float64)."""
+        m, Dw, d, Db = self._m, self._Dw, self.d, self.Db
+        dense = np.diag(np.append(Dw, Db))
+        dense[:d, :d] += Db * np.outer(m, m)
+        dense[d, :d] = dense[:d, d] = Db * m
+        return dense
+
     def _dense_P(self):
-        """``P = [[diag(Dw) + Db m m', Db m], [Db m', Db]]``, built when
-        first needed (the solvers that only divide by ``P`` never do)."""
+        """``P`` as a dense tensor, built when first needed (the solvers that
+        only divide by ``P`` never do)."""
         if self._dense is None and self._small:
-            m, Dw, d, Db = self.m[:, 0], self.Dw[:, 0], self.d, self.Db
-            dense = torch.diag(torch.cat([Dw, Dw.new_full((1,), Db)]))
-            top = torch.cat([m * Db, Dw.new_full((1,), Db)])
-            dense[:d, :d] += Db * torch.outer(m, m)
-            dense[d], dense[:d, d] = top, top[:d]
-            self._dense = dense
+            self._dense = self._tensor(self._dense_host())
         return self._dense
 
     def _tilde(self, v):
@@ -129,14 +144,11 @@ class Metric:
         tb = self._tilde(v) * self.Db
         return torch.cat([v[:d] * self.Dw + self.m * tb, tb])
 
-    def matrix(self) -> torch.Tensor:
-        """``P`` as a dense float64 matrix (for a few features only)."""
-        if self._dense_P() is not None:
-            return self._dense.double()
+    def matrix(self) -> np.ndarray:
+        """``P`` as a dense float64 host array (for a few features only)."""
         if self.m is None:
-            return torch.diag(self.Dw[:, 0].double())
-        eye = torch.eye(self.d + 1, dtype=torch.float64, device=self.Dw.device)
-        return self.apply(eye.to(self.dtype)).double()
+            return np.diag(self._Dw)
+        return self._dense_host()
 
     def inner(self, a, b) -> float:
         """``a' P b``."""
@@ -459,16 +471,16 @@ class Newton(QuasiNewton):
 
     def setup(self, problem, theta) -> None:
         super().setup(problem, theta)
-        # the L2 part of the Hessian: its diagonal on the coefficients' rows
         (q, k), d = theta.shape, problem.d
-        l2 = torch.as_tensor(problem.penalty.l2, dtype=torch.float64)
-        ridge = torch.zeros(l2.numel(), q, dtype=torch.float64)
-        ridge[:, :d] = l2.reshape(-1, 1)
-        self._joint = problem.joint and k > 1
-        if self._joint:  # one system over theta.T flattened (class-major)
-            ridge = ridge.repeat(1, k)
-        self._ridge = ridge.to(theta.device) if problem.penalty.l2 else None
+        self._joint = problem.joint and k > 1  # one system over theta.T
         self._together = problem.joint or k == 1
+        # the L2 part of the Hessian: its diagonal on the coefficients' rows
+        self._ridge = None
+        if problem.penalty.l2:
+            l2 = torch.as_tensor(problem.penalty.l2, dtype=torch.float64)
+            ridge = np.zeros((l2.numel(), q))
+            ridge[:, :d] = l2.cpu().numpy().reshape(-1, 1)
+            self._ridge = np.tile(ridge, (1, k)) if self._joint else ridge
         # a softmax is unchanged by one shift of every class's intercept: the
         # direction ``u`` its Hessian is singular along, whatever the penalty,
         # and the gradient is zero along; the loss's curvature bound ``c``
@@ -476,10 +488,7 @@ class Newton(QuasiNewton):
         # component along it
         self._shift = None
         if self._joint and q > d:
-            shift = torch.zeros(1, k * q, k * q, dtype=torch.float64)
-            i = torch.arange(k) * q + d
-            shift[0, i[:, None], i] = problem.oracle.loss.curvature / k
-            self._shift = shift.to(theta.device)
+            self._shift = np.arange(k) * q + d, problem.oracle.loss.curvature / k
 
     def _values(self, problem, theta) -> np.ndarray:
         """Each output's objective at ``theta`` (the loss alone, no pass for
@@ -490,51 +499,59 @@ class Newton(QuasiNewton):
 
     def _at(self, problem, theta, columns=None) -> None:
         """Gradient, Hessian, measure and Newton direction at ``theta``
-        (``columns``: its per-output objectives, when already known)."""
+        (``columns``: its per-output objectives, when already known).
+
+        The passes over the data are the device's; the small dense algebra
+        (a ``q x q`` system an output) is the host's, where an operation
+        costs a microsecond rather than a tensor operation's several: one
+        transfer each way."""
         values, g, H = problem.oracle.derivatives(theta, order=2)
-        if columns is None:
-            W = problem.coef(theta)
-            columns = (values + problem.penalty.column_values(W)).double().cpu()
-            columns = columns.numpy()
-        problem.penalty.add_gradient_(g[: problem.d], problem.coef(theta))
-        if self._ridge is not None:
-            H.diagonal(dim1=1, dim2=2).add_(self._ridge)
-        Bg = self._P.inv(g)
-        d = self._newton_direction(H, g, Bg)
-        # <g, P^-1 g> for the measure, and each output's slope <g_j, d_j>
-        both = (torch.cat([Bg, d], 1) * g.repeat(1, 2)).sum(0).tolist()
+        W = problem.coef(theta)
+        problem.penalty.add_gradient_(g[: problem.d], W)
         k = g.shape[1]
-        norm2, slopes = sum(both[:k]), both[k:]
-        self._measure(math.sqrt(max(norm2, 0.0)))
-        self._columns, self._f, self._g, self._d = columns, float(columns.sum()), g, d
-        self._slopes = np.asarray(slopes)
+        host = [H, torch.cat([g, self._P.inv(g)], 1).double()]
+        if columns is None:
+            host.append(values + problem.penalty.column_values(W))
+        H, gB, *rest = (t.cpu().numpy() for t in host)
+        columns = rest[0].astype(np.float64) if rest else columns
+        g_host, Bg = gB[:, :k], gB[:, k:]
+        d = self._newton_direction(H, g_host, Bg)
+        # <g, P^-1 g> for the measure, and each output's slope <g_j, d_j>
+        self._measure(math.sqrt(max(float((g_host * Bg).sum()), 0.0)))
+        self._slopes = (g_host * d).sum(0)
         self._slope = float(self._slopes.sum())
         self.gap_estimate = max(0.0, -0.5 * self._slope)
+        self._columns, self._f, self._g = columns, float(columns.sum()), g
+        self._d = torch.from_numpy(d).to(device=g.device, dtype=g.dtype)
 
-    def _newton_direction(self, H, g, Bg) -> torch.Tensor:
+    def _newton_direction(self, H, g, Bg) -> np.ndarray:
         """``-H_j^-1 g_j`` for every output (or ``-H^-1 g`` for a joint
-        loss): Cholesky, with the smallest ridge in ``P``'s metric where
-        ``H_j`` is singular, or the metric's step ``-P^-1 g`` where no ridge
-        up to ``P`` itself helps."""
+        loss), on the host: Cholesky, with the smallest ridge in ``P``'s
+        metric where ``H_j`` is singular, or the metric's step ``-P^-1 g``
+        where no ridge up to ``P`` itself helps. ``H`` is changed."""
         q, k = g.shape
+        n = H.shape[1]
+        if self._ridge is not None:
+            H[:, np.arange(n), np.arange(n)] += self._ridge
         if self._shift is not None:
-            H.add_(self._shift)
-        L, info = torch.linalg.cholesky_ex(H)
-        ridge = 1e-12
-        while bool(info.any()):
-            if ridge > 1.0:  # no usable curvature: the metric's step
-                return -Bg
-            P = self._P.matrix()
-            if self._joint:
-                P = torch.block_diag(*[P] * k)
-            L, info = torch.linalg.cholesky_ex(H + ridge * P)
-            ridge *= 100.0
-        G = g.T.to(H.dtype)
-        if self._joint:
-            d = torch.cholesky_solve(G.reshape(1, q * k, 1), L).reshape(k, q)
-        else:
-            d = torch.cholesky_solve(G[:, :, None], L)[:, :, 0]
-        return d.T.to(g.dtype).neg_()
+            i, c = self._shift
+            H[0, i[:, None], i] += c
+        G = g.T.reshape(1, n) if self._joint else g.T
+        A, ridge = H, 1e-12
+        while True:
+            try:
+                np.linalg.cholesky(A)  # positive definite, or not
+                break
+            except np.linalg.LinAlgError:
+                if ridge > 1.0:  # no usable curvature: the metric's step
+                    return -Bg
+                P = self._P.matrix()
+                if self._joint:
+                    P = np.kron(np.eye(k), P)
+                A = H + ridge * P
+                ridge *= 100.0
+        d = np.linalg.solve(A, G[:, :, None])[:, :, 0]
+        return -(d.reshape(k, q) if self._joint else d).T
 
     def step(self, problem, idx, lr):
         x = self._param
