@@ -522,8 +522,12 @@ class Optimality:
             return True
         if solver.stuck and self.tol == "auto" and value is not None:
             # an "auto" that aims past the common one (conjugate gradients)
-            # has converged when rounding stops it below the common one
-            self.reached = value <= getattr(solver, "precision_tol", -math.inf)
+            # has converged when rounding stops it below the common one, and
+            # a solver that certifies its gap below the objective's precision
+            # (Newton's decrement) has converged where the measure cannot go
+            self.reached = value <= getattr(
+                solver, "precision_tol", -math.inf
+            ) or getattr(solver, "at_precision", False)
         return solver.stuck
 
 

@@ -489,6 +489,11 @@ class Newton(QuasiNewton):
         self._shift = None
         if self._joint and q > d:
             self._shift = np.arange(k) * q + d, problem.oracle.loss.curvature / k
+        self._eps = torch.finfo(theta.dtype).eps
+
+    def _forget(self):
+        super()._forget()
+        self.at_precision = False
 
     def _values(self, problem, theta) -> np.ndarray:
         """Each output's objective at ``theta`` (the loss alone, no pass for
@@ -523,6 +528,15 @@ class Newton(QuasiNewton):
         self.gap_estimate = max(0.0, -0.5 * self._slope)
         self._columns, self._f, self._g = columns, float(columns.sum()), g
         self._d = torch.from_numpy(d).to(device=g.device, dtype=g.dtype)
+        # a decrement (the gap's estimate, exact as Newton converges) below
+        # what the objective resolves in the data's precision: no step can
+        # show a decrease any more, and the gap is negligible (in float32 the
+        # gradient's rounding keeps the measure near 1e-4 from there on)
+        if self.gap_estimate <= self.resolution * self._eps * abs(self._f):
+            self.stuck = self.at_precision = True
+
+    # the objective's resolution, in units of its value times the precision
+    resolution = 10.0
 
     def _newton_direction(self, H, g, Bg) -> np.ndarray:
         """``-H_j^-1 g_j`` for every output (or ``-H^-1 g`` for a joint

@@ -83,3 +83,71 @@ def test_state_survives_a_restart_only_when_asked():
     assert again.state_dict()["state"][0]["step"] == 1
     again.reset(lr=0.1)
     assert again.state_dict()["state"] == {}
+
+
+# ------------------------------------------------------- Newton's Hessians
+@pytest.mark.parametrize("whole", [True, False], ids=["all-blocks", "by-pairs"])
+@pytest.mark.parametrize("fit_intercept", [True, False])
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("k", [3, 4])
+def test_joint_hessian_matches_autograd(monkeypatch, whole, fit_intercept, weighted, k):
+    # the softmax's Hessian (both ways of computing it), gradient and value
+    # against autograd's on the same mean cross-entropy, to rounding
+    from sklearn_gd._losses import SoftmaxCrossEntropy
+    from sklearn_gd._oracles import DirectOracle
+
+    monkeypatch.setattr(DirectOracle, "joint_blocks_below", 1e12 if whole else 0)
+    gen = torch.Generator().manual_seed(k)
+    n, d = 40, 4
+    X = torch.randn(n, d, generator=gen, dtype=torch.float64)
+    Y = torch.eye(k, dtype=torch.float64)[torch.randint(0, k, (n,), generator=gen)]
+    w = torch.rand(n, generator=gen, dtype=torch.float64) + 0.5 if weighted else None
+    oracle = DirectOracle(X, Y, w, SoftmaxCrossEntropy(), fit_intercept=fit_intercept)
+    q = d + int(fit_intercept)
+    theta = torch.randn(q, k, generator=gen, dtype=torch.float64)
+    values, grad, H = oracle.derivatives(theta, 2)
+
+    def mean_loss(flat):  # theta.T flattened: class-major
+        t = flat.reshape(k, q).T
+        P = X @ t[:d] + (t[d] if fit_intercept else 0.0)
+        rows = -(Y * torch.log_softmax(P, -1)).sum(1)
+        return rows.mean() if w is None else (rows * w).sum() / w.sum()
+
+    flat = theta.T.reshape(-1)
+    torch.testing.assert_close(float(values.sum()), float(mean_loss(flat)))
+    torch.testing.assert_close(
+        grad.T.reshape(-1), torch.autograd.functional.jacobian(mean_loss, flat)
+    )
+    torch.testing.assert_close(
+        H[0], torch.autograd.functional.hessian(mean_loss, flat), atol=1e-14, rtol=0
+    )
+
+
+def test_newton_in_float32_stops_at_the_precision_of_the_objective():
+    # in float32 the gradient's rounding holds the relative measure near 1e-4,
+    # above tol="auto": Newton's decrement below what the objective resolves
+    # ends the fit as converged, in a few steps, not at max_iter
+    import warnings
+
+    from sklearn.datasets import make_classification
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+
+    from sklearn_gd import TorchSGDClassifier
+
+    X, y = make_classification(20000, 100, n_informative=20, random_state=0)
+    X = X.astype(np.float32)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        est = TorchSGDClassifier(loss="log_loss", random_state=0).fit(X, y)
+    assert est.n_iter_ <= 10
+    lr = LogisticRegression(C=1 / (1e-4 * len(y)), tol=1e-12, max_iter=10000)
+    lr.fit(X.astype(np.float64), y)
+
+    def objective(coef, intercept):
+        m = (X.astype(np.float64) @ coef.ravel() + intercept[0]) * np.where(y, 1, -1)
+        return np.logaddexp(0, -m).mean() + 0.5e-4 * (coef**2).sum()
+
+    ours = objective(est.coef_.astype(np.float64), est.intercept_.astype(np.float64))
+    ref = objective(lr.coef_, lr.intercept_)
+    assert (ours - ref) / ref <= 1e-6  # float32's precision, far below 1e-4
