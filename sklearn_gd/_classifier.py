@@ -172,8 +172,9 @@ class TorchSGDClassifier(LinearClassifierMixin, SparseCoefMixin, BaseTorchSGD):
             default="auto"
         The update rule (see :class:`TorchSGDRegressor`): "auto" is, on the
         full batch, damped Newton with few features (a Hessian and a line
-        search per class of one-vs-rest), preconditioned L-BFGS otherwise
-        (always for the multinomial loss), FISTA with an L1 part, and for
+        search per class of one-vs-rest; the softmax's joint Hessian for the
+        multinomial loss when classes times features are below 512),
+        preconditioned L-BFGS otherwise, FISTA with an L1 part, and for
         hinge one of them on a shrinking smoothing certified by a duality
         gap; "sgd" for the perceptron and minibatches.
 
