@@ -173,10 +173,12 @@ class TorchSGDClassifier(LinearClassifierMixin, SparseCoefMixin, BaseTorchSGD):
         The update rule (see :class:`TorchSGDRegressor`): "auto" is, on the
         full batch, damped Newton with few features (a Hessian and a line
         search per class of one-vs-rest; the softmax's joint Hessian for the
-        multinomial loss when classes times features are below 512),
-        preconditioned L-BFGS otherwise, FISTA with an L1 part, and for
-        hinge one of them on a shrinking smoothing certified by a duality
-        gap; "sgd" for the perceptron and minibatches.
+        multinomial loss) where a Hessian is cheap (see
+        :class:`TorchSGDRegressor`; for the multinomial loss, classes times
+        features count as features), preconditioned L-BFGS otherwise,
+        FISTA with an L1 part, and for hinge one of them on a shrinking
+        smoothing certified by a duality gap; "sgd" for the perceptron and
+        minibatches.
 
     momentum : float, default=0.0
         Momentum of "sgd", in ``[0, 1)``.

@@ -240,6 +240,28 @@ class _Preconditioned(Solver):
         self._first = None
         self.optimality = None
         self.stuck = False
+        self.at_precision = False
+        self._eps = torch.finfo(theta.dtype).eps
+
+    # the objective's resolution, in units of its value times the precision:
+    # a change below it is rounding (a sum over many rows in float32 is
+    # exact to a few of its epsilons at best)
+    resolution = 10.0
+    # the relative gap estimate below which a solver that rounding stops has
+    # converged (a hundredth of the package's 1e-4 promise)
+    precision_gap = 1e-6
+
+    def _resolved(self, decrease: float, f: float) -> bool:
+        """Whether a decrease this large of the objective ``f`` shows in the
+        data's precision."""
+        return decrease > self.resolution * self._eps * abs(f)
+
+    def _stall(self, f: float) -> None:
+        """No step shows a decrease any more: stuck, and converged at the
+        data's precision when the gap estimate is negligible (in float32 the
+        gradient's rounding keeps the optimality measure near 1e-4)."""
+        self.stuck = True
+        self.at_precision = self.gap_estimate <= self.precision_gap * abs(f)
 
     def _build(self, param, lr):
         self._forget()
@@ -283,6 +305,7 @@ class QuasiNewton(_Preconditioned):
     check_every = 10  # steps between certificates of a smoothing (Smoothing)
 
     def _forget(self):
+        self.at_precision = False
         self._s, self._y, self._By = [], [], []
         self._Z = self._M = None
         self._f = self._g = self._Bg = self._d = self._slope = None
@@ -334,6 +357,8 @@ class QuasiNewton(_Preconditioned):
             if f_new <= f + self.armijo * t * slope:
                 return t, f_new, g_new
             t = float(_shorter(f, f_new, slope, t))
+            if not self._resolved(-self.armijo * t * slope, f):
+                return None  # a decrease this small is rounding
             f_new, g_new = self._evaluate(problem, x + t * d, idx)
         return None
 
@@ -361,7 +386,7 @@ class QuasiNewton(_Preconditioned):
             slope = float((g * d).sum())
         found = self._line_search(problem, x, idx, d, lr, slope)
         if found is None:  # no decrease left at this precision: stay, say so
-            self.stuck = True
+            self._stall(f)
             return f / problem.sum_scale, 1.0
         t, f_new, g_new = found
         s = d.mul(t)
@@ -489,11 +514,6 @@ class Newton(QuasiNewton):
         self._shift = None
         if self._joint and q > d:
             self._shift = np.arange(k) * q + d, problem.oracle.loss.curvature / k
-        self._eps = torch.finfo(theta.dtype).eps
-
-    def _forget(self):
-        super()._forget()
-        self.at_precision = False
 
     def _values(self, problem, theta) -> np.ndarray:
         """Each output's objective at ``theta`` (the loss alone, no pass for
@@ -532,11 +552,8 @@ class Newton(QuasiNewton):
         # what the objective resolves in the data's precision: no step can
         # show a decrease any more, and the gap is negligible (in float32 the
         # gradient's rounding keeps the measure near 1e-4 from there on)
-        if self.gap_estimate <= self.resolution * self._eps * abs(self._f):
+        if not self._resolved(self.gap_estimate, self._f):
             self.stuck = self.at_precision = True
-
-    # the objective's resolution, in units of its value times the precision
-    resolution = 10.0
 
     def _newton_direction(self, H, g, Bg) -> np.ndarray:
         """``-H_j^-1 g_j`` for every output (or ``-H^-1 g`` for a joint
@@ -573,7 +590,7 @@ class Newton(QuasiNewton):
             self._at(problem, x)
         found = self._search(problem, x, lr)
         if found is None:  # no decrease left at this precision: stay, say so
-            self.stuck = True
+            self._stall(self._f)
             return self._f / problem.sum_scale, 1.0
         t, columns = found
         x.add_(self._d * t)
@@ -602,6 +619,8 @@ class Newton(QuasiNewton):
             if ok.all():
                 return step, columns
             t = np.where(ok, t, _shorter(f0, reached, slopes, t))
+            if not self._resolved(-self.armijo * float((t * slopes).sum()), self._f):
+                return None  # a decrease this small is rounding
         return None
 
 

@@ -235,8 +235,10 @@ class Oracle:
         """Whether the data term is a quadratic function of ``theta``."""
         return getattr(getattr(self, "loss", None), "quadratic", False)
 
-    # whether :meth:`derivatives` is offered (see DirectOracle)
+    # whether :meth:`derivatives` is offered (see DirectOracle), and the
+    # multiply-adds of one Hessian
     supports_hessian = False
+    hessian_work = math.inf
 
     def column_moments(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The weighted mean and second moment of every column of ``X``
@@ -460,6 +462,14 @@ class DirectOracle(Oracle):
         X = self.X
         size = X.shape[1] * (self.Y.shape[1] if self.loss.joint else 1)
         return isinstance(X, torch.Tensor) and size < self.hessian_max_features
+
+    @property
+    def hessian_work(self) -> float:
+        """The multiply-adds of one Hessian: ``n q^2`` an output, ``q = d +
+        fit_intercept``, or ``n (k q)^2`` for a joint loss's."""
+        (n, d), k = self.X.shape, self.Y.shape[1]
+        q = d + int(self.fit_intercept)
+        return float(n * (k * q) ** 2 if self.loss.joint else n * q * q * k)
 
     def derivatives(self, theta, order: int = 2):
         """Each output's weighted mean loss at ``theta`` (the stacked
