@@ -107,6 +107,7 @@ class Metric:
             r = m / Dw
             inv = np.diag(np.append(1.0 / Dw, m @ r + 1.0 / curvature))
             inv[d, :d] = inv[:d, d] = -r
+            self._inv_host = inv
             self._inv_dense = self._tensor(inv)
 
     @property
@@ -164,6 +165,14 @@ class Metric:
         a = (v[:d] - self.m * v[d:]) / self.Dw  # D^-1 T^-T v, coefficient rows
         c = v[d:] / self.Db
         return torch.cat([a, c - (self.m * a).sum(0, keepdim=True)])
+
+    def inv_host(self, v: np.ndarray) -> np.ndarray:
+        """``P^-1 v`` for a float64 host array (few features)."""
+        if self._small:
+            return self._inv_host @ v
+        if self.m is None:
+            return v / self._Dw[:, None]
+        return self.inv(self._tensor(v)).double().cpu().numpy()
 
     def prox_l1(self, z: torch.Tensor, thresh: float) -> None:
         """``z`` <- the proximal point of ``thresh * ||w||_1`` in ``P``'s
@@ -533,13 +542,12 @@ class Newton(QuasiNewton):
         values, g, H = problem.oracle.derivatives(theta, order=2)
         W = problem.coef(theta)
         problem.penalty.add_gradient_(g[: problem.d], W)
-        k = g.shape[1]
-        host = [H, torch.cat([g, self._P.inv(g)], 1).double()]
+        host = [H, g.double()]
         if columns is None:
             host.append(values + problem.penalty.column_values(W))
-        H, gB, *rest = (t.cpu().numpy() for t in host)
+        H, g_host, *rest = (t.cpu().numpy() for t in host)
         columns = rest[0].astype(np.float64) if rest else columns
-        g_host, Bg = gB[:, :k], gB[:, k:]
+        Bg = self._P.inv_host(g_host)
         d = self._newton_direction(H, g_host, Bg)
         # <g, P^-1 g> for the measure, and each output's slope <g_j, d_j>
         self._measure(math.sqrt(max(float((g_host * Bg).sum()), 0.0)))

@@ -490,7 +490,8 @@ class DirectOracle(Oracle):
         values = grad = H = None
         for sl in gen_batches(n, self.chunk_rows):
             A = self._design_rows(sl)
-            v, D, C = self.loss.derivatives(self.Y[sl], A @ theta, order)
+            Y = self.Y if sl.stop - sl.start == n else self.Y[sl]
+            v, D, C = self.loss.derivatives(Y, A @ theta, order)
             s = None if self.sw is None else self.sw[sl][:, None]
             if s is not None:
                 v, D = v * s, None if D is None else D * s
@@ -513,6 +514,9 @@ class DirectOracle(Oracle):
         """``H`` plus the chunk's ``A' diag(c_j) A`` for every output ``j``,
         in groups of outputs whose scaled copies of ``A`` fit in a chunk."""
         (m, q), k = A.shape, C.shape[1]
+        if k == 1:  # one output: the fewest operations
+            part = (A.T @ (A * C)).to(torch.float64)[None]
+            return part if H is None else H.add_(part)
         group = max(1, min(k, self.chunk_rows // m))
         for j in range(0, k, group):
             Cg = C[:, j : j + group]
