@@ -80,16 +80,15 @@ except ImportError:  # older scikit-learn: fits run without callbacks
 __all__ = ["BaseTorchSGD"]
 
 # attributes that sklearn's callback machinery sets during fit and removes
+# after it; a failed fit restores everything else
+_CALLBACK_ATTRS = ("_callback_fit_ctx", "_skl_callbacks_to_teardown")
+
 # Newton's method where a Hessian costs at most this many multiply-adds (a
 # few milliseconds): its ten or so steps beat L-BFGS's tens where the fit's
 # fixed costs dominate; beyond, L-BFGS's cheaper steps win (measured on
 # make_classification: at 2e3 x 100 and above L-BFGS is as fast or faster,
 # at 5e4 x 400 five times faster)
 _NEWTON_MAX_WORK = 2e7
-
-# after it; a failed fit restores everything else
-_CALLBACK_ATTRS = ("_callback_fit_ctx", "_skl_callbacks_to_teardown")
-
 
 # torch >= 2.5 has torch.OutOfMemoryError; torch.cuda's alias is older
 _OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
