@@ -510,25 +510,29 @@ class DirectOracle(Oracle):
         H = None if H is None else H.div_(denom)
         return values, grad, H
 
+    @staticmethod
+    def _grams(A, W) -> torch.Tensor:
+        """``A' diag(w_j) A`` for every column ``w_j`` of ``W`` (m, p): shape
+        (p, q, q), from one product ``A' [A w_1, ..., A w_p]``."""
+        (m, q), p = A.shape, W.shape[1]
+        if p == 1:  # the fewest operations
+            return (A.T @ (A * W))[None]
+        AW = (A[:, None, :] * W[:, :, None]).reshape(m, p * q)
+        return (A.T @ AW).view(q, p, q).transpose(0, 1)
+
     def _add_hessian(self, H, A, C):
         """``H`` plus the chunk's ``A' diag(c_j) A`` for every output ``j``,
         in groups of outputs whose scaled copies of ``A`` fit in a chunk."""
         (m, q), k = A.shape, C.shape[1]
-        if k == 1:  # one output: the fewest operations
-            part = (A.T @ (A * C)).to(torch.float64)[None]
-            return part if H is None else H.add_(part)
         group = max(1, min(k, self.chunk_rows // m))
         for j in range(0, k, group):
-            Cg = C[:, j : j + group]
-            g = Cg.shape[1]
-            AC = (A[:, None, :] * Cg[:, :, None]).reshape(m, g * q)
-            part = (A.T @ AC).reshape(q, g, q).transpose(0, 1).to(torch.float64)
-            if H is None and g == k:
+            part = self._grams(A, C[:, j : j + group]).to(torch.float64)
+            if H is None and part.shape[0] == k:
                 H = part
             else:
                 if H is None:
                     H = torch.zeros(k, q, q, dtype=torch.float64, device=A.device)
-                H[j : j + g] += part
+                H[j : j + part.shape[0]] += part
         return H
 
     @staticmethod
@@ -539,35 +543,28 @@ class DirectOracle(Oracle):
 
         Block ``(a, b)`` is ``A' diag(w_ab) A`` with ``w_ab = s S_a (delta_ab
         - S_b)``: symmetric in ``a, b``, and each block row sums to zero (the
-        probabilities sum to one). One product computes the blocks of the
-        first ``k - 1`` classes with ``a <= b``, ``(k - 1) k / 2 n q^2``
-        operations where all ``k^2`` blocks take ``2 k^2 n q^2``; the last
-        class's blocks are the negated sums."""
+        probabilities sum to one). Where large, one product computes the
+        blocks of the first ``k - 1`` classes with ``a <= b``, ``(k - 1) k /
+        2 n q^2`` operations where all ``k^2`` blocks take ``2 k^2 n q^2``;
+        the last class's blocks are the negated sums."""
         (m, q), k = A.shape, S.shape[1]
         if m * (k * q) ** 2 <= DirectOracle.joint_blocks_below:
             # small: every block from one product, in fewer operations
             W = S[:, :, None] * (
                 torch.eye(k, dtype=S.dtype, device=S.device) - S[:, None]
             )
-            if s is not None:
-                W = W * s[:, :, None]
-            AW = (A[:, None, :] * W.reshape(m, k * k, 1)).reshape(m, k * k * q)
-            G = (A.T @ AW).view(q, k, k, q).permute(1, 0, 2, 3)
-            part = G.reshape(1, k * q, k * q).to(torch.float64)
-            return part if H is None else H.add_(part)
-        a, b = torch.triu_indices(k - 1, k - 1, device=A.device)
-        W = S[:, a] * ((a == b).to(S.dtype) - S[:, b])
-        if s is not None:
-            W = W * s
-        pairs = a.shape[0]
-        AW = (A[:, None, :] * W[:, :, None]).reshape(m, pairs * q)
-        G = (A.T @ AW).view(q, pairs, q).transpose(0, 1)
-        B = A.new_zeros(k, k, q, q)
-        B[a, b] = G
-        B[b, a] = G
-        B[: k - 1, k - 1] = B[: k - 1, : k - 1].sum(1).neg_()
-        B[k - 1, : k - 1] = B[: k - 1, k - 1]
-        B[k - 1, k - 1] = B[k - 1, : k - 1].sum(0).neg_()
+            W = W.reshape(m, k * k) if s is None else W.reshape(m, k * k) * s
+            B = DirectOracle._grams(A, W).view(k, k, q, q)
+        else:
+            a, b = torch.triu_indices(k - 1, k - 1, device=A.device)
+            W = S[:, a] * ((a == b).to(S.dtype) - S[:, b])
+            G = DirectOracle._grams(A, W if s is None else W * s)
+            B = A.new_zeros(k, k, q, q)
+            B[a, b] = G
+            B[b, a] = G
+            B[: k - 1, k - 1] = B[: k - 1, : k - 1].sum(1).neg_()
+            B[k - 1, : k - 1] = B[: k - 1, k - 1]
+            B[k - 1, k - 1] = B[k - 1, : k - 1].sum(0).neg_()
         part = B.transpose(1, 2).reshape(1, k * q, k * q).to(torch.float64)
         return part if H is None else H.add_(part)
 
