@@ -120,50 +120,43 @@ class MoreauSmoothed(Loss):
     def _u(self, y, p):
         return y * p if self.shape.margin else y - p
 
-    def _slope(self, u):
+    def _slope(self, u, curved: bool = False):
+        """The slope ``h'(v)`` at the proximal point ``v`` of ``u``, and (when
+        ``curved``) where it is strictly between two of ``h``'s, 1 there and
+        0 elsewhere (``u = v + mu h'(v)``), else None."""
         a, mu = self.shape.slopes, self.mu
-        out = torch.full_like(u, a[0])
+        s = torch.full_like(u, a[0])
+        inner = torch.zeros_like(u) if curved else None
         for j, k in enumerate(self.shape.kinks, start=1):
-            out += torch.clamp((u - k) / mu - a[j - 1], 0.0, a[j] - a[j - 1])
-        return out
+            inside = (u - k) / mu - a[j - 1]
+            s += torch.clamp(inside, 0.0, a[j] - a[j - 1])
+            if curved:
+                inner += ((inside > 0) & (inside < a[j] - a[j - 1])).to(u.dtype)
+        return s, inner
 
     def value(self, y, p):
-        u = self._u(y, p)
-        s = self._slope(u)
-        v = u - self.mu * s  # the proximal point
-        a, c = self.shape.slopes, self.shape.intercepts
-        h = a[0] * v + c[0]
-        for ai, ci in zip(a[1:], c[1:]):
-            h = torch.maximum(h, ai * v + ci)
-        return h + 0.5 * self.mu * s * s
+        return self.derivatives(y, p, order=0)[0]
 
     def derivative(self, y, p):
-        s = self._slope(self._u(y, p))
+        s, _ = self._slope(self._u(y, p))
         return y * s if self.shape.margin else -s
 
     def second_derivative(self, y, p):
         return self.derivatives(y, p)[2]
 
     def derivatives(self, y, p, order=2):
-        # the slope h'(v) at the proximal point, and 1 / mu where it is
-        # strictly between two of h's (u = v + mu h'(v)); a margin's y is
-        # +-1, so d^2/dp^2 = y^2 h_mu'' = h_mu''
+        # a margin's y is +-1, so d^2/dp^2 = y^2 h_mu'' = h_mu'' = 1 / mu on
+        # the curved pieces
         u = self._u(y, p)
         a, c, mu = self.shape.slopes, self.shape.intercepts, self.mu
-        s = torch.full_like(u, a[0])
-        second = torch.zeros_like(u) if order >= 2 else None
-        for j, k in enumerate(self.shape.kinks, start=1):
-            inside = (u - k) / mu - a[j - 1]
-            s += torch.clamp(inside, 0.0, a[j] - a[j - 1])
-            if second is not None:
-                second += ((inside > 0) & (inside < a[j] - a[j - 1])).to(u.dtype)
+        s, inner = self._slope(u, curved=order >= 2)
         v = u - mu * s  # the proximal point
         h = a[0] * v + c[0]
         for ai, ci in zip(a[1:], c[1:]):
             h = torch.maximum(h, ai * v + ci)
         value = h + 0.5 * mu * s * s
         first = None if order < 1 else (y * s if self.shape.margin else -s)
-        return value, first, None if second is None else second / mu
+        return value, first, None if inner is None else inner / mu
 
 
 class SquaredError(Loss):
