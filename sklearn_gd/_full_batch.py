@@ -524,12 +524,18 @@ class Newton(QuasiNewton):
         if self._joint and q > d:
             self._shift = np.arange(k) * q + d, problem.oracle.loss.curvature / k
 
+    @staticmethod
+    def _objectives(problem, values, theta) -> torch.Tensor:
+        """Each output's objective (float64): its mean loss ``values`` at
+        ``theta`` plus its penalty."""
+        W = problem.coef(theta)
+        return (values + problem.penalty.column_values(W)).double()
+
     def _values(self, problem, theta) -> np.ndarray:
         """Each output's objective at ``theta`` (the loss alone, no pass for
         derivatives), on the host: the line search's one synchronisation."""
         values, _, _ = problem.oracle.derivatives(theta, order=0)
-        columns = values + problem.penalty.column_values(problem.coef(theta))
-        return columns.double().cpu().numpy()
+        return self._objectives(problem, values, theta).cpu().numpy()
 
     def _at(self, problem, theta, columns=None) -> None:
         """Gradient, Hessian, measure and Newton direction at ``theta``
@@ -544,9 +550,9 @@ class Newton(QuasiNewton):
         problem.penalty.add_gradient_(g[: problem.d], W)
         host = [H, g.double()]
         if columns is None:
-            host.append(values + problem.penalty.column_values(W))
+            host.append(self._objectives(problem, values, theta))
         H, g_host, *rest = (t.cpu().numpy() for t in host)
-        columns = rest[0].astype(np.float64) if rest else columns
+        columns = rest[0] if rest else columns
         Bg = self._P.inv_host(g_host)
         d = self._newton_direction(H, g_host, Bg)
         # <g, P^-1 g> for the measure, and each output's slope <g_j, d_j>
