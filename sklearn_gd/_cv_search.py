@@ -37,6 +37,7 @@ from ._cv_engine import (
     make_column_solver,
     train_columns,
 )
+from ._cv_exact import solve_squared
 from ._cv_grid import alpha_grid
 from ._cv_oracles import (
     ColumnDirectOracle,
@@ -173,24 +174,32 @@ class CrossValidatedSearch:
         return {n: getattr(self, n) for n in names if n not in DROPPED}
 
     def _cv_optimizer(self) -> str:
-        """The optimizer the search and the refit train with: "auto" is
-        "sgd" here (the base estimators' full-batch solvers measure one
-        problem's optimality, not a column's)."""
+        """The optimizer the column training loop runs: "auto" is "sgd"
+        there (the base estimators' full-batch solvers measure one
+        problem's optimality, not a column's). The refit trains with the
+        base estimator's own "auto", and the squared loss's search, where
+        :meth:`_solves_exactly`, with none."""
         return "sgd" if self.optimizer == "auto" else self.optimizer
 
     def _cv_tol(self):
-        """``tol`` for the search's progress rule: "auto" is SGD's 1e-3."""
+        """``tol`` for the column loop's progress rule: "auto" is SGD's 1e-3."""
         return 1e-3 if self.tol == "auto" else self.tol
 
+    def _solves_exactly(self, train_oracle) -> bool:
+        """Whether every configuration is solved to its optimum from its
+        fold's moments (:mod:`sklearn_gd._cv_exact`): the full-batch squared
+        loss (the Gram path) under the defaults that make the base estimator
+        reach its optimum, ``optimizer="auto"`` and ``tol="auto"``, with
+        none of gradient descent's own settings."""
+        return (
+            isinstance(train_oracle, ColumnGramOracle)
+            and self.optimizer == "auto"
+            and self.tol == "auto"
+            and not self._asks_for_sgd()
+        )
+
     def _base_estimator(self, alpha, l1_ratio, **changes):
-        params = {
-            **self._base_params(),
-            "l1_ratio": float(l1_ratio),
-            # the refit trains as the search did
-            "optimizer": self._cv_optimizer(),
-            "tol": self._cv_tol(),
-            **changes,
-        }
+        params = {**self._base_params(), "l1_ratio": float(l1_ratio), **changes}
         return self._base_class(alpha=float(alpha), **params)
 
     # ----------------------------------------------------------------- fit
@@ -395,6 +404,19 @@ class CrossValidatedSearch:
         coef = torch.empty(d, K, dtype=tdtype, device=device)
         intercept = torch.empty(K, dtype=tdtype, device=device)
         status = np.empty(units.n, dtype=np.int64)
+        if self._solves_exactly(oracle):
+            exact = solve_squared(
+                oracle.moments.train,
+                units.fold,
+                *self._penalty_parts(units.alpha, units.ratio),
+                k,
+                fit_intercept=self.fit_intercept,
+                max_iter=self.max_iter,
+            )
+            coef.copy_(torch.from_numpy(exact.coef))
+            intercept.copy_(torch.from_numpy(exact.intercept))
+            status[:] = np.where(exact.converged, CONVERGED, MAX_ITER)
+            return coef, intercept, status
         curvature = self._fold_lipschitz(oracle, data, splits)
         group = self._units_per_group(data, units.n)
         for lo in range(0, units.n, group):
@@ -414,6 +436,13 @@ class CrossValidatedSearch:
             intercept[cols] = result.intercept
             status[sel] = result.status
         return coef, intercept, status
+
+    def _penalty_parts(self, alpha: np.ndarray, ratio: np.ndarray):
+        """Each configuration's L1 and L2 strengths (``alpha`` times the
+        penalty's share of each)."""
+        l1_share = {None: 0.0, "l2": 0.0, "l1": 1.0}.get(self.penalty, ratio)
+        l2_share = {None: 0.0, "l2": 1.0, "l1": 0.0}.get(self.penalty, 1.0 - ratio)
+        return alpha * l1_share, alpha * l2_share
 
     def _fold_lipschitz(self, oracle, data, splits):
         """Each fold's curvature bound for the batch size (None when the
@@ -444,9 +473,7 @@ class CrossValidatedSearch:
         penalty = make_penalty(
             self.penalty, alpha=columns(alpha), l1_ratio=columns(ratio)
         )
-        l2 = {None: 0.0, "l2": alpha, "l1": 0.0}.get(
-            self.penalty, alpha * (1.0 - ratio)
-        )
+        _, l2 = self._penalty_parts(alpha, ratio)
         if curvature is None:
             eta0 = np.full(layout.n_units, self._fixed_eta0())
         else:
