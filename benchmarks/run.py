@@ -46,6 +46,7 @@ import _setup  # noqa: E402  (threads and import path)
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from _data import Objective, make_design  # noqa: E402
+from _quiet import other_cpu, wait_until_quiet  # noqa: E402,F401
 
 TARGET = 1e-3
 
@@ -207,38 +208,6 @@ def bandwidth(gib=2.0, reps=3):
     nbytes = buf.numel() * 4
     del buf
     return nbytes / best
-
-
-def other_cpu(seconds=1.0):
-    """Cores busy with other processes (this one sleeps meanwhile), from
-    /proc/stat; None where it cannot be read."""
-    def busy():
-        with open("/proc/stat") as f:
-            v = [int(x) for x in f.readline().split()[1:]]
-        return sum(v) - v[3] - v[4], sum(v)  # not idle, not iowait; total
-
-    try:
-        b0, t0 = busy()
-        time.sleep(seconds)
-        b1, t1 = busy()
-    except (OSError, ValueError, IndexError):
-        return None
-    return (b1 - b0) / max(1, t1 - t0) * (os.cpu_count() or 1)
-
-
-def wait_until_quiet(log, limit=0.3, patience=120.0):
-    """Wait (up to ``patience`` s) until other processes use under ``limit``
-    cores: OpenBLAS's threads slow 50-90x when they share the cores, which
-    would flatter us falsely. Returns the cores in use when timing starts."""
-    start = time.perf_counter()
-    used = other_cpu()
-    while used is not None and used > limit and time.perf_counter() - start < patience:
-        log(f"  machine busy ({used:.2f} cores used by other processes): waiting")
-        time.sleep(4.0)
-        used = other_cpu()
-    if used is not None and used > limit:
-        log(f"  still busy ({used:.2f} cores): this workload's rows are marked")
-    return used
 
 
 def run_workload_child(workdir, timeout, log, threads=None, name="results.json"):
