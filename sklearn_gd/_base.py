@@ -433,8 +433,9 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
         """The solver class ``optimizer`` stands for.
 
         ``"auto"`` on the full batch: for a smooth loss with no L1 part,
-        conjugate gradients on a quadratic, Newton on dense data with few
-        features, else preconditioned L-BFGS (the choice needs the data:
+        Newton on dense data with few features (on a quadratic, the direct
+        solve of the normal equations), conjugate gradients on a larger
+        quadratic, else preconditioned L-BFGS (the choice needs the data:
         :meth:`_second_order`); accelerated proximal gradient for a smooth
         loss with an L1 part; either on a shrinking smoothing of a
         non-smooth loss (hinge, epsilon_insensitive, absolute_error,
@@ -459,9 +460,10 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
 
     @staticmethod
     def _second_order(cls, oracle, *, smoothed: bool):
-        """The smooth solver of "auto" for this oracle: conjugate gradients
-        on a quadratic (Newton's step there would be the normal equations'
-        direct solve); :class:`Newton` where the oracle offers Hessians
+        """The smooth solver of "auto" for this oracle: on a quadratic,
+        :class:`Newton` where the Gram matrix is small (its step is the
+        normal equations' direct solve, exact), conjugate gradients beyond;
+        :class:`Newton` where the oracle offers Hessians
         (dense data, few features) and the loss has one, if a Hessian costs
         at most ``_NEWTON_MAX_WORK`` multiply-adds, or for a smoothing of a
         non-smooth loss (whose curvature changes too abruptly for L-BFGS's
@@ -469,7 +471,9 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
         if cls is not QuasiNewton:
             return cls
         if not smoothed and oracle.quadratic:
-            return ConjugateGradient
+            # Newton's step is the direct solve: exact, and cheaper than the
+            # iterations of conjugate gradients where the system is small
+            return Newton if oracle.supports_hessian else ConjugateGradient
         if oracle.supports_hessian and (
             smoothed
             or (oracle.loss.has_hessian and oracle.hessian_work <= _NEWTON_MAX_WORK)

@@ -77,6 +77,20 @@ class ColumnProblem:
             self.penalty.add_gradient_(grad[: self.d], W)
         return values + self.penalty.column_values(W), weight, grad
 
+    def values(self, theta, idx=None):
+        """Every column's objective alone (no gradient)."""
+        values, _, _ = self.oracle.loss_grad(theta, idx, need_grad=False)
+        return values + self.penalty.column_values(theta[: self.d])
+
+    def derivatives(self, theta):
+        """Every column's full-batch objective, batch weight, gradient and
+        Hessian of the data term (float64, (n_columns, q, q); the L2 part's
+        is the column's strength on the coefficients' diagonal)."""
+        values, weight, grad, H = self.oracle.derivatives(theta)
+        W = theta[: self.d]
+        self.penalty.add_gradient_(grad[: self.d], W)
+        return values + self.penalty.column_values(W), weight, grad, H
+
 
 class ScaledSolver:
     """A solver of ``_optimizers.py`` with a learning rate per column.
@@ -113,6 +127,43 @@ class ScaledSolver:
         self.solver.reset_columns(columns)
 
 
+class ColumnMetric:
+    """:class:`~sklearn_gd._full_batch.Metric`'s preconditioner for every
+    column: ``P_j = T' diag(D_j) T``, ``T`` the change of variables
+    ``(w, b) -> (w, b + m'w)`` (``m`` the features' means over all rows) and
+    ``D_j`` the loss's curvature times each feature's variance plus the
+    column's L2 strength (the intercept: the curvature). In ``T``'s
+    coordinates the features are centred and scaled, so that L-BFGS's steps
+    do not depend on the features' offsets and units; ``P_j^-1 v`` costs
+    O(n_features) per column.
+    """
+
+    def __init__(self, mean, var, curvature: float, l2, fit_intercept: bool, like):
+        second = var + mean * mean
+        if fit_intercept:
+            # a (nearly) constant feature: its own scale, not its variance
+            var = torch.where(var > 1e-10 * second, var, second)
+        else:
+            var = second
+        Dw = curvature * var[:, None] + l2.to(var.dtype)[None, :]
+        # a feature of zeros has a zero gradient too: any scale will do
+        Dw = torch.where(Dw > 0, Dw, torch.ones_like(Dw))
+        self.Dw = Dw.to(device=like.device, dtype=like.dtype)
+        self.m = mean.to(like)[:, None] if fit_intercept else None
+        self.Db = curvature
+        self.d = mean.shape[0]
+
+    def inv(self, v: torch.Tensor) -> torch.Tensor:
+        """``P_j^-1 v_j`` for every column j, a new tensor."""
+        d = self.d
+        if self.m is None:
+            return v / self.Dw
+        vb = v[d:]
+        uw = (v[:d] - self.m * vb) / self.Dw
+        ub = vb / self.Db - (self.m * uw).sum(0, keepdim=True)
+        return torch.cat([uw, ub])
+
+
 class UnitLBFGS:
     """L-BFGS with a history and a line search per unit of columns.
 
@@ -131,6 +182,14 @@ class UnitLBFGS:
     last point with sufficient decrease, and stops searching once the
     decrease its step promises is below the rounding of its objective (its
     comparisons would be noise).
+
+    With a :class:`ColumnMetric` (``optimizer="auto"``) the recursion starts
+    from ``gamma P^-1`` instead of ``gamma I`` (``gamma = s'y / y'P^-1 y``,
+    the first step the preconditioned gradient at rate ``eta0``), and each
+    unit's optimality measure is the norm ``sqrt(g'P^-1 g)`` of its
+    gradient (:attr:`measure`, after every step; :attr:`measure0` at the
+    start), as :class:`~sklearn_gd._full_batch.QuasiNewton` measures one
+    problem's.
     """
 
     full_batch = True
@@ -140,8 +199,16 @@ class UnitLBFGS:
     c2 = 0.9
     expand = 10.0
 
-    def __init__(self, layout):
+    def __init__(self, layout, metric: ColumnMetric | None = None):
         self.layout = layout
+        self.metric = metric
+        self.measure = self.measure0 = self.stuck = None
+
+    def _precondition(self, v):
+        return v.clone() if self.metric is None else self.metric.inv(v)
+
+    def _measure(self, g):
+        return self._dot(g, self.metric.inv(g)).clamp_min(0).sqrt()
 
     def start(self, theta):
         self.theta = theta
@@ -165,7 +232,7 @@ class UnitLBFGS:
             a = rho * self._dot(s, q)
             q.sub_(y * self._expand(a))
             alphas.append(a)
-        r = q * self._expand(self.gamma)
+        r = self._precondition(q) * self._expand(self.gamma)
         for (s, y, rho), a in zip(self.pairs, reversed(alphas)):
             beta = rho * self._dot(y, r)
             r.add_(s * self._expand(a - beta))
@@ -175,6 +242,8 @@ class UnitLBFGS:
         theta = self.theta
         if self.cache is None:
             f, w, g = problem.evaluate(theta, idx)
+            if self.metric is not None and self.measure0 is None:
+                self.measure0 = self._measure(g)
         else:
             f, w, g = self.cache
         unit_lr = self.layout.unit_sum(lr) / self.layout.k
@@ -182,13 +251,18 @@ class UnitLBFGS:
         fu = self.layout.unit_sum(f)
         d = self._direction(g)
         gd = self._dot(g, d)
-        # not a descent direction (rounding, a stale history): steepest descent
+        # not a descent direction (rounding, a stale history): steepest
+        # descent (in the metric, where there is one)
         bad = ~(gd < 0)
-        d = torch.where(self._expand(bad), -g, d)
-        gd = torch.where(bad, -self._dot(g, g), gd)
+        steepest = -self._precondition(g)
+        d = torch.where(self._expand(bad), steepest, d)
+        gd = torch.where(bad, self._dot(g, steepest), gd)
         first = ~self.has_history | bad
-        g1 = self.layout.unit_sum(g.abs().sum(0))
-        t = torch.where(first, unit_lr * torch.clamp(1.0 / g1, max=1.0), unit_lr)
+        if self.metric is None:
+            g1 = self.layout.unit_sum(g.abs().sum(0))
+            t = torch.where(first, unit_lr * torch.clamp(1.0 / g1, max=1.0), unit_lr)
+        else:  # the metric's step is scaled already
+            t = unit_lr.clone()
         t = torch.where(active, t, torch.zeros_like(t))
         lo, hi = torch.zeros_like(t), torch.full_like(t, math.inf)
         rounding = 8 * torch.finfo(fu.dtype).eps
@@ -225,10 +299,13 @@ class UnitLBFGS:
         keep = self._expand(valid)
         self.pairs.append((s * keep, y * keep, rho))
         del self.pairs[: -self.history_size]
-        yy = self._dot(y, y).clamp_min(torch.finfo(y.dtype).tiny)
+        yy = self._dot(y, self._precondition(y)).clamp_min(torch.finfo(y.dtype).tiny)
         self.gamma = torch.where(valid, sy / yy, self.gamma)
         self.has_history |= valid
         self.cache = (f_new, w, g_new)
+        if self.metric is not None:
+            self.measure = self._measure(g_new)
+            self.stuck = self._dot(s, s) == 0
         return f, w, self._expand(unit_lr)
 
     def prox_step(self, moved, d):  # pragma: no cover - L-BFGS takes no L1
@@ -245,10 +322,115 @@ class UnitLBFGS:
         self.cache = None
 
 
-def make_column_solver(name, solver, layout):
-    """The column version of the solver registered under ``name``."""
+class UnitNewton:
+    """Damped Newton's method, every column its own problem (a loss with a
+    Hessian that is not joint, rows in memory, few features): the
+    per-configuration form of :class:`~sklearn_gd._full_batch.Newton`.
+
+    Each iteration is one pass over the rows for every column's objective,
+    gradient and Hessian (:meth:`ColumnProblem.derivatives`); the ``(q, q)``
+    systems ``(H_j + l2_j) delta_j = -g_j`` are solved on the host in
+    float64, and each column backtracks from the full step to sufficient
+    decrease (``c1``), halving, evaluating objectives only. Where a system
+    cannot be solved, or its solution is no descent direction, the column
+    steps along the metric's steepest descent ``-P^-1 g``. The optimality
+    measure is :class:`UnitLBFGS`'s, ``sqrt(g'P^-1 g)``; a unit whose columns
+    can take no step at their objectives' precision is :attr:`stuck`.
+    """
+
+    full_batch = True
+    c1 = 1e-4
+    max_halvings = 40
+
+    def __init__(self, layout, metric: ColumnMetric, l2: np.ndarray):
+        self.layout, self.metric = layout, metric
+        self.l2 = np.asarray(l2, dtype=np.float64)
+        self.measure = self.measure0 = self.stuck = None
+
+    def start(self, theta):
+        self.theta = theta
+        self.cache = None
+
+    def _measure(self, g):
+        return self.layout.unit_sum((g * self.metric.inv(g)).sum(0)).clamp_min(0).sqrt()
+
+    def _directions(self, g, H):
+        """Newton's direction of every column (its steepest descent in the
+        metric where that fails), and its slope ``g'delta``."""
+        d = self.metric.d
+        Hh = H.cpu().numpy().copy()
+        idx = np.arange(d)
+        Hh[:, idx, idx] += self.l2[:, None]
+        gh = g.detach().to(torch.float64).cpu().numpy()
+        delta = np.zeros_like(gh)
+        ok = np.zeros(gh.shape[1], dtype=bool)
+        try:
+            delta = -np.linalg.solve(Hh, gh.T[:, :, None])[:, :, 0].T
+            ok = np.isfinite(delta).all(0)
+        except np.linalg.LinAlgError:  # a singular system: one at a time
+            for j in range(gh.shape[1]):
+                try:
+                    delta[:, j] = -np.linalg.solve(Hh[j], gh[:, j])
+                    ok[j] = np.isfinite(delta[:, j]).all()
+                except np.linalg.LinAlgError:
+                    pass
+        slope = (gh * delta).sum(0)
+        ok &= slope < 0
+        out = torch.as_tensor(delta, dtype=g.dtype, device=g.device)
+        if not ok.all():
+            steepest = -self.metric.inv(g)
+            bad = torch.as_tensor(~ok, device=g.device)
+            out = torch.where(bad, steepest, out)
+        return out, (g * out).sum(0)
+
+    def step(self, problem, idx, lr):
+        theta = self.theta
+        if self.cache is None:
+            self.cache = problem.derivatives(theta)
+            if self.measure0 is None:
+                self.measure0 = self._measure(self.cache[2])
+        f, w, g, H = self.cache
+        unit_lr = self.layout.unit_sum(lr) / self.layout.k
+        active = self._expand(unit_lr > 0)
+        delta, slope = self._directions(g, H)
+        delta = delta * active
+        t = torch.ones_like(f)
+        start = theta.clone()
+        rounding = 8 * torch.finfo(f.dtype).eps * f.abs()
+        open_ = active & (slope < 0)
+        moved = torch.zeros_like(open_)
+        for _ in range(self.max_halvings):
+            trial = start + delta * t.to(delta.dtype)
+            ft = problem.values(trial, idx)
+            ok = open_ & torch.isfinite(ft) & (ft <= f + self.c1 * t * slope)
+            theta.copy_(torch.where(ok, trial, theta))
+            moved |= ok
+            open_ &= ~ok
+            # a decrease below the objective's rounding is noise
+            open_ &= -t * slope > rounding
+            if not bool(open_.any()):
+                break
+            t = torch.where(open_, 0.5 * t, t)
+        self.cache = problem.derivatives(theta)
+        self.measure = self._measure(self.cache[2])
+        self.stuck = self.layout.unit_sum(moved.to(f.dtype)) == 0
+        return f, w, self._expand(unit_lr)
+
+    def _expand(self, u):
+        return self.layout.expand(u)
+
+    def prox_step(self, moved, d):  # pragma: no cover - Newton takes no L1
+        raise NotImplementedError
+
+    def reset_columns(self, columns):
+        self.cache = None
+
+
+def make_column_solver(name, solver, layout, metric=None):
+    """The column version of the solver registered under ``name`` (L-BFGS
+    preconditioned by ``metric`` where one is given)."""
     if name == "lbfgs":
-        return UnitLBFGS(layout)
+        return UnitLBFGS(layout, metric)
     return ScaledSolver(solver)
 
 
@@ -358,8 +540,16 @@ class UnitRule:
     converges and a divergence fails the unit.
     """
 
-    def __init__(self, zero_loss, *, tol, patience, max_iter, schedule, eta0):
+    # a stuck unit (no step left at its objective's precision) has converged
+    # where its gap estimate 1/2 g'P^-1 g is this far below its objective
+    precision_gap = 1e-6
+
+    def __init__(
+        self, zero_loss, *, tol, patience, max_iter, schedule, eta0, optimality=False
+    ):
         U = zero_loss.shape[0]
+        self.optimality = optimality
+        self.measure_tol = tol
         self.limit = np.where(zero_loss > 0, DivergenceGuard.factor * zero_loss, np.inf)
         self.tol = -math.inf if tol is None else tol
         self.patience, self.max_iter = patience, max_iter
@@ -374,12 +564,16 @@ class UnitRule:
         self.guard_best = np.full(U, np.inf)
         self.count = np.zeros(U, dtype=np.int64)
 
-    def update(self, loss, bad, score=None):
+    def update(self, loss, bad, score=None, measure=None):
         """Record an epoch of every active unit (``bad``: a non-finite
         parameter; ``score``: validation scores, which then decide progress,
-        as early stopping does); returns the units whose objective improved,
-        that go back to their best checkpoint, whose validation score is
-        their best so far, and whether any rate shrank."""
+        as early stopping does; ``measure``: with ``optimality``, the
+        solver's ``(measure, measure0, stuck)`` per unit, which then decide
+        convergence: the measure at most ``tol`` times its first value, or a
+        stuck unit at its objective's precision); returns the units whose
+        objective improved, that go back to their best checkpoint, whose
+        validation score is their best so far, and whether any rate
+        shrank."""
         on = self.status == ACTIVE
         diverged = on & (
             bad
@@ -402,6 +596,10 @@ class UnitRule:
         self.best[ok] = np.minimum(self.best[ok], loss[ok])
         self.count[ok] = np.where(worse[ok], self.count[ok] + 1, 0)
         stalled = ok & (self.count >= self.patience)
+        if self.optimality:
+            stalled = np.zeros_like(ok)
+            if measure is not None:
+                self.status[ok & self._optimal(loss, *measure)] = CONVERGED
         goes_on = stalled & can_shrink
         self.status[stalled & ~goes_on] = CONVERGED
         self.count[goes_on] = 0
@@ -413,6 +611,17 @@ class UnitRule:
         grew = goes_on & (loss > self.best) & (score is None)
         restart = (diverged & can_shrink) | grew
         return improved, restart, better, bool(shrink.any())
+
+    def _optimal(self, loss, value, first, stuck):
+        tol = self.measure_tol
+        reached = np.zeros(value.shape, dtype=bool)
+        if tol is not None:
+            with np.errstate(invalid="ignore"):
+                reached = value <= tol * first
+        precise = (stuck > 0) & (
+            0.5 * value * value <= self.precision_gap * np.abs(loss)
+        )
+        return reached | precise
 
 
 def train_columns(
@@ -431,6 +640,7 @@ def train_columns(
     joint,
     validation=None,
     on_epoch=None,
+    optimality=False,
 ) -> ColumnResult:
     """Minimise every unit's data term plus penalty, units independently.
 
@@ -463,6 +673,11 @@ def train_columns(
     on_epoch : callable or None
         Called after every epoch with ``(epoch, losses, status)`` (host
         arrays per unit).
+    optimality : bool
+        Stop each unit on the solver's optimality measure (a
+        :class:`UnitLBFGS` with a metric): ``tol`` is then the measure's
+        ratio to its first value (None: only at the objective's precision),
+        not the progress rule's.
 
     Raises
     ------
@@ -482,26 +697,33 @@ def train_columns(
         max_iter=max_iter,
         schedule=schedule,
         eta0=_host(schedule.eta0, layout.n_units, layout.k),
+        optimality=optimality,
     )
     active = layout.columns(rule.status == ACTIVE).to(dt)
     epochs = 0
     with torch.no_grad():
         while (rule.status == ACTIVE).any():
             loss = _run_epoch(problem, solver, schedule, it, penalty, active)
-            host = torch.stack(
-                [
-                    _per_unit(layout, loss, joint),
-                    layout.unit_sum((~it.finite()).to(torch.float64)),
+            rows = [
+                _per_unit(layout, loss, joint),
+                layout.unit_sum((~it.finite()).to(torch.float64)),
+            ]
+            if optimality:
+                rows += [
+                    solver.measure.to(torch.float64),
+                    solver.measure0.to(torch.float64),
+                    solver.stuck.to(torch.float64),
                 ]
-            ).cpu()
-            loss_u, bad = host[0].numpy(), host[1].numpy() > 0
+            host = torch.stack(rows).cpu().numpy()
+            loss_u, bad = host[0], host[1] > 0
+            measure = tuple(host[2:]) if optimality else None
             epochs += 1
             was_active = rule.status == ACTIVE
             score = None
             if validation is not None:
                 cur = it.current()
                 score = validation(cur[:d], _intercept(cur, d, fit_intercept))
-            improved, restart, better, shrank = rule.update(loss_u, bad, score)
+            improved, restart, better, shrank = rule.update(loss_u, bad, score, measure)
             if better.any():
                 it.keep_validated(layout.columns(better))
             all_improved = bool(improved[was_active].all())

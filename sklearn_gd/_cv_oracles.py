@@ -218,6 +218,58 @@ class _ColumnRows:
         denom = weight.clamp_min(torch.finfo(weight.dtype).tiny)
         return values / denom, weight, (None if grad is None else grad / denom)
 
+    # floats of the scaled copies of a piece's design rows that one product
+    # of the Hessians takes (columns are grouped to stay under it)
+    hessian_floats = 2**24
+
+    def column_derivatives(self, theta, layout: Layout):
+        """Per-column weighted mean loss, gradient and Hessian, over all rows
+        (full batch; a loss that is not joint): ``(values, weight, grad,
+        H)``, ``H`` float64 of shape (n_columns, q, q), ``q = n_features +
+        fit_intercept``, column ``j``'s ``A' diag(m_j c_j) A / sum(m_j)`` with
+        ``A = [X, 1]``, ``m_j`` its fold weights and ``c_j`` the loss's second
+        derivatives at its predictions. One pass, sharing the predictions and
+        the loss's terms (:meth:`~sklearn_gd._losses.Loss.derivatives`)."""
+        fi = self.fit_intercept
+        d = theta.shape[0] - int(fi)
+        q, U, k = d + int(fi), layout.n_units, layout.k
+        values = wsum = grad = H = None
+        pieces = self.all_rows()
+        for j, piece in enumerate(pieces):
+            Xb, XbT = self._rows(piece)
+            rows = self._index(piece)
+            b = Xb.shape[0]
+            M = self.fold_weights[rows][:, layout.unit_fold]  # (b, U)
+            P = torch.addmm(theta[d], Xb, theta[:d]) if fi else Xb @ theta[:d]
+            Y3, M3 = self.Y[rows].view(b, 1, k), M[:, :, None]
+            v, D, C = self.loss.derivatives(Y3, P.view(b, U, k), 2)
+            v = (v * M3).sum(0).reshape(-1)
+            m = M.sum(0)
+            values = v if values is None else values + v
+            wsum = m if wsum is None else wsum + m
+            grad = self._add_gradient(grad, theta, XbT, (D * M3).reshape(b, -1))
+            A = Xb
+            if fi:
+                A = torch.empty((q, b), dtype=Xb.dtype, device=Xb.device).T
+                A[:, :d] = Xb
+                A[:, d] = 1.0
+            H = self._add_column_hessians(H, A, (C * M3).reshape(b, -1))
+            self._rows_done(pieces, j)
+        weight = layout.expand(wsum)
+        denom = weight.clamp_min(torch.finfo(weight.dtype).tiny)
+        H /= denom.to(_F64)[:, None, None]
+        return values / denom, weight, grad / denom, H
+
+    def _add_column_hessians(self, H, A, C):
+        """``H`` plus ``A' diag(c_j) A`` for every column ``c_j`` of ``C``."""
+        (m, q), K = A.shape, C.shape[1]
+        group = max(1, min(K, self.hessian_floats // (m * q)))
+        if H is None:
+            H = torch.zeros(K, q, q, dtype=_F64, device=A.device)
+        for j in range(0, K, group):
+            H[j : j + group] += DirectOracle._grams(A, C[:, j : j + group]).to(_F64)
+        return H
+
     def bind(self, layout: Layout):
         """The oracle for one layout of columns (what training sees)."""
         return _BoundRows(self, layout)
@@ -608,6 +660,9 @@ class _BoundRows:
 
     def loss_grad(self, theta, idx, need_grad=True):
         return self.oracle.column_loss_grad(theta, idx, self.layout, need_grad)
+
+    def derivatives(self, theta):
+        return self.oracle.column_derivatives(theta, self.layout)
 
     def zero_model_loss(self) -> torch.Tensor:
         return self.oracle.column_zero_loss(self.layout)

@@ -28,12 +28,14 @@ from sklearn.utils import _safe_indexing
 from sklearn.utils._available_if import available_if
 
 from ._array_api import to_numpy_any
-from ._base import FitMode
+from ._base import _NEWTON_MAX_WORK, FitMode
 from ._cv_engine import (
     CONVERGED,
     DIVERGED,
     MAX_ITER,
+    ColumnMetric,
     UnitLBFGS,
+    UnitNewton,
     make_column_solver,
     train_columns,
 )
@@ -53,6 +55,7 @@ from ._cv_scores import (
 )
 from ._data import to_numpy, to_tensor
 from ._engine import _check_rate_fits
+from ._full_batch import AUTO_TOL
 from ._optimizers import OPTIMIZERS, make_solver
 from ._oracles import CHUNK_ROWS, prefers_gram
 from ._penalties import make_penalty
@@ -174,16 +177,53 @@ class CrossValidatedSearch:
         return {n: getattr(self, n) for n in names if n not in DROPPED}
 
     def _cv_optimizer(self) -> str:
-        """The optimizer the column training loop runs: "auto" is "sgd"
-        there (the base estimators' full-batch solvers measure one
-        problem's optimality, not a column's). The refit trains with the
-        base estimator's own "auto", and the squared loss's search, where
-        :meth:`_solves_exactly`, with none."""
-        return "sgd" if self.optimizer == "auto" else self.optimizer
+        """The optimizer the column training loop runs. "auto" is L-BFGS,
+        preconditioned and stopped on its optimality measure per unit, where
+        the base estimator's "auto" would take a smooth full-batch solver
+        without a proximal step (:meth:`_preconditioned`), else "sgd". The
+        refit trains with the base estimator's own "auto", and the squared
+        loss's search, where :meth:`_solves_exactly`, with none."""
+        if self.optimizer != "auto":
+            return self.optimizer
+        return "lbfgs" if self._preconditioned() else "sgd"
+
+    def _preconditioned(self) -> bool:
+        """Whether "auto" is the preconditioned column L-BFGS: a smooth
+        loss, no L1 part in any configuration, none of gradient descent's
+        own settings."""
+        no_l1 = self.penalty in (None, "l2") or (
+            self.penalty == "elasticnet" and not np.any(self._l1_ratios() > 0)
+        )
+        return (
+            self.optimizer == "auto"
+            and no_l1
+            and self._smooth_loss()
+            and not self._asks_for_sgd()
+        )
+
+    @staticmethod
+    def _takes_newton(oracle, data) -> bool:
+        """Whether "auto"'s column solver is Newton's method, as the base
+        estimator's would be on one configuration: rows in memory, a loss
+        with a Hessian that is not joint, one Hessian within
+        ``_NEWTON_MAX_WORK`` multiply-adds (else L-BFGS)."""
+        n, d, _ = data.shape
+        q = d + int(oracle.fit_intercept)
+        return (
+            isinstance(oracle, ColumnDirectOracle)
+            and data.loss.has_hessian
+            and not data.loss.joint
+            and n * q * q <= _NEWTON_MAX_WORK
+        )
 
     def _cv_tol(self):
-        """``tol`` for the column loop's progress rule: "auto" is SGD's 1e-3."""
-        return 1e-3 if self.tol == "auto" else self.tol
+        """``tol`` for the column loop's rule: under the preconditioned
+        L-BFGS of "auto", the ratio of its optimality measure to its first
+        value ("auto": the base estimator's 1e-5); else the progress rule's
+        ("auto": SGD's 1e-3)."""
+        if self.tol != "auto":
+            return self.tol
+        return AUTO_TOL if self._preconditioned() else 1e-3
 
     def _solves_exactly(self, train_oracle) -> bool:
         """Whether every configuration is solved to its optimum from its
@@ -418,6 +458,10 @@ class CrossValidatedSearch:
             status[:] = np.where(exact.converged, CONVERGED, MAX_ITER)
             return coef, intercept, status
         curvature = self._fold_lipschitz(oracle, data, splits)
+        moments = None
+        if self._preconditioned():
+            w = to_tensor(splits.weights, data.device, torch.float64)
+            moments = oracle.feature_moments(w)
         group = self._units_per_group(data, units.n)
         for lo in range(0, units.n, group):
             sel = np.arange(lo, min(units.n, lo + group))
@@ -430,6 +474,7 @@ class CrossValidatedSearch:
                 units.ratio[sel],
                 curvature,
                 None if validate is None else validate(layout),
+                moments,
             )
             cols = slice(lo * k, (lo + sel.size) * k)
             coef[:, cols] = result.coef
@@ -463,7 +508,9 @@ class CrossValidatedSearch:
             mixed = (lam * n * (b - 1) + max_row * (n - b)) / (b * (n - 1))
         return np.where((b >= n) | (n == 1), lam, mixed)
 
-    def _train_group(self, oracle, data, layout, alpha, ratio, curvature, validate):
+    def _train_group(
+        self, oracle, data, layout, alpha, ratio, curvature, validate, moments=None
+    ):
         device, tdtype = data.device, data.tdtype
         k = layout.k
 
@@ -493,13 +540,26 @@ class CrossValidatedSearch:
             torch.ones(layout.n_columns, dtype=torch.float64, device=device)
         )
         _check_rate_fits(float(torch.as_tensor(first).max()), tdtype)
-        solver = make_column_solver(
-            self._cv_optimizer(),
-            make_solver(
-                self._cv_optimizer(), momentum=self.momentum, nesterov=self.nesterov
-            ),
-            layout,
-        )
+        metric = None
+        if moments is not None:
+            metric = ColumnMetric(
+                *moments,
+                data.loss.curvature,
+                columns(l2),
+                self.fit_intercept,
+                like=columns(alpha),
+            )
+        if metric is not None and self._takes_newton(oracle, data):
+            solver = UnitNewton(layout, metric, np.repeat(l2, k))
+        else:
+            solver = make_column_solver(
+                self._cv_optimizer(),
+                make_solver(
+                    self._cv_optimizer(), momentum=self.momentum, nesterov=self.nesterov
+                ),
+                layout,
+                metric,
+            )
         _, d, _ = data.shape
         init = torch.zeros(
             d + int(self.fit_intercept), layout.n_columns, dtype=tdtype, device=device
@@ -519,6 +579,7 @@ class CrossValidatedSearch:
             joint=data.loss.joint,
             validation=validate,
             on_epoch=self._print_units if self.verbose else None,
+            optimality=metric is not None,
         )
 
     def _fixed_eta0(self) -> float:

@@ -916,6 +916,25 @@ class GramOracle(Oracle):
         each column of ``v``, in ``v``'s dtype."""
         return (self.A @ v.to(torch.float64)).to(v.dtype)
 
+    @property
+    def supports_hessian(self) -> bool:
+        """Few enough features for Newton's method, whose one step on this
+        quadratic is the normal equations' direct solve."""
+        return self.A.shape[0] < DirectOracle.hessian_max_features
+
+    @property
+    def hessian_work(self) -> float:
+        return 0.0  # the Hessian is ``A``, at hand
+
+    def derivatives(self, theta, order: int = 2):
+        """:meth:`DirectOracle.derivatives` from the statistics, no pass
+        over ``X``: the Hessian is ``A`` for every output (float64 copies)."""
+        values, _, grad = self.loss_grad(theta, need_grad=order >= 1)
+        H = None
+        if order >= 2:
+            H = self.A.unsqueeze(0).repeat(theta.shape[1], 1, 1)
+        return values, grad, H
+
     def curvature(self) -> Curvature:
         return Curvature(matrix=self.A)
 

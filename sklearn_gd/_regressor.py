@@ -72,7 +72,8 @@ class TorchSGDRegressor(RegressorMixin, BaseTorchSGD):
         stops when it is small: for a smooth loss, the norm of the (proximal)
         gradient mapping in the preconditioner's metric relative to its value
         at the start, at most 1e-5 (1e-10, or ten float epsilons, for
-        conjugate gradients, whose steps are cheap); for a non-smooth loss
+        conjugate gradients, whose steps are cheap; Newton's method on the
+        squared loss is exact in one step); for a non-smooth loss
         under "auto"'s smoothing, a duality gap relative to the objective, at
         most 1e-4. With "sgd", "adam", "adamw" and "adagrad" on a smooth
         loss the same measure is taken after each epoch (one more full-batch
@@ -152,8 +153,9 @@ class TorchSGDRegressor(RegressorMixin, BaseTorchSGD):
     optimizer : {"auto", "sgd", "adam", "adamw", "adagrad", "lbfgs"}, \
             default="auto"
         The update rule. "auto", on the full batch (``batch_size=None``), for
-        a smooth loss with no L1 part: conjugate gradients for the squared
-        loss; damped Newton (a Hessian per output from one pass, an Armijo
+        a smooth loss with no L1 part: for the squared loss, the direct solve
+        of the normal equations (Newton's one step; conjugate gradients from
+        512 features); damped Newton (a Hessian per output from one pass, an Armijo
         line search per output) where a Hessian is cheap (fewer than 512
         features, and rows times features squared below 2e7; for the
         smoothed non-smooth losses, fewer than 512 features); L-BFGS

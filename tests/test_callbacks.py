@@ -11,7 +11,8 @@ callback = pytest.importorskip("sklearn.callback")
 
 def test_verbose_prints_one_block_per_epoch(regression_data, capsys):
     X, y = regression_data
-    TorchSGDRegressor(max_iter=3, tol=None, verbose=1).fit(X, y)
+    # gradient descent: the default's Newton step solves the squared loss at once
+    TorchSGDRegressor(optimizer="sgd", max_iter=3, tol=None, verbose=1).fit(X, y)
     out = capsys.readouterr().out
     assert out.count("-- Epoch") == 3
     assert "Norm:" in out and "Bias:" in out and "Avg. loss:" in out
@@ -52,24 +53,28 @@ class EpochRecorder:
 def test_callback_sees_every_epoch_and_can_stop(regression_data):
     X, y = regression_data
     rec = EpochRecorder()
-    reg = TorchSGDRegressor(max_iter=6, tol=None).set_callbacks(rec).fit(X, y)
+    reg = TorchSGDRegressor(optimizer="sgd", max_iter=6, tol=None)
+    reg.set_callbacks(rec).fit(X, y)
     assert rec.losses == reg.loss_curve_
     # the fitted_estimator handed over at the last epoch is the final model
     np.testing.assert_array_equal(rec.coefs[-1], reg.coef_)
 
     stopper = EpochRecorder(stop_at=2)
-    reg = TorchSGDRegressor(max_iter=50, tol=None).set_callbacks(stopper).fit(X, y)
+    reg = TorchSGDRegressor(optimizer="sgd", max_iter=50, tol=None)
+    reg.set_callbacks(stopper).fit(X, y)
     assert reg.n_iter_ == 2 and len(stopper.losses) == 2
 
 
 def test_progress_bar_in_fit_and_grid_search(regression_data):
     pytest.importorskip("rich")
     X, y = regression_data
-    reg = TorchSGDRegressor(max_iter=5, tol=None)
+    reg = TorchSGDRegressor(optimizer="sgd", max_iter=5, tol=None)
     reg.set_callbacks(callback.ProgressBar()).fit(X, y)
     assert reg.n_iter_ == 5
     search = GridSearchCV(
-        TorchSGDRegressor(max_iter=5, tol=None), {"alpha": [1e-4, 1e-2]}, cv=2
+        TorchSGDRegressor(optimizer="sgd", max_iter=5, tol=None),
+        {"alpha": [1e-4, 1e-2]},
+        cv=2,
     )
     search.set_callbacks(callback.ProgressBar()).fit(X, y)
     assert search.best_estimator_.n_iter_ == 5
