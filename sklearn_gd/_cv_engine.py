@@ -323,27 +323,31 @@ class UnitLBFGS:
 
 
 class UnitNewton:
-    """Damped Newton's method, every column its own problem (a loss with a
-    Hessian that is not joint, rows in memory, few features): the
-    per-configuration form of :class:`~sklearn_gd._full_batch.Newton`.
+    """Damped Newton's method, every unit its own problem (rows in memory,
+    few features, a loss with a Hessian): the per-configuration form of
+    :class:`~sklearn_gd._full_batch.Newton`.
 
     Each iteration is one pass over the rows for every column's objective,
-    gradient and Hessian (:meth:`ColumnProblem.derivatives`); the ``(q, q)``
-    systems ``(H_j + l2_j) delta_j = -g_j`` are solved on the host in
-    float64, and each column backtracks from the full step to sufficient
-    decrease (``c1``), halving, evaluating objectives only. Where a system
-    cannot be solved, or its solution is no descent direction, the column
-    steps along the metric's steepest descent ``-P^-1 g``. The optimality
-    measure is :class:`UnitLBFGS`'s, ``sqrt(g'P^-1 g)``; a unit whose columns
-    can take no step at their objectives' precision is :attr:`stuck`.
+    gradient and Hessian (:meth:`ColumnProblem.derivatives`): a ``(q, q)``
+    system a column, or for a joint loss (softmax) one ``(k q, k q)`` system
+    a unit, with the loss's curvature along the common shift of the
+    intercepts (that leaves the objective unchanged, so its Hessian is
+    singular there; the gradient has no component along it). The systems are
+    solved on the host in float64, and each column (each unit, for a joint
+    loss) backtracks from the full step to sufficient decrease (``c1``),
+    halving, evaluating objectives only. Where a system cannot be solved, or
+    its solution is no descent direction, the column steps along the
+    metric's steepest descent ``-P^-1 g``. The optimality measure is
+    :class:`UnitLBFGS`'s, ``sqrt(g'P^-1 g)``; a unit whose columns can take
+    no step at their objectives' precision is :attr:`stuck`.
     """
 
     full_batch = True
     c1 = 1e-4
     max_halvings = 40
 
-    def __init__(self, layout, metric: ColumnMetric, l2: np.ndarray):
-        self.layout, self.metric = layout, metric
+    def __init__(self, layout, metric: ColumnMetric, l2: np.ndarray, joint=False):
+        self.layout, self.metric, self.joint = layout, metric, joint
         self.l2 = np.asarray(l2, dtype=np.float64)
         self.measure = self.measure0 = self.stuck = None
 
@@ -354,34 +358,62 @@ class UnitNewton:
     def _measure(self, g):
         return self.layout.unit_sum((g * self.metric.inv(g)).sum(0)).clamp_min(0).sqrt()
 
+    def _systems(self, H):
+        """The Hessians with the L2 part (and a softmax's intercept shift)."""
+        d, k = self.metric.d, self.layout.k
+        Hh = H.cpu().numpy().copy()
+        q = Hh.shape[1] // (k if self.joint else 1)
+        rows = np.arange(d)
+        if self.joint:
+            rows = (np.arange(k)[:, None] * q + rows).ravel()
+            l2 = self.l2[:: k]
+        else:
+            l2 = self.l2
+        Hh[:, rows, rows] += l2[:, None]
+        if self.joint and q > d:
+            shift = np.arange(k) * q + d
+            Hh[:, shift[:, None], shift] += self.metric.Db / k
+        return Hh
+
     def _directions(self, g, H):
         """Newton's direction of every column (its steepest descent in the
         metric where that fails), and its slope ``g'delta``."""
-        d = self.metric.d
-        Hh = H.cpu().numpy().copy()
-        idx = np.arange(d)
-        Hh[:, idx, idx] += self.l2[:, None]
+        Hh = self._systems(H)
         gh = g.detach().to(torch.float64).cpu().numpy()
-        delta = np.zeros_like(gh)
-        ok = np.zeros(gh.shape[1], dtype=bool)
+        q, K = gh.shape
+        k = self.layout.k
+        # right-hand sides: a column's gradient, or a unit's, class-major
+        G = gh.T.reshape(K // k, k * q) if self.joint else gh.T
+        sol = np.zeros_like(G)
+        ok = np.zeros(G.shape[0], dtype=bool)
         try:
-            delta = -np.linalg.solve(Hh, gh.T[:, :, None])[:, :, 0].T
-            ok = np.isfinite(delta).all(0)
+            sol = np.linalg.solve(Hh, G[:, :, None])[:, :, 0]
+            ok = np.isfinite(sol).all(1)
         except np.linalg.LinAlgError:  # a singular system: one at a time
-            for j in range(gh.shape[1]):
+            for j in range(G.shape[0]):
                 try:
-                    delta[:, j] = -np.linalg.solve(Hh[j], gh[:, j])
-                    ok[j] = np.isfinite(delta[:, j]).all()
+                    sol[j] = np.linalg.solve(Hh[j], G[j])
+                    ok[j] = np.isfinite(sol[j]).all()
                 except np.linalg.LinAlgError:
                     pass
-        slope = (gh * delta).sum(0)
-        ok &= slope < 0
+        ok &= (G * sol).sum(1) > 0
+        if self.joint:
+            delta, ok = -sol.reshape(K, q).T, np.repeat(ok, k)
+        else:
+            delta = -sol.T
         out = torch.as_tensor(delta, dtype=g.dtype, device=g.device)
         if not ok.all():
-            steepest = -self.metric.inv(g)
             bad = torch.as_tensor(~ok, device=g.device)
-            out = torch.where(bad, steepest, out)
+            out = torch.where(bad, -self.metric.inv(g), out)
         return out, (g * out).sum(0)
+
+    def _by_search(self, per_column):
+        """Per column, or per unit for a joint loss (its columns search
+        together)."""
+        return self.layout.unit_sum(per_column) if self.joint else per_column
+
+    def _to_columns(self, per_search):
+        return self.layout.expand(per_search) if self.joint else per_search
 
     def step(self, problem, idx, lr):
         theta = self.theta
@@ -391,19 +423,20 @@ class UnitNewton:
                 self.measure0 = self._measure(self.cache[2])
         f, w, g, H = self.cache
         unit_lr = self.layout.unit_sum(lr) / self.layout.k
-        active = self._expand(unit_lr > 0)
         delta, slope = self._directions(g, H)
-        delta = delta * active
-        t = torch.ones_like(f)
+        delta = delta * self._expand(unit_lr > 0)
+        f0, slope = self._by_search(f), self._by_search(slope)
+        open_ = self._by_search(self._expand(unit_lr > 0).to(f.dtype)) > 0
+        open_ &= slope < 0
+        t = torch.ones_like(f0)
         start = theta.clone()
-        rounding = 8 * torch.finfo(f.dtype).eps * f.abs()
-        open_ = active & (slope < 0)
+        rounding = 8 * torch.finfo(f.dtype).eps * f0.abs()
         moved = torch.zeros_like(open_)
         for _ in range(self.max_halvings):
-            trial = start + delta * t.to(delta.dtype)
-            ft = problem.values(trial, idx)
-            ok = open_ & torch.isfinite(ft) & (ft <= f + self.c1 * t * slope)
-            theta.copy_(torch.where(ok, trial, theta))
+            trial = start + delta * self._to_columns(t).to(delta.dtype)
+            ft = self._by_search(problem.values(trial, idx))
+            ok = open_ & torch.isfinite(ft) & (ft <= f0 + self.c1 * t * slope)
+            theta.copy_(torch.where(self._to_columns(ok), trial, theta))
             moved |= ok
             open_ &= ~ok
             # a decrease below the objective's rounding is noise
@@ -413,7 +446,8 @@ class UnitNewton:
             t = torch.where(open_, 0.5 * t, t)
         self.cache = problem.derivatives(theta)
         self.measure = self._measure(self.cache[2])
-        self.stuck = self.layout.unit_sum(moved.to(f.dtype)) == 0
+        moved = self._to_columns(moved).to(f.dtype)
+        self.stuck = self.layout.unit_sum(moved) == 0
         return f, w, self._expand(unit_lr)
 
     def _expand(self, u):

@@ -224,12 +224,14 @@ class _ColumnRows:
 
     def column_derivatives(self, theta, layout: Layout):
         """Per-column weighted mean loss, gradient and Hessian, over all rows
-        (full batch; a loss that is not joint): ``(values, weight, grad,
-        H)``, ``H`` float64 of shape (n_columns, q, q), ``q = n_features +
-        fit_intercept``, column ``j``'s ``A' diag(m_j c_j) A / sum(m_j)`` with
-        ``A = [X, 1]``, ``m_j`` its fold weights and ``c_j`` the loss's second
-        derivatives at its predictions. One pass, sharing the predictions and
-        the loss's terms (:meth:`~sklearn_gd._losses.Loss.derivatives`)."""
+        (full batch): ``(values, weight, grad, H)``, ``H`` float64 of shape
+        (n_columns, q, q), ``q = n_features + fit_intercept``, column ``j``'s
+        ``A' diag(m_j c_j) A / sum(m_j)`` with ``A = [X, 1]``, ``m_j`` its
+        fold weights and ``c_j`` the loss's second derivatives at its
+        predictions; for a joint loss (softmax), one Hessian a unit, of shape
+        (n_units, k q, k q) in class-major order. One pass, sharing the
+        predictions and the loss's terms
+        (:meth:`~sklearn_gd._losses.Loss.derivatives`)."""
         fi = self.fit_intercept
         d = theta.shape[0] - int(fi)
         q, U, k = d + int(fi), layout.n_units, layout.k
@@ -253,12 +255,29 @@ class _ColumnRows:
                 A = torch.empty((q, b), dtype=Xb.dtype, device=Xb.device).T
                 A[:, :d] = Xb
                 A[:, d] = 1.0
-            H = self._add_column_hessians(H, A, (C * M3).reshape(b, -1))
+            if self.loss.joint:  # C: the probabilities; one Hessian a unit
+                H = self._add_unit_hessians(H, A, C, M)
+            else:
+                H = self._add_column_hessians(H, A, (C * M3).reshape(b, -1))
             self._rows_done(pieces, j)
         weight = layout.expand(wsum)
         denom = weight.clamp_min(torch.finfo(weight.dtype).tiny)
-        H /= denom.to(_F64)[:, None, None]
+        per = wsum if self.loss.joint else weight
+        H /= per.to(_F64).clamp_min(torch.finfo(_F64).tiny)[:, None, None]
         return values / denom, weight, grad / denom, H
+
+    @staticmethod
+    def _add_unit_hessians(H, A, S, M):
+        """``H`` plus every unit's joint (softmax) Hessian of the piece,
+        class-major, from its probabilities ``S[:, u]`` and fold weights
+        ``M[:, u]`` (:meth:`DirectOracle._add_joint_hessian`)."""
+        U = S.shape[1]
+        parts = [
+            DirectOracle._add_joint_hessian(None, A, S[:, u], M[:, u : u + 1])
+            for u in range(U)
+        ]
+        part = torch.cat(parts)
+        return part if H is None else H.add_(part)
 
     def _add_column_hessians(self, H, A, C):
         """``H`` plus ``A' diag(c_j) A`` for every column ``c_j`` of ``C``."""

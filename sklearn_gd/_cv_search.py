@@ -57,7 +57,7 @@ from ._data import to_numpy, to_tensor
 from ._engine import _check_rate_fits
 from ._full_batch import AUTO_TOL
 from ._optimizers import OPTIMIZERS, make_solver
-from ._oracles import CHUNK_ROWS, prefers_gram
+from ._oracles import CHUNK_ROWS, DirectOracle, prefers_gram
 from ._penalties import make_penalty
 from ._schedules import SCHEDULES, optimal_init
 from ._streaming import HostRows, _available_host_bytes, should_stream
@@ -205,14 +205,15 @@ class CrossValidatedSearch:
     def _takes_newton(oracle, data) -> bool:
         """Whether "auto"'s column solver is Newton's method, as the base
         estimator's would be on one configuration: rows in memory, a loss
-        with a Hessian that is not joint, one Hessian within
-        ``_NEWTON_MAX_WORK`` multiply-adds (else L-BFGS)."""
-        n, d, _ = data.shape
-        q = d + int(oracle.fit_intercept)
+        with a Hessian, one Hessian (a softmax's joint one over all classes)
+        of fewer than 512 rows and within ``_NEWTON_MAX_WORK`` multiply-adds
+        (else L-BFGS)."""
+        n, d, k = data.shape
+        q = (d + int(oracle.fit_intercept)) * (k if data.loss.joint else 1)
         return (
             isinstance(oracle, ColumnDirectOracle)
             and data.loss.has_hessian
-            and not data.loss.joint
+            and q < DirectOracle.hessian_max_features
             and n * q * q <= _NEWTON_MAX_WORK
         )
 
@@ -550,7 +551,9 @@ class CrossValidatedSearch:
                 like=columns(alpha),
             )
         if metric is not None and self._takes_newton(oracle, data):
-            solver = UnitNewton(layout, metric, np.repeat(l2, k))
+            solver = UnitNewton(
+                layout, metric, np.repeat(l2, k), joint=data.loss.joint
+            )
         else:
             solver = make_column_solver(
                 self._cv_optimizer(),
