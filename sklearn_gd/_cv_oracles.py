@@ -37,6 +37,7 @@ import torch
 from ._oracles import (
     DirectOracle,
     SparseOracle,
+    affine,
     augment,
     check_moments_finite,
     gen_batches,
@@ -202,7 +203,7 @@ class _ColumnRows:
             rows = self._index(piece)
             b = Xb.shape[0]
             M = self.fold_weights[rows][:, layout.unit_fold]  # (b, U)
-            P = torch.addmm(theta[d], Xb, W) if fi else Xb @ W
+            P = affine(Xb, W, theta[d] if fi else None)
             # (b, U, k) against (b, 1, k): every unit sees the same targets,
             # and a joint loss (softmax) works over each unit's k columns
             P3, Y3, M3 = P.view(b, U, k), self.Y[rows].view(b, 1, k), M[:, :, None]
@@ -242,7 +243,7 @@ class _ColumnRows:
             rows = self._index(piece)
             b = Xb.shape[0]
             M = self.fold_weights[rows][:, layout.unit_fold]  # (b, U)
-            P = torch.addmm(theta[d], Xb, theta[:d]) if fi else Xb @ theta[:d]
+            P = affine(Xb, theta[:d], theta[d] if fi else None)
             Y3, M3 = self.Y[rows].view(b, 1, k), M[:, :, None]
             v, D, C = self.loss.derivatives(Y3, P.view(b, U, k), 2)
             v = (v * M3).sum(0).reshape(-1)

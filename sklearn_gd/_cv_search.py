@@ -400,7 +400,12 @@ class CrossValidatedSearch:
         copies = _PARAMETER_COPIES + _SOLVER_COPIES.get(self._cv_optimizer(), 2)
         if self.average:
             copies += 3
-        return (d + 1) * k * copies * data.dtype.itemsize
+        out = (d + 1) * k * copies * data.dtype.itemsize
+        if self._preconditioned() and data.loss.has_hessian:
+            # Newton's float64 Hessians, on the device and on the host
+            q = (d + 1) * (k if data.loss.joint else 1)
+            out += 2 * 8 * q * q * (1 if data.loss.joint else k)
+        return out
 
     def _units_per_group(self, data, n_units) -> int:
         budget = self._budget(data.device)
