@@ -159,7 +159,8 @@ def main():
         "to tol=1e-10 (the same objective with C = 1/(alpha n)); SGDClassifier's "
         "multiclass fit is one-vs-rest, a different objective (no gap). "
         '"Ours at LR\'s gap": the cheapest of our default fits with a '
-        "tighter tol whose gap is at most LogisticRegression's default's. "
+        "tol from 1e-3 to 1e-9 whose gap is at most LogisticRegression's "
+        "default's. "
         f"Load average {load_start:.2f} at the start (other processes used "
         f"{'?' if busy is None else f'{busy:.2f}'} cores just before), "
         "LOAD_END at the end; 2 cores.",
