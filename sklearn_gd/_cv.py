@@ -97,14 +97,15 @@ _SHARED_DOC = """
     ``early_stopping``, each split holds out ``validation_fraction`` of its
     training rows, as the base estimator's fit on them would, and each
     configuration stops on its own validation score). Under
-    ``optimizer="auto"`` and ``tol="auto"`` every configuration is solved as
-    the base estimator's default solves it: the full-batch squared loss
+    ``optimizer="auto"`` every configuration is solved as the base
+    estimator's default solves it: the full-batch squared loss on dense data
     exactly from its split's moments (in closed form, or by coordinate
-    descent to a duality gap of 1e-12 of the targets' variance with an L1
-    part), another smooth loss without an L1 part by Newton's method per
-    column (rows in memory, few features) or L-BFGS in the base estimator's
-    metric, stopped by its criterion; a non-smooth loss, or an L1 part with
-    another loss, by gradient descent at SGD's tol of 1e-3. And:
+    descent with an L1 part, ``tol`` then being the duality gap relative to
+    the targets' mean square, "auto" 1e-12), another smooth loss without an
+    L1 part by Newton's method per column (rows in memory, few features) or
+    L-BFGS in the base estimator's metric, stopped by its criterion; a
+    non-smooth loss, or an L1 part with another loss, by gradient descent at
+    SGD's tol of 1e-3. And:
 
     alphas : int or array-like of shape (n_alphas,), default=100
         The alphas to search, sorted in decreasing order; an int ``n`` asks
@@ -148,7 +149,7 @@ _SHARED_DOC = """
         keeps about ``(n_features + 1) * K * c * itemsize`` bytes for ``K =
         n_splits * n_l1_ratio * n_alphas * {k}`` columns, ``c`` copies a
         column (7 for "sgd", 8 for "adam", 30 for "lbfgs"; 3 more with
-        ``average``), plus, where "auto" takes Newton's method, two float64
+        ``average``), plus, where "auto" takes Newton's method, three float64
         copies of each column's ``(n_features + 1)^2`` Hessian (of each
         unit's ``(k (n_features + 1))^2`` one for the multinomial loss), and
         rows of ``X`` are read in pieces whose ``5 * K`` temporaries a row

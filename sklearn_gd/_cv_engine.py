@@ -40,6 +40,8 @@ import numpy as np
 import torch
 
 from ._engine import DivergenceError, DivergenceGuard
+from ._full_batch import newton_solve
+from ._oracles import check_moments_finite
 
 __all__ = [
     "ColumnResult",
@@ -139,19 +141,22 @@ class ColumnMetric:
     """
 
     def __init__(self, mean, var, curvature: float, l2, fit_intercept: bool, like):
+        mean, var = mean.to(like.device), var.to(like.device)
         second = var + mean * mean
+        check_moments_finite(second, "the features' second moments")
         if fit_intercept:
             # a (nearly) constant feature: its own scale, not its variance
             var = torch.where(var > 1e-10 * second, var, second)
         else:
             var = second
-        Dw = curvature * var[:, None] + l2.to(var.dtype)[None, :]
+        Dw = curvature * var[:, None] + l2.to(var)[None, :]
         # a feature of zeros has a zero gradient too: any scale will do
         Dw = torch.where(Dw > 0, Dw, torch.ones_like(Dw))
-        self.Dw = Dw.to(device=like.device, dtype=like.dtype)
+        self.Dw = Dw.to(like.dtype)
         self.m = mean.to(like)[:, None] if fit_intercept else None
         self.Db = curvature
         self.d = mean.shape[0]
+        self._host = None
 
     def inv(self, v: torch.Tensor) -> torch.Tensor:
         """``P_j^-1 v_j`` for every column j, a new tensor."""
@@ -162,6 +167,25 @@ class ColumnMetric:
         uw = (v[:d] - self.m * vb) / self.Dw
         ub = vb / self.Db - (self.m * uw).sum(0, keepdim=True)
         return torch.cat([uw, ub])
+
+    def norm(self, g: torch.Tensor, layout) -> torch.Tensor:
+        """Each unit's ``sqrt(g'P^-1 g)``: the optimality measure."""
+        return layout.unit_sum((g * self.inv(g)).sum(0)).clamp_min(0).sqrt()
+
+    def matrix(self, j: int) -> np.ndarray:
+        """``P_j`` as a dense float64 host matrix (a singular Newton system's
+        ridge)."""
+        if self._host is None:
+            m = None if self.m is None else self.m[:, 0].double().cpu().numpy()
+            self._host = (m, self.Dw.double().cpu().numpy())
+        m, Dw = self._host
+        if m is None:
+            return np.diag(Dw[:, j])
+        d, Db = self.d, self.Db
+        P = np.diag(np.append(Dw[:, j], Db))
+        P[:d, :d] += Db * np.outer(m, m)
+        P[d, :d] = P[:d, d] = Db * m
+        return P
 
 
 class UnitLBFGS:
@@ -208,7 +232,7 @@ class UnitLBFGS:
         return v.clone() if self.metric is None else self.metric.inv(v)
 
     def _measure(self, g):
-        return self._dot(g, self.metric.inv(g)).clamp_min(0).sqrt()
+        return self.metric.norm(g, self.layout)
 
     def start(self, theta):
         self.theta = theta
@@ -306,6 +330,9 @@ class UnitLBFGS:
         if self.metric is not None:
             self.measure = self._measure(g_new)
             self.stuck = self._dot(s, s) == 0
+            # the gap's estimate in the metric, and no decrement to settle on
+            self.gap = 0.5 * self.measure * self.measure
+            self.settled = torch.zeros_like(self.stuck)
         return f, w, self._expand(unit_lr)
 
     def prox_step(self, moved, d):  # pragma: no cover - L-BFGS takes no L1
@@ -333,30 +360,34 @@ class UnitNewton:
     a unit, with the loss's curvature along the common shift of the
     intercepts (that leaves the objective unchanged, so its Hessian is
     singular there; the gradient has no component along it). The systems are
-    solved on the host in float64, and each column (each unit, for a joint
+    solved on the host in float64 (:func:`~sklearn_gd._full_batch.
+    newton_solve`: a singular one gets the smallest ridge in the metric that
+    makes it positive definite), and each column (each unit, for a joint
     loss) backtracks from the full step to sufficient decrease (``c1``),
-    halving, evaluating objectives only. Where a system cannot be solved, or
-    its solution is no descent direction, the column steps along the
-    metric's steepest descent ``-P^-1 g``. The optimality measure is
-    :class:`UnitLBFGS`'s, ``sqrt(g'P^-1 g)``; a unit whose columns can take
-    no step at their objectives' precision is :attr:`stuck`.
+    halving, evaluating objectives only. Where no ridge helps, the column
+    steps along the metric's steepest descent ``-P^-1 g``.
+
+    After each step the next direction is solved at once, so that each
+    unit's decrement ``-g'delta / 2`` (:attr:`gap`) estimates its gap: a
+    unit whose decrement is below its objective's resolution is
+    :attr:`settled` (converged, as the base solver's); the optimality
+    measure is :class:`UnitLBFGS`'s, ``sqrt(g'P^-1 g)``; a unit whose columns
+    took no step is :attr:`stuck`.
     """
 
     full_batch = True
     c1 = 1e-4
     max_halvings = 40
+    resolution = 10.0  # the base solver's: decrements below 10 eps |f|
 
     def __init__(self, layout, metric: ColumnMetric, l2: np.ndarray, joint=False):
         self.layout, self.metric, self.joint = layout, metric, joint
         self.l2 = np.asarray(l2, dtype=np.float64)
-        self.measure = self.measure0 = self.stuck = None
+        self.measure = self.measure0 = self.stuck = self.gap = self.settled = None
 
     def start(self, theta):
         self.theta = theta
         self.cache = None
-
-    def _measure(self, g):
-        return self.layout.unit_sum((g * self.metric.inv(g)).sum(0)).clamp_min(0).sqrt()
 
     def _systems(self, H):
         """The Hessians with the L2 part (and a softmax's intercept shift)."""
@@ -366,7 +397,7 @@ class UnitNewton:
         rows = np.arange(d)
         if self.joint:
             rows = (np.arange(k)[:, None] * q + rows).ravel()
-            l2 = self.l2[:: k]
+            l2 = self.l2[::k]
         else:
             l2 = self.l2
         Hh[:, rows, rows] += l2[:, None]
@@ -375,27 +406,27 @@ class UnitNewton:
             Hh[:, shift[:, None], shift] += self.metric.Db / k
         return Hh
 
+    def _metric_of(self, j: int) -> np.ndarray:
+        """System ``j``'s preconditioner (a unit's classes', block-diagonal)."""
+        if not self.joint:
+            return self.metric.matrix(j)
+        k = self.layout.k
+        blocks = [self.metric.matrix(j * k + c) for c in range(k)]
+        q = blocks[0].shape[0]
+        P = np.zeros((k * q, k * q))
+        for c, B in enumerate(blocks):
+            P[c * q : (c + 1) * q, c * q : (c + 1) * q] = B
+        return P
+
     def _directions(self, g, H):
         """Newton's direction of every column (its steepest descent in the
         metric where that fails), and its slope ``g'delta``."""
-        Hh = self._systems(H)
         gh = g.detach().to(torch.float64).cpu().numpy()
         q, K = gh.shape
         k = self.layout.k
         # right-hand sides: a column's gradient, or a unit's, class-major
         G = gh.T.reshape(K // k, k * q) if self.joint else gh.T
-        sol = np.zeros_like(G)
-        ok = np.zeros(G.shape[0], dtype=bool)
-        try:
-            sol = np.linalg.solve(Hh, G[:, :, None])[:, :, 0]
-            ok = np.isfinite(sol).all(1)
-        except np.linalg.LinAlgError:  # a singular system: one at a time
-            for j in range(G.shape[0]):
-                try:
-                    sol[j] = np.linalg.solve(Hh[j], G[j])
-                    ok[j] = np.isfinite(sol[j]).all()
-                except np.linalg.LinAlgError:
-                    pass
+        sol, ok = newton_solve(self._systems(H), G, self._metric_of)
         ok &= (G * sol).sum(1) > 0
         if self.joint:
             delta, ok = -sol.reshape(K, q).T, np.repeat(ok, k)
@@ -415,19 +446,32 @@ class UnitNewton:
     def _to_columns(self, per_search):
         return self.layout.expand(per_search) if self.joint else per_search
 
+    def _at(self, problem, theta):
+        """Objective, gradient, measure and the next direction at ``theta``
+        (the Hessians are dropped once it is solved)."""
+        f, w, g, H = problem.derivatives(theta)
+        delta, slope = self._directions(g, H)
+        del H
+        self.cache = (f, w, g, delta, slope)
+        self.measure = self.metric.norm(g, self.layout)
+        decrement = (-0.5 * self.layout.unit_sum(slope)).clamp_min(0)
+        self.gap = decrement
+        f_unit = self.layout.unit_sum(f).abs()
+        eps = torch.finfo(f.dtype).eps
+        self.settled = decrement <= self.resolution * eps * f_unit
+
     def step(self, problem, idx, lr):
         theta = self.theta
         if self.cache is None:
-            self.cache = problem.derivatives(theta)
+            self._at(problem, theta)
             if self.measure0 is None:
-                self.measure0 = self._measure(self.cache[2])
-        f, w, g, H = self.cache
+                self.measure0 = self.measure
+        f, w, g, delta, slope = self.cache
         unit_lr = self.layout.unit_sum(lr) / self.layout.k
-        delta, slope = self._directions(g, H)
-        delta = delta * self._expand(unit_lr > 0)
+        on = self._expand(unit_lr > 0)
+        delta = delta * on
         f0, slope = self._by_search(f), self._by_search(slope)
-        open_ = self._by_search(self._expand(unit_lr > 0).to(f.dtype)) > 0
-        open_ &= slope < 0
+        open_ = (self._by_search(on.to(f.dtype)) > 0) & (slope < 0)
         t = torch.ones_like(f0)
         start = theta.clone()
         rounding = 8 * torch.finfo(f.dtype).eps * f0.abs()
@@ -444,8 +488,7 @@ class UnitNewton:
             if not bool(open_.any()):
                 break
             t = torch.where(open_, 0.5 * t, t)
-        self.cache = problem.derivatives(theta)
-        self.measure = self._measure(self.cache[2])
+        self._at(problem, theta)
         moved = self._to_columns(moved).to(f.dtype)
         self.stuck = self.layout.unit_sum(moved) == 0
         return f, w, self._expand(unit_lr)
@@ -646,16 +689,17 @@ class UnitRule:
         restart = (diverged & can_shrink) | grew
         return improved, restart, better, bool(shrink.any())
 
-    def _optimal(self, loss, value, first, stuck):
+    def _optimal(self, loss, value, first, stuck, gap, settled):
+        """Converged: the measure at ``tol`` of its first value, a solver
+        that settled (Newton's decrement below the objective's resolution),
+        or a stuck one whose gap estimate is negligible."""
         tol = self.measure_tol
         reached = np.zeros(value.shape, dtype=bool)
         if tol is not None:
             with np.errstate(invalid="ignore"):
                 reached = value <= tol * first
-        precise = (stuck > 0) & (
-            0.5 * value * value <= self.precision_gap * np.abs(loss)
-        )
-        return reached | precise
+        precise = (stuck > 0) & (gap <= self.precision_gap * np.abs(loss))
+        return reached | (settled > 0) | precise
 
 
 def train_columns(
@@ -744,9 +788,8 @@ def train_columns(
             ]
             if optimality:
                 rows += [
-                    solver.measure.to(torch.float64),
-                    solver.measure0.to(torch.float64),
-                    solver.stuck.to(torch.float64),
+                    getattr(solver, name).to(torch.float64)
+                    for name in ("measure", "measure0", "stuck", "gap", "settled")
                 ]
             host = torch.stack(rows).cpu().numpy()
             loss_u, bad = host[0], host[1] > 0

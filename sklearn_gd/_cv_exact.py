@@ -42,22 +42,23 @@ GAP_TOL = 1e-12
 # sweeps of coordinate descent between tries of the exact solution on the
 # current support (:func:`_polish`), and the floats its batched systems take
 POLISH_EVERY = 5
-_POLISH_FLOATS = 2**22
+# all columns' systems at once up to this many multiply-adds; beyond, each
+# column's on its support, if at most this many features are in it
+_POLISH_BATCHED_WORK = 2e7
+_POLISH_MAX_SUPPORT = 512
 
 
 @dataclass
 class ExactResult:
     """Per column: coefficients (d, K) and intercepts (K,), float64; per
-    unit: sweeps of coordinate descent (0 in closed form) and whether the
-    gap reached its tolerance."""
+    unit: whether the gap reached its tolerance."""
 
     coef: np.ndarray
     intercept: np.ndarray
-    n_iter: np.ndarray
     converged: np.ndarray
 
 
-def _host(t) -> np.ndarray:
+def _to_host(t) -> np.ndarray:
     return t.detach().to("cpu").numpy().astype(np.float64, copy=False)
 
 
@@ -89,14 +90,13 @@ def solve_squared(
     gap_tol : float
         Relative duality gap (``gap / yy``) at which a column stops.
     """
-    mx, Gc = _host(moments.mx), _host(moments.Gc)  # (F, d), (F, d, d)
-    my, Cc, yyc = _host(moments.my), _host(moments.Cc), _host(moments.yyc)
-    if fit_intercept:
-        G, C, yy = Gc, Cc, yyc
-    else:  # raw second moments: the model passes through the origin
-        G = Gc + mx[:, :, None] * mx[:, None, :]
-        C = Cc + mx[:, :, None] * my[:, None, :]
-        yy = yyc + my * my
+    mx, my = _to_host(moments.mx), _to_host(moments.my)  # (F, d), (F, k)
+    # centred moments (the intercept is then my - mx'w), or raw ones: the
+    # model through the origin
+    G, C, yy = (
+        (moments.Gc, moments.Cc, moments.yyc) if fit_intercept else moments.raw()
+    )
+    G, C, yy = _to_host(G), _to_host(C), _to_host(yy)
     U = unit_fold.shape[0]
     d = G.shape[1]
     # column j = u * k + o: unit u, output o
@@ -105,7 +105,6 @@ def solve_squared(
     a1 = np.repeat(np.asarray(l1, np.float64), k)
     a2 = np.repeat(np.asarray(l2, np.float64), k)
     coef = np.zeros((d, U * k))
-    sweeps = np.zeros(U * k, dtype=np.int64)
     done = np.ones(U * k, dtype=bool)
     smooth = a1 == 0
     for f in np.unique(fold):
@@ -114,7 +113,7 @@ def solve_squared(
             coef[:, cols] = _ridge(G[f], C[f][:, out[cols]], a2[cols])
     lasso = np.flatnonzero(~smooth)
     if lasso.size:
-        W, n, ok = _coordinate_descent(
+        W, ok = _coordinate_descent(
             G,
             C,
             yy,
@@ -125,7 +124,7 @@ def solve_squared(
             gap_tol=gap_tol,
             max_iter=max_iter,
         )
-        coef[:, lasso], sweeps[lasso], done[lasso] = W, n, ok
+        coef[:, lasso], done[lasso] = W, ok
     if fit_intercept:
         intercept = my[fold, out] - np.einsum("dj,jd->j", coef, mx[fold])
     else:
@@ -133,7 +132,6 @@ def solve_squared(
     return ExactResult(
         coef=coef,
         intercept=intercept,
-        n_iter=sweeps.reshape(U, k).max(1),
         converged=done.reshape(U, k).all(1),
     )
 
@@ -160,7 +158,6 @@ def _coordinate_descent(G, C, yy, fold, out, a1, a2, *, gap_tol, max_iter):
     """
     d, K = G.shape[1], fold.shape[0]
     W = np.zeros((d, K))
-    sweeps = np.zeros(K, dtype=np.int64)
     done = np.zeros(K, dtype=bool)
     c_all = C[fold, :, out].T  # (d, K)
     yy_all = yy[fold, out]
@@ -197,14 +194,13 @@ def _coordinate_descent(G, C, yy, fold, out, a1, a2, *, gap_tol, max_iter):
             if moved.any():
                 w[j] = new
                 q += Gt[fl, j].T * delta
-        sweeps[live] = sweep
         if sweep % POLISH_EVERY == 0:
             _polish(G, fl, w, q, c, yy_all[live], l1, l2, tol_all[live])
         gap = _gap(w, q, c, yy_all[live], l1, l2)
         still = ~(gap <= tol_all[live])
         done[live[~still]] = True
     W[:, live] = w
-    return W, sweeps, done
+    return W, done
 
 
 def _polish(G, fold, w, q, c, yy, a1, a2, tol) -> None:
@@ -216,28 +212,43 @@ def _polish(G, fold, w, q, c, yy, a1, a2, tol) -> None:
     optimum solves ``(G_SS + a2 I) w_S = c_S - a1 s``; that candidate
     replaces a column's iterate (in place, with ``q = G w``) where its duality
     gap certifies it, which includes the optimality of the zeros off ``S``.
+    Small problems solve all columns' systems at once (identity rows off the
+    support, ``K d^3`` work); larger ones each column's on its support alone,
+    up to ``_POLISH_MAX_SUPPORT`` features.
     """
     d, K = w.shape
     S = w != 0
     rhs = np.where(S, c - a1 * np.sign(w), 0.0)
-    eye = np.eye(d)
     z = np.zeros_like(w)
-    step = max(1, _POLISH_FLOATS // (d * d))
-    for lo in range(0, K, step):
-        b = slice(lo, min(K, lo + step))
-        m = S[:, b].T  # (B, d)
-        A = G[fold[b]] + a2[b, None, None] * eye
-        # rows and columns off the support are those of the identity
-        A = np.where(m[:, :, None] & m[:, None, :], A, eye)
+    tried = np.zeros(K, dtype=bool)
+    if K * d**3 <= _POLISH_BATCHED_WORK:
+        eye = np.eye(d)
+        A = G[fold] + a2[:, None, None] * eye
+        A = np.where(S.T[:, :, None] & S.T[:, None, :], A, eye)
         try:
-            z[:, b] = np.linalg.solve(A, rhs[:, b].T[:, :, None])[:, :, 0].T
-        except np.linalg.LinAlgError:  # singular on some support: keep CD's
-            z[:, b] = w[:, b]
+            z = np.linalg.solve(A, rhs.T[:, :, None])[:, :, 0].T
+            tried[:] = True
+        except np.linalg.LinAlgError:  # one singular system: one at a time
+            pass
+    if not tried.any():
+        for j in range(K):
+            on = np.flatnonzero(S[:, j])
+            if not 0 < on.size <= _POLISH_MAX_SUPPORT:
+                continue
+            A = G[fold[j]][np.ix_(on, on)] + a2[j] * np.eye(on.size)
+            try:
+                z[on, j] = np.linalg.solve(A, rhs[on, j])
+                tried[j] = True
+            except np.linalg.LinAlgError:
+                pass
+    tried &= np.isfinite(z).all(0)
+    if not tried.any():
+        return
     qz = np.empty_like(z)
     for f in np.unique(fold):
         cols = fold == f
         qz[:, cols] = G[f] @ z[:, cols]
-    good = _gap(z, qz, c, yy, a1, a2) <= tol
+    good = tried & (_gap(z, qz, c, yy, a1, a2) <= tol)
     w[:, good], q[:, good] = z[:, good], qz[:, good]
 
 

@@ -133,19 +133,27 @@ class Moments:
             out.yyc = Eyy - ay * ay
         return out
 
+    def raw(self):
+        """The uncentred moments ``E[x x']``, ``E[x y']`` and ``E[y^2]`` (the
+        last two None without targets)."""
+        mx, my = self.mx, self.my
+        G = self.Gc + mx[:, :, None] * mx[:, None, :]
+        if my is None:
+            return G, None, None
+        return G, self.Cc + mx[:, :, None] * my[:, None, :], self.yyc + my * my
+
     def gram(self, fit_intercept):
         """``(A, C, yy)`` of :class:`~sklearn_gd._oracles.GramOracle` in raw
         coordinates: ``E[x~ x~']``, ``E[x~ y']``, ``E[y^2]`` (``x~ = [x, 1]``)."""
         mx = self.mx
-        G = self.Gc + mx[:, :, None] * mx[:, None, :]
+        G, C, yy = self.raw()
         A = torch.stack([augment(G[f], mx[f], fit_intercept) for f in range(len(G))])
         check_moments_finite(A)
-        if self.my is None:
+        if C is None:
             return A, None, None
-        C = self.Cc + mx[:, :, None] * self.my[:, None, :]
         if fit_intercept:
             C = torch.cat([C, self.my[:, None, :]], 1)
-        return A, C, self.yyc + self.my * self.my
+        return A, C, yy
 
 
 @dataclass
@@ -272,13 +280,12 @@ class _ColumnRows:
         """``H`` plus every unit's joint (softmax) Hessian of the piece,
         class-major, from its probabilities ``S[:, u]`` and fold weights
         ``M[:, u]`` (:meth:`DirectOracle._add_joint_hessian`)."""
-        U = S.shape[1]
-        parts = [
-            DirectOracle._add_joint_hessian(None, A, S[:, u], M[:, u : u + 1])
-            for u in range(U)
-        ]
-        part = torch.cat(parts)
-        return part if H is None else H.add_(part)
+        U, n = S.shape[1], A.shape[1] * S.shape[2]
+        if H is None:
+            H = torch.zeros(U, n, n, dtype=_F64, device=A.device)
+        for u in range(U):
+            DirectOracle._add_joint_hessian(H[u : u + 1], A, S[:, u], M[:, u : u + 1])
+        return H
 
     def _add_column_hessians(self, H, A, C):
         """``H`` plus ``A' diag(c_j) A`` for every column ``c_j`` of ``C``."""

@@ -39,7 +39,7 @@ from ._cv_engine import (
     make_column_solver,
     train_columns,
 )
-from ._cv_exact import solve_squared
+from ._cv_exact import GAP_TOL, solve_squared
 from ._cv_grid import alpha_grid
 from ._cv_oracles import (
     ColumnDirectOracle,
@@ -79,6 +79,9 @@ _SOLVER_COPIES = {
     "adagrad": 1,
     "lbfgs": 2 * UnitLBFGS.history_size + 5,
 }
+# copies of Newton's Hessians (float64): on the device, on the host, and
+# the one the host's solver factorises
+_HESSIAN_COPIES = 3
 # (rows x columns) temporaries of a piece of rows: predictions, losses,
 # derivatives and their weighted copy, the gathered fold weights
 _PIECE_COPIES = 5
@@ -176,67 +179,70 @@ class CrossValidatedSearch:
         names = self._base_class._get_param_names()
         return {n: getattr(self, n) for n in names if n not in DROPPED}
 
-    def _cv_optimizer(self) -> str:
-        """The optimizer the column training loop runs. "auto" is L-BFGS,
-        preconditioned and stopped on its optimality measure per unit, where
-        the base estimator's "auto" would take a smooth full-batch solver
-        without a proximal step (:meth:`_preconditioned`), else "sgd". The
-        refit trains with the base estimator's own "auto", and the squared
-        loss's search, where :meth:`_solves_exactly`, with none."""
-        if self.optimizer != "auto":
-            return self.optimizer
-        return "lbfgs" if self._preconditioned() else "sgd"
-
-    def _preconditioned(self) -> bool:
-        """Whether "auto" is the preconditioned column L-BFGS: a smooth
-        loss, no L1 part in any configuration, none of gradient descent's
-        own settings."""
-        no_l1 = self.penalty in (None, "l2") or (
+    def _no_l1(self) -> bool:
+        """Whether no configuration has an L1 part."""
+        return self.penalty in (None, "l2") or (
             self.penalty == "elasticnet" and not np.any(self._l1_ratios() > 0)
         )
-        return (
-            self.optimizer == "auto"
-            and no_l1
-            and self._smooth_loss()
-            and not self._asks_for_sgd()
-        )
 
-    @staticmethod
-    def _takes_newton(oracle, data) -> bool:
-        """Whether "auto"'s column solver is Newton's method, as the base
-        estimator's would be on one configuration: rows in memory, a loss
-        with a Hessian, one Hessian (a softmax's joint one over all classes)
-        of fewer than 512 rows and within ``_NEWTON_MAX_WORK`` multiply-adds
-        (else L-BFGS)."""
-        n, d, k = data.shape
-        q = (d + int(oracle.fit_intercept)) * (k if data.loss.joint else 1)
+    def _rows_kind(self, data) -> str:
+        """How the rows are read: "sparse", "host" (streamed from a numpy
+        array) or "direct" (a dense tensor on the device)."""
+        if data.kind == "sparse":
+            return "sparse"
+        if data.kind == "numpy" and should_stream(
+            data.X, data.device, getattr(self, "out_of_core", "auto")
+        ):
+            return "host"
+        return "direct"
+
+    def _on_gram(self, data) -> bool:
+        """Whether training reads the folds' moments instead of the rows
+        (the full-batch squared loss on dense data with few features)."""
+        n, d, _ = data.shape
+        return data.kind != "sparse" and prefers_gram(n, d, data.loss, self.batch_size)
+
+    def _plan(self, data, train_rows) -> _Plan:
+        """How every configuration is trained, once the data is known.
+
+        Under ``optimizer="auto"`` (without gradient descent's own
+        settings), as the base estimator's default trains one: the squared
+        loss on the folds' moments exactly (``tol``: the relative duality
+        gap, "auto" 1e-12, None the data's precision); another smooth loss
+        without an L1 part by Newton's method per column where the base
+        estimator would take it (:meth:`_takes_newton`), else L-BFGS in its
+        metric, each stopped by its optimality measure relative to the first
+        (``tol``; "auto" 1e-5); else gradient descent ("sgd") with SGD's
+        progress rule (``tol``; "auto" 1e-3), as an explicit optimizer.
+        """
+        tol = self.tol
+        if self.optimizer == "auto" and not self._asks_for_sgd():
+            if self._on_gram(data):
+                gap = GAP_TOL if tol == "auto" else (1e-15 if tol is None else tol)
+                return _Plan("exact", "sgd", gap)
+            if self._smooth_loss() and self._no_l1():
+                newton = self._takes_newton(data, max(train_rows))
+                method = "newton" if newton else "lbfgs"
+                return _Plan(method, "lbfgs", AUTO_TOL if tol == "auto" else tol, True)
+        optimizer = "sgd" if self.optimizer == "auto" else self.optimizer
+        return _Plan(optimizer, optimizer, 1e-3 if tol == "auto" else tol)
+
+    def _takes_newton(self, data, n_train) -> bool:
+        """Whether a configuration takes Newton's method, as the base
+        estimator's default would on its split's ``n_train`` rows: rows in
+        memory, a loss with a Hessian, fewer than 512 coefficients in a
+        Hessian (all classes' for the softmax), and the Hessians of a fit
+        within ``_NEWTON_MAX_WORK`` multiply-adds (else L-BFGS)."""
+        _, d, k = data.shape
+        q = d + int(self.fit_intercept)
+        joint = data.loss.joint
+        size = d * (k if joint else 1)
+        work = n_train * (k * q) ** 2 if joint else n_train * q * q * k
         return (
-            isinstance(oracle, ColumnDirectOracle)
+            self._rows_kind(data) == "direct"
             and data.loss.has_hessian
-            and q < DirectOracle.hessian_max_features
-            and n * q * q <= _NEWTON_MAX_WORK
-        )
-
-    def _cv_tol(self):
-        """``tol`` for the column loop's rule: under the preconditioned
-        L-BFGS of "auto", the ratio of its optimality measure to its first
-        value ("auto": the base estimator's 1e-5); else the progress rule's
-        ("auto": SGD's 1e-3)."""
-        if self.tol != "auto":
-            return self.tol
-        return AUTO_TOL if self._preconditioned() else 1e-3
-
-    def _solves_exactly(self, train_oracle) -> bool:
-        """Whether every configuration is solved to its optimum from its
-        fold's moments (:mod:`sklearn_gd._cv_exact`): the full-batch squared
-        loss (the Gram path) under the defaults that make the base estimator
-        reach its optimum, ``optimizer="auto"`` and ``tol="auto"``, with
-        none of gradient descent's own settings."""
-        return (
-            isinstance(train_oracle, ColumnGramOracle)
-            and self.optimizer == "auto"
-            and self.tol == "auto"
-            and not self._asks_for_sgd()
+            and size < DirectOracle.hessian_max_features
+            and work <= _NEWTON_MAX_WORK
         )
 
     def _base_estimator(self, alpha, l1_ratio, **changes):
@@ -247,11 +253,12 @@ class CrossValidatedSearch:
     def _fit_new_state(self, X, y, sample_weight, groups):
         start = time.perf_counter()
         targets, split_labels, class_index = self._cv_targets(y)
-        mode = FitMode(False, self.max_iter, self._cv_tol(), False)
+        mode = FitMode(False, self.max_iter, self.tol, False)
         data = self._validate_data(X, targets, sample_weight, mode)
         n, d, k = data.shape
         folds = self._folds(X, split_labels, groups, n)
         splits = self._fold_weights(data, folds, split_labels, class_index)
+        self._search_plan = self._plan(data, splits.train_rows)
         rows_oracle, train_oracle = self._oracles(data, splits)
         ratios = self._l1_ratios()
         moments = getattr(train_oracle, "moments", None)
@@ -345,17 +352,15 @@ class CrossValidatedSearch:
             piece_rows=piece_rows,
         )
         args = (Yt, Wt, fold_rows, data.loss)
-        if data.kind == "sparse":
+        kind = self._rows_kind(data)
+        if kind == "sparse":
             rows = ColumnSparseOracle(X, *args, device=device, dtype=tdtype, **options)
-        elif data.kind == "numpy" and should_stream(
-            X, device, getattr(self, "out_of_core", "auto")
-        ):
+        elif kind == "host":
             host = HostRows(X, device, tdtype, chunk_rows=piece_rows)
             rows = ColumnHostOracle(host, *args, **options)
         else:
             rows = ColumnDirectOracle(to_tensor(X, device, tdtype), *args, **options)
-        n, d, _ = data.shape
-        if data.kind != "sparse" and prefers_gram(n, d, data.loss, self.batch_size):
+        if self._on_gram(data):
             tests = None if splits.validation is not None else [te for _, te in folds]
             moments = rows.fold_moments(targets=True, tests=tests)
             gram = ColumnGramOracle(moments, self.fit_intercept, tdtype)
@@ -368,14 +373,13 @@ class CrossValidatedSearch:
             return [explicit for _ in ratios]
         weights = self._weights(data, labels, class_index)
         weights = to_tensor(weights, data.device, torch.float64)
-        l1_part = {None: 0.0, "l2": 0.0, "l1": 1.0}
         return [
             alpha_grid(
                 oracle,
                 oracle.Y,
                 weights,
                 data.loss,
-                l1_ratio=l1_part.get(self.penalty, ratio),
+                l1_ratio=self._shares(ratio)[0],
                 n_alphas=int(self.alphas),
                 eps=self.eps,
                 fit_intercept=self.fit_intercept,
@@ -397,14 +401,16 @@ class CrossValidatedSearch:
     def _unit_bytes(self, data) -> int:
         """Bytes of parameters and solver state of one unit of columns."""
         _, d, k = data.shape
-        copies = _PARAMETER_COPIES + _SOLVER_COPIES.get(self._cv_optimizer(), 2)
+        plan = self._search_plan
+        copies = _PARAMETER_COPIES + _SOLVER_COPIES.get(plan.optimizer, 2)
         if self.average:
             copies += 3
         out = (d + 1) * k * copies * data.dtype.itemsize
-        if self._preconditioned() and data.loss.has_hessian:
-            # Newton's float64 Hessians, on the device and on the host
+        if plan.method == "newton":
+            # its float64 Hessians: on the device, their host copy and the
+            # copy the host's solver factorises
             q = (d + 1) * (k if data.loss.joint else 1)
-            out += 2 * 8 * q * q * (1 if data.loss.joint else k)
+            out += _HESSIAN_COPIES * 8 * q * q * (1 if data.loss.joint else k)
         return out
 
     def _units_per_group(self, data, n_units) -> int:
@@ -450,7 +456,8 @@ class CrossValidatedSearch:
         coef = torch.empty(d, K, dtype=tdtype, device=device)
         intercept = torch.empty(K, dtype=tdtype, device=device)
         status = np.empty(units.n, dtype=np.int64)
-        if self._solves_exactly(oracle):
+        plan = self._search_plan
+        if plan.method == "exact":
             exact = solve_squared(
                 oracle.moments.train,
                 units.fold,
@@ -458,6 +465,7 @@ class CrossValidatedSearch:
                 k,
                 fit_intercept=self.fit_intercept,
                 max_iter=self.max_iter,
+                gap_tol=plan.tol,
             )
             coef.copy_(torch.from_numpy(exact.coef))
             intercept.copy_(torch.from_numpy(exact.intercept))
@@ -465,7 +473,7 @@ class CrossValidatedSearch:
             return coef, intercept, status
         curvature = self._fold_lipschitz(oracle, data, splits)
         moments = None
-        if self._preconditioned():
+        if plan.optimality:
             w = to_tensor(splits.weights, data.device, torch.float64)
             moments = oracle.feature_moments(w)
         group = self._units_per_group(data, units.n)
@@ -488,19 +496,23 @@ class CrossValidatedSearch:
             status[sel] = result.status
         return coef, intercept, status
 
+    def _shares(self, ratio):
+        """The L1 and L2 parts' shares of alpha, for ``l1_ratio`` ``ratio``."""
+        l1 = {None: 0.0, "l2": 0.0, "l1": 1.0}.get(self.penalty, ratio)
+        l2 = {None: 0.0, "l2": 1.0, "l1": 0.0}.get(self.penalty, 1.0 - ratio)
+        return l1, l2
+
     def _penalty_parts(self, alpha: np.ndarray, ratio: np.ndarray):
-        """Each configuration's L1 and L2 strengths (``alpha`` times the
-        penalty's share of each)."""
-        l1_share = {None: 0.0, "l2": 0.0, "l1": 1.0}.get(self.penalty, ratio)
-        l2_share = {None: 0.0, "l2": 1.0, "l1": 0.0}.get(self.penalty, 1.0 - ratio)
-        return alpha * l1_share, alpha * l2_share
+        """Each configuration's L1 and L2 strengths."""
+        l1, l2 = self._shares(ratio)
+        return alpha * l1, alpha * l2
 
     def _fold_lipschitz(self, oracle, data, splits):
         """Each fold's curvature bound for the batch size (None when the
         step does not come from the data)."""
         if (
             self.eta0 != "auto"
-            or OPTIMIZERS[self._cv_optimizer()].auto_eta0 is not None
+            or OPTIMIZERS[self._search_plan.optimizer].auto_eta0 is not None
         ):
             return None
         lam, max_row = oracle.fold_curvature(max_row=self.batch_size is not None)
@@ -555,15 +567,16 @@ class CrossValidatedSearch:
                 self.fit_intercept,
                 like=columns(alpha),
             )
-        if metric is not None and self._takes_newton(oracle, data):
+        plan = self._search_plan
+        if plan.method == "newton":
             solver = UnitNewton(
                 layout, metric, np.repeat(l2, k), joint=data.loss.joint
             )
         else:
             solver = make_column_solver(
-                self._cv_optimizer(),
+                plan.optimizer,
                 make_solver(
-                    self._cv_optimizer(), momentum=self.momentum, nesterov=self.nesterov
+                    plan.optimizer, momentum=self.momentum, nesterov=self.nesterov
                 ),
                 layout,
                 metric,
@@ -578,7 +591,7 @@ class CrossValidatedSearch:
             penalty=penalty,
             schedule=schedule,
             solver=solver,
-            tol=self._cv_tol(),
+            tol=plan.tol,
             n_iter_no_change=self.n_iter_no_change,
             max_iter=self.max_iter,
             fit_intercept=self.fit_intercept,
@@ -593,7 +606,7 @@ class CrossValidatedSearch:
     def _fixed_eta0(self) -> float:
         if self.eta0 != "auto":
             return float(self.eta0)
-        return float(OPTIMIZERS[self._cv_optimizer()].auto_eta0)
+        return float(OPTIMIZERS[self._search_plan.optimizer].auto_eta0)
 
     @staticmethod
     def _print_units(epoch, losses, status):
@@ -613,7 +626,7 @@ class CrossValidatedSearch:
                 FitFailedWarning,
             )
         late = int((status == MAX_ITER).sum())
-        if late and self._cv_tol() is not None:
+        if late and self.tol is not None:
             warnings.warn(
                 f"{late} of {units.n} fits (configuration x split) reached "
                 f"max_iter={self.max_iter} before convergence "
@@ -721,6 +734,20 @@ class CrossValidatedSearch:
                 "base estimator with alpha=alpha_ and l1_ratio=l1_ratio_."
             )
         return super()._decision(X, method)
+
+
+@dataclass
+class _Plan:
+    """How the search trains (see :meth:`CrossValidatedSearch._plan`):
+    ``method`` ("exact", "newton", "lbfgs" in the base estimator's metric
+    and stopped on optimality, or the column loop's optimizer), the column
+    loop's ``optimizer`` (for its memory and step), the rule's ``tol``, and
+    whether it measures ``optimality``."""
+
+    method: str
+    optimizer: str
+    tol: float | None
+    optimality: bool = False
 
 
 @dataclass

@@ -34,6 +34,7 @@ from ._optimizers import Solver
 from ._oracles import check_moments_finite
 
 __all__ = [
+    "newton_solve",
     "AUTO_TOL",
     "AcceleratedProximal",
     "ConjugateGradient",
@@ -47,6 +48,42 @@ __all__ = [
 # tol="auto" for these solvers: the relative optimality measure at which the
 # default fits of benchmarks/defaults.py reach an objective gap below 1e-4
 AUTO_TOL = 1e-5
+
+
+def newton_solve(H: np.ndarray, G: np.ndarray, metric) -> tuple[np.ndarray, np.ndarray]:
+    """``H_j^-1 g_j`` for every system ``j`` (``H`` of shape (m, n, n), ``G``
+    of shape (m, n), float64 on the host; ``H`` may be changed).
+
+    Cholesky tests positive definiteness (all systems at once when they all
+    pass); a (generalised) Hessian that is singular gets the smallest
+    multiple ``ridge * P_j`` of its preconditioner, ``metric(j)``, that
+    makes it positive definite (``ridge`` from 1e-12 up by 100x, at most 1).
+    Returns the solutions and which systems have one (False: no ridge up to
+    ``P_j`` helps; the caller steps along ``-P^-1 g`` there).
+    """
+    m = H.shape[0]
+    ok = np.ones(m, dtype=bool)
+    try:
+        np.linalg.cholesky(H)
+        return np.linalg.solve(H, G[:, :, None])[:, :, 0], ok
+    except np.linalg.LinAlgError:
+        pass
+    out = np.zeros_like(G)
+    for j in range(m):
+        A, ridge = H[j], 1e-12
+        while True:
+            try:
+                np.linalg.cholesky(A)
+                break
+            except np.linalg.LinAlgError:
+                if ridge > 1.0:
+                    ok[j] = False
+                    break
+                A = H[j] + ridge * metric(j)
+                ridge *= 100.0
+        if ok[j]:
+            out[j] = np.linalg.solve(A, G[j])
+    return out, ok
 
 
 class Metric:
@@ -571,9 +608,10 @@ class Newton(QuasiNewton):
 
     def _newton_direction(self, H, g, Bg) -> np.ndarray:
         """``-H_j^-1 g_j`` for every output (or ``-H^-1 g`` for a joint
-        loss), on the host: Cholesky, with the smallest ridge in ``P``'s
-        metric where ``H_j`` is singular, or the metric's step ``-P^-1 g``
-        where no ridge up to ``P`` itself helps. ``H`` is changed."""
+        loss), on the host (:func:`newton_solve`: Cholesky, with the smallest
+        ridge in ``P``'s metric where ``H_j`` is singular), or the metric's
+        step ``-P^-1 g`` for an output where no ridge up to ``P`` itself
+        helps. ``H`` is changed."""
         q, k = g.shape
         n = H.shape[1]
         if self._ridge is not None:
@@ -582,21 +620,17 @@ class Newton(QuasiNewton):
             i, c = self._shift
             H[0, i[:, None], i] += c
         G = g.T.reshape(1, n) if self._joint else g.T
-        A, ridge = H, 1e-12
-        while True:
-            try:
-                np.linalg.cholesky(A)  # positive definite, or not
-                break
-            except np.linalg.LinAlgError:
-                if ridge > 1.0:  # no usable curvature: the metric's step
-                    return -Bg
-                P = self._P.matrix()
-                if self._joint:
-                    P = np.kron(np.eye(k), P)
-                A = H + ridge * P
-                ridge *= 100.0
-        d = np.linalg.solve(A, G[:, :, None])[:, :, 0]
-        return -(d.reshape(k, q) if self._joint else d).T
+
+        def metric(j):
+            P = self._P.matrix()
+            return np.kron(np.eye(k), P) if self._joint else P
+
+        d, ok = newton_solve(H, G, metric)
+        d = -(d.reshape(k, q) if self._joint else d).T
+        if not ok.all():
+            good = np.repeat(ok, k) if self._joint else ok
+            d[:, ~good] = -Bg[:, ~good]
+        return d
 
     def step(self, problem, idx, lr):
         x = self._param

@@ -941,11 +941,18 @@ class GramOracle(Oracle):
         each column of ``v``, in ``v``'s dtype."""
         return (self.A @ v.to(torch.float64)).to(v.dtype)
 
+    # most floats of the outputs' copies of ``A`` that Newton's method holds
+    hessian_max_floats = 2**24
+
     @property
     def supports_hessian(self) -> bool:
-        """Few enough features for Newton's method, whose one step on this
-        quadratic is the normal equations' direct solve."""
-        return self.A.shape[0] < DirectOracle.hessian_max_features
+        """Few enough coefficients for Newton's method, whose one step on
+        this quadratic is the normal equations' direct solve, and outputs
+        few enough for a copy of ``A`` each (conjugate gradients beyond)."""
+        q, k = self.C.shape
+        return q < DirectOracle.hessian_max_features and k * q * q <= (
+            self.hessian_max_floats
+        )
 
     @property
     def hessian_work(self) -> float:

@@ -155,10 +155,11 @@ class TorchSGDRegressor(RegressorMixin, BaseTorchSGD):
         The update rule. "auto", on the full batch (``batch_size=None``), for
         a smooth loss with no L1 part: for the squared loss, the direct solve
         of the normal equations (Newton's one step; conjugate gradients from
-        512 features); damped Newton (a Hessian per output from one pass, an Armijo
-        line search per output) where a Hessian is cheap (fewer than 512
-        features, and rows times features squared below 2e7; for the
-        smoothed non-smooth losses, fewer than 512 features); L-BFGS
+        512 coefficients, the intercept included); damped Newton (a Hessian
+        per output from one pass, an Armijo line search per output) where a
+        Hessian is cheap (fewer than 512 features, and rows times features
+        squared below 2e7; for the smoothed non-smooth losses, fewer than
+        512 features); L-BFGS
         (compact form) otherwise. Both work in a metric preconditioned
         by the columns' means and variances, so that neither the features'
         scales nor their offsets slow them down. With an L1 part:

@@ -87,20 +87,18 @@ def splits(n, n_splits=5, y=None):
 def _as_searched(base):
     """``base`` training as the CV estimators' column loop does with its
     settings: where their optimizer="auto" is gradient descent (a non-smooth
-    loss, an L1 part, or one of gradient descent's own settings), "sgd" at
-    tol 1e-3; elsewhere "auto" solves every configuration to the base
-    estimator's optimality criterion (preconditioned Newton or L-BFGS per
-    column, exactly for the squared loss), and ``base`` is left as it is."""
+    loss, an L1 part with a loss other than the squared one, or one of
+    gradient descent's own settings), "sgd" at tol 1e-3; elsewhere "auto"
+    solves every configuration to the base estimator's optimality criterion
+    (exactly for the squared loss on these dense data), and ``base`` is left
+    as it is."""
     params = base.get_params()
-    cv_class = (
-        TorchSGDClassifierCV
-        if isinstance(base, TorchSGDClassifier)
-        else TorchSGDRegressorCV
+    l1 = params["penalty"] == "l1" or (
+        params["penalty"] == "elasticnet" and params["l1_ratio"] > 0
     )
-    probe = cv_class(
-        **{k: v for k, v in params.items() if k not in ("alpha", "warm_start")}
-    )
-    if params["optimizer"] == "auto" and probe._cv_optimizer() == "sgd":
+    squared = params["loss"] == "squared_error"
+    sgd = base._asks_for_sgd() or not base._smooth_loss() or (l1 and not squared)
+    if params["optimizer"] == "auto" and sgd:
         base = base.set_params(optimizer="sgd")
         if params["tol"] == "auto":
             base = base.set_params(tol=1e-3)
@@ -612,13 +610,21 @@ def test_logisticregressioncv_same_choice():
 
 
 # ------------------------------------------------------------- the columns
-def test_memory_budget_trains_in_groups():
-    """A budget that holds a few units: the same search, group by group."""
+@pytest.mark.parametrize(
+    "params",
+    [dict(optimizer="sgd"), dict(loss="huber", epsilon=20.0)],
+    ids=["sgd", "newton"],
+)
+def test_memory_budget_trains_in_groups(params):
+    """A budget that holds a few units: the same search, group by group
+    (gradient descent on the folds' moments; Newton per column on the
+    rows)."""
     X, y = diabetes()
     cv = splits(len(y))
-    one = TorchSGDRegressorCV(alphas=QUICK, cv=cv).fit(X, y)
-    grouped = TorchSGDRegressorCV(alphas=QUICK, cv=cv, memory_budget=4000).fit(X, y)
-    assert grouped._units_per_group(_FakeData(X), 15) < 15
+    one = TorchSGDRegressorCV(alphas=QUICK, cv=cv, **params).fit(X, y)
+    grouped = TorchSGDRegressorCV(alphas=QUICK, cv=cv, memory_budget=4000, **params)
+    grouped.fit(X, y)
+    assert grouped._units_per_group(_FakeData(X, grouped._make_loss()), 15) < 15
     assert_allclose(
         grouped.cv_results_["mean_test_score"],
         one.cv_results_["mean_test_score"],
@@ -627,10 +633,11 @@ def test_memory_budget_trains_in_groups():
 
 
 class _FakeData:
-    def __init__(self, X):
+    def __init__(self, X, loss):
         self.shape = (*X.shape, 1)
         self.dtype = X.dtype
         self.device = torch.device("cpu")
+        self.loss = loss
 
 
 def test_sparse_and_tensor_inputs_give_the_same_search():
