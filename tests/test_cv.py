@@ -110,6 +110,37 @@ def gridsearch(base, alphas, cv, X, y, **kwargs):
     return GridSearchCV(_as_searched(base), grid, cv=cv, **kwargs).fit(X, y)
 
 
+def both_searches(base, alphas, cv, X, y, X_ours=None, scoring="neg_log_loss"):
+    """Ours (no ConvergenceWarning allowed) and GridSearchCV over ``base``,
+    on the same grid and splits (``X_ours``: the data ours is given, when
+    another form of ``X``)."""
+    params = {
+        k: v for k, v in base.get_params().items() if k not in ("alpha", "warm_start")
+    }
+    cv_class = (
+        TorchSGDClassifierCV
+        if isinstance(base, TorchSGDClassifier)
+        else (TorchSGDRegressorCV)
+    )
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        ours = cv_class(alphas=alphas, cv=cv, scoring=scoring, **params)
+        ours.fit(X if X_ours is None else X_ours, y)
+    ref = GridSearchCV(base, {"alpha": list(alphas)}, cv=cv, scoring=scoring)
+    return ours, ref.fit(X, y)
+
+
+def assert_same_search(ours, ref, rtol=1e-7, atol=0.0):
+    """The same choice and, to the tolerance, the same mean test scores."""
+    assert ours.alpha_ == ref.best_params_["alpha"]
+    assert_allclose(
+        ours.cv_results_["mean_test_score"],
+        ref.cv_results_["mean_test_score"],
+        rtol=rtol,
+        atol=atol,
+    )
+
+
 ALPHAS = np.geomspace(1.0, 1e-4, 5)
 # alphas whose default full-batch fits converge in few epochs (cheap searches)
 QUICK = np.geomspace(1.0, 1e-2, 3)
@@ -404,24 +435,9 @@ def test_classifier_defaults_solve_every_configuration(standardised):
     cv = splits(len(y), y=y)
     alphas = np.geomspace(1.0, 1e-5, 6)
     for tol, rtol in [("auto", 1e-9), (1e-7, 1e-5)]:
-        params = dict(loss="log_loss", tol=tol)
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", ConvergenceWarning)
-            ours = TorchSGDClassifierCV(
-                alphas=alphas, cv=cv, scoring="neg_log_loss", **params
-            ).fit(X, y)
-        ref = GridSearchCV(
-            TorchSGDClassifier(**params),
-            {"alpha": list(alphas)},
-            cv=cv,
-            scoring="neg_log_loss",
-        ).fit(X, y)
-        assert ours.alpha_ == ref.best_params_["alpha"]
-        assert_allclose(
-            ours.cv_results_["mean_test_score"],
-            ref.cv_results_["mean_test_score"],
-            rtol=rtol,
-        )
+        base = TorchSGDClassifier(loss="log_loss", tol=tol)
+        ours, ref = both_searches(base, alphas, cv, X, y)
+        assert_same_search(ours, ref, rtol=rtol)
     # and the refit is the base estimator's default fit
     base = TorchSGDClassifier(loss="log_loss", alpha=ours.alpha_, tol=1e-7).fit(X, y)
     assert_array_equal(ours.coef_, base.coef_)
@@ -436,24 +452,9 @@ def test_multinomial_defaults_solve_every_configuration():
     X, y = load_wine(return_X_y=True)
     cv = splits(len(y), y=y)
     alphas = np.geomspace(0.1, 1e-4, 4)
-    params = dict(loss="log_loss", multi_class="multinomial")
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", ConvergenceWarning)
-        ours = TorchSGDClassifierCV(
-            alphas=alphas, cv=cv, scoring="neg_log_loss", **params
-        ).fit(X, y)
-    ref = GridSearchCV(
-        TorchSGDClassifier(**params),
-        {"alpha": list(alphas)},
-        cv=cv,
-        scoring="neg_log_loss",
-    ).fit(X, y)
-    assert ours.alpha_ == ref.best_params_["alpha"]
-    assert_allclose(
-        ours.cv_results_["mean_test_score"],
-        ref.cv_results_["mean_test_score"],
-        rtol=1e-9,
-    )
+    base = TorchSGDClassifier(loss="log_loss", multi_class="multinomial")
+    ours, ref = both_searches(base, alphas, cv, X, y)
+    assert_same_search(ours, ref, rtol=1e-9)
 
 
 def test_sparse_log_loss_reaches_the_optimum():
@@ -464,23 +465,18 @@ def test_sparse_log_loss_reaches_the_optimum():
     X, y = breast_cancer()
     cv = splits(len(y), y=y)
     alphas = np.geomspace(1.0, 1e-3, 4)
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", ConvergenceWarning)
-        ours = TorchSGDClassifierCV(
-            loss="log_loss", alphas=alphas, cv=cv, scoring="neg_log_loss", tol=1e-7
-        ).fit(sp.csr_matrix(X), y)
-    ref = GridSearchCV(
-        TorchSGDClassifier(loss="log_loss", tol=1e-9),
-        {"alpha": list(alphas)},
-        cv=cv,
-        scoring="neg_log_loss",
-    ).fit(X, y)
-    assert ours.alpha_ == ref.best_params_["alpha"]
-    assert_allclose(
-        ours.cv_results_["mean_test_score"],
-        ref.cv_results_["mean_test_score"],
-        rtol=2e-6,
+    ours, _ = both_searches(
+        TorchSGDClassifier(loss="log_loss", tol=1e-7),
+        alphas,
+        cv,
+        X,
+        y,
+        X_ours=sp.csr_matrix(X),
     )
+    _, ref = both_searches(
+        TorchSGDClassifier(loss="log_loss", tol=1e-9), alphas, cv, X, y
+    )
+    assert_same_search(ours, ref, rtol=2e-6)
 
 
 def test_huber_defaults_equal_gridsearch():
@@ -494,38 +490,9 @@ def test_huber_defaults_equal_gridsearch():
     cv = splits(len(y))
     alphas = np.geomspace(1.0, 1e-4, 5)
     for tol, atol in [("auto", 1e-6), (1e-9, 1e-12)]:
-        params = dict(loss="huber", epsilon=20.0, tol=tol)
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", ConvergenceWarning)
-            ours = TorchSGDRegressorCV(alphas=alphas, cv=cv, **params).fit(X, y)
-        ref = GridSearchCV(
-            TorchSGDRegressor(**params), {"alpha": list(alphas)}, cv=cv
-        ).fit(X, y)
-        assert ours.alpha_ == ref.best_params_["alpha"]
-        assert_allclose(
-            ours.cv_results_["mean_test_score"],
-            ref.cv_results_["mean_test_score"],
-            rtol=0,
-            atol=atol,
-        )
-
-
-@pytest.mark.parametrize("tol", [1e-8, None])
-def test_squared_tol_is_the_relative_duality_gap(tol):
-    """On the folds' moments a float ``tol`` is the relative duality gap
-    (LassoCV's meaning) and None the data's precision: raw diabetes, the
-    lasso's held-out R^2 of every configuration within 1e-10 of Lasso's
-    (measured 2e-15: the polish lands on the exact solution)."""
-    X, y = load_diabetes(return_X_y=True)
-    cv = splits(len(y))
-    ours = TorchSGDRegressorCV(penalty="l1", alphas=6, cv=cv, tol=tol).fit(X, y)
-    for a, alpha in enumerate(ours.alphas_):
-        lasso = Lasso(alpha=alpha, tol=1e-14, max_iter=10**6)
-        expected = np.mean(
-            [r2_score(y[te], lasso.fit(X[tr], y[tr]).predict(X[te])) for tr, te in cv]
-        )
-        got = ours.cv_results_["mean_test_score"][a]
-        assert got == pytest.approx(expected, rel=0, abs=1e-10)
+        base = TorchSGDRegressor(loss="huber", epsilon=20.0, tol=tol)
+        ours, ref = both_searches(base, alphas, cv, X, y, scoring=None)
+        assert_same_search(ours, ref, rtol=0, atol=atol)
 
 
 def test_sparse_squared_loss_reaches_the_optimum():
