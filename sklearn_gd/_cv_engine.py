@@ -84,11 +84,12 @@ class ColumnProblem:
         values, _, _ = self.oracle.loss_grad(theta, idx, need_grad=False)
         return values + self.penalty.column_values(theta[: self.d])
 
-    def derivatives(self, theta):
+    def derivatives(self, theta, active=None):
         """Every column's full-batch objective, batch weight, gradient and
         Hessian of the data term (float64, (n_columns, q, q); the L2 part's
-        is the column's strength on the coefficients' diagonal)."""
-        values, weight, grad, H = self.oracle.derivatives(theta)
+        is the column's strength on the coefficients' diagonal); ``active``
+        (host booleans over units): the others' Hessians are identities."""
+        values, weight, grad, H = self.oracle.derivatives(theta, active)
         W = theta[: self.d]
         self.penalty.add_gradient_(grad[: self.d], W)
         return values + self.penalty.column_values(W), weight, grad, H
@@ -446,10 +447,11 @@ class UnitNewton:
     def _to_columns(self, per_search):
         return self.layout.expand(per_search) if self.joint else per_search
 
-    def _at(self, problem, theta):
+    def _at(self, problem, theta, active=None):
         """Objective, gradient, measure and the next direction at ``theta``
-        (the Hessians are dropped once it is solved)."""
-        f, w, g, H = problem.derivatives(theta)
+        (the Hessians, of the ``active`` units only, are dropped once it is
+        solved)."""
+        f, w, g, H = problem.derivatives(theta, active)
         delta, slope = self._directions(g, H)
         del H
         self.cache = (f, w, g, delta, slope)
@@ -488,7 +490,7 @@ class UnitNewton:
             if not bool(open_.any()):
                 break
             t = torch.where(open_, 0.5 * t, t)
-        self._at(problem, theta)
+        self._at(problem, theta, (unit_lr > 0).cpu().numpy())
         moved = self._to_columns(moved).to(f.dtype)
         self.stuck = self.layout.unit_sum(moved) == 0
         return f, w, self._expand(unit_lr)

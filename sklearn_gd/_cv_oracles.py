@@ -231,7 +231,7 @@ class _ColumnRows:
     # of the Hessians takes (columns are grouped to stay under it)
     hessian_floats = 2**24
 
-    def column_derivatives(self, theta, layout: Layout):
+    def column_derivatives(self, theta, layout: Layout, active=None):
         """Per-column weighted mean loss, gradient and Hessian, over all rows
         (full batch): ``(values, weight, grad, H)``, ``H`` float64 of shape
         (n_columns, q, q), ``q = n_features + fit_intercept``, column ``j``'s
@@ -240,11 +240,15 @@ class _ColumnRows:
         predictions; for a joint loss (softmax), one Hessian a unit, of shape
         (n_units, k q, k q) in class-major order. One pass, sharing the
         predictions and the loss's terms
-        (:meth:`~sklearn_gd._losses.Loss.derivatives`)."""
+        (:meth:`~sklearn_gd._losses.Loss.derivatives`). ``active`` (a host
+        boolean array over units): the Hessians of the others are not
+        computed (the identity stands in for them)."""
         fi = self.fit_intercept
         d = theta.shape[0] - int(fi)
         q, U, k = d + int(fi), layout.n_units, layout.k
         values = wsum = grad = H = None
+        units = np.arange(U) if active is None else np.flatnonzero(active)
+        cols = (units[:, None] * k + np.arange(k)).ravel()
         pieces = self.all_rows()
         for j, piece in enumerate(pieces):
             Xb, XbT = self._rows(piece)
@@ -265,14 +269,22 @@ class _ColumnRows:
                 A[:, :d] = Xb
                 A[:, d] = 1.0
             if self.loss.joint:  # C: the probabilities; one Hessian a unit
-                H = self._add_unit_hessians(H, A, C, M)
+                H = self._add_unit_hessians(H, A, C[:, units], M[:, units])
             else:
-                H = self._add_column_hessians(H, A, (C * M3).reshape(b, -1))
+                H = self._add_column_hessians(H, A, (C * M3).reshape(b, -1)[:, cols])
             self._rows_done(pieces, j)
         weight = layout.expand(wsum)
         denom = weight.clamp_min(torch.finfo(weight.dtype).tiny)
-        per = wsum if self.loss.joint else weight
-        H /= per.to(_F64).clamp_min(torch.finfo(_F64).tiny)[:, None, None]
+        per = (wsum if self.loss.joint else weight).to(_F64)
+        per = per[units if self.loss.joint else cols]
+        H /= per.clamp_min(torch.finfo(_F64).tiny)[:, None, None]
+        if active is not None:  # the computed Hessians among identities
+            n = H.shape[1]
+            full = torch.eye(n, dtype=_F64, device=H.device).repeat(
+                U if self.loss.joint else U * k, 1, 1
+            )
+            full[units if self.loss.joint else cols] = H
+            H = full
         return values / denom, weight, grad / denom, H
 
     @staticmethod
@@ -688,8 +700,8 @@ class _BoundRows:
     def loss_grad(self, theta, idx, need_grad=True):
         return self.oracle.column_loss_grad(theta, idx, self.layout, need_grad)
 
-    def derivatives(self, theta):
-        return self.oracle.column_derivatives(theta, self.layout)
+    def derivatives(self, theta, active=None):
+        return self.oracle.column_derivatives(theta, self.layout, active)
 
     def zero_model_loss(self) -> torch.Tensor:
         return self.oracle.column_zero_loss(self.layout)

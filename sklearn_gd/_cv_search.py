@@ -28,7 +28,7 @@ from sklearn.utils import _safe_indexing
 from sklearn.utils._available_if import available_if
 
 from ._array_api import to_numpy_any
-from ._base import _NEWTON_MAX_WORK, FitMode
+from ._base import FitMode
 from ._cv_engine import (
     CONVERGED,
     DIVERGED,
@@ -79,6 +79,12 @@ _SOLVER_COPIES = {
     "adagrad": 1,
     "lbfgs": 2 * UnitLBFGS.history_size + 5,
 }
+# multiply-adds of a configuration's Hessians up to which its Newton's
+# method is the column solver: ten times the base estimator's bound, whose
+# compact L-BFGS the columns' two-loop L-BFGS cannot match (raw digits,
+# one-vs-rest, 5 folds x 10 alphas: Newton 12 s, L-BFGS 60 s and 8 fits
+# short of tol, GridSearchCV over the base estimator 23 s)
+_CV_NEWTON_MAX_WORK = 2e8
 # copies of Newton's Hessians (float64): on the device, on the host, and
 # the one the host's solver factorises
 _HESSIAN_COPIES = 3
@@ -231,8 +237,9 @@ class CrossValidatedSearch:
         """Whether a configuration takes Newton's method, as the base
         estimator's default would on its split's ``n_train`` rows: rows in
         memory, a loss with a Hessian, fewer than 512 coefficients in a
-        Hessian (all classes' for the softmax), and the Hessians of a fit
-        within ``_NEWTON_MAX_WORK`` multiply-adds (else L-BFGS)."""
+        Hessian (all classes' for the softmax), and the Hessians of a
+        configuration within ``_CV_NEWTON_MAX_WORK`` multiply-adds (else
+        L-BFGS)."""
         _, d, k = data.shape
         q = d + int(self.fit_intercept)
         joint = data.loss.joint
@@ -242,7 +249,7 @@ class CrossValidatedSearch:
             self._rows_kind(data) == "direct"
             and data.loss.has_hessian
             and size < DirectOracle.hessian_max_features
-            and work <= _NEWTON_MAX_WORK
+            and work <= _CV_NEWTON_MAX_WORK
         )
 
     def _base_estimator(self, alpha, l1_ratio, **changes):
