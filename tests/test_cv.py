@@ -495,6 +495,24 @@ def test_huber_defaults_equal_gridsearch():
         assert_same_search(ours, ref, rtol=0, atol=atol)
 
 
+@pytest.mark.parametrize("tol", [1e-8, None])
+def test_squared_tol_is_the_relative_duality_gap(tol):
+    """On the folds' moments a float ``tol`` is the relative duality gap
+    (LassoCV's meaning) and None the data's precision: raw diabetes, the
+    lasso's held-out R^2 of every configuration within 1e-10 of Lasso's
+    (measured 2e-15: the polish lands on the exact solution)."""
+    X, y = load_diabetes(return_X_y=True)
+    cv = splits(len(y))
+    ours = TorchSGDRegressorCV(penalty="l1", alphas=6, cv=cv, tol=tol).fit(X, y)
+    for a, alpha in enumerate(ours.alphas_):
+        lasso = Lasso(alpha=alpha, tol=1e-14, max_iter=10**6)
+        expected = np.mean(
+            [r2_score(y[te], lasso.fit(X[tr], y[tr]).predict(X[te])) for tr, te in cv]
+        )
+        got = ours.cv_results_["mean_test_score"][a]
+        assert got == pytest.approx(expected, rel=0, abs=1e-10)
+
+
 def test_sparse_squared_loss_reaches_the_optimum():
     """Sparse rows have no Gram path: the squared loss takes L-BFGS per
     column in the base estimator's metric, stopped at a gradient 1e-5 of
