@@ -40,7 +40,7 @@ import numpy as np
 import torch
 
 from ._engine import DivergenceError, DivergenceGuard
-from ._full_batch import newton_solve
+from ._full_batch import dense_metric, feature_scales, metric_inv, newton_solve
 from ._oracles import check_moments_finite
 
 __all__ = [
@@ -142,32 +142,23 @@ class ColumnMetric:
     """
 
     def __init__(self, mean, var, curvature: float, l2, fit_intercept: bool, like):
-        mean, var = mean.to(like.device), var.to(like.device)
-        second = var + mean * mean
+        # small vectors: built on the host, as Metric's are
+        mean = mean.double().cpu().numpy()
+        second = var.double().cpu().numpy() + mean * mean
         check_moments_finite(second, "the features' second moments")
-        if fit_intercept:
-            # a (nearly) constant feature: its own scale, not its variance
-            var = torch.where(var > 1e-10 * second, var, second)
-        else:
-            var = second
-        Dw = curvature * var[:, None] + l2.to(var)[None, :]
+        self._m = mean if fit_intercept else None
+        scale = feature_scales(self._m, second)
+        Dw = curvature * scale[:, None] + l2.double().cpu().numpy()[None, :]
         # a feature of zeros has a zero gradient too: any scale will do
-        Dw = torch.where(Dw > 0, Dw, torch.ones_like(Dw))
-        self.Dw = Dw.to(like.dtype)
-        self.m = mean.to(like)[:, None] if fit_intercept else None
+        self._Dw = np.where(Dw > 0, Dw, 1.0)
+        self.Dw = torch.as_tensor(self._Dw, dtype=like.dtype, device=like.device)
+        self.m = None if self._m is None else torch.as_tensor(mean).to(like)[:, None]
         self.Db = curvature
         self.d = mean.shape[0]
-        self._host = None
 
     def inv(self, v: torch.Tensor) -> torch.Tensor:
         """``P_j^-1 v_j`` for every column j, a new tensor."""
-        d = self.d
-        if self.m is None:
-            return v / self.Dw
-        vb = v[d:]
-        uw = (v[:d] - self.m * vb) / self.Dw
-        ub = vb / self.Db - (self.m * uw).sum(0, keepdim=True)
-        return torch.cat([uw, ub])
+        return metric_inv(v, self.m, self.Dw, self.Db)
 
     def norm(self, g: torch.Tensor, layout) -> torch.Tensor:
         """Each unit's ``sqrt(g'P^-1 g)``: the optimality measure."""
@@ -176,17 +167,7 @@ class ColumnMetric:
     def matrix(self, j: int) -> np.ndarray:
         """``P_j`` as a dense float64 host matrix (a singular Newton system's
         ridge)."""
-        if self._host is None:
-            m = None if self.m is None else self.m[:, 0].double().cpu().numpy()
-            self._host = (m, self.Dw.double().cpu().numpy())
-        m, Dw = self._host
-        if m is None:
-            return np.diag(Dw[:, j])
-        d, Db = self.d, self.Db
-        P = np.diag(np.append(Dw[:, j], Db))
-        P[:d, :d] += Db * np.outer(m, m)
-        P[d, :d] = P[:d, d] = Db * m
-        return P
+        return dense_metric(self._m, self._Dw[:, j], self.Db)
 
 
 class UnitLBFGS:
@@ -408,16 +389,12 @@ class UnitNewton:
         return Hh
 
     def _metric_of(self, j: int) -> np.ndarray:
-        """System ``j``'s preconditioner (a unit's classes', block-diagonal)."""
+        """System ``j``'s preconditioner (for a joint unit, its classes',
+        which share one alpha: block-diagonal, as the base solver's)."""
         if not self.joint:
             return self.metric.matrix(j)
         k = self.layout.k
-        blocks = [self.metric.matrix(j * k + c) for c in range(k)]
-        q = blocks[0].shape[0]
-        P = np.zeros((k * q, k * q))
-        for c, B in enumerate(blocks):
-            P[c * q : (c + 1) * q, c * q : (c + 1) * q] = B
-        return P
+        return np.kron(np.eye(k), self.metric.matrix(j * k))
 
     def _directions(self, g, H):
         """Newton's direction of every column (its steepest descent in the
@@ -620,7 +597,8 @@ class UnitRule:
     """
 
     # a stuck unit (no step left at its objective's precision) has converged
-    # where its gap estimate 1/2 g'P^-1 g is this far below its objective
+    # where its solver's gap estimate (Newton's decrement, or 1/2 g'P^-1 g)
+    # is this far below its objective
     precision_gap = 1e-6
 
     def __init__(
@@ -647,9 +625,8 @@ class UnitRule:
         """Record an epoch of every active unit (``bad``: a non-finite
         parameter; ``score``: validation scores, which then decide progress,
         as early stopping does; ``measure``: with ``optimality``, the
-        solver's ``(measure, measure0, stuck)`` per unit, which then decide
-        convergence: the measure at most ``tol`` times its first value, or a
-        stuck unit at its objective's precision); returns the units whose
+        solver's ``(measure, measure0, stuck, gap, settled)`` per unit, which
+        then decide convergence (:meth:`_optimal`)); returns the units whose
         objective improved, that go back to their best checkpoint, whose
         validation score is their best so far, and whether any rate
         shrank."""
@@ -755,9 +732,9 @@ def train_columns(
         arrays per unit).
     optimality : bool
         Stop each unit on the solver's optimality measure (a
-        :class:`UnitLBFGS` with a metric): ``tol`` is then the measure's
-        ratio to its first value (None: only at the objective's precision),
-        not the progress rule's.
+        :class:`UnitNewton`, or a :class:`UnitLBFGS` with a metric): ``tol``
+        is then the measure's ratio to its first value (None: only at the
+        objective's precision), not the progress rule's.
 
     Raises
     ------

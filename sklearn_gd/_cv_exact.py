@@ -190,8 +190,7 @@ def _coordinate_descent(G, C, yy, fold, out, a1, a2, *, gap_tol, max_iter):
             r = c[j] - q[j] + dg[j] * wj
             new = np.sign(r) * np.maximum(np.abs(r) - l1, 0.0) * inv[j]
             delta = new - wj
-            moved = delta != 0
-            if moved.any():
+            if delta.any():
                 w[j] = new
                 q += Gt[fl, j].T * delta
         if sweep % POLISH_EVERY == 0:

@@ -40,6 +40,7 @@ from ._oracles import (
     affine,
     augment,
     check_moments_finite,
+    design_matrix,
     gen_batches,
 )
 from ._streaming import HostChunkOracle
@@ -227,10 +228,6 @@ class _ColumnRows:
         denom = weight.clamp_min(torch.finfo(weight.dtype).tiny)
         return values / denom, weight, (None if grad is None else grad / denom)
 
-    # floats of the scaled copies of a piece's design rows that one product
-    # of the Hessians takes (columns are grouped to stay under it)
-    hessian_floats = 2**24
-
     def column_derivatives(self, theta, layout: Layout, active=None):
         """Per-column weighted mean loss, gradient and Hessian, over all rows
         (full batch): ``(values, weight, grad, H)``, ``H`` float64 of shape
@@ -245,7 +242,7 @@ class _ColumnRows:
         computed (the identity stands in for them)."""
         fi = self.fit_intercept
         d = theta.shape[0] - int(fi)
-        q, U, k = d + int(fi), layout.n_units, layout.k
+        U, k = layout.n_units, layout.k
         values = wsum = grad = H = None
         units = np.arange(U) if active is None else np.flatnonzero(active)
         cols = (units[:, None] * k + np.arange(k)).ravel()
@@ -263,15 +260,11 @@ class _ColumnRows:
             values = v if values is None else values + v
             wsum = m if wsum is None else wsum + m
             grad = self._add_gradient(grad, theta, XbT, (D * M3).reshape(b, -1))
-            A = Xb
-            if fi:
-                A = torch.empty((q, b), dtype=Xb.dtype, device=Xb.device).T
-                A[:, :d] = Xb
-                A[:, d] = 1.0
+            A = design_matrix(Xb, fi)
             if self.loss.joint:  # C: the probabilities; one Hessian a unit
                 H = self._add_unit_hessians(H, A, C[:, units], M[:, units])
             else:
-                H = self._add_column_hessians(H, A, (C * M3).reshape(b, -1)[:, cols])
+                H = self._add_hessian(H, A, (C * M3).reshape(b, -1)[:, cols])
             self._rows_done(pieces, j)
         weight = layout.expand(wsum)
         denom = weight.clamp_min(torch.finfo(weight.dtype).tiny)
@@ -297,16 +290,6 @@ class _ColumnRows:
             H = torch.zeros(U, n, n, dtype=_F64, device=A.device)
         for u in range(U):
             DirectOracle._add_joint_hessian(H[u : u + 1], A, S[:, u], M[:, u : u + 1])
-        return H
-
-    def _add_column_hessians(self, H, A, C):
-        """``H`` plus ``A' diag(c_j) A`` for every column ``c_j`` of ``C``."""
-        (m, q), K = A.shape, C.shape[1]
-        group = max(1, min(K, self.hessian_floats // (m * q)))
-        if H is None:
-            H = torch.zeros(K, q, q, dtype=_F64, device=A.device)
-        for j in range(0, K, group):
-            H[j : j + group] += DirectOracle._grams(A, C[:, j : j + group]).to(_F64)
         return H
 
     def bind(self, layout: Layout):

@@ -607,7 +607,7 @@ class CrossValidatedSearch:
             joint=data.loss.joint,
             validation=validate,
             on_epoch=self._print_units if self.verbose else None,
-            optimality=metric is not None,
+            optimality=plan.optimality,
         )
 
     def _fixed_eta0(self) -> float:

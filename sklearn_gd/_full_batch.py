@@ -34,6 +34,9 @@ from ._optimizers import Solver
 from ._oracles import check_moments_finite
 
 __all__ = [
+    "dense_metric",
+    "feature_scales",
+    "metric_inv",
     "newton_solve",
     "AUTO_TOL",
     "AcceleratedProximal",
@@ -86,6 +89,40 @@ def newton_solve(H: np.ndarray, G: np.ndarray, metric) -> tuple[np.ndarray, np.n
     return out, ok
 
 
+def feature_scales(mean, second):
+    """Each feature's scale in the metric: its variance about ``mean``, or
+    its second moment where it has no variance to speak of (a nearly
+    constant feature) or there is no intercept (``mean`` None); host
+    arrays."""
+    if mean is None:
+        return second
+    var = second - mean * mean
+    return np.where(var > 1e-10 * second, var, second)
+
+
+def dense_metric(m, Dw, Db) -> np.ndarray:
+    """``P = [[diag(Dw) + Db m m', Db m], [Db m', Db]]`` (float64 host; the
+    diagonal ``diag(Dw)`` without an intercept, ``m`` None)."""
+    if m is None:
+        return np.diag(Dw)
+    d = m.shape[0]
+    dense = np.diag(np.append(Dw, Db))
+    dense[:d, :d] += Db * np.outer(m, m)
+    dense[d, :d] = dense[:d, d] = Db * m
+    return dense
+
+
+def metric_inv(v: torch.Tensor, m, Dw, Db) -> torch.Tensor:
+    """``P^-1 v`` column by column, ``m`` of shape (d, 1) (None without an
+    intercept) and ``Dw`` of shape (d, 1) or (d, n_columns): a new tensor."""
+    if m is None:
+        return v / Dw
+    d = m.shape[0]
+    a = (v[:d] - m * v[d:]) / Dw  # D^-1 T^-T v, coefficient rows
+    c = v[d:] / Db
+    return torch.cat([a, c - (m * a).sum(0, keepdim=True)])
+
+
 class Metric:
     """The preconditioner ``P = T' diag(D) T``, with ``T`` the change of
     variables ``(w, b) -> (w, b + m'w)`` (``m`` the columns' means).
@@ -109,14 +146,8 @@ class Metric:
         d = problem.d
         self.d = d
         fit_intercept = mean is not None and problem.oracle.fit_intercept
-        self._m = None
-        if fit_intercept:
-            self._m = both[1]
-            var = second - self._m * self._m
-            # a (nearly) constant column: its own scale, not its variance
-            var = np.where(var > 1e-10 * second, var, second)
-        else:
-            var = second
+        self._m = both[1] if fit_intercept else None
+        var = feature_scales(self._m, second)
         self.m = None if self._m is None else self._tensor(self._m)[:, None]
         l2 = problem.penalty.l2
         self.l2 = l2.cpu().numpy() if isinstance(l2, torch.Tensor) else l2
@@ -152,12 +183,7 @@ class Metric:
         return self.m is not None and self.d + 1 <= self.dense_max
 
     def _dense_host(self) -> np.ndarray:
-        """``P = [[diag(Dw) + Db m m', Db m], [Db m', Db]]`` (float64)."""
-        m, Dw, d, Db = self._m, self._Dw, self.d, self.Db
-        dense = np.diag(np.append(Dw, Db))
-        dense[:d, :d] += Db * np.outer(m, m)
-        dense[d, :d] = dense[:d, d] = Db * m
-        return dense
+        return dense_metric(self._m, self._Dw, self.Db)
 
     def _dense_P(self):
         """``P`` as a dense tensor, built when first needed (the solvers that
@@ -184,8 +210,6 @@ class Metric:
 
     def matrix(self) -> np.ndarray:
         """``P`` as a dense float64 host array (for a few features only)."""
-        if self.m is None:
-            return np.diag(self._Dw)
         return self._dense_host()
 
     def inner(self, a, b) -> float:
@@ -196,12 +220,7 @@ class Metric:
         """``P^-1 v``, a new tensor."""
         if self._inv_dense is not None:
             return self._inv_dense @ v
-        d = self.d
-        if self.m is None:
-            return v / self.Dw
-        a = (v[:d] - self.m * v[d:]) / self.Dw  # D^-1 T^-T v, coefficient rows
-        c = v[d:] / self.Db
-        return torch.cat([a, c - (self.m * a).sum(0, keepdim=True)])
+        return metric_inv(v, self.m, self.Dw, self.Db)
 
     def inv_host(self, v: np.ndarray) -> np.ndarray:
         """``P^-1 v`` for a float64 host array (few features)."""

@@ -78,6 +78,17 @@ def _narrow(A: torch.Tensor, k: int) -> bool:
     return A.device.type == "cpu" and A.layout == torch.strided and 1 < k < 16
 
 
+def design_matrix(X: torch.Tensor, fit_intercept: bool) -> torch.Tensor:
+    """The dense design ``[X, 1]`` (``X`` without an intercept), column-major:
+    the Hessian's product ``A' (A c)`` runs 1.3-1.5x faster on it."""
+    m, d = X.shape
+    A = torch.empty((d + int(fit_intercept), m), dtype=X.dtype, device=X.device).T
+    A[:, :d] = X
+    if fit_intercept:
+        A[:, d] = 1.0
+    return A
+
+
 def affine(X: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None = None):
     """``X @ W + b`` (``b`` None: no intercept)."""
     if _narrow(X, W.shape[1]):
@@ -600,13 +611,7 @@ class DirectOracle(Oracle):
         whole = sl.start == 0 and sl.stop >= self.n_samples
         if whole and getattr(self, "_design", None) is not None:
             return self._design
-        X = self._dense_rows(sl)
-        (m, d), fi = X.shape, self.fit_intercept
-        # column-major: the Hessian's product A' (A c) runs 1.3-1.5x faster
-        A = torch.empty((d + int(fi), m), dtype=X.dtype, device=X.device).T
-        A[:, :d] = X
-        if fi:
-            A[:, d] = 1.0
+        A = design_matrix(self._dense_rows(sl), self.fit_intercept)
         if whole:
             self._design = A
         return A
