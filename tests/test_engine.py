@@ -164,3 +164,26 @@ def test_no_improvement_rule():
     # tol=None never stalls
     rule = NoImprovement(tol=None, n_iter_no_change=1)
     assert not any(rule.update(1.0, None) for _ in range(5))
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e3])
+def test_gram_statistics_match_float64_moments(monkeypatch, offset):
+    """The squared loss's one-pass statistics (chunked products of float32 X,
+    summed in float64; several chunks and a ragged last one here) equal the
+    float64 moments. Offsets swamping the variance take the two centred
+    passes instead. Tolerance: float32 products over 512-row chunks,
+    rounding ~ 6e-8 x sqrt(512) relative to E[x^2] ~ 1 (or to the centred
+    moments, on the centred path)."""
+    from sklearn_gd._oracles import GramOracle
+
+    monkeypatch.setattr(GramOracle, "_GRAM_CHUNK_BYTES", 512 * 7 * 4)
+    rng = np.random.default_rng(0)
+    X = (rng.standard_normal((3001, 7)) + offset).astype(np.float32)
+    Y = rng.standard_normal((3001, 2)).astype(np.float32) + 5.0
+    oracle = GramOracle(torch.from_numpy(X), torch.from_numpy(Y), None)
+    A = np.c_[X.astype(np.float64), np.ones(len(X))]
+    Yd = Y.astype(np.float64)
+    tol = dict(rtol=3e-6, atol=3e-6)
+    np.testing.assert_allclose(oracle.A.numpy(), A.T @ A / len(X), **tol)
+    np.testing.assert_allclose(oracle.C.numpy(), A.T @ Yd / len(X), **tol)
+    np.testing.assert_allclose(oracle.yy.numpy(), (Yd**2).mean(0), rtol=1e-6)
