@@ -174,9 +174,10 @@ def test_gram_statistics_match_float64_moments(monkeypatch, offset):
     passes instead. Tolerance: float32 products over 512-row chunks,
     rounding ~ 6e-8 x sqrt(512) relative to E[x^2] ~ 1 (or to the centred
     moments, on the centred path)."""
+    from sklearn_gd import _oracles
     from sklearn_gd._oracles import GramOracle
 
-    monkeypatch.setattr(GramOracle, "_GRAM_CHUNK_BYTES", 512 * 7 * 4)
+    monkeypatch.setattr(_oracles, "BLOCK_BYTES", 512 * 7 * 4)
     rng = np.random.default_rng(0)
     X = (rng.standard_normal((3001, 7)) + offset).astype(np.float32)
     Y = rng.standard_normal((3001, 2)).astype(np.float32) + 5.0
@@ -187,3 +188,83 @@ def test_gram_statistics_match_float64_moments(monkeypatch, offset):
     np.testing.assert_allclose(oracle.A.numpy(), A.T @ A / len(X), **tol)
     np.testing.assert_allclose(oracle.C.numpy(), A.T @ Yd / len(X), **tol)
     np.testing.assert_allclose(oracle.yy.numpy(), (Yd**2).mean(0), rtol=1e-6)
+
+
+def _oracle_pair(batch_size, k=1, seed=0):
+    """A sparse oracle and a dense one on the same float64 rows (a third of
+    the entries non-zero), shuffled by equally seeded generators."""
+    import scipy.sparse as sp
+
+    from sklearn_gd._losses import Huber
+    from sklearn_gd._oracles import DirectOracle, SparseOracle
+
+    rng = np.random.default_rng(seed)
+    Xs = sp.random(157, 23, density=0.3, format="csr", random_state=seed)
+    Y = torch.from_numpy(rng.standard_normal((157, k)))
+    kw = dict(batch_size=batch_size, shuffle=True, fit_intercept=True)
+    sparse = SparseOracle(
+        Xs, Y, None, Huber(1.0), device=torch.device("cpu"), dtype=torch.float64,
+        generator=torch.Generator().manual_seed(1), **kw,
+    )
+    dense = DirectOracle(
+        torch.from_numpy(Xs.toarray()), Y, None, Huber(1.0),
+        generator=torch.Generator().manual_seed(1), **kw,
+    )
+    theta = torch.from_numpy(rng.standard_normal((24, k)))
+    return sparse, dense, theta
+
+
+@pytest.mark.parametrize("k", [1, 3])
+def test_sparse_shuffled_batches_match_dense(monkeypatch, k):
+    """Shuffled sparse batches, gathered in blocks of several batches (here
+    blocks of 3 batches of 10 rows, the last block and batch ragged) and
+    multiplied through the scatter-add transpose, give the dense oracle's
+    values and gradients on the same rows. float64 throughout: the two
+    differ only by summation order (1e-14)."""
+    from sklearn_gd import _oracles
+
+    monkeypatch.setattr(_oracles, "CHUNK_ROWS", 30)
+    sparse, dense, theta = _oracle_pair(10, k)
+    pairs = list(zip(sparse.batches(), dense.batches(), strict=True))
+    assert len(pairs) == 16
+    for sb, db in pairs:
+        assert torch.equal(sparse._index(sb), db)
+        v1, w1, g1 = sparse.loss_grad(theta, sb)
+        v2, w2, g2 = dense.loss_grad(theta, db)
+        assert w1 == w2
+        torch.testing.assert_close(v1, v2, rtol=1e-13, atol=1e-14)
+        torch.testing.assert_close(g1, g2, rtol=1e-13, atol=1e-14)
+
+
+def test_csr_transpose_products():
+    """``X_b' V`` by scatter-add equals the dense product for a vector, one
+    column, several columns, and into a non-contiguous output."""
+    sparse, _, _ = _oracle_pair(10)
+    rows = torch.arange(20, 40)
+    Xb, XbT = sparse._rows(rows)
+    A = Xb.to_dense().T
+    rng = np.random.default_rng(3)
+    for shape in [(20,), (20, 1), (20, 4)]:
+        V = torch.from_numpy(rng.standard_normal(shape))
+        torch.testing.assert_close(XbT @ V, A @ V, rtol=1e-14, atol=1e-14)
+    V = torch.from_numpy(rng.standard_normal((20, 4)))
+    out = torch.ones(4, 23, dtype=torch.float64).T  # non-contiguous
+    XbT.add_product_(out, V)
+    torch.testing.assert_close(out, 1 + A @ V, rtol=1e-14, atol=1e-14)
+    with pytest.raises(RuntimeError, match="float32"):
+        XbT @ V.float()
+
+
+def test_dense_full_batch_in_blocks(monkeypatch):
+    """A dense full batch computed in row blocks (fused products through
+    numpy's GEMV) equals the same batch in one piece."""
+    from sklearn_gd import _oracles
+
+    _, dense, theta = _oracle_pair(None)
+    whole = dense.loss_grad(theta[:, :1], dense.full_batch())
+    monkeypatch.setattr(_oracles, "BLOCK_BYTES", 23 * 8 * 40)
+    monkeypatch.setattr(_oracles, "_host_gemv", lambda A, V: True)
+    assert len(dense._pieces(dense.full_batch())) == 4
+    blocks = dense.loss_grad(theta[:, :1], dense.full_batch())
+    torch.testing.assert_close(blocks[0], whole[0], rtol=1e-14, atol=1e-15)
+    torch.testing.assert_close(blocks[2], whole[2], rtol=1e-14, atol=1e-15)
