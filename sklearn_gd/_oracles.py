@@ -1043,10 +1043,13 @@ class GramOracle(Oracle):
         else:
             G = torch.zeros((d, d), dtype=f64, device=device)
             S = torch.zeros((d, B.shape[1]), dtype=f64, device=device)
-        for sl in gen_batches(n, chunk):
-            Xc = X[sl]
-            G += Xc.T @ Xc
-            S += Xc.T @ B[sl]
+        # numpy warns where float32 products overflow: the caller checks
+        # the statistics instead (NaN or inf in X, or features too large)
+        with np.errstate(over="ignore", invalid="ignore"):
+            for sl in gen_batches(n, chunk):
+                Xc = X[sl]
+                G += Xc.T @ Xc
+                S += Xc.T @ B[sl]
         G = torch.as_tensor(G, device=device) / n
         S = torch.as_tensor(S, device=device) / n
         mx = S[:, 0]

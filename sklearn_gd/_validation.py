@@ -188,12 +188,15 @@ def _validate_tensor_inputs(estimator, X, y, sample_weight, *, reset, dtype):
 
 
 def validate_fit_inputs(
-    estimator, X, y, sample_weight=None, *, reset=True, dtype=None
+    estimator, X, y, sample_weight=None, *, reset=True, dtype=None, finite_x=True
 ) -> Inputs:
     """Validate ``X``, ``y`` and ``sample_weight`` for fit or partial_fit.
 
     ``dtype`` forces a float dtype (partial_fit keeps its first call's).
     Arrays of namespaces other than numpy and torch arrive as numpy.
+    ``finite_x=False`` leaves a dense numpy ``X``'s check for NaN and
+    infinity to the caller (:func:`check_finite_host`), which may get it
+    from a pass over ``X`` it makes anyway.
     """
     X, y, sample_weight = host(X), host(y), host(sample_weight)
     if isinstance(X, torch.Tensor):
@@ -222,7 +225,7 @@ def validate_fit_inputs(
         accept_large_sparse=True,
     )
     kind = "numpy"
-    if not sp.issparse(X):
+    if not sp.issparse(X) and finite_x:
         check_finite_host(X, "X")
     if sp.issparse(X):
         X = X.tocsr()
