@@ -54,8 +54,7 @@ __all__ = [
 CHUNK_ROWS = 16384
 CHUNK_BYTES = 64 * 2**20
 # Bytes of X per block of a pass that uses each block twice (the Gram
-# statistics' two products, a full-batch gradient's X_b w and X_b' d): the
-# second product reads the block from cache.
+# statistics' two products): the second product reads the block from cache.
 BLOCK_BYTES = 4 * 2**20
 
 
@@ -93,33 +92,8 @@ def design_matrix(X: torch.Tensor, fit_intercept: bool) -> torch.Tensor:
     return A
 
 
-def _host_gemv(A: torch.Tensor, V: torch.Tensor) -> bool:
-    """Whether ``A @ V`` (one column) goes through numpy's BLAS on zero-copy
-    views: its GEMV reads a dense CPU matrix at about memory bandwidth, 2-3x
-    faster than torch's (1e6 x 100 float32, 2 threads: ``X w`` 15 ms against
-    44, ``X' d`` 35 against 41; the two by blocks of 4 MiB 33 ms). Small
-    matrices stay with torch: there the product costs less than the views."""
-    return (
-        A.numel() >= 2**16
-        and A.device.type == "cpu"
-        and A.layout == torch.strided
-        and V.shape[-1] == 1
-        and A.dtype == V.dtype
-        and not A.requires_grad
-        and not V.requires_grad
-    )
-
-
-def _gemv(A: torch.Tensor, V: torch.Tensor) -> torch.Tensor:
-    """``A @ V`` for one column ``V`` of shape (m, 1), by numpy."""
-    return torch.from_numpy(A.numpy() @ V.numpy()[:, 0])[:, None]
-
-
 def affine(X: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None = None):
     """``X @ W + b`` (``b`` None: no intercept)."""
-    if _host_gemv(X, W):
-        P = _gemv(X, W)
-        return P if b is None else P.add_(b)
     if _narrow(X, W.shape[1]):
         P = (W.T @ X.T).T
         return P if b is None else P + b
@@ -128,8 +102,6 @@ def affine(X: torch.Tensor, W: torch.Tensor, b: torch.Tensor | None = None):
 
 def xt_dot(XT: torch.Tensor, D: torch.Tensor) -> torch.Tensor:
     """``X' D`` from the transposed view ``XT`` of ``X``: shape (d, k)."""
-    if _host_gemv(XT, D):
-        return _gemv(XT, D)
     if _narrow(XT, D.shape[1]):
         return (D.T @ XT.T).T
     return XT @ D
@@ -446,22 +418,7 @@ class DirectOracle(Oracle):
 
     # ---------------------------------------------- how a batch is read
     def _pieces(self, idx):
-        """The batch in the pieces that are computed one at a time: a dense
-        CPU batch of rows in blocks of :data:`BLOCK_BYTES`, so that its
-        gradient ``X_b' d`` reads the block from cache."""
-        X = self.X
-        if (
-            isinstance(idx, slice)
-            and isinstance(X, torch.Tensor)
-            and X.device.type == "cpu"
-            and X.layout == torch.strided
-        ):
-            rows = max(1, BLOCK_BYTES // (X.shape[1] * X.dtype.itemsize))
-            if idx.stop - idx.start > rows:
-                return [
-                    slice(idx.start + sl.start, idx.start + sl.stop)
-                    for sl in gen_batches(idx.stop - idx.start, rows)
-                ]
+        """The batch in the pieces that are computed one at a time."""
         return (idx,)
 
     def _rows(self, piece):

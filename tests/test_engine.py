@@ -253,18 +253,3 @@ def test_csr_transpose_products():
     torch.testing.assert_close(out, 1 + A @ V, rtol=1e-14, atol=1e-14)
     with pytest.raises(RuntimeError, match="float32"):
         XbT @ V.float()
-
-
-def test_dense_full_batch_in_blocks(monkeypatch):
-    """A dense full batch computed in row blocks (fused products through
-    numpy's GEMV) equals the same batch in one piece."""
-    from sklearn_gd import _oracles
-
-    _, dense, theta = _oracle_pair(None)
-    whole = dense.loss_grad(theta[:, :1], dense.full_batch())
-    monkeypatch.setattr(_oracles, "BLOCK_BYTES", 23 * 8 * 40)
-    monkeypatch.setattr(_oracles, "_host_gemv", lambda A, V: True)
-    assert len(dense._pieces(dense.full_batch())) == 4
-    blocks = dense.loss_grad(theta[:, :1], dense.full_batch())
-    torch.testing.assert_close(blocks[0], whole[0], rtol=1e-14, atol=1e-15)
-    torch.testing.assert_close(blocks[2], whole[2], rtol=1e-14, atol=1e-15)
