@@ -217,9 +217,11 @@ def lipschitz_estimate(oracle, n_iter: int = 30) -> tuple[float, float | None]:
     largest scaled row norm.
 
     The eigenvalue comes from ``eigvalsh`` when the oracle gives the matrix,
-    and otherwise from power iteration (a fixed number of steps from a fixed
-    start, so that it is deterministic and unchanged when rows are repeated
-    instead of weighted).
+    and otherwise from power iteration from a fixed start (deterministic, and
+    unchanged when rows are repeated instead of weighted). It stops after
+    ``n_iter`` steps, or once the estimate stops moving in the data's
+    precision (4 ulps): TF-IDF rows settle in 4 steps in float32, where all
+    30 steps took half a sparse fit's set-up.
     """
     c = oracle.curvature()
     if c.max_row is not None and not math.isfinite(c.max_row):
@@ -231,12 +233,14 @@ def lipschitz_estimate(oracle, n_iter: int = 30) -> tuple[float, float | None]:
     # in practice), independent of random_state
     v = torch.linspace(1.0, 2.0, c.dim, dtype=c.dtype, device=c.device)
     v = v / torch.linalg.vector_norm(v)
-    lam = 0.0
+    lam, still = 0.0, 4 * torch.finfo(c.dtype).eps
     for _ in range(n_iter):
         w = c.matvec(v)
-        lam = float(torch.linalg.vector_norm(w))
-        check_moments_finite(torch.tensor(lam), "X' X / n times a unit vector")
-        if lam == 0.0:
+        new = float(torch.linalg.vector_norm(w))
+        check_moments_finite(torch.tensor(new), "X' X / n times a unit vector")
+        settled = abs(new - lam) <= still * new
+        lam = new
+        if lam == 0.0 or settled:
             break
         v = w / lam
     return lam, c.max_row
