@@ -364,7 +364,7 @@ class DirectOracle(Oracle):
 
     # up to this many features (and fewer than rows) the curvature is the
     # second-moment matrix itself, from one GEMM pass (about d / 8 passes'
-    # cost) instead of power iteration's 2 * 30 passes
+    # cost) instead of power iteration's up to 2 * 30 passes
     gram_curvature_max_features = 512
     # up to this many features an output's Hessian, (d + 1)^2 entries from one
     # GEMM pass, costs about what d / 8 gradient passes do
