@@ -484,20 +484,14 @@ class DirectOracle(Oracle):
         """``grad`` plus a piece's gradient ``[X_b' D; sum(D)]`` (or that
         gradient alone for the first piece)."""
         d = XbT.shape[0]
-        if isinstance(XbT, CsrTranspose):
-            # scatter straight into the (wide) gradient
-            if grad is None:
-                grad = torch.zeros_like(theta)
-            XbT.add_product_(grad[:d], D)
-        elif grad is None:
+        if grad is None:
             if not self.fit_intercept:
                 return xt_dot(XbT, D)
             grad = torch.empty_like(theta)
             grad[:d] = xt_dot(XbT, D)
             torch.sum(D, 0, out=grad[d])
             return grad
-        else:
-            grad[:d] += xt_dot(XbT, D)
+        grad[:d] += xt_dot(XbT, D)
         if self.fit_intercept:
             grad[d] += D.sum(0)
         return grad
@@ -842,6 +836,18 @@ class SparseOracle(DirectOracle):
         )
         return block, crow
 
+    def _add_gradient(self, grad, theta, XbT, D):
+        if not isinstance(XbT, CsrTranspose):
+            return super()._add_gradient(grad, theta, XbT, D)
+        # scattered straight into the (wide) gradient: no product-sized copy
+        d = XbT.shape[0]
+        if grad is None:
+            grad = torch.zeros_like(theta)
+        XbT.add_product_(grad[:d], D)
+        if self.fit_intercept:
+            grad[d] += D.sum(0)
+        return grad
+
     def _index(self, piece):
         return piece.rows if isinstance(piece, _SparseBatch) else piece
 
@@ -947,7 +953,6 @@ class GramOracle(Oracle):
     # digits: float32 loses a factor E[x^2] / var of its 1e-7 resolution
     _MIN_RELATIVE_VARIANCE = {torch.float32: 1e-2, torch.float64: 1e-8}
 
-
     quadratic = True
 
     def __init__(self, X, Y, sample_weight, *, fit_intercept=True):
@@ -994,8 +999,7 @@ class GramOracle(Oracle):
         my = Y.sum(0, dtype=f64) / n
         B = torch.cat([torch.ones_like(Y[:, :1]), Y - my.to(Y.dtype)], 1)
         yy = (B[:, 1:].to(f64) ** 2).sum(0) / n
-        chunk = BLOCK_BYTES // (d * X.dtype.itemsize)
-        chunk = int(min(16384, max(256, chunk)))
+        chunk = int(min(CHUNK_ROWS, max(256, BLOCK_BYTES // (d * X.dtype.itemsize))))
         if device.type == "cpu":
             # numpy's BLAS through zero-copy views: its ``A' A`` is a SYRK,
             # half the work of torch's GEMM (1e6 x 100 float32: 0.15-0.2 s
