@@ -1,17 +1,17 @@
 """Every script in examples/ runs in fast mode and prints the seed figures.
 
-The scripts start in parallel subprocesses (one per script, started together
-by a module fixture) because each pays the torch/sklearn import cost; the
-tests then wait for their own script. Fast mode shrinks sizes and frames.
+A module fixture runs the scripts in subprocesses, as many at a time as
+there are cores (``_scripts.py``), because each pays the torch/sklearn
+import cost; the tests then read their own script's result. Fast mode
+shrinks sizes and frames.
 """
 
 import os
 import re
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
+from _scripts import run_scripts
 
 # subprocesses / a cluster: run by .ci/run and `pytest -m slow`
 pytestmark = pytest.mark.slow
@@ -23,33 +23,20 @@ TIMEOUT = 240
 
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
-    """Start every example at once; map name -> (returncode, stdout, out_dir)."""
+    """Run every example; map name -> (returncode, output, out_dir)."""
     env = dict(os.environ)
     env.update(SKLEARN_GD_FAST="1", MPLBACKEND="Agg")
     env["PYTHONPATH"] = os.pathsep.join(
         filter(None, [str(ROOT), env.get("PYTHONPATH")])
     )
-    started = {}
+    jobs = {}
     for script in EXAMPLES:
         out = tmp_path_factory.mktemp(script.stem)
-        proc = subprocess.Popen(
-            [sys.executable, str(script)],
-            cwd=str(out),
-            env={**env, "SKLEARN_GD_EXAMPLES_OUT": str(out)},
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        started[script.name] = (proc, out)
-    results = {}
-    for name, (proc, out) in started.items():
-        try:
-            stdout, _ = proc.communicate(timeout=TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            stdout, _ = proc.communicate()
-        results[name] = (proc.returncode, stdout, out)
-    return results
+        jobs[script.name] = ([str(script)], out, {"SKLEARN_GD_EXAMPLES_OUT": str(out)})
+    return {
+        name: (run.returncode, run.output, run.folder)
+        for name, run in run_scripts(jobs, env, TIMEOUT).items()
+    }
 
 
 def compared(stdout):
