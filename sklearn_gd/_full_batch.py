@@ -375,6 +375,8 @@ class QuasiNewton(_Preconditioned):
         self._Z = self._M = None
         self._f = self._g = self._Bg = self._d = self._slope = None
         self.gap_estimate = math.inf
+        self._approximate_steps = 0
+        self._best_optimality = math.inf
 
     def _learn(self, s, y, Bg_new) -> None:
         """Keep the step ``s`` and gradient change ``y`` when their
@@ -414,18 +416,57 @@ class QuasiNewton(_Preconditioned):
 
     def _line_search(self, problem, x, idx, d, lr, slope):
         """``(t, f(x + t d), g(x + t d))``, or None when no step decreases
-        the objective at this precision."""
+        the objective at this precision.
+
+        Armijo backtracking; where the objective's values differ by rounding
+        only, Hager and Zhang's (2005) approximate condition on the slopes
+        (:meth:`_approximately_decreases`), the step then shortened to the
+        minimiser of the quadratic that the two slopes fit."""
         f = self._f
         t = lr
-        f_new, g_new = self._evaluate(problem, x + t * d, idx)
+        secants = 2  # steps from the slopes alone, where values cannot tell
         for _ in range(60):
-            if f_new <= f + self.armijo * t * slope:
-                return t, f_new, g_new
-            t = float(_shorter(f, f_new, slope, t))
-            if not self._resolved(-self.armijo * t * slope, f):
-                return None  # a decrease this small is rounding
             f_new, g_new = self._evaluate(problem, x + t * d, idx)
+            if f_new <= f + self.armijo * t * slope:
+                self._approximate_steps = 0
+                return t, f_new, g_new
+            rounding = not self._resolved(f_new - f, f)  # no rise shows
+            phi = float((g_new * d).sum()) if rounding else None
+            if rounding and self._approximately_decreases(phi, slope):
+                return t, f_new, g_new
+            shorter = float(_shorter(f, f_new, slope, t))
+            # the decrease a step this long can make, not Armijo's fraction
+            # of it: that one drops below rounding first (c1 = 1e-4)
+            if self._resolved(-0.5 * shorter * slope, f):
+                t = shorter
+            elif rounding and secants and phi > slope and self._patient():
+                secants -= 1
+                t *= -slope / (phi - slope)
+            else:
+                return None  # a decrease this small is rounding
         return None
+
+    # steps taken on the approximate condition alone, in a row, without a
+    # new best optimality measure, before rounding counts as having won
+    approximate_patience = 2 * history_size
+
+    def _patient(self) -> bool:
+        return self._approximate_steps < self.approximate_patience
+
+    def _approximately_decreases(self, phi: float, slope: float) -> bool:
+        """Hager and Zhang's approximate Armijo condition on a step whose
+        objective rose by rounding at most: on the quadratic through both
+        ends of the step the decrease is ``t (phi'(0) + phi'(t)) / 2``, so
+        ``phi'(t) <= (2 c1 - 1) phi'(0)`` is Armijo's condition stated with
+        slopes, which keep their precision near the optimum where values
+        lose it (an ill-conditioned problem then goes on from ``sqrt(eps)``
+        to the gradient's own precision). Refused once
+        ``approximate_patience`` such steps in a row bring no new best
+        optimality measure."""
+        if not (self._patient() and phi <= (2 * self.armijo - 1) * slope):
+            return False
+        self._approximate_steps += 1
+        return True
 
     def _next(self, g, Bg) -> None:
         """Measure optimality at gradient ``g`` and take the next direction:
@@ -433,6 +474,8 @@ class QuasiNewton(_Preconditioned):
         d = self._direction(g, Bg)
         norm2, slope = (torch.stack([Bg, d]).reshape(2, -1) @ g.reshape(-1)).tolist()
         self._measure(math.sqrt(max(norm2, 0.0)))
+        if self.optimality < self._best_optimality:
+            self._best_optimality, self._approximate_steps = self.optimality, 0
         self._d, self._slope = d, slope
         self.gap_estimate = max(0.0, -0.5 * slope)
 

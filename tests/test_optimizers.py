@@ -4,7 +4,9 @@ proximal step each solver reports."""
 import numpy as np
 import pytest
 import torch
+from numpy.testing import assert_allclose
 
+from sklearn_gd import TorchSGDRegressor
 from sklearn_gd._optimizers import OPTIMIZERS, Solver, make_solver
 from sklearn_gd._penalties import make_penalty
 
@@ -166,3 +168,29 @@ def test_float32_fit_stops_at_the_precision_of_the_objective(n, d, solver):
     ours = objective(est.coef_.astype(np.float64), est.intercept_.astype(np.float64))
     ref = objective(lr.coef_, lr.intercept_)
     assert (ours - ref) / ref <= 1e-5  # float32's reach, far below 1e-4
+
+
+@pytest.mark.parametrize("seed", [0, 3])
+def test_lbfgs_goes_past_the_objectives_rounding(monkeypatch, seed):
+    # 15 x 30 data and alpha=1e-4: curvature 1e-4 along the directions the
+    # rows do not span, ~10 along theirs, so the objective's values stop
+    # resolving progress ~sqrt(eps) from the optimum; the approximate Armijo
+    # condition on slopes then carries L-BFGS on to tol=1e-12 (before it:
+    # a ConvergenceWarning at a measure of ~1e-8, predictions up to 4e-7 off)
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    import sklearn_gd._base as base
+
+    rng = np.random.RandomState(seed)
+    X, y = rng.rand(15, 30), rng.randint(0, 3, size=15).astype(float)
+    kw = dict(loss="huber", alpha=1e-4, tol=1e-12, max_iter=3000)
+    newton = TorchSGDRegressor(**kw).fit(X, y)  # exact steps: the optimum
+    monkeypatch.setattr(base, "_NEWTON_MAX_WORK", 0)  # L-BFGS instead
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        lbfgs = TorchSGDRegressor(**kw).fit(X, y)
+    assert lbfgs.n_iter_ > newton.n_iter_  # it was L-BFGS
+    # measured 1e-13; the tail of the problem's conditioning allows 1e-11
+    assert_allclose(lbfgs.predict(X), newton.predict(X), rtol=0, atol=1e-11)
