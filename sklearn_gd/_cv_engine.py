@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ._engine import DivergenceError, DivergenceGuard
+from ._engine import DivergenceError, DivergenceGuard, descend_plainly_
 from ._full_batch import dense_metric, feature_scales, metric_inv, newton_solve
 from ._oracles import check_moments_finite
 
@@ -78,6 +78,10 @@ class ColumnProblem:
         if with_l2:
             self.penalty.add_gradient_(grad[: self.d], W)
         return values + self.penalty.column_values(W), weight, grad
+
+    def descend_(self, theta, idx, lr):
+        """One gradient step in place (:meth:`Problem.descend_`)."""
+        return descend_plainly_(self, theta, idx, lr)
 
     def values(self, theta, idx=None):
         """Every column's objective alone (no gradient)."""

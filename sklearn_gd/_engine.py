@@ -178,10 +178,38 @@ class Problem:
         W = theta[: self.d]
         if with_l2:
             self.penalty.add_gradient_(grad[: self.d], W)
-        objective = values.mean() + self.penalty.total(W) / self.k
-        if self.joint:
-            objective = objective * self.k
-        return objective, weight, grad
+        return self._objective(values, self.penalty.total(W)), weight, grad
+
+    def _objective(self, values, penalty):
+        """The reported objective from the data term's values per output and
+        the penalty's total."""
+        objective = values.mean() + penalty / self.k
+        return objective * self.k if self.joint else objective
+
+    def descend_(self, theta, idx, lr):
+        """One gradient step of rate ``lr`` on batch ``idx``, in place, as
+        ``evaluate`` and ``theta -= lr * grad`` would take it; returns the
+        objective at the batch's iterate and the batch's weight. Where the
+        oracle :attr:`descends_in_place` no gradient is built: the data
+        term's step goes straight into ``theta`` and the L2 part's is a
+        scaling, ``W_new = c W - lr g = c (W - (lr / c) g)``,
+        ``c = 1 - lr l2``."""
+        W = theta[: self.d]
+        c = self.penalty.decay(lr) if self.oracle.descends_in_place else None
+        if c is None:
+            return descend_plainly_(self, theta, idx, lr)
+        penalty = self.penalty.total(W)  # at the batch's iterate
+        values, weight = self.oracle.loss_descend_(theta, idx, lr / c, lr)
+        if c != 1.0:
+            W.mul_(c)
+        return self._objective(values, penalty), weight
+
+
+def descend_plainly_(problem, theta, idx, lr):
+    """``problem.descend_`` from its gradient: ``theta -= lr * grad``."""
+    objective, weight, grad = problem.evaluate(theta, idx)
+    theta.sub_(grad, alpha=lr)
+    return objective, weight
 
 
 class Averager:
@@ -257,8 +285,15 @@ class Iterate:
 def run_epoch(problem: Problem, solver, schedule, it: Iterate):
     """One epoch of solver steps; returns the epoch's mean objective (a
     0-dim tensor) and the last learning rate."""
-    oracle, penalty = problem.oracle, problem.penalty
-    batches = (oracle.full_batch(),) if solver.full_batch else oracle.batches()
+    oracle = problem.oracle
+    if solver.full_batch:
+        return _run_batches(problem, solver, schedule, it, (oracle.full_batch(),))
+    with oracle.batch_threads():
+        return _run_batches(problem, solver, schedule, it, oracle.batches())
+
+
+def _run_batches(problem: Problem, solver, schedule, it: Iterate, batches):
+    penalty = problem.penalty
     acc, wsum, lr = 0.0, 0.0, schedule.rate(it.t)
     W = problem.coef(it.theta)
     for idx in batches:

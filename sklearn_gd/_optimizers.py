@@ -167,11 +167,10 @@ class SGD(Solver):
             [param], lr=lr, momentum=self.momentum, nesterov=self.nesterov
         )
 
-    def _update(self, grad, lr, problem):
-        if self._opt is None:
-            self._param.sub_(grad, alpha=lr)
-        else:
-            super()._update(grad, lr, problem)
+    def step(self, problem, idx, lr):
+        if self._opt is None:  # one step in place, no optimizer state
+            return problem.descend_(self._param, idx, lr)
+        return super().step(problem, idx, lr)
 
     def prox_step(self, lr):
         # with momentum m the iterate moves lr / (1 - m) times the gradient

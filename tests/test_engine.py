@@ -253,3 +253,42 @@ def test_csr_transpose_products():
     torch.testing.assert_close(out, 1 + A @ V, rtol=1e-14, atol=1e-14)
     with pytest.raises(RuntimeError, match="float32"):
         XbT @ V.float()
+
+
+@pytest.mark.parametrize("k", [1, 3])
+@pytest.mark.parametrize("lr", [0.05, 2e4])
+def test_sparse_descent_in_place_is_the_gradient_step(k, lr):
+    """A sparse batch's step taken in place (the data term scattered into
+    the coefficients, the L2 part as a scaling) is the dense step
+    ``theta - lr * grad`` on the same rows, objective included; lr * l2 >= 1
+    (here 2e4 * 1e-4 = 2) takes the plain step. float64: summation order."""
+    from sklearn_gd._engine import Problem
+    from sklearn_gd._penalties import make_penalty
+
+    sparse, dense, theta = _oracle_pair(10, k)
+    penalty = make_penalty("l2", alpha=1e-4, l1_ratio=0.0)
+    ps, pd = (Problem(o, penalty, 23, k, joint=False) for o in (sparse, dense))
+    assert sparse.descends_in_place and not dense.descends_in_place
+    th_s, th_d = theta.clone(), theta.clone()
+    for sb, db in zip(sparse.batches(), dense.batches(), strict=True):
+        obj_s, w_s = ps.descend_(th_s, sb, lr)
+        obj_d, w_d, grad = pd.evaluate(th_d, db)
+        th_d -= lr * grad
+        assert w_s == w_d
+        torch.testing.assert_close(obj_s, obj_d, rtol=1e-13, atol=0)
+        torch.testing.assert_close(th_s, th_d, rtol=1e-12, atol=1e-12)
+
+
+def test_sparse_epochs_run_on_one_torch_thread(monkeypatch):
+    """A CPU sparse minibatch epoch narrows torch to one thread and gives
+    the caller's count back, also when the epoch fails."""
+    sparse, _, _ = _oracle_pair(10)
+    seen = []
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    monkeypatch.setattr(torch, "set_num_threads", seen.append)
+    with sparse.batch_threads():
+        pass
+    assert seen == [1, 2]
+    with pytest.raises(KeyboardInterrupt), sparse.batch_threads():
+        raise KeyboardInterrupt
+    assert seen == [1, 2, 1, 2]

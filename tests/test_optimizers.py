@@ -7,6 +7,7 @@ import torch
 from numpy.testing import assert_allclose
 
 from sklearn_gd import TorchSGDRegressor
+from sklearn_gd._engine import descend_plainly_
 from sklearn_gd._optimizers import OPTIMIZERS, Solver, make_solver
 from sklearn_gd._penalties import make_penalty
 
@@ -46,6 +47,9 @@ class _Quadratic:
     def evaluate(self, theta, idx, with_l2=True):
         grad = theta - self.target
         return 0.5 * (grad * grad).sum(), 1.0, grad
+
+    def descend_(self, theta, idx, lr):
+        return descend_plainly_(self, theta, idx, lr)
 
 
 @pytest.mark.parametrize("name", ["sgd", "adam", "adagrad"])
