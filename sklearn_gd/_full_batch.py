@@ -430,20 +430,24 @@ class QuasiNewton(_Preconditioned):
             if f_new <= f + self.armijo * t * slope:
                 self._approximate_steps = 0
                 return t, f_new, g_new
-            rounding = not self._resolved(f_new - f, f)  # no rise shows
-            phi = float((g_new * d).sum()) if rounding else None
-            if rounding and self._approximately_decreases(phi, slope):
-                return t, f_new, g_new
+            phi = None  # the slope at the step, read when needed
+            if not self._resolved(f_new - f, f):  # no rise shows
+                phi = float((g_new * d).sum())
+                if self._approximately_decreases(phi, slope):
+                    return t, f_new, g_new
             shorter = float(_shorter(f, f_new, slope, t))
             # the decrease a step this long can make, not Armijo's fraction
             # of it: that one drops below rounding first (c1 = 1e-4)
             if self._resolved(-0.5 * shorter * slope, f):
                 t = shorter
-            elif rounding and secants and phi > slope and self._patient():
-                secants -= 1
-                t *= -slope / (phi - slope)
-            else:
+                continue
+            if not (secants and self._patient()):
                 return None  # a decrease this small is rounding
+            phi = float((g_new * d).sum()) if phi is None else phi
+            if not phi > slope:
+                return None
+            secants -= 1
+            t *= -slope / (phi - slope)
         return None
 
     # steps taken on the approximate condition alone, in a row, without a
