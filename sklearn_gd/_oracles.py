@@ -737,6 +737,9 @@ def csr_to_torch(X, device, dtype) -> torch.Tensor:
     return t.to(device)
 
 
+_NUMPY_FLOATS = (torch.float32, torch.float64)
+
+
 class CsrTranspose:
     """``X_b'`` of a CSR batch of rows, whose products scatter-add the
     batch's non-zeros into the features' rows.
@@ -764,7 +767,7 @@ class CsrTranspose:
         if V.dtype != self.dtype:
             raise RuntimeError(f"X_b' is {self.dtype}, the operand {V.dtype}")
         k = 1 if V.ndim == 1 else V.shape[1]
-        if k == 1 and out.is_contiguous():
+        if k == 1 and out.is_contiguous() and self.dtype in _NUMPY_FLOATS:
             # numpy's scatter-add, in place through zero-copy views: about
             # 1.7 ns a non-zero against torch's index_add_ 4.4 (17k hashed
             # TF-IDF non-zeros into 2**18 features: 28 us against 75)
@@ -913,7 +916,9 @@ class SparseOracle(DirectOracle):
         return one_torch_thread()
 
     def loss_descend_(self, theta, idx, coef_step, intercept_step):
-        pieces = self._pieces(idx)  # a sparse batch is one piece
+        pieces = self._pieces(idx)
+        if len(pieces) != 1:  # a later piece's products need the old theta
+            return super().loss_descend_(theta, idx, coef_step, intercept_step)
         weight, denom = self._batch_weight(idx, pieces)
         values, D, XbT = self._piece_terms(theta, pieces[0], denom)
         d = XbT.shape[0]
