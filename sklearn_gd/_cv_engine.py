@@ -33,6 +33,7 @@ objectives once, and the per-unit bookkeeping runs on the host.
 
 from __future__ import annotations
 
+import contextlib
 import math
 from dataclasses import dataclass
 
@@ -82,6 +83,10 @@ class ColumnProblem:
     def descend_(self, theta, idx, lr):
         """One gradient step in place (:meth:`Problem.descend_`)."""
         return descend_plainly_(self, theta, idx, lr)
+
+    def lazily(self, theta):
+        """No lazy scaling: the columns' strengths differ."""
+        return contextlib.nullcontext()
 
     def values(self, theta, idx=None):
         """Every column's objective alone (no gradient)."""

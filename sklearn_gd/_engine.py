@@ -24,6 +24,7 @@ tensors and read once per epoch, where divergence is also checked.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass, field
@@ -167,6 +168,8 @@ class Problem:
         self.k = n_outputs
         self.joint = joint
         self.sum_scale = 1 if joint else n_outputs
+        self._lazy = False
+        self._scale = 1.0  # under lazily(): the coefficients' pending factor
 
     def coef(self, theta):
         return theta[: self.d]
@@ -189,20 +192,51 @@ class Problem:
     def descend_(self, theta, idx, lr):
         """One gradient step of rate ``lr`` on batch ``idx``, in place, as
         ``evaluate`` and ``theta -= lr * grad`` would take it; returns the
-        objective at the batch's iterate and the batch's weight. Where the
-        oracle :attr:`descends_in_place` no gradient is built: the data
-        term's step goes straight into ``theta`` and the L2 part's is a
+        objective at the batch's iterate and the batch's weight.
+
+        Where the oracle :attr:`descends_in_place` no gradient is built: the
+        data term's step goes straight into ``theta`` and the L2 part's is a
         scaling, ``W_new = c W - lr g = c (W - (lr / c) g)``,
-        ``c = 1 - lr l2``."""
+        ``c = 1 - lr l2``. Under :meth:`lazily` the scaling is kept as a
+        number, ``W = s V``, as scikit-learn's SGD keeps its ``wscale``: a
+        step touches only the batch's features."""
         W = theta[: self.d]
         c = self.penalty.decay(lr) if self.oracle.descends_in_place else None
         if c is None:
+            self._settle(W)
             return descend_plainly_(self, theta, idx, lr)
-        penalty = self.penalty.total(W)  # at the batch's iterate
-        values, weight = self.oracle.loss_descend_(theta, idx, lr / c, lr)
-        if c != 1.0:
+        s = self._scale
+        # at the batch's iterate (an L2 penalty: s^2 times V's); on the host,
+        # where the oracle descends in place, reading a scalar costs nothing
+        # and float arithmetic is cheaper than torch's on 0-dim tensors
+        penalty = float(self.penalty.total(W)) * (s * s)
+        values, weight = self.oracle.loss_descend_(theta, idx, lr / (c * s), lr, s)
+        if self._lazy:
+            self._scale = s * c
+            if self._scale < 1e-9:  # before V's values grow out of range
+                self._settle(W)
+        elif c != 1.0:
             W.mul_(c)
-        return self._objective(values, penalty), weight
+        objective = float(values.mean()) + penalty / self.k
+        return objective * self.k if self.joint else objective, weight
+
+    @contextlib.contextmanager
+    def lazily(self, theta):
+        """Within the block :meth:`descend_` may leave the coefficient rows
+        of ``theta`` scaled by a pending factor, so nothing may read them
+        there; they are exact again after it (also when it raises)."""
+        self._lazy = True
+        try:
+            yield
+        finally:
+            self._lazy = False
+            self._settle(theta[: self.d])
+
+    def _settle(self, W):
+        """Apply the pending factor to the coefficients."""
+        if self._scale != 1.0:
+            W.mul_(self._scale)
+            self._scale = 1.0
 
 
 def descend_plainly_(problem, theta, idx, lr):
@@ -293,6 +327,16 @@ def run_epoch(problem: Problem, solver, schedule, it: Iterate):
 
 
 def _run_batches(problem: Problem, solver, schedule, it: Iterate, batches):
+    penalty = problem.penalty
+    # the L1 step and the running average read the coefficients after each
+    # step; without them a step may leave them lazily scaled
+    if penalty.has_prox or it.averager is not None:
+        return _steps(problem, solver, schedule, it, batches)
+    with problem.lazily(it.theta):
+        return _steps(problem, solver, schedule, it, batches)
+
+
+def _steps(problem: Problem, solver, schedule, it: Iterate, batches):
     penalty = problem.penalty
     acc, wsum, lr = 0.0, 0.0, schedule.rate(it.t)
     W = problem.coef(it.theta)

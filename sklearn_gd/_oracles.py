@@ -317,13 +317,18 @@ class Oracle:
     # non-zero on the batch's features only
     descends_in_place = False
 
-    def loss_descend_(self, theta, idx, coef_step, intercept_step):
-        """:meth:`loss_grad`'s values and weight at ``theta`` on batch
-        ``idx``, then the data term's gradient step in place: the
-        coefficient rows move by ``-coef_step`` times their gradient, the
-        intercept by ``-intercept_step`` times its."""
-        values, weight, grad = self.loss_grad(theta, idx)
+    def loss_descend_(self, theta, idx, coef_step, intercept_step, coef_scale=1.0):
+        """:meth:`loss_grad`'s values and weight on batch ``idx`` at the
+        parameters ``theta`` stands for (its coefficient rows times
+        ``coef_scale``), then the data term's gradient step in place: the
+        stored coefficient rows move by ``-coef_step`` times the gradient,
+        the intercept by ``-intercept_step`` times its."""
         d = theta.shape[0] - int(self.fit_intercept)
+        true = theta
+        if coef_scale != 1.0:
+            true = theta.clone()
+            true[:d] *= coef_scale
+        values, weight, grad = self.loss_grad(true, idx)
         theta[:d].sub_(grad[:d], alpha=coef_step)
         theta[d:].sub_(grad[d:], alpha=intercept_step)
         return values, weight
@@ -490,23 +495,33 @@ class DirectOracle(Oracle):
             self._rows_done(pieces, j)
         return values / denom, weight, grad
 
-    def _piece_terms(self, theta, piece, denom, need_grad=True):
+    def _targets(self, piece):
+        """The piece's targets and sample weights (None without weights)."""
+        rows = self._index(piece)
+        return self.Y[rows], None if self.sw is None else self.sw[rows]
+
+    def _piece_terms(self, theta, piece, denom, need_grad=True, coef_scale=1.0):
         """A piece's weighted loss sums per output, its loss derivatives
         ``D`` (weighted, over ``denom``; None without ``need_grad``) and
-        ``X_b'``: its gradient is ``[X_b' D; sum(D)]``."""
+        ``X_b'``: its gradient is ``[X_b' D; sum(D)]``. The coefficients
+        are ``theta``'s rows times ``coef_scale``."""
         d = theta.shape[0] - int(self.fit_intercept)
         Xb, XbT = self._rows(piece)
-        rows = self._index(piece)
-        Yb = self.Y[rows]
-        P = affine(Xb, theta[:d], theta[d] if self.fit_intercept else None)
+        Yb, sb = self._targets(piece)
+        b = theta[d] if self.fit_intercept else None
+        if coef_scale == 1.0:
+            P = affine(Xb, theta[:d], b)
+        else:
+            P = affine(Xb, theta[:d]).mul_(coef_scale)
+            P = P if b is None else P.add_(b)
         v = self.loss.value(Yb, P)
-        if self.sw is not None:
-            sb = self.sw[rows][:, None]
+        if sb is not None:
+            sb = sb[:, None]
             v = v * sb
         D = None
         if need_grad:
             D = self.loss.derivative(Yb, P)
-            D = D / denom if self.sw is None else D * (sb / denom)
+            D = D / denom if sb is None else D * (sb / denom)
         return v.sum(0), D, XbT
 
     def _add_gradient(self, grad, theta, XbT, D):
@@ -790,12 +805,18 @@ class CsrTranspose:
 
 class _Block(NamedTuple):
     """The rows of several shuffled batches gathered from the CSR arrays at
-    once, on the device: their CSR arrays and each non-zero's row."""
+    once, on the device: their CSR arrays (scipy's index dtype on the host)
+    and each non-zero's row within its batch (host blocks only: the scatter
+    of :class:`CsrTranspose` needs it, a device's CSC view does not)."""
 
     crow: torch.Tensor
     cols: torch.Tensor
     vals: torch.Tensor
-    row_of: torch.Tensor
+    row_of: torch.Tensor | None
+    # the rows' targets and sample weights, gathered with them: a batch's
+    # are then views, where an index per batch costs ~13 us on the CPU
+    Y: torch.Tensor | None = None
+    sw: torch.Tensor | None = None
 
 
 class _SparseBatch(NamedTuple):
@@ -853,6 +874,10 @@ class SparseOracle(DirectOracle):
                 crow = np.zeros(host.shape[0] + 1, dtype=np.int64)
                 np.cumsum(row_nnz[host.numpy()], out=crow[1:])
                 block = self._gather(rows, torch.from_numpy(crow).to(rows.device))
+                block = block._replace(row_of=None)
+            block = block._replace(
+                Y=self.Y[rows], sw=None if self.sw is None else self.sw[rows]
+            )
             start = 0
             for piece in group:
                 stop = start + piece.shape[0]
@@ -881,12 +906,17 @@ class SparseOracle(DirectOracle):
         (16384 TF-IDF rows: 1.8 ms against 18-30)."""
         sub = self.Xs[rows]
         crow = sub.indptr.astype(np.int64)
-        row_of = np.repeat(np.arange(rows.shape[0]), np.diff(crow))
+        # the blocks' batches are batch_size rows each (the epoch's last one
+        # ends its block), so row r of the block is row r % batch_size of its
+        # batch (int64: numpy converts other indices at every gather); the
+        # CSR arrays keep scipy's index dtype (int32 unless the matrix needs
+        # more), which spares a conversion here and torch's own in products
+        in_batch = np.arange(rows.shape[0]) % self.batch_size
         block = _Block(
-            torch.from_numpy(crow),
-            torch.from_numpy(sub.indices.astype(np.int64)),
+            torch.from_numpy(sub.indptr),
+            torch.from_numpy(sub.indices),
             torch.from_numpy(sub.data).to(self._data.dtype),
-            torch.from_numpy(row_of),
+            torch.from_numpy(np.repeat(in_batch, np.diff(crow))),
         )
         return block, crow
 
@@ -915,12 +945,16 @@ class SparseOracle(DirectOracle):
             return contextlib.nullcontext()
         return one_torch_thread()
 
-    def loss_descend_(self, theta, idx, coef_step, intercept_step):
+    def loss_descend_(self, theta, idx, coef_step, intercept_step, coef_scale=1.0):
         pieces = self._pieces(idx)
         if len(pieces) != 1:  # a later piece's products need the old theta
-            return super().loss_descend_(theta, idx, coef_step, intercept_step)
+            return super().loss_descend_(
+                theta, idx, coef_step, intercept_step, coef_scale
+            )
         weight, denom = self._batch_weight(idx, pieces)
-        values, D, XbT = self._piece_terms(theta, pieces[0], denom)
+        values, D, XbT = self._piece_terms(
+            theta, pieces[0], denom, coef_scale=coef_scale
+        )
         d = XbT.shape[0]
         if self.fit_intercept:
             theta[d].sub_(D.sum(0), alpha=intercept_step)
@@ -934,6 +968,12 @@ class SparseOracle(DirectOracle):
 
     def _index(self, piece):
         return piece.rows if isinstance(piece, _SparseBatch) else piece
+
+    def _targets(self, piece):
+        if isinstance(piece, _SparseBatch) and piece.block.Y is not None:
+            block, rows = piece.block, slice(piece.start, piece.stop)
+            return block.Y[rows], None if block.sw is None else block.sw[rows]
+        return super()._targets(piece)
 
     def _length(self, piece):
         return super()._length(self._index(piece))
@@ -957,12 +997,12 @@ class SparseOracle(DirectOracle):
             block, lo, hi = idx.block, idx.lo, idx.hi
             crow = block.crow[idx.start : idx.stop + 1] - lo
             cols, vals = block.cols[lo:hi], block.vals[lo:hi]
-            row_of = block.row_of[lo:hi] - idx.start
+            row_of = None if block.row_of is None else block.row_of[lo:hi]
         else:  # a tensor of row indices
             crow = torch.zeros(idx.shape[0] + 1, dtype=torch.int64, device=idx.device)
             torch.cumsum(self._indptr[idx + 1] - self._indptr[idx], 0, out=crow[1:])
             block = self._gather(idx, crow)
-            crow, cols, vals, row_of = block
+            crow, cols, vals, row_of = block[:4]
         shape = (crow.shape[0] - 1, self.X.shape[1])
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)

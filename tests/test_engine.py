@@ -255,13 +255,17 @@ def test_csr_transpose_products():
         XbT @ V.float()
 
 
+@pytest.mark.parametrize("lazy", [False, True])
 @pytest.mark.parametrize("k", [1, 3])
 @pytest.mark.parametrize("lr", [0.05, 2e4])
-def test_sparse_descent_in_place_is_the_gradient_step(k, lr):
+def test_sparse_descent_in_place_is_the_gradient_step(k, lr, lazy):
     """A sparse batch's step taken in place (the data term scattered into
-    the coefficients, the L2 part as a scaling) is the dense step
-    ``theta - lr * grad`` on the same rows, objective included; lr * l2 >= 1
-    (here 2e4 * 1e-4 = 2) takes the plain step. float64: summation order."""
+    the coefficients, the L2 part as a scaling, kept pending under
+    ``lazily``) is the dense step ``theta - lr * grad`` on the same rows,
+    objective included; lr * l2 >= 1 (here 2e4 * 1e-4 = 2) takes the plain
+    step. float64: summation order and the pending scale's rounding."""
+    import contextlib
+
     from sklearn_gd._engine import Problem
     from sklearn_gd._penalties import make_penalty
 
@@ -270,13 +274,19 @@ def test_sparse_descent_in_place_is_the_gradient_step(k, lr):
     ps, pd = (Problem(o, penalty, 23, k, joint=False) for o in (sparse, dense))
     assert sparse.descends_in_place and not dense.descends_in_place
     th_s, th_d = theta.clone(), theta.clone()
-    for sb, db in zip(sparse.batches(), dense.batches(), strict=True):
-        obj_s, w_s = ps.descend_(th_s, sb, lr)
-        obj_d, w_d, grad = pd.evaluate(th_d, db)
-        th_d -= lr * grad
+    ours, theirs = [], []
+    with ps.lazily(th_s) if lazy else contextlib.nullcontext():
+        for sb, db in zip(sparse.batches(), dense.batches(), strict=True):
+            ours.append(ps.descend_(th_s, sb, lr))
+            obj_d, w_d, grad = pd.evaluate(th_d, db)
+            th_d -= lr * grad
+            theirs.append((float(obj_d), w_d))
+        if lazy and lr < 1:
+            assert ps._scale < 1  # the scaling was pending
+    for (obj_s, w_s), (obj_d, w_d) in zip(ours, theirs, strict=True):
         assert w_s == w_d
-        torch.testing.assert_close(obj_s, obj_d, rtol=1e-13, atol=0)
-        torch.testing.assert_close(th_s, th_d, rtol=1e-12, atol=1e-12)
+        assert float(obj_s) == pytest.approx(obj_d, rel=1e-13, abs=0)
+    torch.testing.assert_close(th_s, th_d, rtol=1e-12, atol=1e-12)
 
 
 def test_sparse_epochs_run_on_one_torch_thread(monkeypatch):
