@@ -181,12 +181,12 @@ class Problem:
         W = theta[: self.d]
         if with_l2:
             self.penalty.add_gradient_(grad[: self.d], W)
-        return self._objective(values, self.penalty.total(W)), weight, grad
+        return self._objective(values.mean(), self.penalty.total(W)), weight, grad
 
-    def _objective(self, values, penalty):
-        """The reported objective from the data term's values per output and
-        the penalty's total."""
-        objective = values.mean() + penalty / self.k
+    def _objective(self, mean_value, penalty):
+        """The reported objective from the data term's mean over outputs and
+        the penalty's total (tensors, or floats read on the host)."""
+        objective = mean_value + penalty / self.k
         return objective * self.k if self.joint else objective
 
     def descend_(self, theta, idx, lr):
@@ -217,8 +217,7 @@ class Problem:
                 self._settle(W)
         elif c != 1.0:
             W.mul_(c)
-        objective = float(values.mean()) + penalty / self.k
-        return objective * self.k if self.joint else objective, weight
+        return self._objective(float(values.mean()), penalty), weight
 
     @contextlib.contextmanager
     def lazily(self, theta):
