@@ -302,3 +302,22 @@ def test_sparse_epochs_run_on_one_torch_thread(monkeypatch):
     with pytest.raises(KeyboardInterrupt), sparse.batch_threads():
         raise KeyboardInterrupt
     assert seen == [1, 2, 1, 2]
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
+def test_row_gather_is_exact_on_both_routes(monkeypatch, threads, dtype):
+    """The host row gather (numpy's take below PARALLEL_GATHER_BYTES or on one
+    thread, torch's index_select above it) copies exactly the asked rows, of
+    a matrix, a column-major matrix and a vector, in the asked order."""
+    from sklearn_gd import _oracles
+
+    monkeypatch.setattr(_oracles, "PARALLEL_GATHER_BYTES", 64 * 5 * 8)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
+    gen = torch.Generator().manual_seed(0)
+    A = torch.randn(300, 5, generator=gen).to(dtype)
+    for M in (A, A.T.contiguous().T, A[:, 0]):
+        for m in (3, 200):  # below and above the threshold
+            rows = torch.randperm(300, generator=gen)[:m]
+            got = _oracles.take_rows(M, rows)
+            assert torch.equal(got, M[rows])
