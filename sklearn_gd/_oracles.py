@@ -57,12 +57,15 @@ CHUNK_BYTES = 64 * 2**20
 # Bytes of X per block of a pass that uses each block twice (the Gram
 # statistics' two products): the second product reads the block from cache.
 BLOCK_BYTES = 4 * 2**20
-# A host row gather of at least this many bytes goes through torch's
-# index_select, which spreads the copy over torch's threads; a smaller one,
-# or any on one thread, through numpy's take, whose fixed cost is lower
-# (1e6 x 100 float32, 2 threads: 256 rows 4 us against 6, 1024 rows 13 us
-# against 11, 65536 rows 5.0 ms against 2.4; on one thread they are level)
+# A host row gather of at least this many bytes, of rows of at least
+# PARALLEL_GATHER_ROW_BYTES, goes through torch's index_select, which spreads
+# the copy over torch's threads; a smaller one, one of narrower rows, or any
+# on one thread, through numpy's take, whose fixed cost is lower (2 threads,
+# float32: 256 rows of 100 4 us against 6, 1024 rows 13 us against 11,
+# 65536 rows 5.0 ms against 2.4; 65536 rows of 1 0.17 ms against 0.21, of 4
+# 0.33 against 0.26; on one thread the two are level)
 PARALLEL_GATHER_BYTES = 256 * 2**10
+PARALLEL_GATHER_ROW_BYTES = 16
 
 
 def gen_batches(n: int, size: int):
@@ -90,8 +93,12 @@ def _narrow(A: torch.Tensor, k: int) -> bool:
 
 def take_rows(A: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """Rows ``rows`` (a CPU index tensor) of the CPU tensor ``A``, a copy."""
-    nbytes = rows.shape[0] * math.prod(A.shape[1:]) * A.element_size()
-    many = nbytes >= PARALLEL_GATHER_BYTES and torch.get_num_threads() > 1
+    row_bytes = math.prod(A.shape[1:]) * A.element_size()
+    many = (
+        row_bytes >= PARALLEL_GATHER_ROW_BYTES
+        and rows.shape[0] * row_bytes >= PARALLEL_GATHER_BYTES
+        and torch.get_num_threads() > 1
+    )
     if many or A.dtype == torch.bfloat16:  # (numpy has no bfloat16)
         return torch.index_select(A, 0, rows)
     return torch.from_numpy(np.take(A.numpy(), rows.numpy(), axis=0))

@@ -307,9 +307,10 @@ def test_sparse_epochs_run_on_one_torch_thread(monkeypatch):
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.bfloat16])
 def test_row_gather_is_exact_on_both_routes(monkeypatch, threads, dtype):
-    """The host row gather (numpy's take below PARALLEL_GATHER_BYTES or on one
-    thread, torch's index_select above it) copies exactly the asked rows, of
-    a matrix, a column-major matrix and a vector, in the asked order."""
+    """The host row gather (numpy's take below PARALLEL_GATHER_BYTES, for
+    rows narrower than PARALLEL_GATHER_ROW_BYTES or on one thread, torch's
+    index_select otherwise) copies exactly the asked rows, of a matrix, a
+    column-major matrix and a vector, in the asked order."""
     from sklearn_gd import _oracles
 
     monkeypatch.setattr(_oracles, "PARALLEL_GATHER_BYTES", 64 * 5 * 8)
