@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -35,6 +33,7 @@ from sklearn_gd import TorchSGDClassifier
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _quiet import wait_until_quiet  # noqa: E402
+from _timing import per_epoch  # noqa: E402
 
 
 def corpus(n_docs, vocab=20_000, n_classes=2, seed=0):
@@ -60,25 +59,6 @@ def corpus(n_docs, vocab=20_000, n_classes=2, seed=0):
         n_features=2**18, alternate_sign=False, norm=None, dtype=np.float32
     ).transform(docs)
     return TfidfTransformer().fit_transform(counts).astype(np.float32), labels
-
-
-def fit_seconds(make, X, y, repeats=3):
-    best = np.inf
-    for _ in range(repeats):
-        est = make()
-        t0 = time.perf_counter()
-        est.fit(X, y)
-        best = min(best, time.perf_counter() - t0)
-    return best
-
-
-def per_epoch(make, X, y, k1, k2):
-    """(seconds per epoch, seconds of a ``k1``-epoch fit)."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # max_iter reached: on purpose
-        t1 = fit_seconds(lambda: make(k1), X, y)
-        t2 = fit_seconds(lambda: make(k2), X, y)
-    return max(t2 - t1, 0.0) / (k2 - k1), t1
 
 
 def main():
