@@ -70,13 +70,21 @@ class Loss:
         """Elementwise ``d^2 L / dp^2`` (where :attr:`has_hessian`)."""
         raise NotImplementedError(f"{type(self).__name__} has no second derivative")
 
+    def value_and_derivative(self, y: torch.Tensor, p: torch.Tensor):
+        """``(value, dL/dp)`` elementwise, as :meth:`value` and
+        :meth:`derivative` give them, in one call that a loss can compute
+        with shared terms (a gradient step's loss work)."""
+        return self.value(y, p), self.derivative(y, p)
+
     def derivatives(self, y: torch.Tensor, p: torch.Tensor, order: int = 2):
         """``(value, dL/dp, d^2 L / dp^2)`` elementwise, the derivatives up to
         ``order`` (None beyond it): what Newton's method needs at a point, in
         one call that a loss can compute with shared terms."""
-        first = self.derivative(y, p) if order >= 1 else None
+        if order == 0:
+            return self.value(y, p), None, None
+        value, first = self.value_and_derivative(y, p)
         second = self.second_derivative(y, p) if order >= 2 else None
-        return self.value(y, p), first, second
+        return value, first, second
 
     def dloss_at(self, y: float, p: float) -> float:
         """Scalar derivative ``dL/dp`` at ``(y, p)``, for the 'optimal' schedule."""
@@ -172,6 +180,10 @@ class SquaredError(Loss):
     def derivative(self, y, p):
         return p - y
 
+    def value_and_derivative(self, y, p):
+        r = p - y
+        return 0.5 * r * r, r
+
     def second_derivative(self, y, p):
         return torch.ones_like(p)
 
@@ -191,6 +203,13 @@ class Huber(Loss):
 
     def derivative(self, y, p):
         return torch.clamp(p - y, -self.epsilon, self.epsilon)
+
+    def value_and_derivative(self, y, p):
+        r = p - y
+        first = torch.clamp(r, -self.epsilon, self.epsilon)
+        # first (r - first / 2) is quad (|r| - quad / 2) of value() to the
+        # bit: inside, first = r; beyond, first = sign(r) epsilon
+        return first * (r - 0.5 * first), first
 
     def second_derivative(self, y, p):
         return ((p - y).abs() <= self.epsilon).to(p.dtype)
@@ -334,6 +353,11 @@ class LogLoss(Loss):
 
     def derivative(self, y, p):
         return -y * torch.sigmoid(-y * p)
+
+    def value_and_derivative(self, y, p):
+        ny = -y
+        z = ny * p
+        return torch.nn.functional.softplus(z), ny * torch.sigmoid(z)
 
     def second_derivative(self, y, p):
         s = torch.sigmoid(-y * p)

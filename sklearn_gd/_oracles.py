@@ -539,13 +539,14 @@ class DirectOracle(Oracle):
         else:
             P = affine(Xb, theta[:d]).mul_(coef_scale)
             P = P if b is None else P.add_(b)
-        v = self.loss.value(Yb, P)
+        if need_grad:
+            v, D = self.loss.value_and_derivative(Yb, P)
+        else:
+            v, D = self.loss.value(Yb, P), None
         if sb is not None:
             sb = sb[:, None]
             v = v * sb
-        D = None
         if need_grad:
-            D = self.loss.derivative(Yb, P)
             D = D / denom if sb is None else D * (sb / denom)
         return v.sum(0), D, XbT
 

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from sklearn_gd._losses import LOSSES, SquaredError
+from sklearn_gd._losses import LOSSES, Loss, SquaredError
 from sklearn_gd.gradcheck import (
     GradientCheckResult,
     check_loss_gradients,
@@ -91,3 +91,39 @@ def test_seed004_gradient():
     # the seed's forward differences, step 1e-3 in float32: (1.3619, 0.1919)
     fwd = finite_difference_gradient(g, x.float(), 1e-3, method="forward")
     np.testing.assert_allclose(np.round(fwd, 4), [1.3619, 0.1919])
+
+
+def _every_loss():
+    from sklearn_gd._losses import CLASSIFICATION_LOSSES, MULTINOMIAL_LOSSES
+
+    for registry, kind in (
+        (LOSSES, "regression"),
+        (CLASSIFICATION_LOSSES, "margin"),
+        (MULTINOMIAL_LOSSES, "one-hot"),
+    ):
+        for name, factory in registry.items():
+            yield pytest.param(factory(0.1, 0.3), kind, id=f"{kind}-{name}")
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("loss, kind", _every_loss())
+def test_value_and_derivative_are_value_and_derivative_to_the_bit(loss, kind, dtype):
+    """A step's shared-term loss work gives exactly what ``value`` and
+    ``derivative`` give apart (the same roundings), on both sides of every
+    kink and threshold (p spread over [-3, 3], epsilon 0.1), and so do the
+    first two of ``derivatives`` where it is the base class's (the ones
+    that override it share other terms, for Newton's method)."""
+    gen = torch.Generator().manual_seed(0)
+    p = (6 * torch.rand(400, 3, generator=gen, dtype=torch.float64) - 3).to(dtype)
+    if kind == "regression":
+        y = torch.randn(400, 3, generator=gen, dtype=torch.float64).to(dtype)
+    elif kind == "margin":
+        y = torch.where(torch.rand(400, 3, generator=gen) < 0.5, -1.0, 1.0).to(dtype)
+    else:
+        y = torch.eye(3, dtype=dtype)[torch.randint(3, (400,), generator=gen)]
+    value, first = loss.value_and_derivative(y, p)
+    assert torch.equal(value, loss.value(y, p))
+    assert torch.equal(first, loss.derivative(y, p))
+    if type(loss).derivatives is Loss.derivatives:
+        v1, d1, _ = loss.derivatives(y, p, order=1)
+        assert torch.equal(v1, value) and torch.equal(d1, first)
