@@ -223,7 +223,11 @@ class Problem:
     def lazily(self, theta):
         """Within the block :meth:`descend_` may leave the coefficient rows
         of ``theta`` scaled by a pending factor, so nothing may read them
-        there; they are exact again after it (also when it raises)."""
+        there; they are exact again after it (also when it raises). Only
+        where the oracle :attr:`scales_lazily`."""
+        if not self.oracle.scales_lazily:
+            yield
+            return
         self._lazy = True
         try:
             yield

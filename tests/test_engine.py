@@ -255,34 +255,39 @@ def test_csr_transpose_products():
         XbT @ V.float()
 
 
+@pytest.mark.parametrize("which", ["sparse", "dense"])
 @pytest.mark.parametrize("lazy", [False, True])
 @pytest.mark.parametrize("k", [1, 3])
 @pytest.mark.parametrize("lr", [0.05, 2e4])
-def test_sparse_descent_in_place_is_the_gradient_step(k, lr, lazy):
-    """A sparse batch's step taken in place (the data term scattered into
-    the coefficients, the L2 part as a scaling, kept pending under
-    ``lazily``) is the dense step ``theta - lr * grad`` on the same rows,
-    objective included; lr * l2 >= 1 (here 2e4 * 1e-4 = 2) takes the plain
-    step. float64: summation order and the pending scale's rounding."""
+def test_descent_in_place_is_the_gradient_step(which, k, lr, lazy):
+    """A host batch's step taken in place (the data term's product added
+    into the coefficients, by scatter for a sparse batch, by one GEMM for a
+    dense one (one column) or its transposed form (three); the L2 part as a
+    scaling, kept pending under ``lazily`` for a sparse one) is the plain
+    step ``theta - lr * grad`` on the same rows, objective included; lr *
+    l2 >= 1 (here 2e4 * 1e-4 = 2) takes the plain step. float64: summation
+    order and the pending scale's rounding."""
     import contextlib
 
     from sklearn_gd._engine import Problem
     from sklearn_gd._penalties import make_penalty
 
     sparse, dense, theta = _oracle_pair(10, k)
+    _, reference, _ = _oracle_pair(10, k)  # the same rows, batches, order
+    oracle = sparse if which == "sparse" else dense
+    assert oracle.descends_in_place
     penalty = make_penalty("l2", alpha=1e-4, l1_ratio=0.0)
-    ps, pd = (Problem(o, penalty, 23, k, joint=False) for o in (sparse, dense))
-    assert sparse.descends_in_place and not dense.descends_in_place
+    ps, pd = (Problem(o, penalty, 23, k, joint=False) for o in (oracle, reference))
     th_s, th_d = theta.clone(), theta.clone()
     ours, theirs = [], []
     with ps.lazily(th_s) if lazy else contextlib.nullcontext():
-        for sb, db in zip(sparse.batches(), dense.batches(), strict=True):
+        for sb, db in zip(oracle.batches(), reference.batches(), strict=True):
             ours.append(ps.descend_(th_s, sb, lr))
             obj_d, w_d, grad = pd.evaluate(th_d, db)
             th_d -= lr * grad
             theirs.append((float(obj_d), w_d))
-        if lazy and lr < 1:
-            assert ps._scale < 1  # the scaling was pending
+        if lazy and lr < 1:  # the scaling was pending, for sparse steps only
+            assert (ps._scale < 1) == (which == "sparse")
     for (obj_s, w_s), (obj_d, w_d) in zip(ours, theirs, strict=True):
         assert w_s == w_d
         assert float(obj_s) == pytest.approx(obj_d, rel=1e-13, abs=0)
