@@ -325,5 +325,35 @@ def test_row_gather_is_exact_on_both_routes(monkeypatch, threads, dtype):
     for M in (A, A.T.contiguous().T, A[:, 0]):
         for m in (3, 200):  # below and above the threshold
             rows = torch.randperm(300, generator=gen)[:m]
-            got = _oracles.take_rows(M, rows)
+            assert torch.equal(_oracles.take_rows(M, rows), M[rows])
+            # into a buffer's leading rows where index_select gathers
+            out = torch.full((250, *M.shape[1:]), torch.nan, dtype=dtype)
+            got = _oracles.take_rows(M, rows, out)
             assert torch.equal(got, M[rows])
+            parallel = _oracles.gathers_in_parallel(M, m)
+            assert (got.data_ptr() == out.data_ptr()) == parallel
+            assert parallel == (dtype == torch.bfloat16 or (
+                threads == 2 and m == 200 and M.dim() == 2
+            ))
+
+
+def test_shuffled_fit_is_the_same_through_either_gather(monkeypatch):
+    """Shuffled minibatches read the same rows whether they are gathered by
+    numpy or by index_select into the buffer the batches share (the rows of
+    one batch are used up before the next batch's are gathered): the two
+    fits agree to the bit."""
+    from sklearn_gd import _oracles
+
+    X, y = make_regression(301, 7, noise=1.0, random_state=0)
+    sw = np.random.default_rng(0).uniform(0.5, 2.0, 301)
+
+    def fit(parallel):
+        monkeypatch.setattr(_oracles, "gathers_in_parallel", lambda A, m: parallel)
+        est = TorchSGDRegressor(
+            loss="huber", batch_size=64, max_iter=3, tol=None, random_state=0
+        )
+        return est.fit(X, y, sample_weight=sw)
+
+    a, b = fit(False), fit(True)
+    np.testing.assert_array_equal(a.coef_, b.coef_)
+    np.testing.assert_array_equal(a.intercept_, b.intercept_)
