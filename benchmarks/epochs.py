@@ -4,13 +4,16 @@ batch and in minibatches, at 1e6 x 100 float32.
 
 The floor is one read of ``X`` (torch's sum over it, best of 7) on the same
 threads in the same run. For reference the run also times the two products
-an epoch needs, ``X w`` and ``X' r`` (torch, best of 7), and the peers'
-epochs (SGDRegressor, SGDClassifier) on the same data. An epoch's cost is
-the marginal cost of more epochs (``tol=None``, fits of k1 and k2 epochs,
-best of 3 each), so the set-up cancels. Every row is measured with 2
-threads and with 1 thread in every library (threadpoolctl and
-``torch.set_num_threads``). The run waits for a quiet machine and records
-the load average at both ends. Writes benchmarks/results/EPOCHS.md.
+an epoch needs, ``X w`` and ``X' r`` (torch, best of 7); the same two
+products in one pass over blocks of rows (each block's products while it
+is in cache); what a shuffled epoch adds before them (the permutation, the
+row gathers); and the peers' epochs (SGDRegressor, SGDClassifier) on the
+same data. An epoch's cost is the marginal cost of more epochs
+(``tol=None``, fits of k1 and k2 epochs, best of 3 each), so the set-up
+cancels. Every row is measured with 2 threads and with 1 thread in every
+library (threadpoolctl and ``torch.set_num_threads``). The run waits for a
+quiet machine and records the load average at both ends. Writes
+benchmarks/results/EPOCHS.md.
 
     python benchmarks/epochs.py [--quick]
 """
@@ -35,6 +38,7 @@ from _quiet import wait_until_quiet  # noqa: E402
 from _timing import per_epoch  # noqa: E402
 
 BATCH = 65536
+BLOCK = 4096
 
 
 def data(n, d=100, seed=0):
@@ -47,6 +51,17 @@ def data(n, d=100, seed=0):
     out = rng.random(n) < 0.05
     y[out] += 10 * rng.standard_normal(out.sum()).astype(np.float32)
     return X, y, (y > np.median(y)).astype(np.int64)
+
+
+def blocked_products(X, w, r):
+    """``X' (X w - r)`` in one pass over blocks of BLOCK rows, each block's
+    two products taken while it is in cache (the fused pass an epoch could
+    take instead of two passes over ``X``)."""
+    g = torch.zeros_like(w)
+    for start in range(0, X.shape[0], BLOCK):
+        Xb = X[start : start + BLOCK]
+        g.addmv_(Xb.T, torch.mv(Xb, w).sub_(r[start : start + BLOCK]))
+    return g
 
 
 def best_ms(f, repeats=7):
@@ -103,10 +118,11 @@ def main():
         "",
         f"Command: `python benchmarks/epochs.py{flag}`. X: {n:,} x {X.shape[1]} "
         f"float32 ({X.nbytes / 2**20:.0f} MiB), standard normal. Floor: one "
-        "read of X (torch's sum, best of 7) on the same threads; the two "
-        "products: `X w` then `X' r` (torch, best of 7), the least an epoch "
-        "reads. Epoch: the marginal cost of more epochs (tol=None, eta0=0.01), "
-        "best of 3 fits each. Load average "
+        "read of X (torch's sum, best of 7, the lesser of readings before and "
+        "after the fits) on the same threads; the two "
+        "products: `X w` then `X' r` (torch, best of 7), which an epoch "
+        "computes, each reading X. Epoch: the marginal cost of more epochs "
+        "(tol=None, eta0=0.01), best of 3 fits each. Load average "
         f"{load_start:.2f} at the start (other processes used "
         f"{'?' if busy is None else f'{busy:.2f}'} cores just before), "
         "LOAD_END at the end; 2 cores.",
@@ -115,26 +131,40 @@ def main():
         "| --- | --- | --- | --- | --- |",
     ]
     ratios = {}
+    r = torch.mv(Xt, w)
+    perm = torch.randperm(n)
+    buf = torch.empty(BATCH, X.shape[1])
+    references = {
+        "floor: one read of X": lambda: float(Xt.sum()),
+        "the two products": lambda: torch.mv(Xt.T, torch.mv(Xt, w).sub_(r)),
+        f"the two products in one pass (blocks of {BLOCK} rows, both "
+        "products per block)": lambda: blocked_products(Xt, w, r),
+        "a shuffled epoch's permutation (torch.randperm)": lambda: torch.randperm(n),
+        f"a shuffled epoch's row gathers (index_select, batches of {BATCH})": (
+            lambda: [
+                torch.index_select(Xt, 0, p, out=buf[: p.shape[0]])
+                for p in perm.split(BATCH)
+            ]
+        ),
+    }
+    floor_name, two_name = list(references)[:2]
     for threads in (2, 1):
         torch.set_num_threads(threads)
         with threadpool_limits(threads):
-            floor = best_ms(lambda: float(Xt.sum()))
-            r = torch.mv(Xt, w)
-            two = best_ms(lambda: torch.mv(Xt.T, torch.mv(Xt, w).sub_(r)))
-            lines += [
-                f"| {threads} | floor: one read of X | {floor:.1f} | 1.00 | |",
-                f"| {threads} | the two products | {two:.1f} | {two / floor:.2f} "
-                "| 1.00 |",
-            ]
-            print("\n".join(lines[-2:]), flush=True)
+            ms = {name: best_ms(f) for name, f in references.items()}
             for name, (make, which, k1, k2) in contestants().items():
-                epoch = per_epoch(make, X, targets[which], k1, k2)[0] * 1e3
-                ratios[threads, name] = epoch / floor
-                lines.append(
-                    f"| {threads} | {name} | {epoch:.1f} | {epoch / floor:.2f} "
-                    f"| {epoch / two:.2f} |"
-                )
-                print(lines[-1], flush=True)
+                ms[name] = per_epoch(make, X, targets[which], k1, k2)[0] * 1e3
+                print(f"| {threads} | {name} | {ms[name]:.1f} |", flush=True)
+            # the floor and the products again, after the fits: the least
+            # of the two readings is the machine's
+            for name in (floor_name, two_name):
+                ms[name] = min(ms[name], best_ms(references[name]))
+        floor, two = ms[floor_name], ms[two_name]
+        for name, t in ms.items():
+            ratios[threads, name] = t / floor
+            lines.append(
+                f"| {threads} | {name} | {t:.1f} | {t / floor:.2f} | {t / two:.2f} |"
+            )
     lines += [
         "",
         "| target: epoch <= 2 x floor | 2 threads | 1 thread | verdict (2 threads) |",
