@@ -197,7 +197,8 @@ class Problem:
         Where the oracle :attr:`descends_in_place` no gradient is built: the
         data term's step goes straight into ``theta`` and the L2 part's is a
         scaling, ``W_new = c W - lr g = c (W - (lr / c) g)``,
-        ``c = 1 - lr l2``. Under :meth:`lazily` the scaling is kept as a
+        ``c = 1 - lr l2``. Under :meth:`lazily` (where the oracle
+        :attr:`scales_lazily`: sparse batches) the scaling is kept as a
         number, ``W = s V``, as scikit-learn's SGD keeps its ``wscale``: a
         step touches only the batch's features."""
         W = theta[: self.d]
