@@ -21,7 +21,6 @@ benchmarks/results/EPOCHS.md.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
@@ -34,7 +33,7 @@ from threadpoolctl import threadpool_limits
 from sklearn_gd import TorchSGDClassifier, TorchSGDRegressor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _quiet import wait_until_quiet  # noqa: E402
+from _report import quiet_start, target_row, write_report  # noqa: E402
 from _timing import per_epoch  # noqa: E402
 
 BATCH = 65536
@@ -110,8 +109,7 @@ def main():
     targets = {"y": y, "c": c}
     Xt = torch.from_numpy(X)
     w = torch.from_numpy(np.ones(X.shape[1], np.float32) / 10)
-    busy = wait_until_quiet(print)
-    load_start = os.getloadavg()[0]
+    load = quiet_start()
     flag = " --quick" if args.quick else ""
     lines = [
         "# Row-reading epochs against the memory floor",
@@ -122,10 +120,7 @@ def main():
         "after the fits) on the same threads; the two "
         "products: `X w` then `X' r` (torch, best of 7), which an epoch "
         "computes, each reading X. Epoch: the marginal cost of more epochs "
-        "(tol=None, eta0=0.01), best of 3 fits each. Load average "
-        f"{load_start:.2f} at the start (other processes used "
-        f"{'?' if busy is None else f'{busy:.2f}'} cores just before), "
-        "LOAD_END at the end; 2 cores.",
+        f"(tol=None, eta0=0.01), best of 3 fits each. {load}",
         "",
         "| threads | what | epoch (ms) | / floor | / the two products |",
         "| --- | --- | --- | --- | --- |",
@@ -171,18 +166,9 @@ def main():
         "| --- | --- | --- | --- |",
     ]
     for (threads, name), ratio in ratios.items():
-        if threads != 2 or not name.startswith(("huber", "log_loss")):
-            continue
-        lines.append(
-            f"| {name} | {ratio:.2f} | {ratios[1, name]:.2f} "
-            f"| {'met' if ratio <= 2 else 'NOT met'} |"
-        )
-    text = "\n".join(lines) + "\n"
-    text = text.replace("LOAD_END", f"{os.getloadavg()[0]:.2f}")
-    out = Path(__file__).parent / "results" / "EPOCHS.md"
-    out.write_text(text)
-    print(text)
-
+        if threads == 2 and name.startswith(("huber", "log_loss")):
+            lines.append(target_row(name, ratio, ratios[1, name], 2))
+    write_report(lines, "EPOCHS.md")
 
 if __name__ == "__main__":
     main()

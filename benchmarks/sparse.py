@@ -19,7 +19,6 @@ ends. Writes benchmarks/results/SPARSE.md.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
@@ -32,7 +31,7 @@ from threadpoolctl import threadpool_limits
 from sklearn_gd import TorchSGDClassifier
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _quiet import wait_until_quiet  # noqa: E402
+from _report import quiet_start, target_row, write_report  # noqa: E402
 from _timing import per_epoch  # noqa: E402
 
 
@@ -84,8 +83,7 @@ def main():
             5,
         ),
     }
-    busy = wait_until_quiet(print)
-    load_start = os.getloadavg()[0]
+    load = quiet_start()
     flag = " --quick" if args.quick else ""
     lines = [
         "# Sparse text benchmark",
@@ -96,9 +94,7 @@ def main():
         "settings otherwise (hinge loss, alpha=1e-4). Epoch: the marginal cost "
         "of more epochs (tol=None), best of 3 fits each; one-epoch fit: the "
         "whole fit with max_iter=1 (validation, conversion, step size, one "
-        f"epoch). Load average {load_start:.2f} at the start (other processes "
-        f"used {'?' if busy is None else f'{busy:.2f}'} cores just before), "
-        "LOAD_END at the end; 2 cores.",
+        f"epoch). {load}",
         "",
         "| threads | contestant | epoch (ms) | epoch / SGDClassifier's "
         "| one-epoch fit (s) |",
@@ -126,17 +122,9 @@ def main():
         "| --- | --- | --- | --- |",
     ]
     for name, limit in (("ours, full batch", 2), ("ours, batch_size=256", 3)):
-        r2, r1 = ratios[2, name], ratios[1, name]
-        lines.append(
-            f"| {name}: epoch <= {limit} x SGDClassifier's | {r2:.2f} | {r1:.2f} "
-            f"| {'met' if r2 <= limit else 'NOT met'} |"
-        )
-    text = "\n".join(lines) + "\n"
-    text = text.replace("LOAD_END", f"{os.getloadavg()[0]:.2f}")
-    out = Path(__file__).parent / "results" / "SPARSE.md"
-    out.write_text(text)
-    print(text)
-
+        label = f"{name}: epoch <= {limit} x SGDClassifier's"
+        lines.append(target_row(label, ratios[2, name], ratios[1, name], limit))
+    write_report(lines, "SPARSE.md")
 
 if __name__ == "__main__":
     main()
