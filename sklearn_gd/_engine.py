@@ -207,10 +207,13 @@ class Problem:
             self._settle(W)
             return descend_plainly_(self, theta, idx, lr)
         s = self._scale
-        # at the batch's iterate (an L2 penalty: s^2 times V's); on the host,
-        # where the oracle descends in place, reading a scalar costs nothing
-        # and float arithmetic is cheaper than torch's on 0-dim tensors
-        penalty = float(self.penalty.total(W)) * (s * s)
+        # at the batch's iterate (an L2 penalty: s^2 times V's); on the host
+        # reading a scalar costs nothing and float arithmetic is cheaper
+        # than torch's on 0-dim tensors; on an accelerator it would be a
+        # synchronisation a batch, so the objective stays a tensor there
+        on_host = reads_on_host(W)
+        penalty = self.penalty.total(W)
+        penalty = (float(penalty) if on_host else penalty) * (s * s)
         values, weight = self.oracle.loss_descend_(theta, idx, lr / (c * s), lr, s)
         if self._lazy:
             self._scale = s * c
@@ -218,7 +221,8 @@ class Problem:
                 self._settle(W)
         elif c != 1.0:
             W.mul_(c)
-        return self._objective(float(values.mean()), penalty), weight
+        mean = values.mean()
+        return self._objective(float(mean) if on_host else mean, penalty), weight
 
     @contextlib.contextmanager
     def lazily(self, theta):
@@ -241,6 +245,12 @@ class Problem:
         if self._scale != 1.0:
             W.mul_(self._scale)
             self._scale = 1.0
+
+
+def reads_on_host(t: torch.Tensor) -> bool:
+    """Whether reading a value of ``t`` on the host costs no
+    synchronisation with a device."""
+    return t.device.type == "cpu"
 
 
 def descend_plainly_(problem, theta, idx, lr):

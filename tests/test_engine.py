@@ -255,21 +255,28 @@ def test_csr_transpose_products():
         XbT @ V.float()
 
 
+@pytest.mark.parametrize("on_host", [True, False])
 @pytest.mark.parametrize("which", ["sparse", "dense"])
 @pytest.mark.parametrize("lazy", [False, True])
 @pytest.mark.parametrize("k", [1, 3])
 @pytest.mark.parametrize("lr", [0.05, 2e4])
-def test_descent_in_place_is_the_gradient_step(which, k, lr, lazy):
+def test_descent_in_place_is_the_gradient_step(
+    monkeypatch, which, k, lr, lazy, on_host
+):
     """A host batch's step taken in place (the data term's product added
     into the coefficients, by scatter for a sparse batch, by one GEMM for a
     dense one (one column) or its transposed form (three); the L2 part as a
     scaling, kept pending under ``lazily`` for a sparse one) is the plain
     step ``theta - lr * grad`` on the same rows, objective included; lr *
-    l2 >= 1 (here 2e4 * 1e-4 = 2) takes the plain step. float64: summation
-    order and the pending scale's rounding."""
+    l2 >= 1 (here 2e4 * 1e-4 = 2) takes the plain step. ``on_host=False``
+    keeps the objective a tensor, as on an accelerator (no read per batch).
+    float64: summation order and the pending scale's rounding."""
     import contextlib
 
+    from sklearn_gd import _engine
     from sklearn_gd._engine import Problem
+
+    monkeypatch.setattr(_engine, "reads_on_host", lambda t: on_host)
     from sklearn_gd._penalties import make_penalty
 
     sparse, dense, theta = _oracle_pair(10, k)
@@ -290,6 +297,8 @@ def test_descent_in_place_is_the_gradient_step(which, k, lr, lazy):
             assert (ps._scale < 1) == (which == "sparse")
     for (obj_s, w_s), (obj_d, w_d) in zip(ours, theirs, strict=True):
         assert w_s == w_d
+        if lr < 1:  # the in-place step: a float read on the host, else a tensor
+            assert isinstance(obj_s, torch.Tensor) != on_host
         assert float(obj_s) == pytest.approx(obj_d, rel=1e-13, abs=0)
     torch.testing.assert_close(th_s, th_d, rtol=1e-12, atol=1e-12)
 
