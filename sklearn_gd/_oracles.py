@@ -959,7 +959,6 @@ class SparseOracle(DirectOracle):
                 crow = np.zeros(host.shape[0] + 1, dtype=np.int64)
                 np.cumsum(row_nnz[host.numpy()], out=crow[1:])
                 block = self._gather(rows, torch.from_numpy(crow).to(rows.device))
-                block = block._replace(row_of=None)
             block = block._replace(
                 Y=self.Y[rows], sw=None if self.sw is None else self.sw[rows]
             )
@@ -972,7 +971,8 @@ class SparseOracle(DirectOracle):
 
     def _gather(self, rows: torch.Tensor, crow: torch.Tensor) -> _Block:
         """The CSR arrays of ``rows`` (``crow``: their row pointers, built on
-        the host), with each non-zero's row."""
+        the host), without each non-zero's row: a device's products do not
+        need it, and :meth:`_rows` derives it on the host."""
         indptr = self._indptr
         nnz = int(crow[-1]) if crow.device.type == "cpu" else None
         starts = indptr[rows]
@@ -980,10 +980,7 @@ class SparseOracle(DirectOracle):
         # positions of the rows' non-zeros in the CSR arrays
         pos = torch.repeat_interleave(starts - crow[:-1], lens, output_size=nnz)
         pos += torch.arange(pos.shape[0], device=pos.device)
-        row_of = torch.repeat_interleave(
-            torch.arange(rows.shape[0], device=rows.device), lens, output_size=nnz
-        )
-        return _Block(crow, self._indices[pos], self._data[pos], row_of)
+        return _Block(crow, self._indices[pos], self._data[pos], None)
 
     def _gather_host(self, rows: np.ndarray) -> tuple[_Block, np.ndarray]:
         """:meth:`_gather` by scipy on the host (CPU training): its row
