@@ -17,7 +17,6 @@ benchmarks/results/CLASSIFICATION.md.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 import warnings
@@ -35,7 +34,7 @@ from threadpoolctl import threadpool_limits
 from sklearn_gd import TorchSGDClassifier
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _quiet import wait_until_quiet  # noqa: E402
+from _report import quiet_start, write_report  # noqa: E402
 
 ALPHA = 1e-4
 THREADS = 2
@@ -148,8 +147,7 @@ def main():
         else [(200_000, 100, 2), (200_000, 100, 5)]
     )
     flag = " --quick" if args.quick else ""
-    busy = wait_until_quiet(print)
-    load_start = os.getloadavg()[0]
+    load = quiet_start()
     lines = [
         "# Classification benchmark",
         "",
@@ -160,10 +158,7 @@ def main():
         "multiclass fit is one-vs-rest, a different objective (no gap). "
         '"Ours at LR\'s gap": the cheapest of our default fits with a '
         "tol from 1e-3 to 1e-9 whose gap is at most LogisticRegression's "
-        "default's. "
-        f"Load average {load_start:.2f} at the start (other processes used "
-        f"{'?' if busy is None else f'{busy:.2f}'} cores just before), "
-        "LOAD_END at the end; 2 cores.",
+        f"default's. {load}",
         "",
         "| workload | contestant | fit (s) | gap | test accuracy "
         "| ours-default / this | ours at LR's gap / this |",
@@ -194,12 +189,7 @@ def main():
         ratio = at_gap["seconds"] / rows["LogisticRegression"]["seconds"]
         ok = at_gap["gap"] <= rows["LogisticRegression"]["gap"] and ratio <= 1
         lines.append(f"| {name} | {ratio:.2f} | {'met' if ok else 'NOT met'} |")
-    text = "\n".join(lines) + "\n"
-    text = text.replace("LOAD_END", f"{os.getloadavg()[0]:.2f}")
-    out = Path(__file__).parent / "results" / "CLASSIFICATION.md"
-    out.write_text(text)
-    print(text)
-    print(f"wrote {out}")
+    write_report(lines, "CLASSIFICATION.md")
 
 
 if __name__ == "__main__":
