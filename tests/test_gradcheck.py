@@ -93,16 +93,21 @@ def test_seed004_gradient():
     np.testing.assert_allclose(np.round(fwd, 4), [1.3619, 0.1919])
 
 
-def _every_loss():
+def _every_loss() -> list:
+    """Every registered loss with the kind of target it takes, as a list:
+    pytest 9.2 deprecates parametrizing over a generator (an error from
+    pytest 10)."""
     from sklearn_gd._losses import CLASSIFICATION_LOSSES, MULTINOMIAL_LOSSES
 
-    for registry, kind in (
-        (LOSSES, "regression"),
-        (CLASSIFICATION_LOSSES, "margin"),
-        (MULTINOMIAL_LOSSES, "one-hot"),
-    ):
-        for name, factory in registry.items():
-            yield pytest.param(factory(0.1, 0.3), kind, id=f"{kind}-{name}")
+    return [
+        pytest.param(factory(0.1, 0.3), kind, id=f"{kind}-{name}")
+        for registry, kind in (
+            (LOSSES, "regression"),
+            (CLASSIFICATION_LOSSES, "margin"),
+            (MULTINOMIAL_LOSSES, "one-hot"),
+        )
+        for name, factory in registry.items()
+    ]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
