@@ -2,18 +2,21 @@
 the losses that read the rows of ``X`` every epoch (huber, log_loss), full
 batch and in minibatches, at 1e6 x 100 float32.
 
-The floor is one read of ``X`` (torch's sum over it, best of 7) on the same
-threads in the same run. For reference the run also times the two products
-an epoch needs, ``X w`` and ``X' r`` (torch, best of 7); the same two
-products in one pass over blocks of rows (each block's products while it
-is in cache); what a shuffled epoch adds before them (the permutation, the
-row gathers); and the peers' epochs (SGDRegressor, SGDClassifier) on the
-same data. An epoch's cost is the marginal cost of more epochs
-(``tol=None``, fits of k1 and k2 epochs, best of 3 each), so the set-up
-cancels. Every row is measured with 2 threads and with 1 thread in every
-library (threadpoolctl and ``torch.set_num_threads``). The run waits for a
-quiet machine and records the load average at both ends. Writes
-benchmarks/results/EPOCHS.md.
+The floor is one read of ``X`` (torch's sum over it, best of 7) on the
+same threads in the same run. For reference the run also times the two
+products an epoch needs, ``X w`` and ``X' r`` (torch, best of 7); the same
+two products in one pass over blocks of rows (each block's products while
+it is in cache); a huber epoch's loss and gradient as one compiled pass
+over the rows (``_fused_pass.c``, C and OpenMP, built with the machine's
+compiler: what a loss-specific compiled kernel costs, which the package
+does not ship; left out without a compiler); what a shuffled epoch adds
+before them (the permutation, the row gathers); and the peers' epochs
+(SGDRegressor, SGDClassifier) on the same data. An epoch's cost is the
+marginal cost of more epochs (``tol=None``, fits of k1 and k2 epochs, best
+of 3 each), so the set-up cancels. Every row is measured with 2 threads
+and with 1 thread in every library (threadpoolctl and
+``torch.set_num_threads``). The run waits for a quiet machine and records
+the load average at both ends. Writes benchmarks/results/EPOCHS.md.
 
     python benchmarks/epochs.py [--quick]
 """
@@ -33,11 +36,13 @@ from threadpoolctl import threadpool_limits
 from sklearn_gd import TorchSGDClassifier, TorchSGDRegressor
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _compiled import load as load_compiled  # noqa: E402
 from _report import quiet_start, target_row, write_report  # noqa: E402
 from _timing import per_epoch  # noqa: E402
 
 BATCH = 65536
 BLOCK = 4096
+EPSILON = 0.1  # huber's, as TorchSGDRegressor's and SGDRegressor's default
 
 
 def data(n, d=100, seed=0):
@@ -61,6 +66,23 @@ def blocked_products(X, w, r):
         Xb = X[start : start + BLOCK]
         g.addmv_(Xb.T, torch.mv(Xb, w).sub_(r[start : start + BLOCK]))
     return g
+
+
+def checked_compiled_pass(X, y, w):
+    """The compiled reference pass (None without a compiler), checked against
+    numpy's float64 loss and gradient on ``X``: float32 sums over 1e6 rows
+    agree to about 1e-6 relative, 1e-4 leaves room for the summation order."""
+    compiled = load_compiled()
+    if compiled is None:
+        return None
+    total, grad = compiled(X, y, w, 0.0, EPSILON, 1)
+    r = X @ w.astype(np.float64) - y
+    f = np.clip(r, -EPSILON, EPSILON)
+    want = f @ X
+    assert abs(total - (f * (r - f / 2)).sum()) <= 1e-4 * abs(total)
+    assert np.abs(grad[:-1] - want).max() <= 1e-4 * np.abs(want).max()
+    assert abs(grad[-1] - f.sum()) <= 1e-4 * np.abs(f).sum()
+    return compiled
 
 
 def best_ms(f, repeats=7):
@@ -142,6 +164,12 @@ def main():
             ]
         ),
     }
+    compiled = checked_compiled_pass(X, y, w.numpy())
+    if compiled is not None:
+        references["a huber epoch as one compiled pass over the rows (C, OpenMP; "
+                   "a reference the package does not ship)"] = (
+            lambda: compiled(X, y, w.numpy(), 0.0, EPSILON, torch.get_num_threads())
+        )
     floor_name, two_name = list(references)[:2]
     for threads in (2, 1):
         torch.set_num_threads(threads)
