@@ -1,7 +1,8 @@
-"""The compiled reference pass of ``_fused_pass.c``, built on first use with
-the machine's C compiler (``$CC``, else ``cc``) and OpenMP, loaded through
-ctypes. A measurement aid for benchmarks/epochs.py: on a machine without a
-compiler :func:`huber_pass` is None and the row is left out."""
+"""The reference pass of ``_fused_pass.c``, built on first use with the
+machine's C compiler (``$CC``, else ``cc``), OpenMP and ``-march=native``,
+loaded through ctypes. A measurement aid for benchmarks/epochs.py: on a
+machine without a compiler :func:`load` gives None and the row is left
+out."""
 
 from __future__ import annotations
 

@@ -1,9 +1,9 @@
 /* One huber epoch's loss and gradient in a single pass over the rows of a
  * C-contiguous float32 X: each row's prediction, its loss derivative and
  * its share of the gradient are taken while the row is in cache, four rows
- * at a time, the rows split over `threads` OpenMP threads.  A reference for
- * benchmarks/epochs.py (what a compiled, loss-specific kernel costs against
- * the memory floor); sklearn_gd does not ship it.
+ * at a time, the rows split over `threads` OpenMP threads, compiled for the
+ * machine it runs on. A reference for benchmarks/epochs.py, against which the
+ * package's portable kernel (sklearn_gd/_rowpass.c) is measured.
  *
  * Returns the sum of the losses; writes the gradient of that sum, X' f and
  * sum(f), to grad[0 .. d] (d <= MAX_D). */

@@ -4,19 +4,21 @@ batch and in minibatches, at 1e6 x 100 float32.
 
 The floor is one read of ``X`` (torch's sum over it, best of 7) on the
 same threads in the same run. For reference the run also times the two
-products an epoch needs, ``X w`` and ``X' r`` (torch, best of 7); the same
-two products in one pass over blocks of rows (each block's products while
-it is in cache); a huber epoch's loss and gradient as one compiled pass
-over the rows (``_fused_pass.c``, C and OpenMP, built with the machine's
-compiler: what a loss-specific compiled kernel costs, which the package
-does not ship; left out without a compiler); what a shuffled epoch adds
-before them (the permutation, the row gathers); and the peers' epochs
-(SGDRegressor, SGDClassifier) on the same data. An epoch's cost is the
-marginal cost of more epochs (``tol=None``, fits of k1 and k2 epochs, best
-of 3 each), so the set-up cancels. Every row is measured with 2 threads
-and with 1 thread in every library (threadpoolctl and
-``torch.set_num_threads``). The run waits for a quiet machine and records
-the load average at both ends. Writes benchmarks/results/EPOCHS.md.
+products torch would compute for an epoch, ``X w`` and ``X' r`` (best of
+7), which the package's compiled one-pass kernel
+(``sklearn_gd/_rowpass.c``) replaces where it was built; the same two
+products in one pass over blocks of rows, from torch's operations; a huber
+epoch as one pass compiled for this machine (``_fused_pass.c``, C with
+OpenMP and ``-march=native``, built with the machine's compiler; left out
+without one), against which the package's portable build is measured; what
+a shuffled epoch adds before the products (the permutation, the row
+gathers); and the peers' epochs (SGDRegressor, SGDClassifier) on the same
+data. An epoch's cost is the marginal cost of more epochs (``tol=None``,
+fits of k1 and k2 epochs, best of 3 each), so the set-up cancels. Every
+row is measured with 2 threads and with 1 thread in every library
+(threadpoolctl and ``torch.set_num_threads``). The run waits for a quiet
+machine and records the load average at both ends. Writes
+benchmarks/results/EPOCHS.md.
 
     python benchmarks/epochs.py [--quick]
 """
@@ -34,6 +36,9 @@ from sklearn.linear_model import SGDClassifier, SGDRegressor
 from threadpoolctl import threadpool_limits
 
 from sklearn_gd import TorchSGDClassifier, TorchSGDRegressor
+from sklearn_gd._one_pass import _rowpass
+
+ONE_PASS = _rowpass is not None
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _compiled import load as load_compiled  # noqa: E402
@@ -140,8 +145,10 @@ def main():
         f"float32 ({X.nbytes / 2**20:.0f} MiB), standard normal. Floor: one "
         "read of X (torch's sum, best of 7, the lesser of readings before and "
         "after the fits) on the same threads; the two "
-        "products: `X w` then `X' r` (torch, best of 7), which an epoch "
-        "computes, each reading X. Epoch: the marginal cost of more epochs "
+        "products: `X w` then `X' r` (torch, best of 7), each reading X, which "
+        "torch computes for an epoch where the package's one-pass kernel is "
+        f"not built (here it is{'' if ONE_PASS else ' not'}). Epoch: the "
+        "marginal cost of more epochs "
         f"(tol=None, eta0=0.01), best of 3 fits each. {load}",
         "",
         "| threads | what | epoch (ms) | / floor | / the two products |",
@@ -166,8 +173,8 @@ def main():
     }
     compiled = checked_compiled_pass(X, y, w.numpy())
     if compiled is not None:
-        references["a huber epoch as one compiled pass over the rows (C, OpenMP; "
-                   "a reference the package does not ship)"] = (
+        references["a huber epoch as one pass compiled for this machine (C, "
+                   "OpenMP, -march=native; a reference)"] = (
             lambda: compiled(X, y, w.numpy(), 0.0, EPSILON, torch.get_num_threads())
         )
     floor_name, two_name = list(references)[:2]

@@ -37,6 +37,7 @@ import torch
 from sklearn.utils import check_random_state
 
 from ._losses import Loss, SquaredError
+from ._one_pass import one_pass_for
 
 __all__ = [
     "Curvature",
@@ -463,6 +464,9 @@ class DirectOracle(Oracle):
         self.n_batches = math.ceil(n / self.batch_size)
         self.chunk_rows = rows_per_chunk(X.shape[1], X.dtype.itemsize)
         self._gathered = None
+        self._one_pass = (
+            one_pass_for(X, Y, sample_weight, loss) if self.reads_in_one_pass else None
+        )
 
     def _order(self, device):
         """The batch indices of one epoch: slices, or a permutation's pieces
@@ -535,9 +539,17 @@ class DirectOracle(Oracle):
         weight = self.sw[self._index(idx)].sum()
         return weight, weight.clamp_min(torch.finfo(weight.dtype).tiny)
 
+    # a batch whose gradient is wanted is computed by the compiled one-pass
+    # kernel where it applies (:mod:`._one_pass`); a subclass that reads
+    # rows, targets or weights its own way sets this False
+    reads_in_one_pass = True
+
     def loss_grad(self, theta, idx, need_grad=True):
         pieces = self._pieces(idx)
         weight, denom = self._batch_weight(idx, pieces)
+        if need_grad and self._one_pass is not None and len(pieces) == 1:
+            values, grad = self._one_pass(theta, pieces[0], self.fit_intercept)
+            return values / denom, weight, grad.div_(denom)
         values = grad = None
         for j, piece in enumerate(pieces):
             v, D, XbT = self._piece_terms(theta, piece, denom, need_grad)
@@ -593,6 +605,16 @@ class DirectOracle(Oracle):
                 theta, idx, coef_step, intercept_step, coef_scale
             )
         weight, denom = self._batch_weight(idx, pieces)
+        if self._one_pass is not None:
+            values, grad = self._one_pass(
+                theta, pieces[0], self.fit_intercept, coef_scale
+            )
+            grad.div_(denom)
+            d = self.X.shape[1]
+            if self.fit_intercept:
+                theta[d].sub_(grad[d], alpha=intercept_step)
+            theta[:d].sub_(grad[:d], alpha=coef_step)
+            return values / denom, weight
         values, D, XbT = self._piece_terms(
             theta, pieces[0], denom, coef_scale=coef_scale
         )
@@ -927,6 +949,8 @@ class SparseOracle(DirectOracle):
     the CPU a batch's transpose is a :class:`CsrTranspose`, elsewhere the
     free CSC view.
     """
+
+    reads_in_one_pass = False  # rows are sparse
 
     def __init__(self, Xs, Y, sample_weight, loss, *, device, dtype, **kwargs):
         self.Xs = Xs
