@@ -13,7 +13,6 @@ gives None and the oracles use torch's products.
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 try:
@@ -66,35 +65,34 @@ class OnePass:
         w = theta[:d, 0]
         if w.dtype != X.dtype or not w.is_contiguous():
             w = w.to(X.dtype).contiguous()
-        b = float(theta[d, 0]) if fit_intercept else 0.0
+        b = theta[d, 0].item() if fit_intercept else 0.0
         if isinstance(rows, slice):
             start, m, index = rows.start or 0, (rows.stop or n) - (rows.start or 0), 0
         else:
             rows = rows.to(device="cpu", dtype=torch.int64).contiguous()
             start, m, index = 0, rows.shape[0], rows.data_ptr()
-        loss, param = self.kernel
-        fixed = (
-            loss,
-            param,
+        threads = torch.get_num_threads() if m * d >= THREADED_ELEMENTS else 1
+        grad = torch.zeros(d + 1, dtype=torch.float64)
+        total = _rowpass.rowpass(
+            *self.kernel,
             X.dtype == torch.float64,
             X.data_ptr(),
             X.stride(0),
             d,
             index,
-        )
-        tail = (
+            start,
+            m,
             self.y.data_ptr(),
             0 if self.sw is None else self.sw.data_ptr(),
             w.data_ptr(),
             b,
             float(coef_scale),
+            grad.data_ptr(),
+            threads,
         )
-        threads = torch.get_num_threads() if m * d >= THREADED_ELEMENTS else 1
-        grad = np.zeros(d + 1)
-        total = _rowpass.rowpass(*fixed, start, m, *tail, grad.ctypes.data, threads)
-        values = torch.tensor([total], dtype=X.dtype)
-        out = torch.from_numpy(grad if fit_intercept else grad[:d])
-        return values, out.to(theta.dtype)[:, None]
+        values = torch.full((1,), total, dtype=X.dtype)
+        grad = grad if fit_intercept else grad[:d]
+        return values, grad.to(theta.dtype)[:, None]
 
 
 def one_pass_for(X, Y, sample_weight, loss) -> OnePass | None:
