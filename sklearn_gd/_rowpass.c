@@ -60,14 +60,8 @@ static inline float exp_neg_float(float x) {
   x = x < -104.0f ? -104.0f : x;
   int32_t n = -(int32_t)(0.5f - x * 1.44269504088896341f);
   float r = x - (float)n * 0.693359375f + (float)n * 2.12194440e-4f;
-  float p = 1.0f / 5040;
-  p = p * r + 1.0f / 720;
-  p = p * r + 1.0f / 120;
-  p = p * r + 1.0f / 24;
-  p = p * r + 1.0f / 6;
-  p = p * r + 0.5f;
-  p = p * r + 1.0f;
-  p = p * r + 1.0f;
+  float p = ((((((1.0f / 5040 * r + 1.0f / 720) * r + 1.0f / 120) * r +
+                 1.0f / 24) * r + 1.0f / 6) * r + 0.5f) * r + 1.0f) * r + 1.0f;
   /* 2^n in two normal halves: the subnormal results round once, as libm's */
   int32_t h = n / 2;
   union {
@@ -82,19 +76,12 @@ static inline double exp_neg_double(double x) {
   int32_t n = -(int32_t)(0.5 - x * 1.44269504088896340736);
   double r = x - (double)n * 0.693145751953125 -
              (double)n * 1.42860682030941723212e-6;
-  double p = 1.0 / 6227020800.0;
-  p = p * r + 1.0 / 479001600.0;
-  p = p * r + 1.0 / 39916800.0;
-  p = p * r + 1.0 / 3628800.0;
-  p = p * r + 1.0 / 362880.0;
-  p = p * r + 1.0 / 40320.0;
-  p = p * r + 1.0 / 5040.0;
-  p = p * r + 1.0 / 720.0;
-  p = p * r + 1.0 / 120.0;
-  p = p * r + 1.0 / 24.0;
-  p = p * r + 1.0 / 6.0;
-  p = p * r + 0.5;
-  p = p * r + 1.0;
+  /* Horner's rule on 1/k!, k = 13 .. 0, in two halves */
+  double high = (((((1.0 / 6227020800 * r + 1.0 / 479001600) * r +
+                    1.0 / 39916800) * r + 1.0 / 3628800) * r + 1.0 / 362880) *
+                  r + 1.0 / 40320) * r + 1.0 / 5040;
+  double p = (((((high * r + 1.0 / 720) * r + 1.0 / 120) * r + 1.0 / 24) * r +
+               1.0 / 6) * r + 0.5) * r + 1.0;
   p = p * r + 1.0;
   int32_t h = n / 2;
   union {
