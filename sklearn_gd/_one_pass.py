@@ -67,10 +67,16 @@ class OnePass:
             w = w.to(X.dtype).contiguous()
         b = theta[d, 0].item() if fit_intercept else 0.0
         if isinstance(rows, slice):
-            start, m, index = rows.start or 0, (rows.stop or n) - (rows.start or 0), 0
+            start, stop, step = rows.indices(n)
+            if step != 1:
+                raise ValueError(f"rows {rows}: only consecutive rows")
+            start, m, index = start, max(stop - start, 0), 0
         else:
             rows = rows.to(device="cpu", dtype=torch.int64).contiguous()
             start, m, index = 0, rows.shape[0], rows.data_ptr()
+            if m and not (0 <= int(rows.min()) and int(rows.max()) < n):
+                # the extension reads where the numbers point
+                raise IndexError(f"row numbers outside 0 .. {n - 1}")
         threads = torch.get_num_threads() if m * d >= THREADED_ELEMENTS else 1
         grad = torch.zeros(d + 1, dtype=torch.float64)
         total = _rowpass.rowpass(

@@ -57,7 +57,7 @@ enum {
  * log1p: 2 atanh(s), s = e / (2 + e) in [0, 1/3], as its odd series to
  * s^15 (float; error below 2e-9 relative) or s^35 (double; below 1e-18). */
 static inline float exp_neg_float(float x) {
-  x = x < -104.0f ? -104.0f : x;
+  x = x >= -104.0f ? x : -104.0f; /* NaN too: no float-to-int of NaN */
   int32_t n = -(int32_t)(0.5f - x * 1.44269504088896341f);
   float r = x - (float)n * 0.693359375f + (float)n * 2.12194440e-4f;
   float p = ((((((1.0f / 5040 * r + 1.0f / 720) * r + 1.0f / 120) * r +
@@ -72,7 +72,7 @@ static inline float exp_neg_float(float x) {
 }
 
 static inline double exp_neg_double(double x) {
-  x = x < -746.0 ? -746.0 : x;
+  x = x >= -746.0 ? x : -746.0;
   int32_t n = -(int32_t)(0.5 - x * 1.44269504088896340736);
   double r = x - (double)n * 0.693145751953125 -
              (double)n * 1.42860682030941723212e-6;
@@ -110,7 +110,8 @@ static inline double log1p_unit_double(double e) {
 }
 
 #define SIGN(T, r) ((T)((r) > 0) - (T)((r) < 0))
-#define CLAMP0(c) ((c) > 0 ? (c) : 0)
+/* max(c, 0) as torch.clamp(c, min=0): NaN stays NaN */
+#define CLAMP0(c) ((c) < 0 ? 0 : (c))
 
 /* the losses of a block: p (predictions) in, f (derivatives, weighted) out;
  * returns the weighted loss sum and adds sum f to *fsum. The definitions
@@ -135,7 +136,7 @@ static inline double log1p_unit_double(double e) {
     case LOG: /* softplus(z), -y sigmoid(z), z = -y p, from one exp */        \
       for (int i = 0; i < q; i++) {                                            \
         T z = -y[i] * p[i], e = EXP_NEG(z > 0 ? -z : z);                       \
-        f[i] = -y[i] * (z >= 0 ? (T)1 : e) / (1 + e);                          \
+        f[i] = z != z ? z : -y[i] * (z >= 0 ? (T)1 : e) / (1 + e);             \
         v[i] = CLAMP0(z) + LOG1P_UNIT(e);                                      \
       }                                                                        \
       break;                                                                   \
@@ -154,8 +155,8 @@ static inline double log1p_unit_double(double e) {
     case MODIFIED_HUBER:                                                       \
       for (int i = 0; i < q; i++) {                                            \
         T z = y[i] * p[i], c = CLAMP0(1 - z);                                  \
-        f[i] = z < -1 ? -4 * y[i] : -2 * y[i] * c;                             \
-        v[i] = z < -1 ? -4 * z : c * c;                                        \
+        f[i] = z >= -1 ? -2 * y[i] * c : -4 * y[i];                            \
+        v[i] = z >= -1 ? c * c : -4 * z;                                       \
       }                                                                        \
       break;                                                                   \
     case EPSILON_INSENSITIVE:                                                  \

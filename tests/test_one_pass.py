@@ -201,3 +201,37 @@ def test_fits_agree_with_and_without_the_kernel(Estimator, loss, options,
     np.testing.assert_allclose(fast.intercept_, slow.intercept_, rtol=rtol,
                                atol=1e-12)
     assert fast.n_iter_ == slow.n_iter_
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("loss, kind", KERNEL_LOSSES)
+def test_a_nan_prediction_gives_what_torch_gives(loss, kind, dtype):
+    """A row whose prediction is NaN (say, x'w overflowed) makes the loss NaN
+    and the derivative what torch's definition makes it, as it is NaN or
+    not: the divergence checks read the loss."""
+    X = torch.tensor([[float("nan")], [0.5]], dtype=dtype)
+    y = torch.tensor([[1.0], [1.0]], dtype=dtype)
+    theta = torch.tensor([[1.0], [0.0]], dtype=dtype)
+    oracle = DirectOracle(X, y, None, loss)
+    values, _, grad = oracle.loss_grad(theta, slice(0, 1))
+    want_values, _, want_grad = _torch_path(oracle, theta, slice(0, 1))
+    assert torch.isnan(values).all() and torch.isnan(want_values).all()
+    assert torch.equal(torch.isnan(grad), torch.isnan(want_grad))
+    finite = ~torch.isnan(want_grad)
+    assert torch.equal(grad[finite], want_grad[finite])
+
+
+def test_rows_are_checked_before_the_extension_reads_them():
+    X, Y, _, theta = _problem(Huber(), "regression", torch.float64, n=10)
+    one_pass = DirectOracle(X, Y, None, Huber())._one_pass
+    values, grad = one_pass(theta, slice(8, 12), True)  # as X[8:12]: rows 8, 9
+    want_values, want_grad = one_pass(theta, torch.tensor([8, 9]), True)
+    assert torch.allclose(values, want_values) and torch.allclose(grad, want_grad)
+    values, grad = one_pass(theta, slice(0, 0), True)
+    assert float(values) == 0 and not grad.any()
+    with pytest.raises(IndexError, match="row numbers"):
+        one_pass(theta, torch.tensor([3, 10]), True)
+    with pytest.raises(IndexError, match="row numbers"):
+        one_pass(theta, torch.tensor([-1]), True)
+    with pytest.raises(ValueError, match="consecutive"):
+        one_pass(theta, slice(0, 10, 2), True)
