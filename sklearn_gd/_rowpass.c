@@ -217,11 +217,12 @@ static inline void prefetch_rows(const void *X, Py_ssize_t ld, Py_ssize_t d,
 #endif
 }
 
-/* On x86-64 Linux with GCC the pass is also compiled for AVX2 and AVX-512,
+/* On x86-64 Linux with GCC 12 or later (the first to dispatch on the
+ * x86-64-v3 and v4 levels) the pass is also compiled for AVX2 and AVX-512,
  * the variant picked when the module loads; elsewhere, for the compiler's
  * default target. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) &&         \
-    defined(__linux__)
+#if defined(__GNUC__) && __GNUC__ >= 12 && !defined(__clang__) &&              \
+    defined(__x86_64__) && defined(__linux__)
 #define CLONES                                                                 \
   __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3",              \
                                "default")))
