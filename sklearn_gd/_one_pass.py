@@ -28,6 +28,7 @@ __all__ = ["OnePass", "one_pass_for"]
 # on one thread, 0.094 on two; 65536 rows: 1.66 ms on one, 0.92 on two)
 THREADED_ELEMENTS = 2**21
 
+
 def _host_column(v: torch.Tensor) -> torch.Tensor:
     """A contiguous 1-d copy (or view) of a host column."""
     return v.reshape(-1).contiguous()
@@ -70,11 +71,12 @@ class OnePass:
             start, stop, step = rows.indices(n)
             if step != 1:
                 raise ValueError(f"rows {rows}: only consecutive rows")
-            start, m, index = start, max(stop - start, 0), 0
+            m, index = max(stop - start, 0), 0
         else:
             rows = rows.to(device="cpu", dtype=torch.int64).contiguous()
             start, m, index = 0, rows.shape[0], rows.data_ptr()
-            if m and not (0 <= int(rows.min()) and int(rows.max()) < n):
+            lowest, highest = torch.aminmax(rows) if m else (0, 0)
+            if not (0 <= int(lowest) and int(highest) < n):
                 # the extension reads where the numbers point
                 raise IndexError(f"row numbers outside 0 .. {n - 1}")
         threads = torch.get_num_threads() if m * d >= THREADED_ELEMENTS else 1
