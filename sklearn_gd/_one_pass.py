@@ -58,9 +58,10 @@ class OnePass:
         float64), ``f`` the weighted loss derivatives at the predictions
         ``coef_scale * X_b theta[:d] + theta[d]``.
 
-        ``rows`` is a slice of rows or a tensor of row numbers. The
-        extension reads the tensors' memory while it runs: they are held
-        here (X, y, sw) or by the caller (theta's copy ``w``, ``rows``)."""
+        ``rows`` is a slice of rows or a tensor of row numbers (the
+        extension raises IndexError for a row outside ``X``). The extension
+        reads the tensors' memory while it runs: they are held here (X, y,
+        sw) or by the caller (theta's copy ``w``, ``rows``)."""
         X = self.X
         n, d = X.shape
         w = theta[:d, 0]
@@ -75,16 +76,13 @@ class OnePass:
         else:
             rows = rows.to(device="cpu", dtype=torch.int64).contiguous()
             start, m, index = 0, rows.shape[0], rows.data_ptr()
-            lowest, highest = torch.aminmax(rows) if m else (0, 0)
-            if not (0 <= int(lowest) and int(highest) < n):
-                # the extension reads where the numbers point
-                raise IndexError(f"row numbers outside 0 .. {n - 1}")
         threads = torch.get_num_threads() if m * d >= THREADED_ELEMENTS else 1
         grad = torch.zeros(d + 1, dtype=torch.float64)
         total = _rowpass.rowpass(
             *self.kernel,
             X.dtype == torch.float64,
             X.data_ptr(),
+            n,
             X.stride(0),
             d,
             index,

@@ -4,12 +4,12 @@
  * while the row is in cache. Torch computes the same with two matrix-vector
  * products, each a read of X; this reads X once.
  *
- * rowpass(loss, param, double_precision, X, ld, d, rows, start, m, y, sw,
- *         w, b, scale, grad, threads) -> float
+ * rowpass(loss, param, double_precision, X, n, ld, d, rows, start, m, y,
+ *         sw, w, b, scale, grad, threads) -> float
  *
  * The arguments after the first three are addresses (integers) of CPU
- * memory the caller keeps alive, or sizes: X (rows of ld elements, float32
- * or float64), rows (int64 row numbers, or 0 for the rows start .. start +
+ * memory the caller keeps alive, or sizes: X (n rows of ld elements,
+ * float32 or float64; the rows read are checked to lie among them), rows (int64 row numbers, or 0 for the rows start .. start +
  * m - 1; with rows, positions start .. start + m - 1 of it), y and sw
  * (indexed by row; sw 0 for none), w (d coefficients, X's dtype), grad
  * (d + 1 float64, added to: X' f, then sum f). Returns the sum of the
@@ -359,10 +359,10 @@ static PyObject *rowpass(PyObject *self, PyObject *args) {
   (void)self;
   int loss, double_precision, threads;
   double a, b, scale, total;
-  Py_ssize_t X, ld, d, rows, start, m, y, sw, w, grad;
-  if (!PyArg_ParseTuple(args, "idpnnnnnnnnnddni", &loss, &a,
-                        &double_precision, &X, &ld, &d, &rows, &start, &m, &y,
-                        &sw, &w, &b, &scale, &grad, &threads))
+  Py_ssize_t X, n, ld, d, rows, start, m, y, sw, w, grad;
+  if (!PyArg_ParseTuple(args, "idpnnnnnnnnnnddni", &loss, &a,
+                        &double_precision, &X, &n, &ld, &d, &rows, &start, &m,
+                        &y, &sw, &w, &b, &scale, &grad, &threads))
     return NULL;
   if (loss < 0 || loss >= N_LOSSES) {
     PyErr_Format(PyExc_ValueError, "unknown loss number %d", loss);
@@ -371,6 +371,22 @@ static PyObject *rowpass(PyObject *self, PyObject *args) {
   if (d < 0 || m < 0) {
     PyErr_Format(PyExc_ValueError, "%zd features and %zd rows: out of range",
                  d, m);
+    return NULL;
+  }
+  /* the rows read must be rows of X: checked here, on the calling thread
+   * (a torch reduction over the row numbers would leave torch's OpenMP
+   * threads spinning against the pass's own, 3 ms a batch of 65536) */
+  if (rows) {
+    const int64_t *numbers = (const int64_t *)rows;
+    for (Py_ssize_t i = start; i < start + m; i++)
+      if (numbers[i] < 0 || numbers[i] >= n) {
+        PyErr_Format(PyExc_IndexError, "row number %lld outside 0 .. %zd",
+                     (long long)numbers[i], n - 1);
+        return NULL;
+      }
+  } else if (start < 0 || start + m > n) {
+    PyErr_Format(PyExc_IndexError, "rows %zd .. %zd outside 0 .. %zd", start,
+                 start + m - 1, n - 1);
     return NULL;
   }
   threads = threads < 1 ? 1 : (threads > MAX_THREADS ? MAX_THREADS : threads);
@@ -404,8 +420,8 @@ static PyObject *rowpass(PyObject *self, PyObject *args) {
 
 static PyMethodDef methods[] = {
     {"rowpass", rowpass, METH_VARARGS,
-     "rowpass(loss, param, double_precision, X, ld, d, rows, start, m, y, "
-     "sw, w, b, scale, grad, threads) -> loss sum: one pass over rows of X "
+     "rowpass(loss, param, double_precision, X, n, ld, d, rows, start, m, "
+     "y, sw, w, b, scale, grad, threads) -> loss sum: one pass over rows of X "
      "(addresses as integers) on up to `threads` threads, adding the "
      "gradient of the sum to grad."},
     {NULL, NULL, 0, NULL}};

@@ -229,9 +229,16 @@ def test_rows_are_checked_before_the_extension_reads_them():
     assert torch.allclose(values, want_values) and torch.allclose(grad, want_grad)
     values, grad = one_pass(theta, slice(0, 0), True)
     assert float(values) == 0 and not grad.any()
-    with pytest.raises(IndexError, match="row numbers"):
+    with pytest.raises(IndexError, match=r"row number 10 outside 0 \.\. 9"):
         one_pass(theta, torch.tensor([3, 10]), True)
-    with pytest.raises(IndexError, match="row numbers"):
+    with pytest.raises(IndexError, match=r"row number -1 outside 0 \.\. 9"):
         one_pass(theta, torch.tensor([-1]), True)
+    # the extension checks a range of rows itself too
+    w, y, grad = theta[:-1, 0].contiguous(), Y[:, 0].contiguous(), torch.zeros(8)
+    with pytest.raises(IndexError, match=r"rows 8 \.\. 11 outside 0 \.\. 9"):
+        _one_pass._rowpass.rowpass(
+            *Huber().row_kernel(), True, X.data_ptr(), 10, 7, 7, 0, 8, 4,
+            y.data_ptr(), 0, w.data_ptr(), 0.0, 1.0, grad.data_ptr(), 1,
+        )
     with pytest.raises(ValueError, match="consecutive"):
         one_pass(theta, slice(0, 10, 2), True)
