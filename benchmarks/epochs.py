@@ -8,17 +8,16 @@ products torch would compute for an epoch, ``X w`` and ``X' r`` (best of
 7), which the package's compiled one-pass kernel
 (``sklearn_gd/_rowpass.c``) replaces where it was built; the same two
 products in one pass over blocks of rows, from torch's operations; a huber
-epoch as one pass compiled for this machine (``_fused_pass.c``, C with
-OpenMP and ``-march=native``, built with the machine's compiler; left out
-without one), against which the package's portable build is measured; what
-a shuffled epoch adds before the products (the permutation, the row
-gathers); and the peers' epochs (SGDRegressor, SGDClassifier) on the same
-data. An epoch's cost is the marginal cost of more epochs (``tol=None``,
-fits of k1 and k2 epochs, best of 3 each), so the set-up cancels. Every
-row is measured with 2 threads and with 1 thread in every library
-(threadpoolctl and ``torch.set_num_threads``). The run waits for a quiet
-machine and records the load average at both ends. Writes
-benchmarks/results/EPOCHS.md.
+epoch as one pass compiled for this machine (the same ``_rowpass.c`` built
+with ``-march=native`` by the machine's compiler; left out without one),
+against which the package's portable build is measured; what a shuffled
+epoch adds before the products (the permutation, the row gathers); and the
+peers' epochs (SGDRegressor, SGDClassifier) on the same data. An epoch's
+cost is the marginal cost of more epochs (``tol=None``, fits of k1 and k2
+epochs, best of 3 each), so the set-up cancels. Every row is measured with
+2 threads and with 1 thread in every library (threadpoolctl and
+``torch.set_num_threads``). The run waits for a quiet machine and records
+the load average at both ends. Writes benchmarks/results/EPOCHS.md.
 
     python benchmarks/epochs.py [--quick]
 """
@@ -74,7 +73,7 @@ def blocked_products(X, w, r):
 
 
 def checked_compiled_pass(X, y, w):
-    """The compiled reference pass (None without a compiler), checked against
+    """The kernel built for this machine (None without a compiler), checked against
     numpy's float64 loss and gradient on ``X``: float32 sums over 1e6 rows
     agree to about 1e-6 relative, 1e-4 leaves room for the summation order."""
     compiled = load_compiled()
@@ -173,8 +172,8 @@ def main():
     }
     compiled = checked_compiled_pass(X, y, w.numpy())
     if compiled is not None:
-        references["a huber epoch as one pass compiled for this machine (C, "
-                   "OpenMP, -march=native; a reference)"] = (
+        references["a huber epoch through the one-pass kernel compiled for "
+                   "this machine (-march=native; a reference)"] = (
             lambda: compiled(X, y, w.numpy(), 0.0, EPSILON, torch.get_num_threads())
         )
     floor_name, two_name = list(references)[:2]
