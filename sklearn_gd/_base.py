@@ -179,7 +179,8 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
     _parameter_constraints: dict = {
         "penalty": [StrOptions({name for name in PENALTIES if name}), None],
         "alpha": [Interval(Real, 0, None, closed="left")],
-        "l1_ratio": [Interval(Real, 0, 1, closed="both")],
+        # None: for a penalty that does not read it, as SGDRegressor allows
+        "l1_ratio": [Interval(Real, 0, 1, closed="both"), None],
         "fit_intercept": ["boolean"],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"}), None],
@@ -188,7 +189,8 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
         "random_state": ["random_state"],
         "learning_rate": [StrOptions(set(SCHEDULES))],
         "eta0": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
-        "power_t": [Interval(Real, 0, None, closed="left")],
+        # negative values: deprecated, as in scikit-learn >= 1.8 (a warning)
+        "power_t": [Interval(Real, None, None, closed="neither")],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
@@ -233,7 +235,18 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
 
     # ----------------------------------------------------------- validation
     def _make_penalty(self):
-        return make_penalty(self.penalty, alpha=self.alpha, l1_ratio=self.l1_ratio)
+        return make_penalty(
+            self.penalty, alpha=self.alpha, l1_ratio=self._l1_ratio_value()
+        )
+
+    def _l1_ratio_value(self):
+        """``l1_ratio``, where None (which SGDRegressor allows for a penalty
+        that does not read it) stands for 0, a value that penalty ignores."""
+        if self.l1_ratio is not None:
+            return self.l1_ratio
+        if self.penalty == "elasticnet":
+            raise ValueError("l1_ratio must be set when penalty is 'elasticnet'")
+        return 0.0
 
     def _more_validate_params(self, for_partial_fit=False):
         resolve_device(self.device)  # unknown strings, absent accelerators
@@ -244,6 +257,15 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
             )
         if self.early_stopping and for_partial_fit:
             raise ValueError("early_stopping should be False with partial_fit")
+        self._l1_ratio_value()  # None with "elasticnet"
+        if self.power_t < 0:
+            # scikit-learn's own deprecation (1.8), word for word
+            warnings.warn(
+                "Negative values for `power_t` are deprecated in version 1.8 "
+                "and will raise an error in 1.10. "
+                "Use values in the range [0.0, inf) instead.",
+                FutureWarning,
+            )
         self._solver_class(for_partial_fit).check(
             self.optimizer, self.penalty, self._make_penalty()
         )

@@ -9,7 +9,7 @@ multinomial option fits all columns as one softmax problem (one-hot targets).
 
 from __future__ import annotations
 
-from numbers import Real
+from numbers import Integral, Real
 
 import numpy as np
 import torch
@@ -90,8 +90,9 @@ class TorchSGDClassifier(LinearClassifierMixin, SparseCoefMixin, BaseTorchSGD):
         Penalty strength, in ``[0, inf)``. For log_loss and l2 it equals
         ``LogisticRegression``'s ``1 / (C * n_samples)``.
 
-    l1_ratio : float, default=0.15
-        Share of L1 in the elastic net, in ``[0, 1]``.
+    l1_ratio : float or None, default=0.15
+        Share of L1 in the elastic net, in ``[0, 1]``; None is allowed, as
+        in SGDClassifier, when ``penalty`` is not "elasticnet".
 
     fit_intercept : bool, default=True
         Fit an intercept per binary problem (per class).
@@ -121,6 +122,15 @@ class TorchSGDClassifier(LinearClassifierMixin, SparseCoefMixin, BaseTorchSGD):
         Width of "huber", "epsilon_insensitive" and
         "squared_epsilon_insensitive", in ``[0, inf)``.
 
+    n_jobs : int or None, default=None
+        Accepted for compatibility with SGDClassifier (so that
+        ``TorchSGDClassifier(**SGDClassifier().get_params())`` works), and
+        ignored: SGDClassifier runs its one-vs-rest problems in ``n_jobs``
+        threads, whereas here they are trained together as the columns of
+        one weight matrix, each step one batched product over all classes,
+        parallel on torch's threads (``torch.set_num_threads``) or on the
+        GPU.
+
     random_state : int, RandomState instance or None, default=None
         Seeds shuffling and the stratified early-stopping split.
 
@@ -137,7 +147,8 @@ class TorchSGDClassifier(LinearClassifierMixin, SparseCoefMixin, BaseTorchSGD):
         :class:`TorchSGDRegressor`).
 
     power_t : float, default=0.25
-        Exponent of "invscaling".
+        Exponent of "invscaling", in ``[0, inf)`` (a negative value warns,
+        as in SGDClassifier, whose negative values are deprecated).
 
     early_stopping : bool, default=False
         Stop on the accuracy of a stratified held-out ``validation_fraction``
@@ -270,6 +281,7 @@ class TorchSGDClassifier(LinearClassifierMixin, SparseCoefMixin, BaseTorchSGD):
         **BaseTorchSGD._parameter_constraints,
         "loss": [StrOptions(set(CLASSIFICATION_LOSSES))],
         "epsilon": [Interval(Real, 0, None, closed="left")],
+        "n_jobs": [Integral, None],
         "class_weight": [StrOptions({"balanced"}), dict, None],
         "multi_class": [StrOptions({"ovr", "multinomial"})],
     }
@@ -287,6 +299,7 @@ class TorchSGDClassifier(LinearClassifierMixin, SparseCoefMixin, BaseTorchSGD):
         shuffle=True,
         verbose=0,
         epsilon=0.1,
+        n_jobs=None,
         random_state=None,
         learning_rate="adaptive",
         eta0="auto",
@@ -315,6 +328,7 @@ class TorchSGDClassifier(LinearClassifierMixin, SparseCoefMixin, BaseTorchSGD):
         self.shuffle = shuffle
         self.verbose = verbose
         self.epsilon = epsilon
+        self.n_jobs = n_jobs
         self.random_state = random_state
         self.learning_rate = learning_rate
         self.eta0 = eta0

@@ -58,8 +58,10 @@ class TorchSGDRegressor(RegressorMixin, BaseTorchSGD):
     alpha : float, default=1e-4
         Strength of the penalty, in ``[0, inf)``.
 
-    l1_ratio : float, default=0.15
+    l1_ratio : float or None, default=0.15
         Elastic-net mixing in ``[0, 1]``; used when ``penalty="elasticnet"``.
+        None is allowed, as in SGDRegressor, for the other penalties, which
+        do not read it.
 
     fit_intercept : bool, default=True
         Whether to fit an intercept.
@@ -131,7 +133,9 @@ class TorchSGDRegressor(RegressorMixin, BaseTorchSGD):
         full-batch solvers. The value used is stored in ``eta0_``.
 
     power_t : float, default=0.25
-        Exponent of the "invscaling" schedule, in ``[0, inf)``.
+        Exponent of the "invscaling" schedule, in ``[0, inf)``. A negative
+        value is still accepted, with scikit-learn's FutureWarning (its
+        SGD estimators deprecated them in 1.8).
 
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the training data and stop when its

@@ -532,7 +532,8 @@ BOUNDARIES = {
     + [("adaptive", True), ("Optimal", False)],
     "eta0": [("auto", True), (1e-300, True), (1e300, True), (0.0, False)]
     + [(-1.0, False), ("automatic", False)],
-    "power_t": [(0.0, True), (1e3, True), (-1e-12, False)],
+    # negative: accepted with scikit-learn's deprecation warning
+    "power_t": [(0.0, True), (1e3, True), (-1e-12, True)],
     "early_stopping": [(True, True)],
     "validation_fraction": [(1e-9, True), (1 - 1e-9, True), (0.0, False)]
     + [(1.0, False)],

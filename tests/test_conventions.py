@@ -1,0 +1,126 @@
+"""The drop-in conventions of scikit-learn's SGD estimators, over the four
+estimators: parameter names, values and messages as SGDRegressor and
+SGDClassifier have them (issue 26, "Conventions a drop-in must keep")."""
+
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.datasets import make_classification, make_regression
+from sklearn.linear_model import SGDClassifier, SGDRegressor
+
+from sklearn_gd import (
+    TorchSGDClassifier,
+    TorchSGDClassifierCV,
+    TorchSGDRegressor,
+    TorchSGDRegressorCV,
+)
+
+# the parameters the CV estimators replace (alphas) or do not take
+CV_DROPPED = ("alpha", "warm_start")
+
+
+@pytest.fixture(scope="module")
+def regression():
+    X, y = make_regression(60, 4, noise=1.0, random_state=0)
+    return X, y
+
+
+@pytest.fixture(scope="module")
+def classification():
+    X, y = make_classification(
+        90, 4, n_informative=3, n_redundant=0, n_classes=3, random_state=0
+    )
+    return X, y
+
+
+def _data(estimator, regression, classification):
+    is_clf = isinstance(estimator, TorchSGDClassifier)
+    return classification if is_clf else regression
+
+
+# (our estimator, scikit-learn's peer, extra parameters of ours)
+PEERS = [
+    (TorchSGDRegressor, SGDRegressor, {}),
+    (TorchSGDClassifier, SGDClassifier, {}),
+    (TorchSGDRegressorCV, SGDRegressor, dict(alphas=3, cv=2)),
+    (TorchSGDClassifierCV, SGDClassifier, dict(alphas=3, cv=2)),
+]
+PEER_IDS = [ours.__name__ for ours, _, _ in PEERS]
+
+
+@pytest.mark.parametrize("ours, peer, extra", PEERS, ids=PEER_IDS)
+def test_takes_the_peers_parameters(ours, peer, extra, regression, classification):
+    # TorchSGDClassifier(**SGDClassifier().get_params()) raised a TypeError
+    # on n_jobs; every name of the peer's must be taken, with its default
+    params = peer().get_params()
+    if ours in (TorchSGDRegressorCV, TorchSGDClassifierCV):
+        params = {k: v for k, v in params.items() if k not in CV_DROPPED}
+    est = ours(**params, **extra)
+    assert set(params) <= set(est.get_params())
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # SGD's tol=1e-3 stops early
+        est.fit(*_data(est, regression, classification))
+
+
+def test_n_jobs_is_accepted_and_changes_nothing(classification):
+    # one-vs-rest problems are trained together, as one weight matrix
+    X, y = classification
+    fits = [TorchSGDClassifier(n_jobs=n).fit(X, y) for n in (None, 1, 2, -1)]
+    for fit in fits[1:]:
+        np.testing.assert_array_equal(fit.coef_, fits[0].coef_)
+    with pytest.raises(ValueError, match="'n_jobs' parameter"):
+        TorchSGDClassifier(n_jobs="two").fit(X, y)
+
+
+ESTIMATORS = [
+    (TorchSGDRegressor, {}),
+    (TorchSGDClassifier, {}),
+    (TorchSGDRegressorCV, dict(alphas=3, cv=2)),
+    (TorchSGDClassifierCV, dict(alphas=3, cv=2)),
+]
+ESTIMATOR_IDS = [cls.__name__ for cls, _ in ESTIMATORS]
+
+
+@pytest.mark.parametrize("cls, extra", ESTIMATORS, ids=ESTIMATOR_IDS)
+@pytest.mark.parametrize("penalty", ["l1", "l2"])
+def test_l1_ratio_none_where_the_penalty_ignores_it(
+    cls, extra, penalty, regression, classification
+):
+    # as scikit-learn >= 1.6: l1_ratio=None is a value for penalties that
+    # do not read it, and then fits as any l1_ratio does
+    est = cls(penalty=penalty, l1_ratio=None, **extra)
+    X, y = _data(est, regression, classification)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        unset = est.fit(X, y)
+        ref = cls(penalty=penalty, l1_ratio=0.7, **extra).fit(X, y)
+    np.testing.assert_array_equal(unset.coef_, ref.coef_)
+
+
+@pytest.mark.parametrize("cls, extra", ESTIMATORS, ids=ESTIMATOR_IDS)
+def test_l1_ratio_none_with_elasticnet_is_sklearns_error(
+    cls, extra, regression, classification
+):
+    est = cls(penalty="elasticnet", l1_ratio=None, **extra)
+    with pytest.raises(
+        ValueError, match="l1_ratio must be set when penalty is 'elasticnet'"
+    ):
+        est.fit(*_data(est, regression, classification))
+
+
+@pytest.mark.parametrize("cls, extra", ESTIMATORS, ids=ESTIMATOR_IDS)
+def test_negative_power_t_warns_as_sklearn_and_fits(
+    cls, extra, regression, classification
+):
+    # scikit-learn 1.8 deprecated negative power_t: a FutureWarning, no error
+    est = cls(power_t=-0.5, learning_rate="invscaling", eta0=1e-4, **extra)
+    X, y = _data(est, regression, classification)
+    with pytest.warns(
+        FutureWarning, match="Negative values for `power_t` are deprecated"
+    ):
+        est.fit(X, y)
+    assert np.isfinite(est.coef_).all()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", FutureWarning)
+        cls(power_t=0.5, **extra).fit(X, y)
