@@ -333,6 +333,8 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
             reset=mode.first_call,
             dtype=None if resume is None else resume.dtype,
             finite_x=check_x,
+            # the split names the set whose weights are all zero
+            allow_all_zero_weights=mode.early_stopping,
         )
         Y = self._prepare_targets(inputs.Y, mode.first_call)
         if resume is not None and Y.shape[1] != resume.n_outputs:
@@ -701,9 +703,11 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
             elif c.shape == (k, d):
                 c = c.T
             else:
+                # scikit-learn's words first, which its users look for
                 raise ValueError(
-                    f"coef_init has shape {c.shape}; expected "
-                    f"{(d,) if k == 1 else (k, d)} for {d} features and {k} output(s)."
+                    f"Provided coef_init does not match dataset: it has shape "
+                    f"{c.shape}; expected {(d,) if k == 1 else (k, d)} for {d} "
+                    f"features and {k} output(s)."
                 )
             if not np.isfinite(c).all():
                 raise ValueError("coef_init contains NaN or infinity.")
@@ -712,7 +716,8 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
             i = np.atleast_1d(np.asarray(intercept_init, dtype=dtype))
             if i.shape != (k,):
                 raise ValueError(
-                    f"intercept_init has shape {i.shape}; expected ({k},)."
+                    "Provided intercept_init does not match dataset: it has "
+                    f"shape {i.shape}; expected ({k},)."
                 )
             if not np.isfinite(i).all():
                 raise ValueError("intercept_init contains NaN or infinity.")
@@ -734,9 +739,15 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
             raise ValueError(message) from exc
         if idx_train.shape[0] == 0 or idx_val.shape[0] == 0:
             raise ValueError(message)
-        if sw is not None and not np.any(sw[idx_val] > 0):
+        # bool(... .any()): sw may be a tensor
+        if sw is not None and not bool((sw[idx_val] > 0).any()):
             raise ValueError(
                 "The sample weights for validation set are all zero, consider "
+                "using a different random state."
+            )
+        if sw is not None and not bool((sw[idx_train] > 0).any()):
+            raise ValueError(
+                "The sample weights for the training set are all zero, consider "
                 "using a different random state."
             )
         return idx_train, idx_val

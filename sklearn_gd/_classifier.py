@@ -394,12 +394,14 @@ class TorchSGDClassifier(LinearClassifierMixin, SparseCoefMixin, BaseTorchSGD):
                 f", got loss={self.loss!r}; use multi_class='ovr' for this loss."
             )
         if for_partial_fit and self.class_weight == "balanced":
+            # SGDClassifier's message, word for word
             raise ValueError(
-                "class_weight 'balanced' is not supported for partial_fit: the "
-                "class frequencies of one batch are not those of the data. Use "
-                "compute_class_weight('balanced', classes=classes, y=y) on a "
-                "large enough sample of the targets and pass the weights as a "
-                "dict."
+                "class_weight 'balanced' is not supported for partial_fit. In "
+                "order to use 'balanced' weights, use compute_class_weight("
+                "'balanced', classes=classes, y=y). In place of y you can use a "
+                "large enough sample of the full training set target to properly "
+                "estimate the class frequency distributions. Pass the resulting "
+                "weights as the class_weight parameter."
             )
 
     # ----------------------------------------------------------------- fit

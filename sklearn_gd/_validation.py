@@ -8,6 +8,7 @@ never copied to the host to be validated; the checks and messages mirror
 
 from __future__ import annotations
 
+import inspect
 import math
 import warnings
 from dataclasses import dataclass
@@ -31,6 +32,14 @@ from ._oracles import CHUNK_BYTES
 __all__ = ["Inputs", "validate_fit_inputs", "validate_predict_input"]
 
 _FLOATS = (torch.float32, torch.float64)
+
+# all-zero weights are checked here, the same way for numpy and tensors;
+# scikit-learn >= 1.8 would check them too (older versions do not)
+_ANY_WEIGHTS = (
+    {"allow_all_zero_weights": True}
+    if "allow_all_zero_weights" in inspect.signature(_check_sample_weight).parameters
+    else {}
+)
 
 
 @dataclass
@@ -143,7 +152,9 @@ def _as_tensor_like(a, X: torch.Tensor, name: str) -> torch.Tensor:
     return t.to(device=X.device, dtype=X.dtype)
 
 
-def _validate_tensor_inputs(estimator, X, y, sample_weight, *, reset, dtype):
+def _validate_tensor_inputs(
+    estimator, X, y, sample_weight, *, reset, dtype, allow_all_zero_weights
+):
     X = _validate_tensor_X(estimator, X, reset=reset, dtype=dtype)
     if y is None:
         raise ValueError(
@@ -171,10 +182,8 @@ def _validate_tensor_inputs(estimator, X, y, sample_weight, *, reset, dtype):
         _check_finite_tensor(sw, "sample_weight")
         if bool((sw < 0).any()):
             raise ValueError("Negative values in data passed to `sample_weight`.")
-        if not bool((sw > 0).any()):
-            raise ValueError(
-                "Sample weights must contain at least one non-zero number."
-            )
+        if not allow_all_zero_weights:
+            _check_some_weight(bool((sw > 0).any()))
     Y = _as_1d_if_column(Y)
     y_ndim = Y.ndim
     return Inputs(
@@ -187,8 +196,21 @@ def _validate_tensor_inputs(estimator, X, y, sample_weight, *, reset, dtype):
     )
 
 
+def _check_some_weight(any_positive: bool) -> None:
+    if not any_positive:
+        raise ValueError("Sample weights must contain at least one non-zero number.")
+
+
 def validate_fit_inputs(
-    estimator, X, y, sample_weight=None, *, reset=True, dtype=None, finite_x=True
+    estimator,
+    X,
+    y,
+    sample_weight=None,
+    *,
+    reset=True,
+    dtype=None,
+    finite_x=True,
+    allow_all_zero_weights=False,
 ) -> Inputs:
     """Validate ``X``, ``y`` and ``sample_weight`` for fit or partial_fit.
 
@@ -196,13 +218,21 @@ def validate_fit_inputs(
     Arrays of namespaces other than numpy and torch arrive as numpy.
     ``finite_x=False`` leaves a dense numpy ``X``'s check for NaN and
     infinity to the caller (:func:`check_finite_host`), which may get it
-    from a pass over ``X`` it makes anyway.
+    from a pass over ``X`` it makes anyway. ``allow_all_zero_weights``
+    leaves all-zero weights to the caller (early stopping, as in
+    SGDClassifier, names the set whose weights are all zero).
     """
     X, y, sample_weight = host(X), host(y), host(sample_weight)
     if isinstance(X, torch.Tensor):
         tdtype = None if dtype is None else torch_dtype_of(dtype)
         return _validate_tensor_inputs(
-            estimator, X, y, sample_weight, reset=reset, dtype=tdtype
+            estimator,
+            X,
+            y,
+            sample_weight,
+            reset=reset,
+            dtype=tdtype,
+            allow_all_zero_weights=allow_all_zero_weights,
         )
     # X decides where training happens: tensors of y and weights come along
     y, sample_weight = (
@@ -244,8 +274,10 @@ def validate_fit_inputs(
     sw = None
     if sample_weight is not None:
         sw = _check_sample_weight(
-            sample_weight, X, dtype=X.dtype, ensure_non_negative=True
+            sample_weight, X, dtype=X.dtype, ensure_non_negative=True, **_ANY_WEIGHTS
         )
+        if not allow_all_zero_weights:
+            _check_some_weight(bool(np.any(sw > 0)))
     return Inputs(X, Y, sw, kind, np.dtype(X.dtype), y_ndim)
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from sklearn.datasets import make_classification, make_regression
 from sklearn.linear_model import SGDClassifier, SGDRegressor
+from sklearn.model_selection import ShuffleSplit
 
 from sklearn_gd import (
     TorchSGDClassifier,
@@ -124,3 +125,113 @@ def test_negative_power_t_warns_as_sklearn_and_fits(
     with warnings.catch_warnings():
         warnings.simplefilter("error", FutureWarning)
         cls(power_t=0.5, **extra).fit(X, y)
+
+
+# ---------------------------------------------------------------- messages
+# scikit-learn's own tests (sklearn/linear_model/tests/test_sgd.py) match
+# these messages; ours begin with its words and may say more
+
+
+@pytest.mark.parametrize(
+    "cls, n_classes", [(TorchSGDClassifier, 2), (TorchSGDClassifier, 3)]
+    + [(TorchSGDRegressor, None)],
+)
+def test_init_shape_messages_are_sklearns(cls, n_classes, regression):
+    X, y = regression
+    if n_classes is not None:
+        y = np.arange(len(y)) % n_classes
+    est = cls(max_iter=5)
+    with pytest.raises(ValueError, match="Provided coef_init does not match dataset"):
+        est.fit(X, y, coef_init=np.zeros(X.shape[1] + 1))
+    with pytest.raises(
+        ValueError, match="Provided intercept_init does not match dataset"
+    ):
+        est.fit(X, y, intercept_init=np.zeros(5))
+
+
+def test_balanced_partial_fit_message_is_sklearns(classification):
+    X, y = classification
+    regex = (
+        r"class_weight 'balanced' is not supported for "
+        r"partial_fit\. In order to use 'balanced' weights, "
+        r"use compute_class_weight\('balanced', classes=classes, y=y\). "
+        r"In place of y you can use a large enough sample "
+        r"of the full training set target to properly "
+        r"estimate the class frequency distributions\. "
+        r"Pass the resulting weights as the class_weight "
+        r"parameter\."
+    )
+    with pytest.raises(ValueError, match=regex):
+        TorchSGDClassifier(class_weight="balanced").partial_fit(
+            X, y, classes=np.unique(y)
+        )
+
+
+OVERFLOW = (
+    r"Floating-point under-/overflow occurred at epoch #.*"
+    " Scaling input data with StandardScaler or MinMaxScaler"
+    " might help."
+)
+
+
+@pytest.mark.parametrize(
+    "params", [{}, dict(optimizer="sgd", batch_size=1)], ids=["auto", "sgd"]
+)
+def test_overflowing_features_message_is_sklearns(params):
+    # scikit-learn's test_underflow_or_overflow: finite features of 1e300,
+    # whose second moments overflow; under errstate(all="raise") as there
+    rng = np.random.RandomState(0)
+    X = rng.normal(size=(100, 10))
+    X[:, :2] *= 1e300
+    y = (X[:, 2:] @ rng.normal(size=8) > 0).astype(np.int32)
+    model = TorchSGDClassifier(alpha=0.1, loss="squared_hinge", max_iter=500)
+    with np.errstate(all="raise"), pytest.raises(ValueError, match=OVERFLOW):
+        model.set_params(**params).fit(X, y)
+
+
+def test_overflowing_training_message_is_sklearns(regression):
+    # a step so long that the objective overflows in the first epoch
+    X, y = regression
+    reg = TorchSGDRegressor(
+        learning_rate="constant", eta0=1e10, batch_size=1, tol=None, max_iter=5
+    )
+    with pytest.raises(ValueError, match=OVERFLOW) as info:
+        reg.fit(X.astype(np.float32), y)
+    # and our own details: the epoch, the objective and the step
+    assert "diverged at epoch 1: the objective became nan" in str(info.value)
+
+
+@pytest.mark.parametrize("cls", [TorchSGDClassifier, TorchSGDRegressor])
+@pytest.mark.parametrize("container", ["numpy", "torch"])
+def test_all_zero_weights_with_early_stopping_message_is_sklearns(
+    cls, container, classification
+):
+    # SGDClassifier's test_sgd_error_on_zero_validation_weight: the split
+    # names the set whose weights are all zero
+    X, y = classification
+    sw = np.zeros(len(y))
+    if container == "torch":
+        torch = pytest.importorskip("torch")
+        X, sw = torch.as_tensor(X), torch.as_tensor(sw)
+    est = cls(early_stopping=True, validation_fraction=0.4, random_state=0)
+    with pytest.raises(
+        ValueError,
+        match="The sample weights for validation set are all zero, consider using a"
+        " different random state.",
+    ):
+        est.fit(X, y, sample_weight=sw)
+    with pytest.raises(ValueError, match="at least one non-zero"):
+        cls().fit(X, y, sample_weight=sw)
+
+
+def test_all_zero_training_weights_with_early_stopping(regression):
+    # weights only on the rows the split holds out: nothing to train on
+    X, y = regression
+    _, idx_val = next(ShuffleSplit(test_size=0.5, random_state=0).split(X))
+    sw = np.zeros(len(y))
+    sw[idx_val] = 1.0
+    est = TorchSGDRegressor(
+        early_stopping=True, validation_fraction=0.5, random_state=0
+    )
+    with pytest.raises(ValueError, match="training set are all zero"):
+        est.fit(X, y, sample_weight=sw)
