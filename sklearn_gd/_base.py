@@ -21,6 +21,7 @@ import scipy.sparse as sp
 import torch
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model._base import SparseCoefMixin
 from sklearn.model_selection import ShuffleSplit
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.extmath import safe_sparse_dot
@@ -173,8 +174,13 @@ class FitData:
         return (*self.X.shape, self.Y.shape[1])
 
 
-class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
-    """Shared machinery of the package's linear estimators (not public)."""
+class BaseTorchSGD(SparseCoefMixin, CallbackSupportMixin, BaseEstimator):
+    """Shared machinery of the package's linear estimators (not public).
+
+    ``sparsify`` and ``densify`` come from scikit-learn's
+    ``SparseCoefMixin``, as in SGDRegressor and SGDClassifier: predictions
+    read ``coef_`` whether it is a numpy array or a scipy.sparse matrix.
+    """
 
     _parameter_constraints: dict = {
         "penalty": [StrOptions({name for name in PENALTIES if name}), None],
@@ -970,16 +976,16 @@ def _parameter_matrix(coef, intercept):
 
 
 def _snapshot(a):
-    return a.copy()
+    # a sparsified coef_ is held dense: the values are what the cache keys
+    # on, and scipy cannot copy the 1-D sparse matrix that sparsify makes of
+    # a regressor's 1-D coef_
+    return _dense(a).copy()
+
+
+def _dense(a):
+    return a.toarray() if sp.issparse(a) else np.asarray(a)
 
 
 def _same_values(held, current) -> bool:
-    if sp.issparse(held) or sp.issparse(current):
-        return (
-            sp.issparse(held)
-            and sp.issparse(current)
-            and held.shape == current.shape
-            and (held != current).nnz == 0
-        )
-    current = np.asarray(current)
+    current = _dense(current)
     return held.shape == current.shape and np.array_equal(held, current)

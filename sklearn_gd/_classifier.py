@@ -15,7 +15,7 @@ import numpy as np
 import torch
 from scipy.special import log_softmax, softmax
 from sklearn.base import _fit_context
-from sklearn.linear_model._base import LinearClassifierMixin, SparseCoefMixin
+from sklearn.linear_model._base import LinearClassifierMixin
 from sklearn.model_selection import StratifiedShuffleSplit
 from sklearn.utils import compute_class_weight
 from sklearn.utils._available_if import available_if
@@ -46,7 +46,7 @@ class _SplitOnLabels:
         return self.cv.split(X, self.labels)
 
 
-class TorchSGDClassifier(LinearClassifierMixin, SparseCoefMixin, BaseTorchSGD):
+class TorchSGDClassifier(LinearClassifierMixin, BaseTorchSGD):
     """Linear classifier fitted by gradient descent in PyTorch, on CPU or GPU.
 
     The counterpart of :class:`sklearn.linear_model.SGDClassifier`, with its

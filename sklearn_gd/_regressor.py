@@ -429,4 +429,6 @@ class TorchSGDRegressor(RegressorMixin, BaseTorchSGD):
             In the dtype of ``X`` (float32 or float64).
         """
         out = self._decision(X)
-        return out[:, 0] if self.coef_.ndim == 1 else out
+        # one column: a 1-D y (a 2-D y of one column is flattened at fit),
+        # whose coef_ is 1-D, or (1, n_features) once sparsified
+        return out[:, 0] if out.shape[1] == 1 else out

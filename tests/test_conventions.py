@@ -235,3 +235,38 @@ def test_all_zero_training_weights_with_early_stopping(regression):
     )
     with pytest.raises(ValueError, match="training set are all zero"):
         est.fit(X, y, sample_weight=sw)
+
+
+# ------------------------------------------------------ sparsify, densify
+@pytest.mark.parametrize(
+    "cls, extra",
+    [(TorchSGDRegressor, dict(alpha=1.0)), (TorchSGDRegressorCV, dict(cv=2))],
+    ids=["TorchSGDRegressor", "TorchSGDRegressorCV"],
+)
+@pytest.mark.parametrize("n_outputs", [1, 2])
+def test_regressor_sparsify_and_densify(cls, extra, n_outputs):
+    # SGDRegressor's SparseCoefMixin: an L1 model's coef_ as a sparse
+    # matrix predicts the same, through numpy, sparse X and torch, and pickles
+    import pickle
+
+    import scipy.sparse as sp
+    import torch
+
+    X, y = make_regression(60, 8, n_informative=2, random_state=0)
+    y = y if n_outputs == 1 else np.c_[y, -2 * y]
+    reg = cls(penalty="l1", **extra).fit(X, y)
+    assert np.any(reg.coef_ == 0)
+    shape, expected = reg.coef_.shape, reg.predict(X)
+    assert reg.sparsify() is reg and sp.issparse(reg.coef_)
+    # float64 products of the same numbers in another order: a few ulps
+    tol = dict(rtol=1e-12, atol=1e-9)
+    np.testing.assert_allclose(reg.predict(X), expected, **tol)
+    np.testing.assert_allclose(reg.predict(sp.csr_matrix(X)), expected, **tol)
+    on_torch = reg.set_params(device="cpu").predict(torch.from_numpy(X))
+    np.testing.assert_allclose(on_torch, expected, **tol)
+    copy = pickle.loads(pickle.dumps(reg))
+    assert sp.issparse(copy.coef_)
+    np.testing.assert_allclose(copy.predict(X), expected, **tol)
+    assert reg.densify() is reg and isinstance(reg.coef_, np.ndarray)
+    assert reg.coef_.size == np.prod(shape)
+    np.testing.assert_allclose(reg.predict(X), expected, **tol)
