@@ -258,8 +258,9 @@ def validate_fit_inputs(
     if not sp.issparse(X) and finite_x:
         check_finite_host(X, "X")
     if sp.issparse(X):
-        X = X.tocsr()
-        X.sort_indices()
+        X = X.tocsr()  # a CSR X is returned as is: the caller's own arrays
+        if not X.has_sorted_indices:
+            X = X.sorted_indices()  # a sorted copy; fit never modifies X
         kind = "sparse"
     with np.errstate(over="ignore"):
         y = np.asarray(y, dtype=X.dtype)

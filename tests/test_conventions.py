@@ -270,3 +270,92 @@ def test_regressor_sparsify_and_densify(cls, extra, n_outputs):
     assert reg.densify() is reg and isinstance(reg.coef_, np.ndarray)
     assert reg.coef_.size == np.prod(shape)
     np.testing.assert_allclose(reg.predict(X), expected, **tol)
+
+
+# -------------------------------------------------- inputs left untouched
+def _unsorted_csr(X):
+    """X as CSR whose column indices run backwards within each row."""
+    import scipy.sparse as sp
+
+    A = sp.csr_matrix(X)
+    indices, data = A.indices.copy(), A.data.copy()
+    for start, stop in zip(A.indptr[:-1], A.indptr[1:]):
+        indices[start:stop] = indices[start:stop][::-1]
+        data[start:stop] = data[start:stop][::-1]
+    U = sp.csr_matrix((data, indices, A.indptr.copy()), shape=A.shape)
+    assert not U.has_sorted_indices
+    return U
+
+
+def _container(X, kind, tmp_path):
+    import torch
+
+    if kind == "csr_unsorted":
+        return _unsorted_csr(X)
+    if kind == "fortran":
+        return np.asfortranarray(X)
+    if kind == "memmap":
+        path = tmp_path / f"X{X.shape[0]}.dat"
+        out = np.memmap(path, dtype=X.dtype, mode="w+", shape=X.shape)
+        out[:] = X
+        out.flush()
+        return np.memmap(path, dtype=X.dtype, mode="r", shape=X.shape)
+    return torch.from_numpy(X.copy())
+
+
+def _snapshot(a):
+    import scipy.sparse as sp
+    import torch
+
+    if sp.issparse(a):
+        return ("sparse", a.data.copy(), a.indices.copy(), a.indptr.copy())
+    if isinstance(a, torch.Tensor):
+        return ("tensor", a.clone(), a.stride())
+    return ("array", np.array(a), a.flags.c_contiguous, a.flags.f_contiguous)
+
+
+def _assert_unchanged(a, snap):
+    import torch
+
+    if snap[0] == "sparse":
+        for now, before in zip((a.data, a.indices, a.indptr), snap[1:]):
+            np.testing.assert_array_equal(now, before)
+    elif snap[0] == "tensor":
+        assert torch.equal(a, snap[1]) and a.stride() == snap[2]
+    else:
+        np.testing.assert_array_equal(a, snap[1])
+        assert (a.flags.c_contiguous, a.flags.f_contiguous) == snap[2:]
+
+
+CONTAINERS = ["csr_unsorted", "fortran", "memmap", "tensor"]
+
+
+@pytest.mark.parametrize("cls, extra", ESTIMATORS, ids=ESTIMATOR_IDS)
+@pytest.mark.parametrize("kind", CONTAINERS)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fit_partial_fit_and_predict_leave_inputs_alone(
+    cls, extra, kind, dtype, regression, classification, tmp_path
+):
+    # fit sorted an unsorted CSR X in place (X.tocsr() is X itself)
+    est = cls(**extra)
+    X, y = _data(est, regression, classification)
+    Xc = _container(X.astype(dtype), kind, tmp_path)
+    yc, sw = y.copy(), np.linspace(0.5, 2.0, len(y))
+    if kind == "tensor":
+        import torch
+
+        yc, sw = torch.from_numpy(yc), torch.from_numpy(sw)
+    snaps = [_snapshot(a) for a in (Xc, yc, sw)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(Xc, yc, sample_weight=sw)
+        est.predict(Xc)
+        if hasattr(est, "decision_function"):
+            est.decision_function(Xc)
+        if not extra:  # the CV estimators have no partial_fit
+            is_clf = isinstance(est, TorchSGDClassifier)
+            kwargs = {"classes": np.unique(y)} if is_clf else {}
+            cls(**extra).partial_fit(Xc, yc, sample_weight=sw, **kwargs)
+            est.partial_fit(Xc, yc, sample_weight=sw)
+    for a, snap in zip((Xc, yc, sw), snaps):
+        _assert_unchanged(a, snap)
