@@ -640,6 +640,7 @@ class BaseTorchSGD(SparseCoefMixin, CallbackSupportMixin, BaseEstimator):
             average_coef=to_numpy(result.avg_coef) if averaged else None,
             average_intercept=to_numpy(result.avg_intercept) if averaged else None,
             optimizer_state=optimizer_state_to_numpy(result.optimizer_state),
+            fit_device=self.device,
         )
         coef, intercept = self._shape_params(
             to_numpy(result.coef), to_numpy(result.intercept), data.y_ndim
@@ -851,12 +852,21 @@ class BaseTorchSGD(SparseCoefMixin, CallbackSupportMixin, BaseEstimator):
 
     # -------------------------------------------------------------- predict
     def _predict_device(self, X) -> torch.device:
-        """Where to predict: the estimator's device, or the CPU when that
-        device is absent here (a model fitted on a GPU, loaded on a CPU
-        host): predictions do not depend on the device."""
+        """Where to predict: the estimator's device, resolved as ``fit``
+        resolves it, so that a device absent here raises fit's ValueError.
+
+        The one exception is a model fitted on a device absent here (fitted
+        on a GPU, loaded on a CPU host) whose ``device`` was not changed
+        since: it predicts on the CPU, with a warning, since predictions do
+        not depend on the device. A device set after the fit is a request
+        for that device, and fails as it would in ``fit``.
+        """
         try:
             return resolve_device(self.device, X)
         except ValueError:
+            state = getattr(self, "_solver_state", None)
+            if state is None or state.fit_device != self.device:
+                raise
             warnings.warn(
                 f"device={self.device!r} is not available on this machine; "
                 "predicting on the CPU.",

@@ -199,7 +199,9 @@ class TorchSGDRegressor(RegressorMixin, BaseTorchSGD):
         Where to train: "cpu", "cuda", "cuda:N", or "auto" (CUDA if available,
         else the CPU). None follows the data: a torch tensor trains on its own
         device, anything else on the CPU. An explicit device always wins.
-        Asking for an absent accelerator raises a ValueError at fit; so does
+        Asking for an absent accelerator raises a ValueError at fit, and at
+        predict when set after the fit (a model fitted on a GPU and loaded
+        on a host without one predicts on the CPU, with a warning); so does
         MPS, since training keeps float64 statistics and MPS has no float64.
 
     record_history : bool, default=False

@@ -359,3 +359,32 @@ def test_fit_partial_fit_and_predict_leave_inputs_alone(
             est.partial_fit(Xc, yc, sample_weight=sw)
     for a, snap in zip((Xc, yc, sw), snaps):
         _assert_unchanged(a, snap)
+
+
+# ------------------------------------------------------ device at predict
+@pytest.mark.parametrize("cls, extra", ESTIMATORS, ids=ESTIMATOR_IDS)
+@pytest.mark.parametrize("container", ["numpy", "torch"])
+def test_device_set_after_fit_fails_at_predict_as_at_fit(
+    cls, extra, container, regression, classification, monkeypatch
+):
+    # after a CPU fit, set_params(device="cuda") on a machine without CUDA
+    # predicted on the CPU; it is a request for CUDA, refused as fit refuses
+    import torch
+    from sklearn.base import clone
+
+    est = cls(**extra)
+    X, y = _data(est, regression, classification)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        est.fit(X, y)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    est.set_params(device="cuda")
+    with pytest.raises(ValueError, match="CUDA is not available") as at_fit:
+        clone(est).fit(X, y)
+    Xp = torch.from_numpy(X) if container == "torch" else X
+    with pytest.raises(ValueError) as at_predict:
+        est.predict(Xp)
+    assert str(at_predict.value) == str(at_fit.value)
+    if hasattr(est, "decision_function"):
+        with pytest.raises(ValueError, match="CUDA is not available"):
+            est.decision_function(Xp)
