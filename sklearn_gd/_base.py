@@ -423,7 +423,7 @@ class BaseTorchSGD(SparseCoefMixin, CallbackSupportMixin, BaseEstimator):
             and prefers_gram(*X.shape, data.loss, self.batch_size)
         )
         if unchecked and not gram_checks:
-            check_finite_host(X, "X")
+            check_finite_host(X, "X", self)
         train_rows = None
         validation = None
         if mode.early_stopping:
@@ -472,7 +472,7 @@ class BaseTorchSGD(SparseCoefMixin, CallbackSupportMixin, BaseEstimator):
                 )
             except ValueError:  # statistics overflow: NaN or inf in X first
                 if gram_checks:
-                    check_finite_host(X, "X")
+                    check_finite_host(X, "X", self)
                 raise
         return oracle, validation
 

@@ -19,6 +19,7 @@ import torch
 from sklearn.exceptions import DataConversionWarning
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
+    _assert_all_finite_element_wise,
     _check_feature_names,
     _check_n_features,
     _check_sample_weight,
@@ -76,14 +77,32 @@ def _as_1d_if_column(y):
     return y
 
 
-def _check_finite_tensor(t: torch.Tensor, name: str) -> None:
+def _raise_non_finite(has_nan: bool, dtype, name: str, estimator) -> None:
+    """Raise scikit-learn's own error for NaN or infinity in input ``name``:
+    ``check_array``'s message, which for NaN in ``X`` names the estimator
+    and points to imputers and to the estimators that take NaN. It is made
+    by scikit-learn's element-wise check on one such value, the input
+    having been checked here (on the device, or on torch's threads)."""
+    value = np.array([np.nan if has_nan else np.inf], dtype=dtype)
+    _assert_all_finite_element_wise(
+        value,
+        xp=np,
+        allow_nan=False,
+        estimator_name=None if estimator is None else type(estimator).__name__,
+        input_name=name,
+    )
+    raise ValueError(f"Input {name} contains NaN or infinity.")  # not reached
+
+
+def _check_finite_tensor(t: torch.Tensor, name: str, estimator=None) -> None:
     if not bool(torch.isfinite(t).all()):
-        what = "NaN" if bool(torch.isnan(t).any()) else "infinity or a value too large"
-        raise ValueError(f"Input {name} contains {what}.")
+        has_nan = bool(torch.isnan(t).any())
+        _raise_non_finite(has_nan, np_dtype_of(t.dtype), name, estimator)
 
 
-def check_finite_host(X: np.ndarray, name: str) -> None:
-    """Raise scikit-learn's error if a dense host array holds NaN or inf.
+def check_finite_host(X: np.ndarray, name: str, estimator=None) -> None:
+    """Raise scikit-learn's error if a dense host array holds NaN or inf
+    (its message names ``estimator``, as ``validate_data``'s does).
 
     A sum per chunk, on torch's threads (numpy reduces on one): a finite sum
     proves its chunk finite; a chunk whose sum is not finite is checked
@@ -98,7 +117,7 @@ def check_finite_host(X: np.ndarray, name: str) -> None:
     for start in range(0, T.shape[0], rows):
         chunk = T[start : start + rows]
         if not math.isfinite(float(chunk.sum())):
-            _check_finite_tensor(chunk, name)
+            _check_finite_tensor(chunk, name, estimator)
 
 
 def _tensor_float(t: torch.Tensor, name: str, dtype=None) -> torch.Tensor:
@@ -135,7 +154,7 @@ def _validate_tensor_X(estimator, X: torch.Tensor, *, reset: bool, dtype=None):
         )
     _check_feature_names(estimator, X, reset=reset)
     _check_n_features(estimator, X, reset=reset)
-    _check_finite_tensor(X, "X")
+    _check_finite_tensor(X, "X", estimator)
     return X.contiguous()
 
 
@@ -169,7 +188,7 @@ def _validate_tensor_inputs(
             "Found input variables with inconsistent numbers of samples: "
             f"[{X.shape[0]}, {Y.shape[0]}]"
         )
-    _check_finite_tensor(Y, "y")
+    _check_finite_tensor(Y, "y", estimator)
     sw = None
     if sample_weight is not None:
         sw = _as_tensor_like(sample_weight, X, "sample_weight")
@@ -179,7 +198,7 @@ def _validate_tensor_inputs(
             raise ValueError(
                 f"sample_weight.shape == {tuple(sw.shape)}, expected {(X.shape[0],)}!"
             )
-        _check_finite_tensor(sw, "sample_weight")
+        _check_finite_tensor(sw, "sample_weight", estimator)
         if bool((sw < 0).any()):
             raise ValueError("Negative values in data passed to `sample_weight`.")
         if not allow_all_zero_weights:
@@ -256,7 +275,7 @@ def validate_fit_inputs(
     )
     kind = "numpy"
     if not sp.issparse(X) and finite_x:
-        check_finite_host(X, "X")
+        check_finite_host(X, "X", estimator)
     if sp.issparse(X):
         X = X.tocsr()  # a CSR X is returned as is: the caller's own arrays
         if not X.has_sorted_indices:

@@ -388,3 +388,126 @@ def test_device_set_after_fit_fails_at_predict_as_at_fit(
     if hasattr(est, "decision_function"):
         with pytest.raises(ValueError, match="CUDA is not available"):
             est.decision_function(Xp)
+
+
+# ------------------------------------------------- scikit-learn's messages
+def _peer_message(ours, Xbad, X, y, method):
+    """The message scikit-learn's own peer gives for ``Xbad``, with our
+    estimator's name in place of its own."""
+    peer = SGDClassifier if isinstance(ours, TorchSGDClassifier) else SGDRegressor
+    est = peer(max_iter=5, tol=None)
+    with pytest.raises(ValueError) as info:
+        if method == "predict":
+            est.fit(X, y).predict(Xbad)
+        else:
+            getattr(est, method)(Xbad, y, **_classes(est, y, method))
+    return str(info.value).replace(peer.__name__, type(ours).__name__)
+
+
+def _classes(est, y, method):
+    is_clf = isinstance(est, (TorchSGDClassifier, SGDClassifier))
+    return {"classes": np.unique(y)} if is_clf and method == "partial_fit" else {}
+
+
+# every data path of X: numpy through the Gram statistics (squared loss) or
+# the rows (huber, early stopping, weights), CSR, tensors, streamed memmaps
+PATHS = {
+    "gram": ({}, "numpy"),
+    "rows": (dict(loss="huber"), "numpy"),
+    "early_stopping": (dict(early_stopping=True), "numpy"),
+    "weighted": ({}, "weighted"),
+    "minibatch": (dict(batch_size=8), "numpy"),
+    "sparse": ({}, "sparse"),
+    "tensor": ({}, "tensor"),
+    "memmap": ({}, "memmap"),
+}
+
+
+def _bad_X(X, bad, kind, tmp_path):
+    import scipy.sparse as sp
+    import torch
+
+    Xb = X.copy()
+    Xb[7, 2] = bad
+    if kind == "sparse":
+        return sp.csr_matrix(Xb)
+    if kind == "tensor":
+        return torch.from_numpy(Xb)
+    if kind == "memmap":
+        return _container(Xb, "memmap", tmp_path)
+    return Xb
+
+
+def _fit_kwargs(kind, n):
+    return {"sample_weight": np.linspace(0.5, 2, n)} if kind == "weighted" else {}
+
+
+@pytest.mark.parametrize("cls", [TorchSGDRegressor, TorchSGDClassifier])
+@pytest.mark.parametrize("path", list(PATHS))
+@pytest.mark.parametrize("method", ["fit", "partial_fit", "predict"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf], ids=["nan", "inf"])
+def test_non_finite_X_gets_sklearns_message(
+    cls, path, method, bad, regression, classification, tmp_path
+):
+    # NaN in X gave only "Input X contains NaN." where SGDRegressor names
+    # itself and points to imputers (check_array's full message)
+    params, kind = PATHS[path]
+    if cls is TorchSGDClassifier and "loss" in params:
+        params = {}
+    if method != "fit" and path in ("early_stopping", "minibatch"):
+        pytest.skip("partial_fit and predict have no such path")
+    est = cls(**params)
+    X, y = _data(est, regression, classification)
+    Xbad = _bad_X(X, bad, kind, tmp_path)
+    expected = _peer_message(est, _bad_X(X, bad, "numpy", tmp_path), X, y, method)
+    with pytest.raises(ValueError) as info:
+        if method == "predict":
+            est.fit(X, y)
+            est.predict(Xbad)
+        else:
+            kwargs = {**_fit_kwargs(kind, len(y)), **_classes(est, y, method)}
+            getattr(est, method)(Xbad, y, **kwargs)
+    assert str(info.value) == expected
+    if bad != bad:  # NaN: the message points to imputers
+        assert "imputer" in expected and cls.__name__ in expected
+
+
+@pytest.mark.parametrize("cls, extra", ESTIMATORS[2:], ids=ESTIMATOR_IDS[2:])
+@pytest.mark.parametrize("kind", ["numpy", "sparse", "tensor", "memmap"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf], ids=["nan", "inf"])
+def test_non_finite_X_gets_sklearns_message_in_cv(
+    cls, extra, kind, bad, regression, classification, tmp_path
+):
+    est = cls(**extra)
+    X, y = _data(est, regression, classification)
+    expected = _peer_message(est, _bad_X(X, bad, "numpy", tmp_path), X, y, "fit")
+    with pytest.raises(ValueError) as info:
+        est.fit(_bad_X(X, bad, kind, tmp_path), y)
+    assert str(info.value) == expected
+    for method in ("predict", "score"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est.fit(X, y)
+        Xbad = _bad_X(X, bad, kind, tmp_path)
+        with pytest.raises(ValueError) as info:
+            getattr(est, method)(*(Xbad,) if method == "predict" else (Xbad, y))
+        assert str(info.value) == _peer_message(
+            est, _bad_X(X, bad, "numpy", tmp_path), X, y, "predict"
+        )
+
+
+@pytest.mark.parametrize("target", ["y", "sample_weight"])
+@pytest.mark.parametrize("bad", [np.nan, np.inf], ids=["nan", "inf"])
+def test_non_finite_tensor_targets_get_sklearns_message(bad, target, regression):
+    import torch
+
+    X, y = regression
+    y, sw = y.copy(), np.ones(len(y))
+    (y if target == "y" else sw)[3] = bad
+    with pytest.raises(ValueError) as peer:
+        SGDRegressor().fit(X, y, sample_weight=sw)
+    with pytest.raises(ValueError) as ours:
+        TorchSGDRegressor().fit(
+            torch.from_numpy(X), torch.from_numpy(y), sample_weight=torch.from_numpy(sw)
+        )
+    assert str(ours.value) == str(peer.value)
