@@ -865,7 +865,10 @@ class BaseTorchSGD(SparseCoefMixin, CallbackSupportMixin, BaseEstimator):
             return resolve_device(self.device, X)
         except ValueError:
             state = getattr(self, "_solver_state", None)
-            if state is None or state.fit_device != self.device:
+            # a model pickled before fit_device was recorded (None) keeps
+            # the fallback it was written with
+            fitted_on = None if state is None else state.fit_device
+            if state is None or fitted_on not in (None, self.device):
                 raise
             warnings.warn(
                 f"device={self.device!r} is not available on this machine; "
