@@ -28,7 +28,9 @@ import math
 
 import numpy as np
 import torch
+from scipy.linalg import solve_triangular
 
+from ._linalg import guarded_solve
 from ._losses import MoreauSmoothed
 from ._optimizers import Solver
 from ._oracles import check_moments_finite
@@ -37,7 +39,6 @@ __all__ = [
     "dense_metric",
     "feature_scales",
     "metric_inv",
-    "newton_solve",
     "AUTO_TOL",
     "AcceleratedProximal",
     "ConjugateGradient",
@@ -51,42 +52,6 @@ __all__ = [
 # tol="auto" for these solvers: the relative optimality measure at which the
 # default fits of benchmarks/defaults.py reach an objective gap below 1e-4
 AUTO_TOL = 1e-5
-
-
-def newton_solve(H: np.ndarray, G: np.ndarray, metric) -> tuple[np.ndarray, np.ndarray]:
-    """``H_j^-1 g_j`` for every system ``j`` (``H`` of shape (m, n, n), ``G``
-    of shape (m, n), float64 on the host; ``H`` may be changed).
-
-    Cholesky tests positive definiteness (all systems at once when they all
-    pass); a (generalised) Hessian that is singular gets the smallest
-    multiple ``ridge * P_j`` of its preconditioner, ``metric(j)``, that
-    makes it positive definite (``ridge`` from 1e-12 up by 100x, at most 1).
-    Returns the solutions and which systems have one (False: no ridge up to
-    ``P_j`` helps; the caller steps along ``-P^-1 g`` there).
-    """
-    m = H.shape[0]
-    ok = np.ones(m, dtype=bool)
-    try:
-        np.linalg.cholesky(H)
-        return np.linalg.solve(H, G[:, :, None])[:, :, 0], ok
-    except np.linalg.LinAlgError:
-        pass
-    out = np.zeros_like(G)
-    for j in range(m):
-        A, ridge = H[j], 1e-12
-        while True:
-            try:
-                np.linalg.cholesky(A)
-                break
-            except np.linalg.LinAlgError:
-                if ridge > 1.0:
-                    ok[j] = False
-                    break
-                A = H[j] + ridge * metric(j)
-                ridge *= 100.0
-        if ok[j]:
-            out[j] = np.linalg.solve(A, G[j])
-    return out, ok
 
 
 def feature_scales(mean, second):
@@ -398,7 +363,9 @@ class QuasiNewton(_Preconditioned):
         m = len(self._s)
         SY, YBY = small[:m], small[m:]  # S'Y and (P^-1 Y)'Y
         gamma = sy / YBY[-1, -1]
-        R_inv = np.linalg.inv(np.triu(SY))
+        # R = triu(S'Y) has the pairs' curvatures s'y > 0 on its diagonal
+        # (:meth:`_learn` keeps no other): a triangular inverse, never singular
+        R_inv = solve_triangular(np.triu(SY), np.eye(m))
         M = np.zeros((2 * m, 2 * m))
         M[:m, :m] = R_inv.T @ (np.diag(np.diag(SY)) + gamma * YBY) @ R_inv
         M[:m, m:] = -gamma * R_inv.T
@@ -674,8 +641,9 @@ class Newton(QuasiNewton):
 
     def _newton_direction(self, H, g, Bg) -> np.ndarray:
         """``-H_j^-1 g_j`` for every output (or ``-H^-1 g`` for a joint
-        loss), on the host (:func:`newton_solve`: Cholesky, with the smallest
-        ridge in ``P``'s metric where ``H_j`` is singular), or the metric's
+        loss), on the host (:func:`~sklearn_gd._linalg.guarded_solve`:
+        Cholesky, with the smallest ridge in ``P``'s metric where ``H_j`` is
+        singular to rounding), or the metric's
         step ``-P^-1 g`` for an output where no ridge up to ``P`` itself
         helps. ``H`` is changed."""
         q, k = g.shape
@@ -691,7 +659,7 @@ class Newton(QuasiNewton):
             P = self._P.matrix()
             return np.kron(np.eye(k), P) if self._joint else P
 
-        d, ok = newton_solve(H, G, metric)
+        d, ok = guarded_solve(H, G, metric)
         d = -(d.reshape(k, q) if self._joint else d).T
         if not ok.all():
             good = np.repeat(ok, k) if self._joint else ok
