@@ -701,7 +701,12 @@ class Newton(QuasiNewton):
             if ok.all():
                 return step, columns
             t = np.where(ok, t, _shorter(f0, reached, slopes, t))
-            if not self._resolved(-self.armijo * float((t * slopes).sum()), self._f):
+            # the decrease steps this long can make (half the linear model's,
+            # as :class:`QuasiNewton`'s search), not Armijo's fraction of it:
+            # that one drops below float32's rounding while a long direction
+            # (a nearly singular generalised Hessian) still has a decrease of
+            # a few percent of the objective to make
+            if not self._resolved(-0.5 * float((t * slopes).sum()), self._f):
                 return None  # a decrease this small is rounding
         return None
 
