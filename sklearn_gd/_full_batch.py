@@ -30,6 +30,7 @@ import numpy as np
 import torch
 from scipy.linalg import solve_triangular
 
+from ._certificate import duality_gap
 from ._linalg import guarded_solve
 from ._losses import MoreauSmoothed
 from ._optimizers import Solver
@@ -830,6 +831,14 @@ class Smoothing(Solver):
         self.stuck = False
         self._since_check = self._wait = 0
         self._previous = None  # the solution of the level before
+        self._certificate = math.inf  # the last duality gap computed
+
+    @property
+    def measure_name(self) -> str:
+        """What :attr:`optimality` is, for the warnings."""
+        if math.isfinite(self._certificate):
+            return "relative duality gap at the last check"
+        return "estimated relative gap (no duality gap could be certified)"
 
     def start(self, param, lr, state=None):
         self.inner.start(param, lr, state)
@@ -848,7 +857,11 @@ class Smoothing(Solver):
         scale = max(abs(float(objective)), 1e-300)
         bias = problem.oracle.loss.bias / scale
         gap = self.inner.gap_estimate / (scale * problem.sum_scale)
-        self.optimality = max(gap, bias, self.target * 1.01)  # not certified
+        # until a duality gap is computed, only the inner solver's estimate
+        # (above the target: it certifies nothing); after, the last gap
+        self.optimality = max(gap, bias, self.target * 1.01)
+        if math.isfinite(self._certificate):
+            self.optimality = self._certificate
         self._since_check += 1
         # the smoothed problem solved to a tenth of what smoothing costs
         level = max(bias, self.target)
@@ -856,8 +869,11 @@ class Smoothing(Solver):
         if self.inner.stuck or (solved and self._since_check > self._wait):
             self._since_check = 0
             certificate = self._duality_gap(problem, self.inner._param)
-            if certificate <= self.target:
+            self._certificate = certificate
+            if math.isfinite(certificate):
                 self.optimality = certificate
+            if certificate <= self.target:  # certified: the rule stops here
+                pass
             elif (
                 bias > 0.1 * certificate  # the smoothing is what keeps the gap
                 or gap <= 1e-6 * level  # or nothing else can
@@ -892,67 +908,7 @@ class Smoothing(Solver):
             if there[0] < here[0]:
                 theta.copy_(start)
 
-    # ------------------------------------------------------- certificate
     def _duality_gap(self, problem, theta) -> float:
-        """``(P(theta) - D(beta)) / |P(theta)|``, with ``beta`` the smoothed
-        loss's derivatives at ``theta`` made to sum to zero (the intercept's
-        constraint) by moving the ones strictly inside their range."""
-        pen = problem.penalty
-        if not pen.l2:
-            return math.inf
-        oracle, d = problem.oracle, problem.d
-        fi = oracle.fit_intercept
-        pieces = list(oracle._pieces(oracle.full_batch()))
-        Ps, Ys = [], []
-        for piece in pieces:
-            Xb, _ = oracle._rows(piece)
-            P = Xb @ theta[:d]
-            Ps.append(P + theta[d] if fi else P)
-            Ys.append(oracle.Y[oracle._index(piece)])
-            oracle._rows_done(pieces, len(Ps) - 1)
-        P, Y = torch.cat(Ps), torch.cat(Ys)
-        s = oracle.sw
-        s = torch.ones_like(P[:, :1]) if s is None else s[:, None].to(P.dtype)
-        S = float(s.sum())
-        beta = oracle.loss.derivative(Y, P)
-        # beta's range: h'(u) in [a_0, a_J], u = y p (margin) or y - p
-        a0, aJ = self.shape.slopes[0], self.shape.slopes[-1]
-        sign = Y if self.shape.margin else -torch.ones_like(Y)
-        lo = torch.minimum(sign * a0, sign * aJ)
-        hi = torch.maximum(sign * a0, sign * aJ)
-        if fi:  # move each beta towards the bound the sum must go to,
-            # in proportion to its room there
-            need = (s * beta).sum(0)
-            bound = torch.where(need > 0, lo, hi)
-            room = s * (beta - bound)
-            total = room.sum(0)
-            if bool((need.abs() > total.abs()).any()):
-                return math.inf
-            share = torch.where(total != 0, need / total, torch.zeros_like(need))
-            beta = beta - (beta - bound) * share
-        slope = beta * sign  # h'(u)
-        conj = None  # h*(slope) = max_j (k_j slope - h(k_j))
-        for k in self.shape.kinks:
-            hk = max(
-                a * k + c for a, c in zip(self.shape.slopes, self.shape.intercepts)
-            )
-            term = k * slope - hk
-            conj = term if conj is None else torch.maximum(conj, term)
-        if not self.shape.margin:  # l*(beta) = beta y + h*(-beta)
-            conj = conj + beta * Y
-        primal_data = (s * self.base.value(Y, P)).sum() / S
-        dual_data = -(s * conj).sum() / S
-        v = torch.zeros_like(theta[:d])
-        start = 0
-        for piece in pieces:
-            Xb, XbT = oracle._rows(piece)
-            m = Xb.shape[0]
-            v -= XbT @ (s[start : start + m] * beta[start : start + m])
-            start += m
-            oracle._rows_done(pieces, start)
-        v /= S
-        W = theta[:d]
-        primal = primal_data + pen.total(W)
-        conj_pen = (torch.clamp(v.abs() - pen.l1, min=0) ** 2).sum() / (2 * pen.l2)
-        gap = float(primal - (dual_data - conj_pen))
-        return max(gap, 0.0) / max(abs(float(primal)), 1e-300)
+        """The relative duality gap of the loss itself at ``theta``
+        (:func:`~sklearn_gd._certificate.duality_gap`)."""
+        return duality_gap(problem, theta, self.base, problem.oracle.loss)

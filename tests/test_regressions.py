@@ -14,12 +14,12 @@ import numpy as np
 import pytest
 import scipy.sparse as sp
 import torch
-from _objective import estimator_objective, objective
+from _objective import classifier_objective, estimator_objective, objective
 from scipy.optimize import linprog, minimize
 from sklearn.datasets import make_regression
 from sklearn.exceptions import ConvergenceWarning
 
-from sklearn_gd import TorchSGDRegressor
+from sklearn_gd import TorchSGDClassifier, TorchSGDRegressor
 from sklearn_gd._linalg import guarded_solve
 
 # the package's promise: a relative objective gap of at most 1e-4, or a warning
@@ -148,3 +148,88 @@ def test_huber_float32_reaches_the_float64_optimum(seed, layout):
     # promise's 1e-4 is reachable, and was reached on all 180 cases measured
     gap = _gap(estimator_objective(est, X, y), _huber_reference(X, y))
     assert gap <= PROMISE and not warned, (gap, warned)
+
+
+# --------------------------------------------------- truthful warnings
+@pytest.mark.parametrize("loss", list(_PIECES))
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_unpenalised_piecewise_linear_fit_is_certified_without_warning(loss, seed):
+    """Issue 26: without an L2 part the smoothing had no duality gap (it
+    returned inf), so fits within 1e-10 of the LP optimum ended with a
+    ConvergenceWarning about an uncertified 1.01e-4. The dual point is now
+    made feasible by the least change of the smoothing's derivatives."""
+    X, y = make_regression(300, 5, noise=10, random_state=seed)
+    est, warned = _fit(TorchSGDRegressor(loss=loss, penalty=None), X, y)
+    # a certified relative duality gap <= tol="auto" (1e-4) bounds the gap
+    gap = _gap(estimator_objective(est, X, y), _lp_objective(est, X, y))
+    assert not warned and gap <= PROMISE, (gap, warned)
+
+
+def _reported_measure(message: str) -> float:
+    return float(message.split(" is ")[1].split(",")[0])
+
+
+@pytest.mark.parametrize("loss", ["absolute_error", "quantile"])
+def test_warning_states_what_is_true_of_the_fit(loss):
+    """Issue 26: an L1 fit that the smoothing cannot finish warned about a
+    made-up measure (1.01e-4) and suggested float64 on float64 data. The
+    warning now names the measure it reports, an upper bound of the fit's
+    relative gap, and gives no float64 advice for float64 data."""
+    X, y = make_regression(300, 5, noise=10, random_state=0)
+    est, warned = _fit(TorchSGDRegressor(loss=loss, penalty="l1"), X, y)
+    gap = _gap(estimator_objective(est, X, y), _lp_objective(est, X, y))
+    assert gap <= PROMISE or warned
+    for message in warned:
+        assert "float64" not in message
+        if "duality gap" in message:  # a certificate bounds the true gap
+            assert _reported_measure(message) >= gap
+
+
+# ----------------------------------------------------------- hinge + L1
+# scikit-learn's test_sgd.py::test_sgd_l1 data (X4, Y4, shuffled by seed 13):
+# two groups of redundant features; the LP optimum of hinge + 0.2 ||w||_1
+# without intercept is w = [-1, 0, 0, 0, 0, 1], objective 0.4
+_X4 = np.array(
+    [
+        [1, 0.9, 0.8, 0, 0, 0],
+        [1, 0.84, 0.98, 0, 0, 0],
+        [1, 0.96, 0.88, 0, 0, 0],
+        [1, 0.91, 0.99, 0, 0, 0],
+        [0, 0, 0, 0.89, 0.91, 1],
+        [0, 0, 0, 0.79, 0.84, 1],
+        [0, 0, 0, 0.91, 0.95, 1],
+        [0, 0, 0, 0.93, 1, 1],
+    ]
+)
+_Y4 = np.array([1, 1, 1, 1, 2, 2, 2, 2])
+
+
+def _hinge_l1(sparse):
+    idx = np.arange(8)
+    np.random.RandomState(13).shuffle(idx)
+    X, y = _X4[idx], _Y4[idx]
+    clf = TorchSGDClassifier(
+        penalty="l1", alpha=0.2, fit_intercept=False, max_iter=2000, shuffle=False
+    )
+    clf, warned = _fit(clf, sp.csr_matrix(X) if sparse else X, y)
+    return clf, warned, (classifier_objective(clf, X, y) - 0.4) / 0.4
+
+
+def test_hinge_l1_reaches_the_lp_optimum_on_sparse_data():
+    """Issue 26: without an L2 part the smoothing had no certificate and
+    shrank its parameter at every check; on CSR input it ended 3.5% above
+    the optimum after max_iter. With the L1 dual point it is certified."""
+    clf, warned, gap = _hinge_l1(sparse=True)
+    assert gap <= PROMISE and not warned, (gap, warned)
+    np.testing.assert_array_equal(clf.coef_[0, 1:-1], 0.0)
+
+
+def test_hinge_l1_dense_warns_with_a_true_bound():
+    """Issue 26: on dense input the fit stops 10% above the optimum (all
+    coefficients near +-0.355; not fixed: FISTA stalls on the sharp
+    smoothing) and warned about a 1e-4 measure. The warning now reports
+    the duality gap, which bounds the 10%."""
+    _, warned, gap = _hinge_l1(sparse=False)
+    assert gap <= PROMISE or warned
+    for message in warned:
+        assert _reported_measure(message) >= gap
