@@ -320,7 +320,7 @@ class BaseTorchSGD(SparseCoefMixin, CallbackSupportMixin, BaseEstimator):
             oracle, validation, schedule, init, data, mode, X, y
         )
         self._commit(result, history, data, mode, eta0, schedule)
-        self._warn_on_ending(result, mode)
+        self._warn_on_ending(result, mode, data.dtype)
         return self
 
     def _validate_data(
@@ -669,7 +669,7 @@ class BaseTorchSGD(SparseCoefMixin, CallbackSupportMixin, BaseEstimator):
         self.validation_scores_ = result.validation_scores
         self.best_validation_score_ = result.best_validation_score
 
-    def _warn_on_ending(self, result, mode: FitMode) -> None:
+    def _warn_on_ending(self, result, mode: FitMode, dtype) -> None:
         if result.interrupted:
             warnings.warn(
                 f"Fit interrupted by KeyboardInterrupt after {result.n_iter} "
@@ -680,7 +680,6 @@ class BaseTorchSGD(SparseCoefMixin, CallbackSupportMixin, BaseEstimator):
         elif mode.tol is None or result.converged or mode.partial:
             return
         elif result.optimality is not None:
-            tol = result.tol
             why = (
                 "Maximum number of iteration reached"
                 if result.n_iter == mode.max_iter
@@ -689,9 +688,9 @@ class BaseTorchSGD(SparseCoefMixin, CallbackSupportMixin, BaseEstimator):
                 else "The step size reached the schedule's floor"
             )
             warnings.warn(
-                f"{why} before convergence: the relative optimality measure "
-                f"is {result.optimality:.3g}, above tol={tol:g}. Consider "
-                "increasing max_iter, scaling the features or using float64.",
+                f"{why} before convergence: the {result.measure} is "
+                f"{result.optimality:.3g}, above tol={result.tol:g}. "
+                f"{self._advice(result, dtype)}",
                 ConvergenceWarning,
             )
         elif result.n_iter == mode.max_iter:
@@ -700,6 +699,18 @@ class BaseTorchSGD(SparseCoefMixin, CallbackSupportMixin, BaseEstimator):
                 "Consider increasing max_iter to improve the fit.",
                 ConvergenceWarning,
             )
+
+    @staticmethod
+    def _advice(result, dtype) -> str:
+        """What may help this fit: more iterations where it ran out of them;
+        float64 only for float32 data that rounding stopped; scaling always
+        (it conditions every solver)."""
+        hints = ["scaling the features"]
+        if not result.solver_stuck:
+            hints.insert(0, "increasing max_iter")
+        elif np.dtype(dtype) != np.float64:
+            hints.append("using float64 data")
+        return "Consider " + " or ".join(hints) + "."
 
     # ---------------------------------------------------------------- parts
     def _check_inits(self, coef_init, intercept_init, coef0, icpt0, d, k, dtype):
