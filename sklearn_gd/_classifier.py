@@ -9,12 +9,14 @@ multinomial option fits all columns as one softmax problem (one-hot targets).
 
 from __future__ import annotations
 
+import warnings
 from numbers import Integral, Real
 
 import numpy as np
 import torch
 from scipy.special import log_softmax, softmax
 from sklearn.base import _fit_context
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model._base import LinearClassifierMixin
 from sklearn.model_selection import StratifiedShuffleSplit
 from sklearn.utils import compute_class_weight
@@ -419,7 +421,7 @@ class TorchSGDClassifier(LinearClassifierMixin, BaseTorchSGD):
         # _fit_impl, so a failure also restores classes_
         idx, labels = self._encode_labels(y, partial, classes)
         sample_weight = self._with_class_weight(host(sample_weight), idx, labels)
-        return super()._fit_new_state(
+        super()._fit_new_state(
             X,
             idx.astype(np.float64),
             sample_weight,
@@ -427,6 +429,44 @@ class TorchSGDClassifier(LinearClassifierMixin, BaseTorchSGD):
             intercept_init,
             partial,
         )
+        if not partial and self._without_minimiser():
+            self._warn_if_separated(X, idx, sample_weight)
+        return self
+
+    def _without_minimiser(self) -> bool:
+        """Whether separable data leave the objective without a minimiser:
+        the log-loss is positive everywhere and tends to 0 along a separating
+        direction, so only a penalty keeps its infimum attained."""
+        unpenalised = self.penalty is None or self.alpha == 0
+        return self.loss == "log_loss" and unpenalised
+
+    def _warn_if_separated(self, X, idx, sample_weight) -> None:
+        """A ConvergenceWarning where the fitted model separates the training
+        rows (of positive weight) of a problem that has no minimiser then: a
+        stop there is no optimum, however small the gradient."""
+        D = to_numpy_any(self.decision_function(X)).reshape(len(idx), -1)
+        keep = np.ones(len(idx), bool)
+        if sample_weight is not None:
+            keep = np.broadcast_to(to_numpy_any(sample_weight) > 0, keep.shape)
+        D, idx = D[keep], idx[keep]
+        if D.shape[1] == 1:
+            separated = np.all((2 * idx - 1) * D[:, 0] > 0)
+        elif self._joint():
+            own = D[np.arange(len(idx)), idx]
+            D[np.arange(len(idx)), idx] = -np.inf
+            separated = np.all(own > D.max(1))
+        else:  # one-vs-rest: any class's problem separated
+            signs = 2 * (idx[:, None] == np.arange(D.shape[1])) - 1
+            separated = np.any(np.all(signs * D > 0, axis=0))
+        if separated:
+            warnings.warn(
+                "The training data are linearly separable and the log-loss is "
+                "unpenalised (penalty=None or alpha=0): its infimum, 0, is "
+                "approached only as the coefficients grow without bound, so "
+                f"the fit stopped after {self.n_iter_} epoch(s) at no optimum. "
+                "Set a penalty for a finite solution.",
+                ConvergenceWarning,
+            )
 
     def _encode_labels(self, y, partial=False, classes=None):
         """Set (or check) ``classes_``; returns the class index of every sample

@@ -233,3 +233,31 @@ def test_hinge_l1_dense_warns_with_a_true_bound():
     assert gap <= PROMISE or warned
     for message in warned:
         assert _reported_measure(message) >= gap
+
+
+@pytest.mark.parametrize("multi_class", ["ovr", "multinomial"])
+@pytest.mark.parametrize("n_classes", [2, 3])
+def test_separable_unpenalised_log_loss_warns(multi_class, n_classes):
+    # sweep seeds 62, 127, 191: on separable data the unpenalised log-loss
+    # has no minimiser (infimum 0, not attained), and the fit reported
+    # convergence once its gradient was small; it now says so
+    rng = np.random.RandomState(0)
+    centres = 6.0 * rng.randn(n_classes, 4)
+    y = np.repeat(np.arange(n_classes), 30)
+    X = centres[y] + 0.1 * rng.randn(len(y), 4)
+    est = TorchSGDClassifier(loss="log_loss", penalty=None, multi_class=multi_class)
+    _, caught = _fit(est, X, y)
+    assert est.score(X, y) == 1.0  # the data are separated, as built
+    assert any("linearly separable" in m for m in caught), caught
+    # with a penalty the minimiser exists: no such warning
+    _, caught = _fit(est.set_params(penalty="l2"), X, y)
+    assert not any("linearly separable" in m for m in caught), caught
+
+
+def test_non_separable_unpenalised_log_loss_does_not_warn():
+    # overlapping classes: the unpenalised optimum exists and is reached
+    rng = np.random.RandomState(0)
+    X = rng.randn(200, 3)
+    y = (X[:, 0] + rng.randn(200) > 0).astype(int)
+    _, caught = _fit(TorchSGDClassifier(loss="log_loss", penalty=None), X, y)
+    assert caught == []
