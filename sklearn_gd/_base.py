@@ -67,7 +67,12 @@ from ._oracles import (
 )
 from ._penalties import PENALTIES, make_penalty
 from ._schedules import SCHEDULES, make_schedule
-from ._state import SolverState, optimizer_state_to_numpy, optimizer_state_to_torch
+from ._state import (
+    UNRECORDED,
+    SolverState,
+    optimizer_state_to_numpy,
+    optimizer_state_to_torch,
+)
 from ._streaming import should_stream, streaming_oracle
 from ._validation import (
     check_finite_host,
@@ -876,10 +881,9 @@ class BaseTorchSGD(SparseCoefMixin, CallbackSupportMixin, BaseEstimator):
             return resolve_device(self.device, X)
         except ValueError:
             state = getattr(self, "_solver_state", None)
-            # a model pickled before fit_device was recorded (None) keeps
-            # the fallback it was written with
-            fitted_on = None if state is None else state.fit_device
-            if state is None or fitted_on not in (None, self.device):
+            # a model pickled before fit_device was recorded keeps the
+            # fallback it was written with
+            if state is None or state.fit_device not in (UNRECORDED, self.device):
                 raise
             warnings.warn(
                 f"device={self.device!r} is not available on this machine; "

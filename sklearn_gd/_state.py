@@ -63,6 +63,9 @@ def optimizer_state_to_torch(state: dict | None) -> dict | None:
     return None if state is None else tree_map(_to_tensor, state)
 
 
+UNRECORDED = "<unrecorded>"  # fit_device of a state pickled without one
+
+
 @dataclass(eq=False)
 class SolverState:
     """What a fit leaves for the next ``partial_fit`` or warm start.
@@ -89,6 +92,7 @@ class SolverState:
         The estimator's ``device`` parameter in the fit that made the state:
         while ``device`` keeps that value, a machine without that device
         predicts on the CPU (a model fitted on a GPU, loaded elsewhere).
+        ``UNRECORDED`` in a state pickled before it was kept.
     device_cache : dict
         ``coef_`` and ``intercept_`` as tensors per (device, dtype), with the
         arrays they were made from; never pickled.
@@ -104,7 +108,9 @@ class SolverState:
     average_coef: np.ndarray | None = None
     average_intercept: np.ndarray | None = None
     optimizer_state: dict | None = None
-    fit_device: str | None = None
+    # a state unpickled from a release that did not keep it reads the class
+    # default: UNRECORDED, where None is the default device
+    fit_device: str | None = UNRECORDED
     device_cache: dict = field(default_factory=dict, repr=False)
 
     def without_cache(self) -> SolverState:
