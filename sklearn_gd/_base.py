@@ -682,8 +682,10 @@ class BaseTorchSGD(SparseCoefMixin, CallbackSupportMixin, BaseEstimator):
                 f"(objective {result.best_loss:.6g}).",
                 UserWarning,
             )
-        elif mode.tol is None or result.converged or mode.partial:
+        elif result.converged or mode.partial:
             return
+        elif mode.tol is None:
+            self._warn_early_stop(result, mode, dtype)
         elif result.optimality is not None:
             why = (
                 "Maximum number of iteration reached"
@@ -704,6 +706,26 @@ class BaseTorchSGD(SparseCoefMixin, CallbackSupportMixin, BaseEstimator):
                 "Consider increasing max_iter to improve the fit.",
                 ConvergenceWarning,
             )
+
+    def _warn_early_stop(self, result, mode: FitMode, dtype) -> None:
+        """tol=None asks for no criterion but max_iter, and gets no warning
+        there, as from scikit-learn; a full-batch solver ends before it only
+        at an optimum it certifies to the data's precision (converged), or
+        when rounding leaves no step that decreases the objective: that stop
+        is said, with the measure."""
+        if not result.solver_stuck or result.n_iter >= mode.max_iter:
+            return
+        measure = (
+            ""
+            if result.optimality is None
+            else f": the {result.measure} is {result.optimality:.3g}"
+        )
+        warnings.warn(
+            "No step decreases the objective at this precision after "
+            f"{result.n_iter} of max_iter={mode.max_iter} iterations, before "
+            f"a certified optimum{measure}. {self._advice(result, dtype)}",
+            ConvergenceWarning,
+        )
 
     @staticmethod
     def _advice(result, dtype) -> str:

@@ -111,7 +111,9 @@ class TorchSGDClassifier(LinearClassifierMixin, BaseTorchSGD):
         smoothing; SGDClassifier's progress rule on the epoch's objective
         (on the validation accuracy with ``early_stopping``; "auto": 1e-3)
         for the perceptron, for hinge with "sgd", and for a float ``tol``
-        with the schedules. None trains ``max_iter`` epochs.
+        with the schedules. None trains ``max_iter`` epochs, or fewer with
+        "auto"'s full-batch solvers at an optimum they certify, or with a
+        ConvergenceWarning where rounding stops them.
 
     shuffle : bool, default=True
         Reshuffle the rows every epoch (minibatches only).

@@ -628,11 +628,12 @@ class Optimality:
         if tol is not None and value is not None and value <= tol:
             self.reached = True
             return True
-        if solver.stuck and self.tol == "auto" and value is not None:
+        if solver.stuck and self.tol in ("auto", None) and value is not None:
             # an "auto" that aims past the common one (conjugate gradients)
             # has converged when rounding stops it below the common one, and
             # a solver that certifies its gap below the objective's precision
-            # (Newton's decrement) has converged where the measure cannot go
+            # (Newton's decrement) has converged where the measure cannot go;
+            # tol=None stops before max_iter only there, at an optimum
             self.reached = value <= getattr(
                 solver, "precision_tol", -math.inf
             ) or getattr(solver, "at_precision", False)

@@ -808,10 +808,12 @@ class Smoothing(Solver):
     measures_optimality = True
     auto_tol = 1e-4  # a relative duality gap
 
-    def __init__(self, *, inner, target: float | None = None, **kwargs):
+    def __init__(self, *, inner, target: float | str | None = "auto", **kwargs):
         super().__init__(**kwargs)
         self.inner = inner
-        self.target = self.auto_tol if target is None else target
+        # None (tol=None): no target; the smoothing is sharpened until the
+        # data's precision (the floor of ``mu``) or max_iter ends the fit
+        self.target = {"auto": self.auto_tol, None: 0.0}.get(target, target)
 
     @property
     def supports_prox(self):  # noqa: D401 - mirrors the class attribute
@@ -833,7 +835,7 @@ class Smoothing(Solver):
         self.inner.curvature = oracle.loss.curvature
         self.inner.setup(problem, theta)
         self.optimality = None
-        self.stuck = False
+        self.stuck = self.at_precision = False
         self._since_check = self._wait = 0
         self._previous = None  # the solution of the level before
         self._certificate = math.inf  # the last duality gap computed
@@ -888,12 +890,23 @@ class Smoothing(Solver):
                 self._shrink(problem)
             else:  # the inner solver's estimate was early: go on, check later
                 self._wait = self.inner.check_every
-        self.stuck = self.inner.stuck and bias <= self.target
+        # stuck: the smoothing is fine enough, or as fine as the precision
+        # allows; converged there when the certificate is negligible (a
+        # hundredth of the package's 1e-4 promise, as for the inner solvers)
+        floor = self.mu <= self._mu_floor
+        precise = self._certificate <= self.inner.precision_gap
+        self.stuck = (floor and precise) or (
+            self.inner.stuck and (bias <= self.target or floor)
+        )
+        self.at_precision = self.stuck and precise
         return objective, weight
 
     def _shrink(self, problem):
         if self.mu <= self._mu_floor:  # as sharp as the precision allows
-            self.inner.stuck = True
+            if self.target > 0:
+                self.inner.stuck = True
+            else:  # tol=None: solve on at the floor, and check again later
+                self._wait = self.inner.check_every
             return
         self._wait = 0
         theta = self.inner._param

@@ -456,7 +456,7 @@ class DirectOracle(Oracle):
         generator=None,
     ):
         self.X, self.Y, self.sw = X, Y, sample_weight
-        self.loss = loss
+        self.loss = loss  # binds the compiled one-pass kernel too
         self.fit_intercept = fit_intercept
         n = X.shape[0]
         self.batch_size = n if batch_size is None else min(int(batch_size), n)
@@ -466,8 +466,24 @@ class DirectOracle(Oracle):
         self.n_batches = math.ceil(n / self.batch_size)
         self.chunk_rows = rows_per_chunk(X.shape[1], X.dtype.itemsize)
         self._gathered = None
+
+    @property
+    def loss(self) -> Loss:
+        """The loss the data term is computed with."""
+        return self._loss
+
+    @loss.setter
+    def loss(self, loss: Loss) -> None:
+        # the compiled pass computes one fixed loss: it is bound here, with
+        # the loss, so that a loss swapped during a fit (Smoothing's Moreau
+        # envelopes) is the one every batch's value and gradient come from.
+        # Bound once at construction, the dense gradient stayed the
+        # non-smooth loss's subgradient under the smoothing (issue 26)
+        self._loss = loss
         self._one_pass = (
-            one_pass_for(X, Y, sample_weight, loss) if self.reads_in_one_pass else None
+            one_pass_for(self.X, self.Y, self.sw, loss)
+            if self.reads_in_one_pass
+            else None
         )
 
     def _order(self, device):

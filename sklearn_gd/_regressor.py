@@ -90,8 +90,13 @@ class TorchSGDRegressor(RegressorMixin, BaseTorchSGD):
         ``n_iter_no_change`` epochs in a row (with early stopping: the
         validation R^2 below ``best + tol``). A fit that ends for any other
         reason (``max_iter``, the rate's floor, no more progress at this
-        precision) raises a ConvergenceWarning giving the measure. None runs
-        ``max_iter`` epochs.
+        precision) raises a ConvergenceWarning giving the measure. None has
+        no criterion but ``max_iter``, which then ends the fit without a
+        warning, as in SGDRegressor; the full-batch solvers of "auto" end
+        earlier only at an optimum they certify to the data's precision (a
+        relative gap of at most 1e-6: Newton's decrement, the smoothing's
+        duality gap), or with a ConvergenceWarning where rounding leaves no
+        step that decreases the objective.
 
     shuffle : bool, default=True
         Whether to visit the rows in a new random order each epoch (matters
