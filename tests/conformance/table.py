@@ -1,0 +1,182 @@
+"""The tests of scikit-learn's ``test_sgd.py`` that cannot apply to ours.
+
+Each entry maps a test, by function name (all its parametrizations) or by
+its full name with parameters (``name[ids]``, one case), to a category and
+the reason:
+
+- ``INTERNALS``: the test reads scikit-learn's private modules (the Cython
+  loss classes, ``_stochastic_gradient``, the ``loss_functions`` table) or
+  an estimator we do not implement (SGDOneClassSVM). Skipped.
+- ``PER_SAMPLE``: the test asserts scikit-learn's exact per-sample iterates.
+  Not marked: the factories build these tests' estimators with scikit-learn's
+  algorithm (``optimizer="sgd", batch_size=1``, its schedule defaults; see
+  ``adapter.per_sample``), and they must pass.
+- ``EXTENSION``: ours deliberately does something else, named in the
+  README's table of differences. Expected to fail (strict: a pass means the
+  difference is gone and the entry must go).
+- ``PENDING``: a defect being fixed on another branch, named in the reason.
+  Expected to fail (strict), so that the merge that fixes it turns the test
+  red until its entry is removed.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+INTERNALS = "scikit-learn internals"
+PER_SAMPLE = "per-sample iterates"
+EXTENSION = "deliberate extension"
+PENDING = "pending on another branch"
+
+_CONVENTIONS = "fixed on branch `conventions` (issue 26, conventions): "
+_NUMERICS = "fixed on branch `numerics` (issue 26, full-batch solvers): "
+_EXACT_ITERATES = (
+    "compares with a hand-written per-sample averaged SGD (`asgd`) to 16 "
+    "decimals, scikit-learn's sparse intercept damping included"
+)
+
+# test name (or name[params]) -> (category, reason)
+TABLE: dict[str, tuple[str, str]] = {
+    # -- scikit-learn internals ------------------------------------------
+    "test_plain_has_no_average_attr": (
+        INTERNALS,
+        "checks the private attributes _average_coef, _standard_coef, ... of "
+        "scikit-learn's implementation",
+    ),
+    "test_sgd_predict_proba_method_access": (
+        INTERNALS,
+        "iterates over SGDClassifier.loss_functions, scikit-learn's table of "
+        "its Cython loss classes",
+    ),
+    "test_loss_function_epsilon": (
+        INTERNALS,
+        "reads the loss_functions table of Cython loss objects",
+    ),
+    "test_validation_mask_correctly_subsets": (
+        INTERNALS,
+        "monkeypatches sklearn.linear_model._stochastic_gradient",
+    ),
+    # -- exact per-sample iterates (run with scikit-learn's algorithm) ----
+    "test_late_onset_averaging_reached": (PER_SAMPLE, _EXACT_ITERATES),
+    "test_average_binary_computed_correctly": (PER_SAMPLE, _EXACT_ITERATES),
+    "test_sgd_multiclass_average": (PER_SAMPLE, _EXACT_ITERATES),
+    "test_sgd_averaged_computed_correctly": (PER_SAMPLE, _EXACT_ITERATES),
+    "test_sgd_averaged_partial_fit": (PER_SAMPLE, _EXACT_ITERATES),
+    "test_average_sparse": (PER_SAMPLE, _EXACT_ITERATES),
+    "test_validation_set_not_used_for_training": (
+        PER_SAMPLE,
+        "asserts bitwise-equal coefficients from two fits that see the same "
+        "rows in the same order, one sample at a time",
+    ),
+    "test_sgd_reg": (
+        PER_SAMPLE,
+        "asserts bitwise-equal coefficients for two identical columns: "
+        "per-sample updates keep them identical, a full-batch solver's "
+        "linear algebra rounds them differently in the last bit",
+    ),
+    "test_sgd_proba[SparseSGDClassifier]": (
+        PER_SAMPLE,
+        "expects the sparse fit to differ from the dense one (its 'XXX the "
+        "sparse test gets a different X2'): scikit-learn damps the intercept "
+        "step on sparse input",
+    ),
+    # -- deliberate extensions (README, differences from scikit-learn) -----
+    "test_input_format[SGDRegressor]": (
+        EXTENSION,
+        "a 2-D y is accepted: the outputs are fitted as independent problems",
+    ),
+    "test_input_format[SparseSGDRegressor]": (
+        EXTENSION,
+        "a 2-D y is accepted: the outputs are fitted as independent problems",
+    ),
+    "test_warm_start[optimal-SGDRegressor]": (
+        EXTENSION,
+        "learning_rate='optimal' with alpha=0.01 diverges on this data; ours "
+        "raises DivergenceError where scikit-learn returns coefficients of "
+        "about 1e12",
+    ),
+    "test_warm_start[optimal-SparseSGDRegressor]": (
+        EXTENSION,
+        "learning_rate='optimal' with alpha=0.01 diverges on this data; ours "
+        "raises DivergenceError where scikit-learn returns coefficients of "
+        "about 1e12",
+    ),
+    "test_sgd_random_state": (
+        EXTENSION,
+        "the default fit is full-batch and deterministic: random_state "
+        "changes nothing (it seeds minibatch shuffling and the early-stopping "
+        "split), so different seeds give the same model",
+    ),
+    # -- being fixed on other branches -------------------------------------
+    "test_sgd_l1_ratio_not_used": (PENDING, _CONVENTIONS + "l1_ratio=None"),
+    "test_sgd_failing_penalty_validation": (
+        PENDING,
+        _CONVENTIONS + "l1_ratio=None and its elasticnet message",
+    ),
+    "test_power_t_limits": (
+        PENDING,
+        _CONVENTIONS + "a negative power_t warns (FutureWarning) and fits",
+    ),
+    "test_provide_coef": (PENDING, _CONVENTIONS + "coef_init's shape message"),
+    "test_set_intercept_offset": (
+        PENDING,
+        _CONVENTIONS + "intercept_init's shape message",
+    ),
+    "test_partial_fit_weight_class_balanced": (
+        PENDING,
+        _CONVENTIONS + "class_weight='balanced' with partial_fit's message",
+    ),
+    "test_sgd_multiclass_njobs": (PENDING, _CONVENTIONS + "n_jobs"),
+    "test_multi_thread_multi_class_and_early_stopping": (
+        PENDING,
+        _CONVENTIONS + "n_jobs",
+    ),
+    "test_SGDClassifier_fit_for_all_backends": (PENDING, _CONVENTIONS + "n_jobs"),
+    "test_underflow_or_overflow": (
+        PENDING,
+        _CONVENTIONS + "scikit-learn's overflow message",
+    ),
+    "test_sgd_error_on_zero_validation_weight": (
+        PENDING,
+        _CONVENTIONS + "all-zero validation weights' message",
+    ),
+    "test_sgd_l1": (PENDING, _NUMERICS + "hinge + L1 returns a wrong model"),
+}
+
+# the module the table applies to
+MODULE = "test_sklearn_sgd.py"
+
+
+# SGDOneClassSVM, which sklearn-gd does not implement: its tests (and the
+# cases of shared tests that take it) would test scikit-learn's own estimator
+_ONE_CLASS = (
+    INTERNALS,
+    "SGDOneClassSVM, which sklearn-gd does not implement (its tests would run "
+    "scikit-learn's own estimator)",
+)
+_ONE_CLASS_NAMES = ("OneClassSVM", "oneclass", "one_class", "ocsvm")
+
+
+def category_of(name: str, originalname: str) -> tuple[str, str] | None:
+    """The table's entry for a test: its own case first, then its function;
+    anything of SGDOneClassSVM's is skipped."""
+    if any(word in name for word in _ONE_CLASS_NAMES):
+        return _ONE_CLASS
+    return TABLE.get(name) or TABLE.get(originalname)
+
+
+def apply_marks(items) -> None:
+    """Skip or expect to fail the generated module's tests the table lists
+    (a pytest_collection_modifyitems helper)."""
+    for item in items:
+        if item.path.name != MODULE:
+            continue
+        entry = category_of(item.name, getattr(item, "originalname", item.name))
+        if entry is None:
+            continue
+        category, reason = entry
+        reason = f"{category}: {reason}"
+        if category == INTERNALS:
+            item.add_marker(pytest.mark.skip(reason=reason))
+        elif category in (EXTENSION, PENDING):
+            item.add_marker(pytest.mark.xfail(strict=True, reason=reason))
