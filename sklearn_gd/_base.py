@@ -712,6 +712,10 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
             raise ValueError(message) from exc
         if idx_train.shape[0] == 0 or idx_val.shape[0] == 0:
             raise ValueError(message)
+        # the training rows in the data's order, as scikit-learn's SGD visits
+        # them (it masks the validation rows out): with shuffle=False the
+        # fit then sees the rows in the order given, as without early stopping
+        idx_train = np.sort(idx_train)
         if sw is not None and not np.any(sw[idx_val] > 0):
             raise ValueError(
                 "The sample weights for validation set are all zero, consider "

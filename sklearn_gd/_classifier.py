@@ -136,8 +136,9 @@ class TorchSGDClassifier(LinearClassifierMixin, SparseCoefMixin, BaseTorchSGD):
         solution's scale for "adam", "adamw" and "adagrad" (see
         :class:`TorchSGDRegressor`).
 
-    power_t : float, default=0.25
-        Exponent of "invscaling".
+    power_t : float, default=0.5
+        Exponent of "invscaling" (SGDClassifier's default; SGDRegressor's,
+        and :class:`TorchSGDRegressor`'s, is 0.25).
 
     early_stopping : bool, default=False
         Stop on the accuracy of a stratified held-out ``validation_fraction``
@@ -290,7 +291,7 @@ class TorchSGDClassifier(LinearClassifierMixin, SparseCoefMixin, BaseTorchSGD):
         random_state=None,
         learning_rate="adaptive",
         eta0="auto",
-        power_t=0.25,
+        power_t=0.5,
         early_stopping=False,
         validation_fraction=0.1,
         n_iter_no_change=5,

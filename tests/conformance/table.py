@@ -63,11 +63,6 @@ TABLE: dict[str, tuple[str, str]] = {
     "test_sgd_averaged_computed_correctly": (PER_SAMPLE, _EXACT_ITERATES),
     "test_sgd_averaged_partial_fit": (PER_SAMPLE, _EXACT_ITERATES),
     "test_average_sparse": (PER_SAMPLE, _EXACT_ITERATES),
-    "test_validation_set_not_used_for_training": (
-        PER_SAMPLE,
-        "asserts bitwise-equal coefficients from two fits that see the same "
-        "rows in the same order, one sample at a time",
-    ),
     "test_sgd_reg": (
         PER_SAMPLE,
         "asserts bitwise-equal coefficients for two identical columns: "
