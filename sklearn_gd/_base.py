@@ -96,6 +96,13 @@ _CALLBACK_ATTRS = ("_callback_fit_ctx", "_skl_callbacks_to_teardown")
 # at 5e4 x 400 five times faster)
 _NEWTON_MAX_WORK = 2e7
 
+# scikit-learn's SGD warning when max_iter ends a fit, word for word: code
+# written for SGDClassifier/SGDRegressor filters or matches it
+_MAX_ITER_MESSAGE = (
+    "Maximum number of iteration reached before convergence. Consider "
+    "increasing max_iter to improve the fit."
+)
+
 # torch >= 2.5 has torch.OutOfMemoryError; torch.cuda's alias is older
 _OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
@@ -649,26 +656,28 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
         elif mode.tol is None or result.converged or mode.partial:
             return
         elif result.optimality is not None:
-            tol = result.tol
-            why = (
-                "Maximum number of iteration reached"
-                if result.n_iter == mode.max_iter
-                else "No step decreases the objective at this precision"
-                if result.solver_stuck
-                else "The step size reached the schedule's floor"
+            measure = (
+                f"the relative optimality measure is {result.optimality:.3g}, "
+                f"above tol={result.tol:g}"
             )
-            warnings.warn(
-                f"{why} before convergence: the relative optimality measure "
-                f"is {result.optimality:.3g}, above tol={tol:g}. Consider "
-                "increasing max_iter, scaling the features or using float64.",
-                ConvergenceWarning,
-            )
+            if result.n_iter == mode.max_iter:
+                message = (
+                    f"{_MAX_ITER_MESSAGE} At the end {measure}; scaling the "
+                    "features may also help."
+                )
+            else:
+                why = (
+                    "No step decreases the objective at this precision"
+                    if result.solver_stuck
+                    else "The step size reached the schedule's floor"
+                )
+                message = (
+                    f"{why} before convergence: {measure}. Consider scaling "
+                    "the features or using float64."
+                )
+            warnings.warn(message, ConvergenceWarning)
         elif result.n_iter == mode.max_iter:
-            warnings.warn(
-                "Maximum number of iteration reached before convergence. "
-                "Consider increasing max_iter to improve the fit.",
-                ConvergenceWarning,
-            )
+            warnings.warn(_MAX_ITER_MESSAGE, ConvergenceWarning)
 
     # ---------------------------------------------------------------- parts
     def _check_inits(self, coef_init, intercept_init, coef0, icpt0, d, k, dtype):

@@ -588,8 +588,11 @@ class Optimality:
     solver's ``auto_tol``, read at each update). A stop is final:
     ``reached`` says whether it was the criterion (True) or a solver that
     can make no more progress at this precision (False, and the estimator
-    warns with the measure). The best loss and score are tracked as by
-    :class:`NoImprovement`, for early stopping and the result.
+    warns with the measure; with ``tol=0``, which sets no threshold, that
+    is convergence). ``tol=None`` never stops: the fit runs ``max_iter``
+    epochs, a solver that can make no more progress staying where it is.
+    The best loss and score are tracked as by :class:`NoImprovement`, for
+    early stopping and the result.
     """
 
     final = True
@@ -613,6 +616,13 @@ class Optimality:
         if tol is not None and value is not None and value <= tol:
             self.reached = True
             return True
+        if self.tol is None:  # no stopping rule: max_iter epochs, as sklearn's
+            return False
+        if solver.stuck and self.tol == 0:
+            # no threshold: as scikit-learn's tol=0 trains until the objective
+            # stops decreasing, the fit is done when no step decreases it at
+            # the data's precision
+            self.reached = True
         if solver.stuck and self.tol == "auto" and value is not None:
             # an "auto" that aims past the common one (conjugate gradients)
             # has converged when rounding stops it below the common one, and

@@ -894,7 +894,12 @@ class Smoothing(Solver):
                 self._shrink(problem)
             else:  # the inner solver's estimate was early: go on, check later
                 self._wait = self.inner.check_every
-        self.stuck = self.inner.stuck and bias <= self.target
+        # done: the smoothing's bias is within the target, or the smoothing
+        # is as sharp as the data's precision resolves (a target of 0, or
+        # one the bias cannot reach, would otherwise keep it going)
+        self.stuck = self.inner.stuck and (
+            bias <= self.target or self.mu <= self._mu_floor
+        )
         return objective, weight
 
     def _shrink(self, problem):
