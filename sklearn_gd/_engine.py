@@ -203,7 +203,7 @@ class Problem:
         step touches only the batch's features."""
         W = theta[: self.d]
         c = self.penalty.decay(lr) if self.oracle.descends_in_place else None
-        if c is None:
+        if not c:  # None, or 0: the weights vanish, which c (W - ...) cannot say
             self._settle(W)
             return descend_plainly_(self, theta, idx, lr)
         s = self._scale
@@ -254,8 +254,14 @@ def reads_on_host(t: torch.Tensor) -> bool:
 
 
 def descend_plainly_(problem, theta, idx, lr):
-    """``problem.descend_`` from its gradient: ``theta -= lr * grad``."""
-    objective, weight, grad = problem.evaluate(theta, idx)
+    """``problem.descend_`` from its gradient, in scikit-learn's order: the
+    L2 part scales the coefficients by ``max(0, 1 - lr l2)``
+    (:meth:`~sklearn_gd._penalties.Penalty.shrink_`), then the data term's
+    gradient, taken at the parameters before, moves them by ``-lr`` times
+    it. Never an explicit L2 gradient step: past ``lr = 2 / l2`` it would
+    diverge."""
+    objective, weight, grad = problem.evaluate(theta, idx, with_l2=False)
+    problem.penalty.shrink_(problem.coef(theta), lr)
     theta.sub_(grad, alpha=lr)
     return objective, weight
 
