@@ -568,6 +568,17 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
         """``tol``, with "auto" resolved for the solver ``cls``."""
         return cls.auto_tol if self.tol == "auto" else self.tol
 
+    def _intercept_decay(self, data: FitData) -> float:
+        """The factor on the intercept's step of plain SGD: scikit-learn's
+        ``SPARSE_INTERCEPT_DECAY`` (0.01) for per-sample steps
+        (``batch_size=1``) on sparse X, as its SGD takes them, else 1.
+
+        A sparse row moves only its few features but the intercept every
+        time: undamped, the intercept's noise dominates. A minibatch's
+        intercept gradient is already an average over its rows, which
+        damping would only slow down."""
+        return 0.01 if data.kind == "sparse" and self.batch_size == 1 else 1.0
+
     def _average_start(self) -> int:
         """The update the running average starts at (0: no averaging)."""
         if self.average is False or self.average is None:
@@ -595,6 +606,7 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
             validation=validation,
             on_epoch=self._epoch_hook(history, callback_ctx, X, y, data.y_ndim),
             joint_outputs=data.loss.joint,
+            intercept_decay=self._intercept_decay(data),
         )
         if callback_ctx is not None:
             callback_ctx.call_on_fit_task_end(

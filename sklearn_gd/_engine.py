@@ -161,12 +161,15 @@ class Problem:
     sum whose gradient the oracle's gradient is.
     """
 
-    def __init__(self, oracle, penalty, n_features, n_outputs, joint):
+    def __init__(
+        self, oracle, penalty, n_features, n_outputs, joint, intercept_decay=1.0
+    ):
         self.oracle = oracle
         self.penalty = penalty
         self.d = n_features
         self.k = n_outputs
         self.joint = joint
+        self.intercept_decay = intercept_decay
         self.sum_scale = 1 if joint else n_outputs
         self._lazy = False
         self._scale = 1.0  # under lazily(): the coefficients' pending factor
@@ -191,8 +194,9 @@ class Problem:
 
     def descend_(self, theta, idx, lr):
         """One gradient step of rate ``lr`` on batch ``idx``, in place, as
-        ``evaluate`` and ``theta -= lr * grad`` would take it; returns the
-        objective at the batch's iterate and the batch's weight.
+        ``evaluate`` and ``theta -= lr * grad`` would take it (the intercept's
+        step times ``intercept_decay``); returns the objective at the batch's
+        iterate and the batch's weight.
 
         Where the oracle :attr:`descends_in_place` no gradient is built: the
         data term's step goes straight into ``theta`` and the L2 part's is a
@@ -214,7 +218,9 @@ class Problem:
         on_host = reads_on_host(W)
         penalty = self.penalty.total(W)
         penalty = (float(penalty) if on_host else penalty) * (s * s)
-        values, weight = self.oracle.loss_descend_(theta, idx, lr / (c * s), lr, s)
+        values, weight = self.oracle.loss_descend_(
+            theta, idx, lr / (c * s), lr * self.intercept_decay, s
+        )
         if self._lazy:
             self._scale = s * c
             if self._scale < 1e-9:  # before V's values grow out of range
@@ -253,16 +259,28 @@ def reads_on_host(t: torch.Tensor) -> bool:
     return t.device.type == "cpu"
 
 
+def gradient_step_(problem, theta, idx, lr):
+    """``theta -= lr * grad``, the L2 part's gradient included: a step linear
+    in ``lr``, for callers that take it at rate 1 and scale the change by
+    each column's own rate (the CV engine's ``ScaledSolver``), which the
+    clamp of :func:`descend_plainly_` would break."""
+    objective, weight, grad = problem.evaluate(theta, idx)
+    theta.sub_(grad, alpha=lr)
+    return objective, weight
+
+
 def descend_plainly_(problem, theta, idx, lr):
     """``problem.descend_`` from its gradient, in scikit-learn's order: the
     L2 part scales the coefficients by ``max(0, 1 - lr l2)``
     (:meth:`~sklearn_gd._penalties.Penalty.shrink_`), then the data term's
     gradient, taken at the parameters before, moves them by ``-lr`` times
-    it. Never an explicit L2 gradient step: past ``lr = 2 / l2`` it would
-    diverge."""
+    it (the intercept by ``-lr * problem.intercept_decay`` times its). Never
+    an explicit L2 gradient step: past ``lr = 2 / l2`` it would diverge."""
     objective, weight, grad = problem.evaluate(theta, idx, with_l2=False)
-    problem.penalty.shrink_(problem.coef(theta), lr)
-    theta.sub_(grad, alpha=lr)
+    d = problem.coef(theta).shape[0]
+    problem.penalty.shrink_(theta[:d], lr)
+    theta[:d].sub_(grad[:d], alpha=lr)
+    theta[d:].sub_(grad[d:], alpha=lr * problem.intercept_decay)
     return objective, weight
 
 
@@ -531,6 +549,11 @@ class NoImprovement:
         """Start counting again (after the schedule shrank the step)."""
         self.count = 0
 
+    def idles(self, solver) -> bool:
+        """Whether the next epoch may be counted without being run (see
+        :meth:`Optimality.idles`): never for the schedules' solvers."""
+        return False
+
 
 class MeasuredProgress(NoImprovement):
     """The optimality measure, for gradient descent and the adaptive
@@ -611,6 +634,13 @@ class Optimality:
         self.best_score = -math.inf
         self.reached = False
 
+    def idles(self, solver) -> bool:
+        """Whether the next epoch may be counted without being run: under
+        ``tol=None`` a full-batch solver that can make no more progress
+        (``stuck``) would only repeat the line search or certificate that
+        found so, each epoch, and leave the parameters as they are."""
+        return self.tol is None and solver.stuck
+
     def update(self, loss: float, score: float | None, solver=None) -> bool:
         self.best_loss = min(self.best_loss, loss)
         if score is not None:
@@ -665,6 +695,7 @@ def train(
     validation: Validation | None = None,
     on_epoch=None,
     joint_outputs=False,
+    intercept_decay=1.0,
 ) -> TrainResult:
     """Minimise ``oracle`` data term + ``penalty`` from ``init``.
 
@@ -694,6 +725,10 @@ def train(
         objective is their mean. True: they form one problem (a joint loss
         such as softmax cross-entropy), and the reported objective is the sum
         of the data terms plus the penalty of the whole matrix.
+    intercept_decay : float
+        The factor on the intercept's step in plain gradient descent
+        (scikit-learn's 0.01 for per-sample steps on sparse rows; see
+        ``BaseTorchSGD._intercept_decay``).
 
     Raises
     ------
@@ -702,7 +737,7 @@ def train(
         cannot shrink its rate any further.
     """
     it = Iterate(init, fit_intercept, average)
-    problem = Problem(oracle, penalty, *init.coef.shape, joint_outputs)
+    problem = Problem(oracle, penalty, *init.coef.shape, joint_outputs, intercept_decay)
     lr = schedule.rate(it.t)
     _check_rate_fits(lr, it.theta.dtype)
     solver.setup(problem, it.theta)
@@ -718,7 +753,12 @@ def train(
     with torch.no_grad():
         try:
             while epoch < max_iter:
-                mean, lr = run_epoch(problem, solver, schedule, it)
+                if epoch and stopping.idles(solver):
+                    # its steps would leave everything as it is: count them
+                    mean = history.losses[-1]
+                    it.t += 1
+                else:
+                    mean, lr = run_epoch(problem, solver, schedule, it)
                 loss, param_sum = _read_epoch(mean, it)
                 if guard.diverged(loss, param_sum):
                     restarts.after_divergence(epoch + 1, loss, lr)

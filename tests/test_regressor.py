@@ -329,6 +329,34 @@ def test_tol_zero_trains_until_no_progress(regression_data):
     assert reg.n_iter_ < 100
 
 
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("average", [False, True])
+def test_per_sample_sgd_is_sgdregressors(regression_data, sparse, average):
+    """optimizer="sgd", batch_size=1 with SGDRegressor's schedule is its
+    algorithm, step for step: on sparse X too, where scikit-learn damps the
+    intercept's step by 0.01 (its SPARSE_INTERCEPT_DECAY), as ours now does.
+    The same float64 operations in another order: 1e-10."""
+    import scipy.sparse as sp
+    from sklearn.linear_model import SGDRegressor
+
+    X, y = regression_data
+    X = sp.csr_matrix(X) if sparse else X
+    params = dict(
+        learning_rate="invscaling",
+        eta0=0.01,
+        power_t=0.25,
+        alpha=1e-3,
+        shuffle=False,
+        max_iter=3,
+        tol=None,
+        average=average,
+    )
+    ref = SGDRegressor(**params).fit(X, y)
+    reg = TorchSGDRegressor(optimizer="sgd", batch_size=1, **params).fit(X, y)
+    assert_allclose(reg.coef_, ref.coef_, rtol=1e-10)
+    assert_allclose(reg.intercept_, ref.intercept_, rtol=1e-10)
+
+
 # ------------------------------------------------------------------- errors
 def _fitted(regression_data):
     X, y = regression_data
