@@ -108,7 +108,12 @@ class TorchSGDClassifier(LinearClassifierMixin, SparseCoefMixin, BaseTorchSGD):
         smoothing; SGDClassifier's progress rule on the epoch's objective
         (on the validation accuracy with ``early_stopping``; "auto": 1e-3)
         for the perceptron, for hinge with "sgd", and for a float ``tol``
-        with the schedules. None trains ``max_iter`` epochs.
+        with the schedules. A float is the full-batch solvers' threshold on
+        their measure; ``0`` sets none, and the fit ends, converged, when no
+        step decreases the objective at the data's precision (as
+        SGDClassifier's ``tol=0`` trains until the objective stops
+        decreasing). None is no stopping rule: exactly ``max_iter`` epochs
+        with every solver, as in SGDClassifier.
 
     shuffle : bool, default=True
         Reshuffle the rows every epoch (minibatches only).
