@@ -21,6 +21,7 @@ import scipy.sparse as sp
 import torch
 from sklearn.base import BaseEstimator
 from sklearn.exceptions import ConvergenceWarning
+from sklearn.linear_model._base import SparseCoefMixin
 from sklearn.model_selection import ShuffleSplit
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.extmath import safe_sparse_dot
@@ -180,13 +181,19 @@ class FitData:
         return (*self.X.shape, self.Y.shape[1])
 
 
-class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
-    """Shared machinery of the package's linear estimators (not public)."""
+class BaseTorchSGD(SparseCoefMixin, CallbackSupportMixin, BaseEstimator):
+    """Shared machinery of the package's linear estimators (not public).
+
+    ``sparsify`` and ``densify`` come from scikit-learn's
+    ``SparseCoefMixin``, as in SGDRegressor and SGDClassifier: predictions
+    read ``coef_`` whether it is a numpy array or a scipy.sparse matrix.
+    """
 
     _parameter_constraints: dict = {
         "penalty": [StrOptions({name for name in PENALTIES if name}), None],
         "alpha": [Interval(Real, 0, None, closed="left")],
-        "l1_ratio": [Interval(Real, 0, 1, closed="both")],
+        # None: for a penalty that does not read it, as SGDRegressor allows
+        "l1_ratio": [Interval(Real, 0, 1, closed="both"), None],
         "fit_intercept": ["boolean"],
         "max_iter": [Interval(Integral, 1, None, closed="left")],
         "tol": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"}), None],
@@ -195,7 +202,8 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
         "random_state": ["random_state"],
         "learning_rate": [StrOptions(set(SCHEDULES))],
         "eta0": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
-        "power_t": [Interval(Real, 0, None, closed="left")],
+        # negative values: deprecated, as in scikit-learn >= 1.8 (a warning)
+        "power_t": [Interval(Real, None, None, closed="neither")],
         "early_stopping": ["boolean"],
         "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
         "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
@@ -240,7 +248,18 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
 
     # ----------------------------------------------------------- validation
     def _make_penalty(self):
-        return make_penalty(self.penalty, alpha=self.alpha, l1_ratio=self.l1_ratio)
+        return make_penalty(
+            self.penalty, alpha=self.alpha, l1_ratio=self._l1_ratio_value()
+        )
+
+    def _l1_ratio_value(self):
+        """``l1_ratio``, where None (which SGDRegressor allows for a penalty
+        that does not read it) stands for 0, a value that penalty ignores."""
+        if self.l1_ratio is not None:
+            return self.l1_ratio
+        if self.penalty == "elasticnet":
+            raise ValueError("l1_ratio must be set when penalty is 'elasticnet'")
+        return 0.0
 
     def _more_validate_params(self, for_partial_fit=False):
         resolve_device(self.device)  # unknown strings, absent accelerators
@@ -251,6 +270,15 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
             )
         if self.early_stopping and for_partial_fit:
             raise ValueError("early_stopping should be False with partial_fit")
+        self._l1_ratio_value()  # None with "elasticnet"
+        if self.power_t < 0:
+            # scikit-learn's own deprecation (1.8), word for word
+            warnings.warn(
+                "Negative values for `power_t` are deprecated in version 1.8 "
+                "and will raise an error in 1.10. "
+                "Use values in the range [0.0, inf) instead.",
+                FutureWarning,
+            )
         self._solver_class(for_partial_fit).check(
             self.optimizer, self.penalty, self._make_penalty()
         )
@@ -318,6 +346,8 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
             reset=mode.first_call,
             dtype=None if resume is None else resume.dtype,
             finite_x=check_x,
+            # the split names the set whose weights are all zero
+            allow_all_zero_weights=mode.early_stopping,
         )
         Y = self._prepare_targets(inputs.Y, mode.first_call)
         if resume is not None and Y.shape[1] != resume.n_outputs:
@@ -400,7 +430,7 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
             and prefers_gram(*X.shape, data.loss, self.batch_size)
         )
         if unchecked and not gram_checks:
-            check_finite_host(X, "X")
+            check_finite_host(X, "X", self)
         train_rows = None
         validation = None
         if mode.early_stopping:
@@ -449,7 +479,7 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
                 )
             except ValueError:  # statistics overflow: NaN or inf in X first
                 if gram_checks:
-                    check_finite_host(X, "X")
+                    check_finite_host(X, "X", self)
                 raise
         return oracle, validation
 
@@ -629,6 +659,7 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
             average_coef=to_numpy(result.avg_coef) if averaged else None,
             average_intercept=to_numpy(result.avg_intercept) if averaged else None,
             optimizer_state=optimizer_state_to_numpy(result.optimizer_state),
+            fit_device=self.device,
         )
         coef, intercept = self._shape_params(
             to_numpy(result.coef), to_numpy(result.intercept), data.y_ndim
@@ -700,9 +731,11 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
             elif c.shape == (k, d):
                 c = c.T
             else:
+                # scikit-learn's words first, which its users look for
                 raise ValueError(
-                    f"coef_init has shape {c.shape}; expected "
-                    f"{(d,) if k == 1 else (k, d)} for {d} features and {k} output(s)."
+                    f"Provided coef_init does not match dataset: it has shape "
+                    f"{c.shape}; expected {(d,) if k == 1 else (k, d)} for {d} "
+                    f"features and {k} output(s)."
                 )
             if not np.isfinite(c).all():
                 raise ValueError("coef_init contains NaN or infinity.")
@@ -711,7 +744,8 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
             i = np.atleast_1d(np.asarray(intercept_init, dtype=dtype))
             if i.shape != (k,):
                 raise ValueError(
-                    f"intercept_init has shape {i.shape}; expected ({k},)."
+                    "Provided intercept_init does not match dataset: it has "
+                    f"shape {i.shape}; expected ({k},)."
                 )
             if not np.isfinite(i).all():
                 raise ValueError("intercept_init contains NaN or infinity.")
@@ -737,9 +771,15 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
         # them (it masks the validation rows out): with shuffle=False the
         # fit then sees the rows in the order given, as without early stopping
         idx_train = np.sort(idx_train)
-        if sw is not None and not np.any(sw[idx_val] > 0):
+        # bool(... .any()): sw may be a tensor
+        if sw is not None and not bool((sw[idx_val] > 0).any()):
             raise ValueError(
                 "The sample weights for validation set are all zero, consider "
+                "using a different random state."
+            )
+        if sw is not None and not bool((sw[idx_train] > 0).any()):
+            raise ValueError(
+                "The sample weights for the training set are all zero, consider "
                 "using a different random state."
             )
         return idx_train, idx_val
@@ -837,12 +877,21 @@ class BaseTorchSGD(CallbackSupportMixin, BaseEstimator):
 
     # -------------------------------------------------------------- predict
     def _predict_device(self, X) -> torch.device:
-        """Where to predict: the estimator's device, or the CPU when that
-        device is absent here (a model fitted on a GPU, loaded on a CPU
-        host): predictions do not depend on the device."""
+        """Where to predict: the estimator's device, resolved as ``fit``
+        resolves it, so that a device absent here raises fit's ValueError.
+
+        The one exception is a model fitted on a device absent here (fitted
+        on a GPU, loaded on a CPU host) whose ``device`` was not changed
+        since: it predicts on the CPU, with a warning, since predictions do
+        not depend on the device. A device set after the fit is a request
+        for that device, and fails as it would in ``fit``.
+        """
         try:
             return resolve_device(self.device, X)
         except ValueError:
+            state = getattr(self, "_solver_state", None)
+            if state is None or state.fit_device != self.device:
+                raise
             warnings.warn(
                 f"device={self.device!r} is not available on this machine; "
                 "predicting on the CPU.",
@@ -962,16 +1011,16 @@ def _parameter_matrix(coef, intercept):
 
 
 def _snapshot(a):
-    return a.copy()
+    # a sparsified coef_ is held dense: the values are what the cache keys
+    # on, and scipy cannot copy the 1-D sparse matrix that sparsify makes of
+    # a regressor's 1-D coef_
+    return _dense(a).copy()
+
+
+def _dense(a):
+    return a.toarray() if sp.issparse(a) else np.asarray(a)
 
 
 def _same_values(held, current) -> bool:
-    if sp.issparse(held) or sp.issparse(current):
-        return (
-            sp.issparse(held)
-            and sp.issparse(current)
-            and held.shape == current.shape
-            and (held != current).nnz == 0
-        )
-    current = np.asarray(current)
+    current = _dense(current)
     return held.shape == current.shape and np.array_equal(held, current)

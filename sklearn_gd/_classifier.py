@@ -9,13 +9,13 @@ multinomial option fits all columns as one softmax problem (one-hot targets).
 
 from __future__ import annotations
 
-from numbers import Real
+from numbers import Integral, Real
 
 import numpy as np
 import torch
 from scipy.special import log_softmax, softmax
 from sklearn.base import _fit_context
-from sklearn.linear_model._base import LinearClassifierMixin, SparseCoefMixin
+from sklearn.linear_model._base import LinearClassifierMixin
 from sklearn.model_selection import StratifiedShuffleSplit
 from sklearn.utils import compute_class_weight
 from sklearn.utils._available_if import available_if
@@ -46,7 +46,7 @@ class _SplitOnLabels:
         return self.cv.split(X, self.labels)
 
 
-class TorchSGDClassifier(LinearClassifierMixin, SparseCoefMixin, BaseTorchSGD):
+class TorchSGDClassifier(LinearClassifierMixin, BaseTorchSGD):
     """Linear classifier fitted by gradient descent in PyTorch, on CPU or GPU.
 
     The counterpart of :class:`sklearn.linear_model.SGDClassifier`, with its
@@ -90,8 +90,9 @@ class TorchSGDClassifier(LinearClassifierMixin, SparseCoefMixin, BaseTorchSGD):
         Penalty strength, in ``[0, inf)``. For log_loss and l2 it equals
         ``LogisticRegression``'s ``1 / (C * n_samples)``.
 
-    l1_ratio : float, default=0.15
-        Share of L1 in the elastic net, in ``[0, 1]``.
+    l1_ratio : float or None, default=0.15
+        Share of L1 in the elastic net, in ``[0, 1]``; None is allowed, as
+        in SGDClassifier, when ``penalty`` is not "elasticnet".
 
     fit_intercept : bool, default=True
         Fit an intercept per binary problem (per class).
@@ -126,6 +127,15 @@ class TorchSGDClassifier(LinearClassifierMixin, SparseCoefMixin, BaseTorchSGD):
         Width of "huber", "epsilon_insensitive" and
         "squared_epsilon_insensitive", in ``[0, inf)``.
 
+    n_jobs : int or None, default=None
+        Accepted for compatibility with SGDClassifier (so that
+        ``TorchSGDClassifier(**SGDClassifier().get_params())`` works), and
+        ignored: SGDClassifier runs its one-vs-rest problems in ``n_jobs``
+        threads, whereas here they are trained together as the columns of
+        one weight matrix, each step one batched product over all classes,
+        parallel on torch's threads (``torch.set_num_threads``) or on the
+        GPU.
+
     random_state : int, RandomState instance or None, default=None
         Seeds shuffling and the stratified early-stopping split.
 
@@ -143,7 +153,8 @@ class TorchSGDClassifier(LinearClassifierMixin, SparseCoefMixin, BaseTorchSGD):
 
     power_t : float, default=0.5
         Exponent of "invscaling" (SGDClassifier's default; SGDRegressor's,
-        and :class:`TorchSGDRegressor`'s, is 0.25).
+        and :class:`TorchSGDRegressor`'s, is 0.25); a negative value warns,
+        as in SGDClassifier, whose negative values are deprecated.
 
     early_stopping : bool, default=False
         Stop on the accuracy of a stratified held-out ``validation_fraction``
@@ -276,6 +287,7 @@ class TorchSGDClassifier(LinearClassifierMixin, SparseCoefMixin, BaseTorchSGD):
         **BaseTorchSGD._parameter_constraints,
         "loss": [StrOptions(set(CLASSIFICATION_LOSSES))],
         "epsilon": [Interval(Real, 0, None, closed="left")],
+        "n_jobs": [Integral, None],
         "class_weight": [StrOptions({"balanced"}), dict, None],
         "multi_class": [StrOptions({"ovr", "multinomial"})],
     }
@@ -293,6 +305,7 @@ class TorchSGDClassifier(LinearClassifierMixin, SparseCoefMixin, BaseTorchSGD):
         shuffle=True,
         verbose=0,
         epsilon=0.1,
+        n_jobs=None,
         random_state=None,
         learning_rate="adaptive",
         eta0="auto",
@@ -321,6 +334,7 @@ class TorchSGDClassifier(LinearClassifierMixin, SparseCoefMixin, BaseTorchSGD):
         self.shuffle = shuffle
         self.verbose = verbose
         self.epsilon = epsilon
+        self.n_jobs = n_jobs
         self.random_state = random_state
         self.learning_rate = learning_rate
         self.eta0 = eta0
@@ -386,12 +400,14 @@ class TorchSGDClassifier(LinearClassifierMixin, SparseCoefMixin, BaseTorchSGD):
                 f", got loss={self.loss!r}; use multi_class='ovr' for this loss."
             )
         if for_partial_fit and self.class_weight == "balanced":
+            # SGDClassifier's message, word for word
             raise ValueError(
-                "class_weight 'balanced' is not supported for partial_fit: the "
-                "class frequencies of one batch are not those of the data. Use "
-                "compute_class_weight('balanced', classes=classes, y=y) on a "
-                "large enough sample of the targets and pass the weights as a "
-                "dict."
+                "class_weight 'balanced' is not supported for partial_fit. In "
+                "order to use 'balanced' weights, use compute_class_weight("
+                "'balanced', classes=classes, y=y). In place of y you can use a "
+                "large enough sample of the full training set target to properly "
+                "estimate the class frequency distributions. Pass the resulting "
+                "weights as the class_weight parameter."
             )
 
     # ----------------------------------------------------------------- fit

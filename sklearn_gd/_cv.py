@@ -80,7 +80,7 @@ def _cv_constraints(base) -> dict:
         if name not in DROPPED
     }
     constraints.update(
-        l1_ratio=[Interval(Real, 0, 1, closed="both"), "array-like"],
+        l1_ratio=[Interval(Real, 0, 1, closed="both"), "array-like", None],
         alphas=[Interval(Integral, 1, None, closed="left"), "array-like"],
         eps=[Interval(Real, 0, None, closed="neither")],
         cv=["cv_object"],
@@ -119,9 +119,10 @@ _SHARED_DOC = """
         variance of the features (1 for standardised features and the squared
         loss): from coefficients shrunk to about half down to unshrunk ones.
 
-    l1_ratio : float or array-like of shape (n_l1_ratio,), default=0.15
+    l1_ratio : float, array-like of shape (n_l1_ratio,) or None, default=0.15
         Elastic-net mixing; a list (with ``penalty="elasticnet"``) searches
-        over it too.
+        over it too. None (not with "elasticnet") stands for 0, as in the
+        base estimator.
 
     eps : float, default=1e-3
         ``alpha_min / alpha_max`` of an L1 grid.

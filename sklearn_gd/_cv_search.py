@@ -152,7 +152,7 @@ class CrossValidatedSearch:
 
     # ---------------------------------------------------------- validation
     def _l1_ratios(self) -> np.ndarray:
-        ratios = np.atleast_1d(np.asarray(self.l1_ratio, dtype=np.float64))
+        ratios = np.atleast_1d(np.asarray(self._l1_ratio_value(), dtype=np.float64))
         if ratios.ndim != 1 or ratios.size == 0:
             raise ValueError(f"l1_ratio must be a float or a 1-D list, got {ratios}.")
         if np.any((ratios < 0) | (ratios > 1)):

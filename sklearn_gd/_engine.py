@@ -425,6 +425,20 @@ class DivergenceGuard:
 
     @classmethod
     def message(cls, epoch, loss, lr, adaptive: bool) -> str:
+        if not math.isfinite(loss):
+            # scikit-learn's words for an overflow, which its users look for
+            step = (
+                "learning_rate='adaptive' already shrank the step to its floor; "
+                "try a smaller eta0."
+                if adaptive
+                else "Try a smaller eta0, or learning_rate='adaptive'."
+            )
+            return (
+                f"Floating-point under-/overflow occurred at epoch #{epoch}: "
+                f"training diverged at epoch {epoch}: the objective became "
+                f"{loss:.6g} (learning rate {lr:.3g}). {step} Scaling input "
+                "data with StandardScaler or MinMaxScaler might help."
+            )
         hint = (
             "learning_rate='adaptive' already shrank the step to its floor; "
             "try a smaller eta0 or scale the features (e.g. StandardScaler)."

@@ -221,10 +221,12 @@ def check_moments_finite(A, what: str = "X' X / n") -> None:
     else:
         finite = bool(np.isfinite(A).all())
     if not finite:
+        # scikit-learn's words for an overflow, which its users look for
         raise ValueError(
-            f"The features are too large: their second moments ({what}) "
-            "overflow. Scale the data first, e.g. with "
-            "sklearn.preprocessing.StandardScaler or MinMaxScaler."
+            "Floating-point under-/overflow occurred at epoch #1: the features "
+            f"are too large, their second moments ({what}) overflow before any "
+            "step. Scaling input data with StandardScaler or MinMaxScaler "
+            "might help."
         )
 
 

@@ -58,8 +58,10 @@ class TorchSGDRegressor(RegressorMixin, BaseTorchSGD):
     alpha : float, default=1e-4
         Strength of the penalty, in ``[0, inf)``.
 
-    l1_ratio : float, default=0.15
+    l1_ratio : float or None, default=0.15
         Elastic-net mixing in ``[0, 1]``; used when ``penalty="elasticnet"``.
+        None is allowed, as in SGDRegressor, for the other penalties, which
+        do not read it.
 
     fit_intercept : bool, default=True
         Whether to fit an intercept.
@@ -137,7 +139,9 @@ class TorchSGDRegressor(RegressorMixin, BaseTorchSGD):
         full-batch solvers. The value used is stored in ``eta0_``.
 
     power_t : float, default=0.25
-        Exponent of the "invscaling" schedule, in ``[0, inf)``.
+        Exponent of the "invscaling" schedule, in ``[0, inf)``. A negative
+        value is still accepted, with scikit-learn's FutureWarning (its
+        SGD estimators deprecated them in 1.8).
 
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the training data and stop when its
@@ -201,7 +205,9 @@ class TorchSGDRegressor(RegressorMixin, BaseTorchSGD):
         Where to train: "cpu", "cuda", "cuda:N", or "auto" (CUDA if available,
         else the CPU). None follows the data: a torch tensor trains on its own
         device, anything else on the CPU. An explicit device always wins.
-        Asking for an absent accelerator raises a ValueError at fit; so does
+        Asking for an absent accelerator raises a ValueError at fit, and at
+        predict when set after the fit (a model fitted on a GPU and loaded
+        on a host without one predicts on the CPU, with a warning); so does
         MPS, since training keeps float64 statistics and MPS has no float64.
 
     record_history : bool, default=False
@@ -431,4 +437,6 @@ class TorchSGDRegressor(RegressorMixin, BaseTorchSGD):
             In the dtype of ``X`` (float32 or float64).
         """
         out = self._decision(X)
-        return out[:, 0] if self.coef_.ndim == 1 else out
+        # one column: a 1-D y (a 2-D y of one column is flattened at fit),
+        # whose coef_ is 1-D, or (1, n_features) once sparsified
+        return out[:, 0] if out.shape[1] == 1 else out

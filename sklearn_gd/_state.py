@@ -85,6 +85,10 @@ class SolverState:
         The running average, when ``average`` is on.
     optimizer_state : dict or None
         The optimizer's state, tensors held as numpy.
+    fit_device : str or None
+        The estimator's ``device`` parameter in the fit that made the state:
+        while ``device`` keeps that value, a machine without that device
+        predicts on the CPU (a model fitted on a GPU, loaded elsewhere).
     device_cache : dict
         ``coef_`` and ``intercept_`` as tensors per (device, dtype), with the
         arrays they were made from; never pickled.
@@ -100,6 +104,7 @@ class SolverState:
     average_coef: np.ndarray | None = None
     average_intercept: np.ndarray | None = None
     optimizer_state: dict | None = None
+    fit_device: str | None = None
     device_cache: dict = field(default_factory=dict, repr=False)
 
     def without_cache(self) -> SolverState:

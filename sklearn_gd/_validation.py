@@ -8,6 +8,7 @@ never copied to the host to be validated; the checks and messages mirror
 
 from __future__ import annotations
 
+import inspect
 import math
 import warnings
 from dataclasses import dataclass
@@ -18,6 +19,7 @@ import torch
 from sklearn.exceptions import DataConversionWarning
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import (
+    _assert_all_finite_element_wise,
     _check_feature_names,
     _check_n_features,
     _check_sample_weight,
@@ -31,6 +33,14 @@ from ._oracles import CHUNK_BYTES
 __all__ = ["Inputs", "validate_fit_inputs", "validate_predict_input"]
 
 _FLOATS = (torch.float32, torch.float64)
+
+# all-zero weights are checked here, the same way for numpy and tensors;
+# scikit-learn >= 1.8 would check them too (older versions do not)
+_ANY_WEIGHTS = (
+    {"allow_all_zero_weights": True}
+    if "allow_all_zero_weights" in inspect.signature(_check_sample_weight).parameters
+    else {}
+)
 
 
 @dataclass
@@ -67,14 +77,32 @@ def _as_1d_if_column(y):
     return y
 
 
-def _check_finite_tensor(t: torch.Tensor, name: str) -> None:
+def _raise_non_finite(has_nan: bool, dtype, name: str, estimator) -> None:
+    """Raise scikit-learn's own error for NaN or infinity in input ``name``:
+    ``check_array``'s message, which for NaN in ``X`` names the estimator
+    and points to imputers and to the estimators that take NaN. It is made
+    by scikit-learn's element-wise check on one such value, the input
+    having been checked here (on the device, or on torch's threads)."""
+    value = np.array([np.nan if has_nan else np.inf], dtype=dtype)
+    _assert_all_finite_element_wise(
+        value,
+        xp=np,
+        allow_nan=False,
+        estimator_name=None if estimator is None else type(estimator).__name__,
+        input_name=name,
+    )
+    raise ValueError(f"Input {name} contains NaN or infinity.")  # not reached
+
+
+def _check_finite_tensor(t: torch.Tensor, name: str, estimator=None) -> None:
     if not bool(torch.isfinite(t).all()):
-        what = "NaN" if bool(torch.isnan(t).any()) else "infinity or a value too large"
-        raise ValueError(f"Input {name} contains {what}.")
+        has_nan = bool(torch.isnan(t).any())
+        _raise_non_finite(has_nan, np_dtype_of(t.dtype), name, estimator)
 
 
-def check_finite_host(X: np.ndarray, name: str) -> None:
-    """Raise scikit-learn's error if a dense host array holds NaN or inf.
+def check_finite_host(X: np.ndarray, name: str, estimator=None) -> None:
+    """Raise scikit-learn's error if a dense host array holds NaN or inf
+    (its message names ``estimator``, as ``validate_data``'s does).
 
     A sum per chunk, on torch's threads (numpy reduces on one): a finite sum
     proves its chunk finite; a chunk whose sum is not finite is checked
@@ -89,7 +117,7 @@ def check_finite_host(X: np.ndarray, name: str) -> None:
     for start in range(0, T.shape[0], rows):
         chunk = T[start : start + rows]
         if not math.isfinite(float(chunk.sum())):
-            _check_finite_tensor(chunk, name)
+            _check_finite_tensor(chunk, name, estimator)
 
 
 def _tensor_float(t: torch.Tensor, name: str, dtype=None) -> torch.Tensor:
@@ -126,7 +154,7 @@ def _validate_tensor_X(estimator, X: torch.Tensor, *, reset: bool, dtype=None):
         )
     _check_feature_names(estimator, X, reset=reset)
     _check_n_features(estimator, X, reset=reset)
-    _check_finite_tensor(X, "X")
+    _check_finite_tensor(X, "X", estimator)
     return X.contiguous()
 
 
@@ -143,7 +171,9 @@ def _as_tensor_like(a, X: torch.Tensor, name: str) -> torch.Tensor:
     return t.to(device=X.device, dtype=X.dtype)
 
 
-def _validate_tensor_inputs(estimator, X, y, sample_weight, *, reset, dtype):
+def _validate_tensor_inputs(
+    estimator, X, y, sample_weight, *, reset, dtype, allow_all_zero_weights
+):
     X = _validate_tensor_X(estimator, X, reset=reset, dtype=dtype)
     if y is None:
         raise ValueError(
@@ -158,7 +188,7 @@ def _validate_tensor_inputs(estimator, X, y, sample_weight, *, reset, dtype):
             "Found input variables with inconsistent numbers of samples: "
             f"[{X.shape[0]}, {Y.shape[0]}]"
         )
-    _check_finite_tensor(Y, "y")
+    _check_finite_tensor(Y, "y", estimator)
     sw = None
     if sample_weight is not None:
         sw = _as_tensor_like(sample_weight, X, "sample_weight")
@@ -168,13 +198,11 @@ def _validate_tensor_inputs(estimator, X, y, sample_weight, *, reset, dtype):
             raise ValueError(
                 f"sample_weight.shape == {tuple(sw.shape)}, expected {(X.shape[0],)}!"
             )
-        _check_finite_tensor(sw, "sample_weight")
+        _check_finite_tensor(sw, "sample_weight", estimator)
         if bool((sw < 0).any()):
             raise ValueError("Negative values in data passed to `sample_weight`.")
-        if not bool((sw > 0).any()):
-            raise ValueError(
-                "Sample weights must contain at least one non-zero number."
-            )
+        if not allow_all_zero_weights:
+            _check_some_weight(bool((sw > 0).any()))
     Y = _as_1d_if_column(Y)
     y_ndim = Y.ndim
     return Inputs(
@@ -187,8 +215,21 @@ def _validate_tensor_inputs(estimator, X, y, sample_weight, *, reset, dtype):
     )
 
 
+def _check_some_weight(any_positive: bool) -> None:
+    if not any_positive:
+        raise ValueError("Sample weights must contain at least one non-zero number.")
+
+
 def validate_fit_inputs(
-    estimator, X, y, sample_weight=None, *, reset=True, dtype=None, finite_x=True
+    estimator,
+    X,
+    y,
+    sample_weight=None,
+    *,
+    reset=True,
+    dtype=None,
+    finite_x=True,
+    allow_all_zero_weights=False,
 ) -> Inputs:
     """Validate ``X``, ``y`` and ``sample_weight`` for fit or partial_fit.
 
@@ -196,13 +237,21 @@ def validate_fit_inputs(
     Arrays of namespaces other than numpy and torch arrive as numpy.
     ``finite_x=False`` leaves a dense numpy ``X``'s check for NaN and
     infinity to the caller (:func:`check_finite_host`), which may get it
-    from a pass over ``X`` it makes anyway.
+    from a pass over ``X`` it makes anyway. ``allow_all_zero_weights``
+    leaves all-zero weights to the caller (early stopping, as in
+    SGDClassifier, names the set whose weights are all zero).
     """
     X, y, sample_weight = host(X), host(y), host(sample_weight)
     if isinstance(X, torch.Tensor):
         tdtype = None if dtype is None else torch_dtype_of(dtype)
         return _validate_tensor_inputs(
-            estimator, X, y, sample_weight, reset=reset, dtype=tdtype
+            estimator,
+            X,
+            y,
+            sample_weight,
+            reset=reset,
+            dtype=tdtype,
+            allow_all_zero_weights=allow_all_zero_weights,
         )
     # X decides where training happens: tensors of y and weights come along
     y, sample_weight = (
@@ -226,10 +275,11 @@ def validate_fit_inputs(
     )
     kind = "numpy"
     if not sp.issparse(X) and finite_x:
-        check_finite_host(X, "X")
+        check_finite_host(X, "X", estimator)
     if sp.issparse(X):
-        X = X.tocsr()
-        X.sort_indices()
+        X = X.tocsr()  # a CSR X is returned as is: the caller's own arrays
+        if not X.has_sorted_indices:
+            X = X.sorted_indices()  # a sorted copy; fit never modifies X
         kind = "sparse"
     with np.errstate(over="ignore"):
         y = np.asarray(y, dtype=X.dtype)
@@ -244,8 +294,10 @@ def validate_fit_inputs(
     sw = None
     if sample_weight is not None:
         sw = _check_sample_weight(
-            sample_weight, X, dtype=X.dtype, ensure_non_negative=True
+            sample_weight, X, dtype=X.dtype, ensure_non_negative=True, **_ANY_WEIGHTS
         )
+        if not allow_all_zero_weights:
+            _check_some_weight(bool(np.any(sw > 0)))
     return Inputs(X, Y, sw, kind, np.dtype(X.dtype), y_ndim)
 
 

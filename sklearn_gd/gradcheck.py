@@ -18,9 +18,13 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ._losses import LOSSES, Loss, make_loss
+from ._losses import CLASSIFICATION_LOSSES, LOSSES, Loss, make_loss
 
 __all__ = ["GradientCheckResult", "check_loss_gradients", "finite_difference_gradient"]
+
+# every loss name of both estimators (the classifier's registry holds the
+# regression losses too, on {-1, +1} targets)
+_NAMED_LOSSES = {**LOSSES, **CLASSIFICATION_LOSSES}
 
 
 def finite_difference_gradient(
@@ -138,7 +142,10 @@ def check_loss_gradients(
 
     Residuals ``p - y`` are drawn with magnitudes spread log-uniformly over
     ``[1e-2, 3]`` (both signs), so every regime of the losses (inside and
-    outside ``epsilon``, either side of the quantile) is visited. Points
+    outside ``epsilon``, either side of the quantile) is visited. The
+    classifier's margin losses take targets ``y`` in {-1, +1}, so that the
+    margins ``y p`` spread over ``[-2, 4]``, across every kink (the hinge's
+    at 1, the perceptron's at 0, modified_huber's change of piece at -1). Points
     within ``h`` of a kink (where the one-sided differences disagree by more
     than ``kink_tol``) are skipped: there the derivative is a choice of
     subgradient, not a value to check.
@@ -146,8 +153,12 @@ def check_loss_gradients(
     Parameters
     ----------
     loss : str or Loss
-        A name in ``sklearn_gd._losses.LOSSES`` or a loss object with
-        ``value(y, p)`` and ``derivative(y, p)``.
+        A loss name of either estimator: :class:`~sklearn_gd.TorchSGDRegressor`'s
+        ("squared_error", "huber", "epsilon_insensitive",
+        "squared_epsilon_insensitive", "absolute_error", "quantile") or
+        :class:`~sklearn_gd.TorchSGDClassifier`'s ("hinge", "log_loss",
+        "modified_huber", "squared_hinge", "perceptron"); or a loss object
+        with ``value(y, p)`` and ``derivative(y, p)``.
 
     epsilon, quantile : float, default=0.1, 0.3
         Loss parameters, used when ``loss`` is a name.
@@ -181,17 +192,22 @@ def check_loss_gradients(
     >>> check_loss_gradients("huber").passed(atol=1e-6)
     True
     """
+    margin = False  # a classifier's loss of the margin y p, y in {-1, +1}
     if isinstance(loss, str):
-        if loss not in LOSSES:
+        if loss not in _NAMED_LOSSES:
             raise ValueError(
-                f"Unknown loss {loss!r}; expected one of {sorted(LOSSES)}."
+                f"Unknown loss {loss!r}; expected one of {sorted(_NAMED_LOSSES)}."
             )
-        name = loss
-        loss = make_loss(loss, epsilon=epsilon, quantile=quantile)
+        name, margin = loss, loss not in LOSSES
+        loss = make_loss(
+            loss, epsilon=epsilon, quantile=quantile, registry=_NAMED_LOSSES
+        )
     else:
         name = type(loss).__name__
     gen = torch.Generator().manual_seed(random_state)
     y = torch.randn(n_points, generator=gen, dtype=dtype) * 2
+    if margin:
+        y = torch.where(y < 0, -1.0, 1.0).to(dtype)
     magnitude = 10 ** (
         torch.rand(n_points, generator=gen, dtype=dtype) * (np.log10(3) + 2) - 2
     )

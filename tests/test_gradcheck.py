@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from sklearn_gd._losses import LOSSES, Loss, SquaredError
+from sklearn_gd._losses import CLASSIFICATION_LOSSES, LOSSES, Loss, SquaredError
 from sklearn_gd.gradcheck import (
     GradientCheckResult,
     check_loss_gradients,
@@ -40,6 +40,37 @@ def test_every_loss_matches_finite_differences(name, epsilon, quantile):
     assert res.n_points >= 490
 
 
+# the classifier's own losses (it also takes the regression ones, above)
+MARGIN_LOSSES = [name for name in CLASSIFICATION_LOSSES if name not in LOSSES]
+
+
+def test_margin_losses_are_the_classifiers():
+    assert sorted(MARGIN_LOSSES) == sorted(
+        ["hinge", "log_loss", "modified_huber", "squared_hinge", "perceptron"]
+    )
+
+
+@pytest.mark.parametrize("name", MARGIN_LOSSES)
+def test_every_classifier_loss_is_checked(name):
+    # check_loss_gradients took only the regressor's loss names
+    res = check_loss_gradients(name)
+    assert res.loss == name
+    assert res.autograd_error <= AUTOGRAD_ATOL
+    assert res.finite_difference_error <= FD_ATOL
+    # margins spread over [-2, 4]: few points within h of a kink
+    assert res.n_points >= 490
+
+
+def test_a_wrong_margin_derivative_is_detected():
+    # the derivative of a margin loss with y's sign dropped
+    class WrongHinge(type(CLASSIFICATION_LOSSES["hinge"](0.1, 0.5))):
+        def derivative(self, y, p):
+            return torch.where(y * p <= self.threshold, -1.0, 0.0).to(p.dtype)
+
+    res = check_loss_gradients(WrongHinge(1.0))
+    assert not res.passed()
+
+
 def test_wrong_derivative_is_detected():
     class WrongSquare(SquaredError):
         def derivative(self, y, p):
@@ -61,7 +92,7 @@ def test_wrong_sign_at_kink_side_is_detected():
 
 def test_unknown_loss():
     with pytest.raises(ValueError, match="Unknown loss"):
-        check_loss_gradients("hinge")
+        check_loss_gradients("hinges")
 
 
 def test_finite_difference_gradient_numpy_and_torch():

@@ -28,7 +28,6 @@ PER_SAMPLE = "per-sample iterates"
 EXTENSION = "deliberate extension"
 PENDING = "pending on another branch"
 
-_CONVENTIONS = "fixed on branch `conventions` (issue 26, conventions): "
 _NUMERICS = "fixed on branch `numerics` (issue 26, full-batch solvers): "
 _EXACT_ITERATES = (
     "compares with a hand-written per-sample averaged SGD (`asgd`) to 16 "
@@ -122,6 +121,13 @@ TABLE: dict[str, tuple[str, str]] = {
         "raises DivergenceError where scikit-learn returns coefficients of "
         "about 1e12",
     ),
+    "test_multi_thread_multi_class_and_early_stopping": (
+        EXTENSION,
+        "the default learning_rate is 'adaptive' (SGDClassifier's is "
+        "'optimal'): a stall of the validation accuracy divides the step by 5 "
+        "and training goes on to the rate's floor, where 'optimal' ends the "
+        "fit at the first stall (n_iter_no_change and a few epochs)",
+    ),
     "test_sgd_random_state": (
         EXTENSION,
         "the default fit is full-batch and deterministic: random_state "
@@ -129,38 +135,6 @@ TABLE: dict[str, tuple[str, str]] = {
         "split), so different seeds give the same model",
     ),
     # -- being fixed on other branches -------------------------------------
-    "test_sgd_l1_ratio_not_used": (PENDING, _CONVENTIONS + "l1_ratio=None"),
-    "test_sgd_failing_penalty_validation": (
-        PENDING,
-        _CONVENTIONS + "l1_ratio=None and its elasticnet message",
-    ),
-    "test_power_t_limits": (
-        PENDING,
-        _CONVENTIONS + "a negative power_t warns (FutureWarning) and fits",
-    ),
-    "test_provide_coef": (PENDING, _CONVENTIONS + "coef_init's shape message"),
-    "test_set_intercept_offset": (
-        PENDING,
-        _CONVENTIONS + "intercept_init's shape message",
-    ),
-    "test_partial_fit_weight_class_balanced": (
-        PENDING,
-        _CONVENTIONS + "class_weight='balanced' with partial_fit's message",
-    ),
-    "test_sgd_multiclass_njobs": (PENDING, _CONVENTIONS + "n_jobs"),
-    "test_multi_thread_multi_class_and_early_stopping": (
-        PENDING,
-        _CONVENTIONS + "n_jobs",
-    ),
-    "test_SGDClassifier_fit_for_all_backends": (PENDING, _CONVENTIONS + "n_jobs"),
-    "test_underflow_or_overflow": (
-        PENDING,
-        _CONVENTIONS + "scikit-learn's overflow message",
-    ),
-    "test_sgd_error_on_zero_validation_weight": (
-        PENDING,
-        _CONVENTIONS + "all-zero validation weights' message",
-    ),
     "test_sgd_l1": (PENDING, _NUMERICS + "hinge + L1 returns a wrong model"),
 }
 
