@@ -327,7 +327,7 @@ class BaseTorchSGD(SparseCoefMixin, CallbackSupportMixin, BaseEstimator):
             oracle, validation, schedule, init, data, mode, X, y
         )
         self._commit(result, history, data, mode, eta0, schedule)
-        self._warn_on_ending(result, mode)
+        self._warn_on_ending(result, mode, data.dtype)
         return self
 
     def _validate_data(
@@ -688,7 +688,7 @@ class BaseTorchSGD(SparseCoefMixin, CallbackSupportMixin, BaseEstimator):
         self.validation_scores_ = result.validation_scores
         self.best_validation_score_ = result.best_validation_score
 
-    def _warn_on_ending(self, result, mode: FitMode) -> None:
+    def _warn_on_ending(self, result, mode: FitMode, dtype) -> None:
         if result.interrupted:
             warnings.warn(
                 f"Fit interrupted by KeyboardInterrupt after {result.n_iter} "
@@ -700,10 +700,11 @@ class BaseTorchSGD(SparseCoefMixin, CallbackSupportMixin, BaseEstimator):
             return
         elif result.optimality is not None:
             measure = (
-                f"the relative optimality measure is {result.optimality:.3g}, "
-                f"above tol={result.tol:g}"
+                f"the {result.measure} is {result.optimality:.3g}, above "
+                f"tol={result.tol:g}"
             )
             if result.n_iter == mode.max_iter:
+                # scikit-learn's sentence first (it already says max_iter)
                 message = (
                     f"{_MAX_ITER_MESSAGE} At the end {measure}; scaling the "
                     "features may also help."
@@ -715,12 +716,24 @@ class BaseTorchSGD(SparseCoefMixin, CallbackSupportMixin, BaseEstimator):
                     else "The step size reached the schedule's floor"
                 )
                 message = (
-                    f"{why} before convergence: {measure}. Consider scaling "
-                    "the features or using float64."
+                    f"{why} before convergence: {measure}. "
+                    f"{self._advice(result, dtype)}"
                 )
             warnings.warn(message, ConvergenceWarning)
         elif result.n_iter == mode.max_iter:
             warnings.warn(_MAX_ITER_MESSAGE, ConvergenceWarning)
+
+    @staticmethod
+    def _advice(result, dtype) -> str:
+        """What may help this fit: more iterations where it ran out of them;
+        float64 only for float32 data that rounding stopped; scaling always
+        (it conditions every solver)."""
+        hints = ["scaling the features"]
+        if not result.solver_stuck:
+            hints.insert(0, "increasing max_iter")
+        elif np.dtype(dtype) != np.float64:
+            hints.append("using float64 data")
+        return "Consider " + " or ".join(hints) + "."
 
     # ---------------------------------------------------------------- parts
     def _check_inits(self, coef_init, intercept_init, coef0, icpt0, d, k, dtype):

@@ -41,7 +41,8 @@ import numpy as np
 import torch
 
 from ._engine import DivergenceError, DivergenceGuard, gradient_step_
-from ._full_batch import dense_metric, feature_scales, metric_inv, newton_solve
+from ._full_batch import dense_metric, feature_scales, metric_inv
+from ._linalg import guarded_solve
 from ._oracles import check_moments_finite
 
 __all__ = [
@@ -352,8 +353,8 @@ class UnitNewton:
     a unit, with the loss's curvature along the common shift of the
     intercepts (that leaves the objective unchanged, so its Hessian is
     singular there; the gradient has no component along it). The systems are
-    solved on the host in float64 (:func:`~sklearn_gd._full_batch.
-    newton_solve`: a singular one gets the smallest ridge in the metric that
+    solved on the host in float64 (:func:`~sklearn_gd._linalg.guarded_solve`:
+    one singular to rounding gets the smallest ridge in the metric that
     makes it positive definite), and each column (each unit, for a joint
     loss) backtracks from the full step to sufficient decrease (``c1``),
     halving, evaluating objectives only. Where no ridge helps, the column
@@ -414,7 +415,7 @@ class UnitNewton:
         k = self.layout.k
         # right-hand sides: a column's gradient, or a unit's, class-major
         G = gh.T.reshape(K // k, k * q) if self.joint else gh.T
-        sol, ok = newton_solve(self._systems(H), G, self._metric_of)
+        sol, ok = guarded_solve(self._systems(H), G, self._metric_of)
         ok &= (G * sol).sum(1) > 0
         if self.joint:
             delta, ok = -sol.reshape(K, q).T, np.repeat(ok, k)

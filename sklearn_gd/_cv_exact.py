@@ -31,6 +31,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ._linalg import guarded_solve
+
 __all__ = ["ExactResult", "solve_squared", "GAP_TOL"]
 
 # the relative duality gap (gap / yy) at which a coordinate-descent column
@@ -224,22 +226,18 @@ def _polish(G, fold, w, q, c, yy, a1, a2, tol) -> None:
         eye = np.eye(d)
         A = G[fold] + a2[:, None, None] * eye
         A = np.where(S.T[:, :, None] & S.T[:, None, :], A, eye)
-        try:
-            z = np.linalg.solve(A, rhs.T[:, :, None])[:, :, 0].T
-            tried[:] = True
-        except np.linalg.LinAlgError:  # one singular system: one at a time
-            pass
-    if not tried.any():
+        sol, tried = guarded_solve(A, rhs.T, lambda j: eye)
+        z = sol.T
+    else:
         for j in range(K):
             on = np.flatnonzero(S[:, j])
             if not 0 < on.size <= _POLISH_MAX_SUPPORT:
                 continue
             A = G[fold[j]][np.ix_(on, on)] + a2[j] * np.eye(on.size)
-            try:
-                z[on, j] = np.linalg.solve(A, rhs[on, j])
-                tried[j] = True
-            except np.linalg.LinAlgError:
-                pass
+            sol, ok = guarded_solve(
+                A[None], rhs[on, j][None], lambda _: np.eye(on.size)
+            )
+            z[on, j], tried[j] = sol[0], ok[0]
     tried &= np.isfinite(z).all(0)
     if not tried.any():
         return

@@ -130,6 +130,7 @@ class TrainResult:
     interrupted: bool = False
     lr: float = 0.0
     optimality: float | None = None  # the solver's last relative measure
+    measure: str = "relative optimality measure"  # what ``optimality`` is
     tol: float | None = None  # what the measure was compared with
     solver_stuck: bool = False  # the solver could make no more progress
 
@@ -815,6 +816,7 @@ def train(
         lr=lr,
         optimality=solver.optimality if stopping.value is None else stopping.value,
         solver_stuck=bool(getattr(solver, "stuck", False)),
+        measure=getattr(solver, "measure_name", TrainResult.measure),
         tol=getattr(stopping, "tol_used", getattr(stopping, "target", None)),
     )
 

@@ -28,7 +28,10 @@ import math
 
 import numpy as np
 import torch
+from scipy.linalg import solve_triangular
 
+from ._certificate import duality_gap
+from ._linalg import guarded_solve
 from ._losses import MoreauSmoothed
 from ._optimizers import Solver
 from ._oracles import check_moments_finite
@@ -37,7 +40,6 @@ __all__ = [
     "dense_metric",
     "feature_scales",
     "metric_inv",
-    "newton_solve",
     "AUTO_TOL",
     "AcceleratedProximal",
     "ConjugateGradient",
@@ -51,42 +53,6 @@ __all__ = [
 # tol="auto" for these solvers: the relative optimality measure at which the
 # default fits of benchmarks/defaults.py reach an objective gap below 1e-4
 AUTO_TOL = 1e-5
-
-
-def newton_solve(H: np.ndarray, G: np.ndarray, metric) -> tuple[np.ndarray, np.ndarray]:
-    """``H_j^-1 g_j`` for every system ``j`` (``H`` of shape (m, n, n), ``G``
-    of shape (m, n), float64 on the host; ``H`` may be changed).
-
-    Cholesky tests positive definiteness (all systems at once when they all
-    pass); a (generalised) Hessian that is singular gets the smallest
-    multiple ``ridge * P_j`` of its preconditioner, ``metric(j)``, that
-    makes it positive definite (``ridge`` from 1e-12 up by 100x, at most 1).
-    Returns the solutions and which systems have one (False: no ridge up to
-    ``P_j`` helps; the caller steps along ``-P^-1 g`` there).
-    """
-    m = H.shape[0]
-    ok = np.ones(m, dtype=bool)
-    try:
-        np.linalg.cholesky(H)
-        return np.linalg.solve(H, G[:, :, None])[:, :, 0], ok
-    except np.linalg.LinAlgError:
-        pass
-    out = np.zeros_like(G)
-    for j in range(m):
-        A, ridge = H[j], 1e-12
-        while True:
-            try:
-                np.linalg.cholesky(A)
-                break
-            except np.linalg.LinAlgError:
-                if ridge > 1.0:
-                    ok[j] = False
-                    break
-                A = H[j] + ridge * metric(j)
-                ridge *= 100.0
-        if ok[j]:
-            out[j] = np.linalg.solve(A, G[j])
-    return out, ok
 
 
 def feature_scales(mean, second):
@@ -398,7 +364,9 @@ class QuasiNewton(_Preconditioned):
         m = len(self._s)
         SY, YBY = small[:m], small[m:]  # S'Y and (P^-1 Y)'Y
         gamma = sy / YBY[-1, -1]
-        R_inv = np.linalg.inv(np.triu(SY))
+        # R = triu(S'Y) has the pairs' curvatures s'y > 0 on its diagonal
+        # (:meth:`_learn` keeps no other): a triangular inverse, never singular
+        R_inv = solve_triangular(np.triu(SY), np.eye(m))
         M = np.zeros((2 * m, 2 * m))
         M[:m, :m] = R_inv.T @ (np.diag(np.diag(SY)) + gamma * YBY) @ R_inv
         M[:m, m:] = -gamma * R_inv.T
@@ -674,8 +642,9 @@ class Newton(QuasiNewton):
 
     def _newton_direction(self, H, g, Bg) -> np.ndarray:
         """``-H_j^-1 g_j`` for every output (or ``-H^-1 g`` for a joint
-        loss), on the host (:func:`newton_solve`: Cholesky, with the smallest
-        ridge in ``P``'s metric where ``H_j`` is singular), or the metric's
+        loss), on the host (:func:`~sklearn_gd._linalg.guarded_solve`:
+        Cholesky, with the smallest ridge in ``P``'s metric where ``H_j`` is
+        singular to rounding), or the metric's
         step ``-P^-1 g`` for an output where no ridge up to ``P`` itself
         helps. ``H`` is changed."""
         q, k = g.shape
@@ -691,7 +660,7 @@ class Newton(QuasiNewton):
             P = self._P.matrix()
             return np.kron(np.eye(k), P) if self._joint else P
 
-        d, ok = newton_solve(H, G, metric)
+        d, ok = guarded_solve(H, G, metric)
         d = -(d.reshape(k, q) if self._joint else d).T
         if not ok.all():
             good = np.repeat(ok, k) if self._joint else ok
@@ -733,7 +702,12 @@ class Newton(QuasiNewton):
             if ok.all():
                 return step, columns
             t = np.where(ok, t, _shorter(f0, reached, slopes, t))
-            if not self._resolved(-self.armijo * float((t * slopes).sum()), self._f):
+            # the decrease steps this long can make (half the linear model's,
+            # as :class:`QuasiNewton`'s search), not Armijo's fraction of it:
+            # that one drops below float32's rounding while a long direction
+            # (a nearly singular generalised Hessian) still has a decrease of
+            # a few percent of the objective to make
+            if not self._resolved(-0.5 * float((t * slopes).sum()), self._f):
                 return None  # a decrease this small is rounding
         return None
 
@@ -857,6 +831,14 @@ class Smoothing(Solver):
         self.stuck = False
         self._since_check = self._wait = 0
         self._previous = None  # the solution of the level before
+        self._certificate = math.inf  # the last duality gap computed
+
+    @property
+    def measure_name(self) -> str:
+        """What :attr:`optimality` is, for the warnings."""
+        if math.isfinite(self._certificate):
+            return "relative duality gap at the last check"
+        return "estimated relative gap (no duality gap could be certified)"
 
     def start(self, param, lr, state=None):
         self.inner.start(param, lr, state)
@@ -875,7 +857,11 @@ class Smoothing(Solver):
         scale = max(abs(float(objective)), 1e-300)
         bias = problem.oracle.loss.bias / scale
         gap = self.inner.gap_estimate / (scale * problem.sum_scale)
-        self.optimality = max(gap, bias, self.target * 1.01)  # not certified
+        # until a duality gap is computed, only the inner solver's estimate
+        # (above the target: it certifies nothing); after, the last gap
+        self.optimality = max(gap, bias, self.target * 1.01)
+        if math.isfinite(self._certificate):
+            self.optimality = self._certificate
         self._since_check += 1
         # the smoothed problem solved to a tenth of what smoothing costs
         level = max(bias, self.target)
@@ -883,8 +869,11 @@ class Smoothing(Solver):
         if self.inner.stuck or (solved and self._since_check > self._wait):
             self._since_check = 0
             certificate = self._duality_gap(problem, self.inner._param)
-            if certificate <= self.target:
+            self._certificate = certificate
+            if math.isfinite(certificate):
                 self.optimality = certificate
+            if certificate <= self.target:  # certified: the rule stops here
+                pass
             elif (
                 bias > 0.1 * certificate  # the smoothing is what keeps the gap
                 or gap <= 1e-6 * level  # or nothing else can
@@ -924,67 +913,7 @@ class Smoothing(Solver):
             if there[0] < here[0]:
                 theta.copy_(start)
 
-    # ------------------------------------------------------- certificate
     def _duality_gap(self, problem, theta) -> float:
-        """``(P(theta) - D(beta)) / |P(theta)|``, with ``beta`` the smoothed
-        loss's derivatives at ``theta`` made to sum to zero (the intercept's
-        constraint) by moving the ones strictly inside their range."""
-        pen = problem.penalty
-        if not pen.l2:
-            return math.inf
-        oracle, d = problem.oracle, problem.d
-        fi = oracle.fit_intercept
-        pieces = list(oracle._pieces(oracle.full_batch()))
-        Ps, Ys = [], []
-        for piece in pieces:
-            Xb, _ = oracle._rows(piece)
-            P = Xb @ theta[:d]
-            Ps.append(P + theta[d] if fi else P)
-            Ys.append(oracle.Y[oracle._index(piece)])
-            oracle._rows_done(pieces, len(Ps) - 1)
-        P, Y = torch.cat(Ps), torch.cat(Ys)
-        s = oracle.sw
-        s = torch.ones_like(P[:, :1]) if s is None else s[:, None].to(P.dtype)
-        S = float(s.sum())
-        beta = oracle.loss.derivative(Y, P)
-        # beta's range: h'(u) in [a_0, a_J], u = y p (margin) or y - p
-        a0, aJ = self.shape.slopes[0], self.shape.slopes[-1]
-        sign = Y if self.shape.margin else -torch.ones_like(Y)
-        lo = torch.minimum(sign * a0, sign * aJ)
-        hi = torch.maximum(sign * a0, sign * aJ)
-        if fi:  # move each beta towards the bound the sum must go to,
-            # in proportion to its room there
-            need = (s * beta).sum(0)
-            bound = torch.where(need > 0, lo, hi)
-            room = s * (beta - bound)
-            total = room.sum(0)
-            if bool((need.abs() > total.abs()).any()):
-                return math.inf
-            share = torch.where(total != 0, need / total, torch.zeros_like(need))
-            beta = beta - (beta - bound) * share
-        slope = beta * sign  # h'(u)
-        conj = None  # h*(slope) = max_j (k_j slope - h(k_j))
-        for k in self.shape.kinks:
-            hk = max(
-                a * k + c for a, c in zip(self.shape.slopes, self.shape.intercepts)
-            )
-            term = k * slope - hk
-            conj = term if conj is None else torch.maximum(conj, term)
-        if not self.shape.margin:  # l*(beta) = beta y + h*(-beta)
-            conj = conj + beta * Y
-        primal_data = (s * self.base.value(Y, P)).sum() / S
-        dual_data = -(s * conj).sum() / S
-        v = torch.zeros_like(theta[:d])
-        start = 0
-        for piece in pieces:
-            Xb, XbT = oracle._rows(piece)
-            m = Xb.shape[0]
-            v -= XbT @ (s[start : start + m] * beta[start : start + m])
-            start += m
-            oracle._rows_done(pieces, start)
-        v /= S
-        W = theta[:d]
-        primal = primal_data + pen.total(W)
-        conj_pen = (torch.clamp(v.abs() - pen.l1, min=0) ** 2).sum() / (2 * pen.l2)
-        gap = float(primal - (dual_data - conj_pen))
-        return max(gap, 0.0) / max(abs(float(primal)), 1e-300)
+        """The relative duality gap of the loss itself at ``theta``
+        (:func:`~sklearn_gd._certificate.duality_gap`)."""
+        return duality_gap(problem, theta, self.base, problem.oracle.loss)

@@ -125,8 +125,22 @@ def test_sample_weight_is_repetition(regression_data, params, atol):
     Xr, yr = np.repeat(X, w, axis=0), np.repeat(y, w)
     a = TorchSGDRegressor(**params).fit(X, y, sample_weight=w)
     b = TorchSGDRegressor(**params).fit(Xr, yr)
-    assert_allclose(a.coef_, b.coef_, rtol=1e-10, atol=1e-12)
-    assert_allclose(a.loss_curve_, b.loss_curve_, rtol=1e-10)
+    if params.get("optimizer") == "lbfgs":
+        # weights and repeated rows sum in another order, and L-BFGS's path
+        # (its line search's choices, its stopping epoch) follows rounding:
+        # the two fits agree only through the optimum, each within the
+        # solver's stopping precision ``atol`` of it (on an AMD EPYC they
+        # differ by 2.7e-8 relative, where one CPU gave 1e-11)
+        assert_allclose(a.coef_, b.coef_, rtol=0, atol=2 * atol)
+        # the objective is flat at the optimum: points 2 atol apart have
+        # values equal to second order, ~1e-16 relative, far below 1e-10
+        assert_allclose(a.loss_curve_[-1], b.loss_curve_[-1], rtol=1e-10)
+    else:
+        # the same path: 40 contracting steps, or one direct solve, add up
+        # float64 rounding (2e-16) times the condition number (~10 on these
+        # standardised features) at most a few hundred times: far below 1e-10
+        assert_allclose(a.coef_, b.coef_, rtol=1e-10, atol=1e-12)
+        assert_allclose(a.loss_curve_, b.loss_curve_, rtol=1e-10)
     if atol is not None:
         # the objective's minimiser: Ridge on the repeated rows (the mean
         # squared loss over sum(w) rows, so alpha scales by sum(w))

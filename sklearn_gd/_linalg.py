@@ -1,0 +1,91 @@
+"""The one guarded solve of symmetric positive semi-definite systems.
+
+Every Newton-type system of the package (Newton's direction, the CV
+engine's batched directions, the exact squared-loss path's polish on a
+support) goes through :func:`guarded_solve`. A (generalised) Hessian can be
+singular to rounding: no row on a curved piece of a piecewise-quadratic
+loss, a constant or duplicated column, more features than rows. Cholesky
+then may still pass with a pivot at the rounding level, and a solve with
+another factorisation raises ``LinAlgError: Singular matrix``. Here the
+factor that passed is the one used, its pivots are tested against the
+rounding of the matrix, and a system whose pivots are not above it gets the
+smallest ridge that makes them so. Nothing raises.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+__all__ = ["guarded_solve"]
+
+# a Cholesky pivot ``L_ii^2`` is exact to about ``n eps max_j H_jj``: one
+# this many times above that is a curvature, one below is rounding
+_PIVOT_MARGIN = 10.0
+# ridges tried, as multiples of each system's own ``ridge_matrix``: from the
+# rounding level up by 100x to the ridge matrix itself
+_FIRST_RIDGE = 1e-12
+_LAST_RIDGE = 1.0
+
+
+def _factor(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Cholesky factors of the systems ``A`` (m, n, n) and which are sound:
+    factorised, with every pivot above the rounding of its matrix."""
+    L, info = torch.linalg.cholesky_ex(A)
+    n = A.shape[-1]
+    scale = A.diagonal(dim1=-2, dim2=-1).abs().amax(-1)
+    pivots = L.diagonal(dim1=-2, dim2=-1).square().amin(-1)
+    floor = _PIVOT_MARGIN * n * torch.finfo(A.dtype).eps * scale
+    ok = (info == 0) & (pivots > floor) & (scale > 0)
+    return L, ok
+
+
+def guarded_solve(
+    H: np.ndarray, G: np.ndarray, ridge_matrix
+) -> tuple[np.ndarray, np.ndarray]:
+    """``H_j^-1 g_j`` for every system ``j``; never raises ``LinAlgError``.
+
+    Parameters
+    ----------
+    H : ndarray of shape (m, n, n)
+        Symmetric positive semi-definite matrices (float64, host); left
+        unchanged.
+    G : ndarray of shape (m, n)
+        Right-hand sides.
+    ridge_matrix : callable
+        ``ridge_matrix(j)`` is the positive definite matrix (n, n) whose
+        multiples regularise system ``j`` where ``H_j`` is singular to
+        rounding (the solvers' preconditioner: a ridge in the problem's own
+        metric).
+
+    Returns
+    -------
+    solutions : ndarray of shape (m, n)
+        ``(H_j + r_j R_j)^-1 g_j`` with ``r_j`` the smallest ridge (0, then
+        1e-12 up by 100x to 1) under which ``H_j``'s Cholesky pivots are all
+        above its rounding; zero where none is.
+    solved : ndarray of shape (m,) of bool
+        Which systems have a solution (False: not even ``H_j + R_j`` is
+        sound, or the solution is not finite; the caller falls back to a
+        step of its own there).
+    """
+    A = torch.from_numpy(np.ascontiguousarray(H, dtype=np.float64))
+    B = torch.from_numpy(np.ascontiguousarray(G, dtype=np.float64))[:, :, None]
+    out = torch.zeros_like(B)
+    L, ok = _factor(A)
+    # the factor that passed is the one solved with (two triangular solves):
+    # a fresh LU of a matrix singular to rounding may find an exact zero
+    out[ok] = torch.cholesky_solve(B[ok], L[ok])
+    for j in torch.nonzero(~ok).flatten().tolist():
+        R = torch.from_numpy(np.asarray(ridge_matrix(j), dtype=np.float64))
+        ridge = _FIRST_RIDGE
+        while ridge <= _LAST_RIDGE:
+            Lj, okj = _factor((A[j] + ridge * R)[None])
+            if bool(okj):
+                out[j] = torch.cholesky_solve(B[j][None], Lj)[0]
+                ok[j] = True
+                break
+            ridge *= 100.0
+    solved = ok & torch.isfinite(out[:, :, 0]).all(-1)
+    out[~solved] = 0.0
+    return out[:, :, 0].numpy(), solved.numpy()

@@ -1,0 +1,235 @@
+"""Regression tests of the full-batch solvers' numerics (issue 26).
+
+Each test names the defect it pins down and fails on the code before its
+fix (5a7853b). The package's promise, which every tolerance here comes
+from: a default fit ends within a relative objective gap of 1e-4 of the
+optimum, or warns, and a warning says what is true of the fit.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+import torch
+from _objective import classifier_objective, estimator_objective, objective
+from scipy.optimize import linprog, minimize
+from sklearn.datasets import make_regression
+from sklearn.exceptions import ConvergenceWarning
+
+from sklearn_gd import TorchSGDClassifier, TorchSGDRegressor
+from sklearn_gd._linalg import guarded_solve
+
+# the package's promise: a relative objective gap of at most 1e-4, or a warning
+PROMISE = 1e-4
+
+
+def _fit(est, X, y):
+    """Fit, returning the estimator and its ConvergenceWarnings' texts."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        est.fit(X, y)
+    return est, [
+        str(w.message) for w in caught if issubclass(w.category, ConvergenceWarning)
+    ]
+
+
+def _gap(ours: float, reference: float) -> float:
+    best = min(ours, reference)
+    return (ours - best) / abs(best)
+
+
+# piecewise-linear losses as max_k (a_k r + c_k) of the residual r = y - p
+_PIECES = {
+    "absolute_error": [(1.0, 0.0), (-1.0, 0.0)],
+    "quantile": [(0.5, 0.0), (-0.5, 0.0)],
+    "epsilon_insensitive": [(1.0, -0.1), (-1.0, -0.1), (0.0, 0.0)],
+}
+
+
+def _lp_reference(X, y, loss, l1):
+    """The exact optimum of ``mean(loss) + l1 ||w||_1`` (a linear program,
+    HiGHS): variables ``w+, w-, b+, b-`` and one epigraph variable a row."""
+    n, d = X.shape
+    c = np.r_[l1 * np.ones(2 * d), 0.0, 0.0, np.ones(n) / n]
+    one = np.ones((n, 1))
+    blocks, rhs = [], []
+    for a, b in _PIECES[loss]:  # u_i >= a (y_i - x_i w - b) + c
+        blocks.append(sp.hstack([-a * X, a * X, -a * one, a * one, -sp.eye(n)]))
+        rhs.append(-a * y - b)
+    A = sp.vstack(blocks).tocsr()
+    x = linprog(c, A_ub=A, b_ub=np.concatenate(rhs), bounds=(0, None)).x
+    return x[:d] - x[d : 2 * d], x[2 * d] - x[2 * d + 1]
+
+
+def _lp_objective(est, X, y):
+    """The LP optimum's objective, scored by the suite's one formula."""
+    l1 = est.alpha if est.penalty == "l1" else 0.0
+    Y = y.reshape(len(y), -1)
+    return sum(
+        objective(
+            *_lp_reference(X, Y[:, j], est.loss, l1),
+            X,
+            Y[:, j],
+            loss=est.loss,
+            penalty_name=est.penalty,
+            alpha=est.alpha,
+        )
+        for j in range(Y.shape[1])
+    )
+
+
+# ------------------------------------------------- singular Newton systems
+def test_guarded_solve_never_raises_on_singular_systems():
+    """Exactly singular, rank-deficient and zero systems get the smallest
+    ridge in the given metric that makes them sound; nothing raises."""
+    rng = np.random.RandomState(0)
+    B = rng.randn(6, 2)
+    H = np.stack([B @ B.T, np.zeros((6, 6)), np.ones((6, 6)), np.eye(6)])
+    G = rng.randn(4, 6)
+    x, ok = guarded_solve(H, G, lambda j: np.eye(6))
+    assert ok.all() and np.isfinite(x).all()
+    np.testing.assert_allclose(x[3], G[3], rtol=1e-15)  # the identity: exact
+    # the zero system's ridge is a multiple of the identity: x parallel to g
+    cos = x[1] @ G[1] / np.linalg.norm(x[1]) / np.linalg.norm(G[1])
+    assert cos == pytest.approx(1.0, abs=1e-12)
+
+
+@pytest.mark.parametrize("loss", list(_PIECES))
+@pytest.mark.parametrize("two_d", [False, True], ids=["1d-y", "2d-y"])
+def test_unpenalised_piecewise_linear_loss_does_not_crash(loss, two_d):
+    """Issue 26: the generalised Hessian of the smoothing is singular to
+    rounding, passed Cholesky, then ``np.linalg.solve`` raised LinAlgError
+    (seed 3: absolute_error with 2-D y, epsilon_insensitive with both)."""
+    X, y = make_regression(300, 5, noise=10, random_state=3)
+    Y = np.c_[y, 0.5 * y + 3.0] if two_d else y
+    est, _ = _fit(TorchSGDRegressor(loss=loss, penalty=None), X, Y)
+    assert np.isfinite(est.coef_).all()
+    gap = _gap(estimator_objective(est, X, Y), _lp_objective(est, X, Y))
+    assert gap <= PROMISE
+
+
+# ------------------------------------------------------- huber on float32
+def _huber_reference(X, y) -> float:
+    """scipy's L-BFGS-B on the exact float64 huber + l2 objective (its
+    gradient written out: huber is C1)."""
+    n, d = X.shape
+
+    def f(v):
+        return objective(v[:d], v[d], X, y, loss="huber", alpha=1e-4)
+
+    def g(v):
+        r = np.clip(y - X @ v[:d] - v[d], -0.1, 0.1)  # -dL/dp
+        return np.r_[-(X.T @ r) / n + 1e-4 * v[:d], -r.sum() / n]
+
+    opts = dict(maxiter=10**5, maxfun=10**6, ftol=1e-16, gtol=1e-13)
+    return minimize(f, np.zeros(d + 1), jac=g, method="L-BFGS-B", options=opts).fun
+
+
+@pytest.mark.parametrize("seed", [0, 1, 3, 5])
+@pytest.mark.parametrize("layout", ["dense", "sparse", "torch"])
+def test_huber_float32_reaches_the_float64_optimum(seed, layout):
+    """Issue 26: on float32 data the Newton line search took Armijo's
+    fraction (1e-4) of the linear model's decrease as the decrease a step
+    could make, found it below float32's rounding after a few trials along
+    the long first direction (no row in huber's quadratic zone at w = 0)
+    and stopped at the constant model (R^2 -0.0015, 56 of 60 seeds)."""
+    X, y = make_regression(300, 6, noise=1, random_state=seed)
+    X32 = X.astype(np.float32)
+    Xin = {
+        "dense": X32,
+        "sparse": sp.csr_matrix(X32),
+        "torch": torch.from_numpy(X32),
+    }[layout]
+    est, warned = _fit(TorchSGDRegressor(loss="huber"), Xin, y)
+    # float32 resolves the objective to ~10 eps32 ~ 1e-6 relative: the
+    # promise's 1e-4 is reachable, and was reached on all 180 cases measured
+    gap = _gap(estimator_objective(est, X, y), _huber_reference(X, y))
+    assert gap <= PROMISE and not warned, (gap, warned)
+
+
+# --------------------------------------------------- truthful warnings
+@pytest.mark.parametrize("loss", list(_PIECES))
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_unpenalised_piecewise_linear_fit_is_certified_without_warning(loss, seed):
+    """Issue 26: without an L2 part the smoothing had no duality gap (it
+    returned inf), so fits within 1e-10 of the LP optimum ended with a
+    ConvergenceWarning about an uncertified 1.01e-4. The dual point is now
+    made feasible by the least change of the smoothing's derivatives."""
+    X, y = make_regression(300, 5, noise=10, random_state=seed)
+    est, warned = _fit(TorchSGDRegressor(loss=loss, penalty=None), X, y)
+    # a certified relative duality gap <= tol="auto" (1e-4) bounds the gap
+    gap = _gap(estimator_objective(est, X, y), _lp_objective(est, X, y))
+    assert not warned and gap <= PROMISE, (gap, warned)
+
+
+def _reported_measure(message: str) -> float:
+    return float(message.split(" is ")[1].split(",")[0])
+
+
+@pytest.mark.parametrize("loss", ["absolute_error", "quantile"])
+def test_warning_states_what_is_true_of_the_fit(loss):
+    """Issue 26: an L1 fit that the smoothing cannot finish warned about a
+    made-up measure (1.01e-4) and suggested float64 on float64 data. The
+    warning now names the measure it reports, an upper bound of the fit's
+    relative gap, and gives no float64 advice for float64 data."""
+    X, y = make_regression(300, 5, noise=10, random_state=0)
+    est, warned = _fit(TorchSGDRegressor(loss=loss, penalty="l1"), X, y)
+    gap = _gap(estimator_objective(est, X, y), _lp_objective(est, X, y))
+    assert gap <= PROMISE or warned
+    for message in warned:
+        assert "float64" not in message
+        if "duality gap" in message:  # a certificate bounds the true gap
+            assert _reported_measure(message) >= gap
+
+
+# ----------------------------------------------------------- hinge + L1
+# scikit-learn's test_sgd.py::test_sgd_l1 data (X4, Y4, shuffled by seed 13):
+# two groups of redundant features; the LP optimum of hinge + 0.2 ||w||_1
+# without intercept is w = [-1, 0, 0, 0, 0, 1], objective 0.4
+_X4 = np.array(
+    [
+        [1, 0.9, 0.8, 0, 0, 0],
+        [1, 0.84, 0.98, 0, 0, 0],
+        [1, 0.96, 0.88, 0, 0, 0],
+        [1, 0.91, 0.99, 0, 0, 0],
+        [0, 0, 0, 0.89, 0.91, 1],
+        [0, 0, 0, 0.79, 0.84, 1],
+        [0, 0, 0, 0.91, 0.95, 1],
+        [0, 0, 0, 0.93, 1, 1],
+    ]
+)
+_Y4 = np.array([1, 1, 1, 1, 2, 2, 2, 2])
+
+
+def _hinge_l1(sparse):
+    idx = np.arange(8)
+    np.random.RandomState(13).shuffle(idx)
+    X, y = _X4[idx], _Y4[idx]
+    clf = TorchSGDClassifier(
+        penalty="l1", alpha=0.2, fit_intercept=False, max_iter=2000, shuffle=False
+    )
+    clf, warned = _fit(clf, sp.csr_matrix(X) if sparse else X, y)
+    return clf, warned, (classifier_objective(clf, X, y) - 0.4) / 0.4
+
+
+def test_hinge_l1_reaches_the_lp_optimum_on_sparse_data():
+    """Issue 26: without an L2 part the smoothing had no certificate and
+    shrank its parameter at every check; on CSR input it ended 3.5% above
+    the optimum after max_iter. With the L1 dual point it is certified."""
+    clf, warned, gap = _hinge_l1(sparse=True)
+    assert gap <= PROMISE and not warned, (gap, warned)
+    np.testing.assert_array_equal(clf.coef_[0, 1:-1], 0.0)
+
+
+def test_hinge_l1_dense_warns_with_a_true_bound():
+    """Issue 26: on dense input the fit stops 10% above the optimum (all
+    coefficients near +-0.355; not fixed: FISTA stalls on the sharp
+    smoothing) and warned about a 1e-4 measure. The warning now reports
+    the duality gap, which bounds the 10%."""
+    _, warned, gap = _hinge_l1(sparse=False)
+    assert gap <= PROMISE or warned
+    for message in warned:
+        assert _reported_measure(message) >= gap
