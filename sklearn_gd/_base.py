@@ -102,6 +102,13 @@ _CALLBACK_ATTRS = ("_callback_fit_ctx", "_skl_callbacks_to_teardown")
 # at 5e4 x 400 five times faster)
 _NEWTON_MAX_WORK = 2e7
 
+# scikit-learn's SGD warning when max_iter ends a fit, word for word: code
+# written for SGDClassifier/SGDRegressor filters or matches it
+_MAX_ITER_MESSAGE = (
+    "Maximum number of iteration reached before convergence. Consider "
+    "increasing max_iter to improve the fit."
+)
+
 # torch >= 2.5 has torch.OutOfMemoryError; torch.cuda's alias is older
 _OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 
@@ -596,6 +603,17 @@ class BaseTorchSGD(SparseCoefMixin, CallbackSupportMixin, BaseEstimator):
         """``tol``, with "auto" resolved for the solver ``cls``."""
         return cls.auto_tol if self.tol == "auto" else self.tol
 
+    def _intercept_decay(self, data: FitData) -> float:
+        """The factor on the intercept's step of plain SGD: scikit-learn's
+        ``SPARSE_INTERCEPT_DECAY`` (0.01) for per-sample steps
+        (``batch_size=1``) on sparse X, as its SGD takes them, else 1.
+
+        A sparse row moves only its few features but the intercept every
+        time: undamped, the intercept's noise dominates. A minibatch's
+        intercept gradient is already an average over its rows, which
+        damping would only slow down."""
+        return 0.01 if data.kind == "sparse" and self.batch_size == 1 else 1.0
+
     def _average_start(self) -> int:
         """The update the running average starts at (0: no averaging)."""
         if self.average is False or self.average is None:
@@ -623,6 +641,7 @@ class BaseTorchSGD(SparseCoefMixin, CallbackSupportMixin, BaseEstimator):
             validation=validation,
             on_epoch=self._epoch_hook(history, callback_ctx, X, y, data.y_ndim),
             joint_outputs=data.loss.joint,
+            intercept_decay=self._intercept_decay(data),
         )
         if callback_ctx is not None:
             callback_ctx.call_on_fit_task_end(
@@ -687,33 +706,37 @@ class BaseTorchSGD(SparseCoefMixin, CallbackSupportMixin, BaseEstimator):
         elif mode.tol is None:
             self._warn_early_stop(result, mode, dtype)
         elif result.optimality is not None:
-            why = (
-                "Maximum number of iteration reached"
-                if result.n_iter == mode.max_iter
-                else "No step decreases the objective at this precision"
-                if result.solver_stuck
-                else "The step size reached the schedule's floor"
+            measure = (
+                f"the {result.measure} is {result.optimality:.3g}, above "
+                f"tol={result.tol:g}"
             )
-            warnings.warn(
-                f"{why} before convergence: the {result.measure} is "
-                f"{result.optimality:.3g}, above tol={result.tol:g}. "
-                f"{self._advice(result, dtype)}",
-                ConvergenceWarning,
-            )
+            if result.n_iter == mode.max_iter:
+                # scikit-learn's sentence first (it already says max_iter)
+                message = (
+                    f"{_MAX_ITER_MESSAGE} At the end {measure}; scaling the "
+                    "features may also help."
+                )
+            else:
+                why = (
+                    "No step decreases the objective at this precision"
+                    if result.solver_stuck
+                    else "The step size reached the schedule's floor"
+                )
+                message = (
+                    f"{why} before convergence: {measure}. "
+                    f"{self._advice(result, dtype)}"
+                )
+            warnings.warn(message, ConvergenceWarning)
         elif result.n_iter == mode.max_iter:
-            warnings.warn(
-                "Maximum number of iteration reached before convergence. "
-                "Consider increasing max_iter to improve the fit.",
-                ConvergenceWarning,
-            )
+            warnings.warn(_MAX_ITER_MESSAGE, ConvergenceWarning)
 
     def _warn_early_stop(self, result, mode: FitMode, dtype) -> None:
         """tol=None asks for no criterion but max_iter, and gets no warning
-        there, as from scikit-learn; a full-batch solver ends before it only
-        at an optimum it certifies to the data's precision (converged), or
-        when rounding leaves no step that decreases the objective: that stop
-        is said, with the measure."""
-        if not result.solver_stuck or result.n_iter >= mode.max_iter:
+        there, as from scikit-learn; a full-batch solver that can make no
+        more progress idles for the epochs left, converged at an optimum it
+        certifies to the data's precision; where rounding alone stopped it,
+        that is said, with the measure."""
+        if not result.solver_stuck:
             return
         measure = (
             ""
@@ -721,9 +744,9 @@ class BaseTorchSGD(SparseCoefMixin, CallbackSupportMixin, BaseEstimator):
             else f": the {result.measure} is {result.optimality:.3g}"
         )
         warnings.warn(
-            "No step decreases the objective at this precision after "
-            f"{result.n_iter} of max_iter={mode.max_iter} iterations, before "
-            f"a certified optimum{measure}. {self._advice(result, dtype)}",
+            "No step decreases the objective at this precision before a "
+            f"certified optimum (the epochs left to max_iter={mode.max_iter} "
+            f"change nothing){measure}. {self._advice(result, dtype)}",
             ConvergenceWarning,
         )
 
@@ -784,6 +807,10 @@ class BaseTorchSGD(SparseCoefMixin, CallbackSupportMixin, BaseEstimator):
             raise ValueError(message) from exc
         if idx_train.shape[0] == 0 or idx_val.shape[0] == 0:
             raise ValueError(message)
+        # the training rows in the data's order, as scikit-learn's SGD visits
+        # them (it masks the validation rows out): with shuffle=False the
+        # fit then sees the rows in the order given, as without early stopping
+        idx_train = np.sort(idx_train)
         # bool(... .any()): sw may be a tensor
         if sw is not None and not bool((sw[idx_val] > 0).any()):
             raise ValueError(

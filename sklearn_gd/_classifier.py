@@ -111,9 +111,15 @@ class TorchSGDClassifier(LinearClassifierMixin, BaseTorchSGD):
         smoothing; SGDClassifier's progress rule on the epoch's objective
         (on the validation accuracy with ``early_stopping``; "auto": 1e-3)
         for the perceptron, for hinge with "sgd", and for a float ``tol``
-        with the schedules. None trains ``max_iter`` epochs, or fewer with
-        "auto"'s full-batch solvers at an optimum they certify, or with a
-        ConvergenceWarning where rounding stops them.
+        with the schedules. A float is the full-batch solvers' threshold on
+        their measure; ``0`` sets none, and the fit ends, converged, when no
+        step decreases the objective at the data's precision (as
+        SGDClassifier's ``tol=0`` trains until the objective stops
+        decreasing). None is no stopping rule: exactly ``max_iter`` epochs
+        with every solver, as in SGDClassifier (a full-batch solver that can
+        make no more progress stays where it is for the epochs left, and
+        warns unless it certified that point as optimal to the data's
+        precision).
 
     shuffle : bool, default=True
         Reshuffle the rows every epoch (minibatches only).
@@ -150,9 +156,10 @@ class TorchSGDClassifier(LinearClassifierMixin, BaseTorchSGD):
         solution's scale for "adam", "adamw" and "adagrad" (see
         :class:`TorchSGDRegressor`).
 
-    power_t : float, default=0.25
-        Exponent of "invscaling", in ``[0, inf)`` (a negative value warns,
-        as in SGDClassifier, whose negative values are deprecated).
+    power_t : float, default=0.5
+        Exponent of "invscaling" (SGDClassifier's default; SGDRegressor's,
+        and :class:`TorchSGDRegressor`'s, is 0.25); a negative value warns,
+        as in SGDClassifier, whose negative values are deprecated.
 
     early_stopping : bool, default=False
         Stop on the accuracy of a stratified held-out ``validation_fraction``
@@ -307,7 +314,7 @@ class TorchSGDClassifier(LinearClassifierMixin, BaseTorchSGD):
         random_state=None,
         learning_rate="adaptive",
         eta0="auto",
-        power_t=0.25,
+        power_t=0.5,
         early_stopping=False,
         validation_fraction=0.1,
         n_iter_no_change=5,

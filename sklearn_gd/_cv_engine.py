@@ -40,7 +40,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ._engine import DivergenceError, DivergenceGuard, descend_plainly_
+from ._engine import DivergenceError, DivergenceGuard, gradient_step_
 from ._full_batch import dense_metric, feature_scales, metric_inv
 from ._linalg import guarded_solve
 from ._oracles import check_moments_finite
@@ -82,8 +82,9 @@ class ColumnProblem:
         return values + self.penalty.column_values(W), weight, grad
 
     def descend_(self, theta, idx, lr):
-        """One gradient step in place (:meth:`Problem.descend_`)."""
-        return descend_plainly_(self, theta, idx, lr)
+        """One gradient step in place, linear in ``lr`` (:class:`ScaledSolver`
+        takes it at rate 1 and scales it by each column's rate)."""
+        return gradient_step_(self, theta, idx, lr)
 
     def lazily(self, theta):
         """No lazy scaling: the columns' strengths differ."""

@@ -162,12 +162,15 @@ class Problem:
     sum whose gradient the oracle's gradient is.
     """
 
-    def __init__(self, oracle, penalty, n_features, n_outputs, joint):
+    def __init__(
+        self, oracle, penalty, n_features, n_outputs, joint, intercept_decay=1.0
+    ):
         self.oracle = oracle
         self.penalty = penalty
         self.d = n_features
         self.k = n_outputs
         self.joint = joint
+        self.intercept_decay = intercept_decay
         self.sum_scale = 1 if joint else n_outputs
         self._lazy = False
         self._scale = 1.0  # under lazily(): the coefficients' pending factor
@@ -192,8 +195,9 @@ class Problem:
 
     def descend_(self, theta, idx, lr):
         """One gradient step of rate ``lr`` on batch ``idx``, in place, as
-        ``evaluate`` and ``theta -= lr * grad`` would take it; returns the
-        objective at the batch's iterate and the batch's weight.
+        ``evaluate`` and ``theta -= lr * grad`` would take it (the intercept's
+        step times ``intercept_decay``); returns the objective at the batch's
+        iterate and the batch's weight.
 
         Where the oracle :attr:`descends_in_place` no gradient is built: the
         data term's step goes straight into ``theta`` and the L2 part's is a
@@ -204,7 +208,7 @@ class Problem:
         step touches only the batch's features."""
         W = theta[: self.d]
         c = self.penalty.decay(lr) if self.oracle.descends_in_place else None
-        if c is None:
+        if not c:  # None, or 0: the weights vanish, which c (W - ...) cannot say
             self._settle(W)
             return descend_plainly_(self, theta, idx, lr)
         s = self._scale
@@ -215,7 +219,9 @@ class Problem:
         on_host = reads_on_host(W)
         penalty = self.penalty.total(W)
         penalty = (float(penalty) if on_host else penalty) * (s * s)
-        values, weight = self.oracle.loss_descend_(theta, idx, lr / (c * s), lr, s)
+        values, weight = self.oracle.loss_descend_(
+            theta, idx, lr / (c * s), lr * self.intercept_decay, s
+        )
         if self._lazy:
             self._scale = s * c
             if self._scale < 1e-9:  # before V's values grow out of range
@@ -254,10 +260,28 @@ def reads_on_host(t: torch.Tensor) -> bool:
     return t.device.type == "cpu"
 
 
-def descend_plainly_(problem, theta, idx, lr):
-    """``problem.descend_`` from its gradient: ``theta -= lr * grad``."""
+def gradient_step_(problem, theta, idx, lr):
+    """``theta -= lr * grad``, the L2 part's gradient included: a step linear
+    in ``lr``, for callers that take it at rate 1 and scale the change by
+    each column's own rate (the CV engine's ``ScaledSolver``), which the
+    clamp of :func:`descend_plainly_` would break."""
     objective, weight, grad = problem.evaluate(theta, idx)
     theta.sub_(grad, alpha=lr)
+    return objective, weight
+
+
+def descend_plainly_(problem, theta, idx, lr):
+    """``problem.descend_`` from its gradient, in scikit-learn's order: the
+    L2 part scales the coefficients by ``max(0, 1 - lr l2)``
+    (:meth:`~sklearn_gd._penalties.Penalty.shrink_`), then the data term's
+    gradient, taken at the parameters before, moves them by ``-lr`` times
+    it (the intercept by ``-lr * problem.intercept_decay`` times its). Never
+    an explicit L2 gradient step: past ``lr = 2 / l2`` it would diverge."""
+    objective, weight, grad = problem.evaluate(theta, idx, with_l2=False)
+    d = problem.coef(theta).shape[0]
+    problem.penalty.shrink_(theta[:d], lr)
+    theta[:d].sub_(grad[:d], alpha=lr)
+    theta[d:].sub_(grad[d:], alpha=lr * problem.intercept_decay)
     return objective, weight
 
 
@@ -540,6 +564,11 @@ class NoImprovement:
         """Start counting again (after the schedule shrank the step)."""
         self.count = 0
 
+    def idles(self, solver) -> bool:
+        """Whether the next epoch may be counted without being run (see
+        :meth:`Optimality.idles`): never for the schedules' solvers."""
+        return False
+
 
 class MeasuredProgress(NoImprovement):
     """The optimality measure, for gradient descent and the adaptive
@@ -603,8 +632,11 @@ class Optimality:
     solver's ``auto_tol``, read at each update). A stop is final:
     ``reached`` says whether it was the criterion (True) or a solver that
     can make no more progress at this precision (False, and the estimator
-    warns with the measure). The best loss and score are tracked as by
-    :class:`NoImprovement`, for early stopping and the result.
+    warns with the measure; with ``tol=0``, which sets no threshold, that
+    is convergence). ``tol=None`` never stops: the fit runs ``max_iter``
+    epochs, a solver that can make no more progress staying where it is.
+    The best loss and score are tracked as by :class:`NoImprovement`, for
+    early stopping and the result.
     """
 
     final = True
@@ -617,6 +649,13 @@ class Optimality:
         self.best_score = -math.inf
         self.reached = False
 
+    def idles(self, solver) -> bool:
+        """Whether the next epoch may be counted without being run: under
+        ``tol=None`` a full-batch solver that can make no more progress
+        (``stuck``) would only repeat the line search or certificate that
+        found so, each epoch, and leave the parameters as they are."""
+        return self.tol is None and solver.stuck
+
     def update(self, loss: float, score: float | None, solver=None) -> bool:
         self.best_loss = min(self.best_loss, loss)
         if score is not None:
@@ -628,15 +667,22 @@ class Optimality:
         if tol is not None and value is not None and value <= tol:
             self.reached = True
             return True
+        if solver.stuck and self.tol == 0:
+            # no threshold: as scikit-learn's tol=0 trains until the objective
+            # stops decreasing, the fit is done when no step decreases it at
+            # the data's precision
+            self.reached = True
         if solver.stuck and self.tol in ("auto", None) and value is not None:
             # an "auto" that aims past the common one (conjugate gradients)
             # has converged when rounding stops it below the common one, and
             # a solver that certifies its gap below the objective's precision
             # (Newton's decrement) has converged where the measure cannot go;
-            # tol=None stops before max_iter only there, at an optimum
+            # under tol=None that is an optimum, where the solver idles on
             self.reached = value <= getattr(
                 solver, "precision_tol", -math.inf
             ) or getattr(solver, "at_precision", False)
+        if self.tol is None:  # no stopping rule: max_iter epochs, as sklearn's
+            return False
         return solver.stuck
 
 
@@ -665,6 +711,7 @@ def train(
     validation: Validation | None = None,
     on_epoch=None,
     joint_outputs=False,
+    intercept_decay=1.0,
 ) -> TrainResult:
     """Minimise ``oracle`` data term + ``penalty`` from ``init``.
 
@@ -694,6 +741,10 @@ def train(
         objective is their mean. True: they form one problem (a joint loss
         such as softmax cross-entropy), and the reported objective is the sum
         of the data terms plus the penalty of the whole matrix.
+    intercept_decay : float
+        The factor on the intercept's step in plain gradient descent
+        (scikit-learn's 0.01 for per-sample steps on sparse rows; see
+        ``BaseTorchSGD._intercept_decay``).
 
     Raises
     ------
@@ -702,7 +753,7 @@ def train(
         cannot shrink its rate any further.
     """
     it = Iterate(init, fit_intercept, average)
-    problem = Problem(oracle, penalty, *init.coef.shape, joint_outputs)
+    problem = Problem(oracle, penalty, *init.coef.shape, joint_outputs, intercept_decay)
     lr = schedule.rate(it.t)
     _check_rate_fits(lr, it.theta.dtype)
     solver.setup(problem, it.theta)
@@ -718,7 +769,12 @@ def train(
     with torch.no_grad():
         try:
             while epoch < max_iter:
-                mean, lr = run_epoch(problem, solver, schedule, it)
+                if epoch and stopping.idles(solver):
+                    # its steps would leave everything as it is: count them
+                    mean = history.losses[-1]
+                    it.t += 1
+                else:
+                    mean, lr = run_epoch(problem, solver, schedule, it)
                 loss, param_sum = _read_epoch(mean, it)
                 if guard.diverged(loss, param_sum):
                     restarts.after_divergence(epoch + 1, loss, lr)
@@ -747,6 +803,10 @@ def train(
                 losses = history.losses
                 restarts.keep_best(bool(losses) and losses[-1] <= stopping.best_loss)
             it.averager = None  # the running average may be mid-update
+    if not converged and stopping.idles(solver):
+        # tol=None's max_iter epochs, the last ones idle at a stop the
+        # solver certified (or not: the caller warns then)
+        converged = stopping.reached
     return TrainResult(
         **_parameters(it, history.best_params),
         n_iter=epoch,

@@ -70,14 +70,29 @@ class Penalty:
         return out
 
     def decay(self, lr: float) -> float | None:
-        """The factor ``1 - lr * l2`` by which a gradient step of rate ``lr``
-        shrinks the weights through the L2 part (1.0 without one); None
-        where that is not one positive number (per-column strengths, or a
-        step that overshoots zero), for the caller to step the plain way."""
+        """The factor ``max(0, 1 - lr * l2)`` by which a gradient step of
+        rate ``lr`` shrinks the weights through the L2 part (1.0 without
+        one); None for per-column strengths, for the caller to step the
+        plain way (:meth:`shrink_`).
+
+        As scikit-learn's SGD scales its weights, the factor never goes
+        below 0: a step ``lr > 2 / l2`` taken as a gradient would flip and
+        grow the weights every step (``|1 - lr l2| > 1``) and diverge; the
+        clamp sets them to zero instead, where a strong penalty wants them.
+        """
         if self._columns:
             return None
-        factor = 1.0 - lr * self.l2
-        return factor if factor > 0 else None
+        return max(0.0, 1.0 - lr * self.l2)
+
+    def shrink_(self, w: torch.Tensor, lr: float) -> None:
+        """Scale ``w`` in place by the L2 part's factor (:meth:`decay`), per
+        column for per-column strengths."""
+        if not self._any_l2:
+            return
+        if self._columns:
+            w.mul_(torch.clamp(1.0 - lr * self.l2, min=0.0))
+        else:
+            w.mul_(self.decay(lr))
 
     def add_gradient_(self, grad: torch.Tensor, w: torch.Tensor) -> None:
         """Add the gradient of the smooth part to ``grad`` in place."""

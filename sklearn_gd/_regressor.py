@@ -70,33 +70,36 @@ class TorchSGDRegressor(RegressorMixin, BaseTorchSGD):
         Maximum number of epochs (passes over the training data).
 
     tol : float, "auto" or None, default="auto"
-        When training stops. "auto" measures the distance to the optimum and
-        stops when it is small: for a smooth loss, the norm of the (proximal)
-        gradient mapping in the preconditioner's metric relative to its value
-        at the start, at most 1e-5 (1e-10, or ten float epsilons, for
-        conjugate gradients, whose steps are cheap; Newton's method on the
-        squared loss is exact in one step); for a non-smooth loss
-        under "auto"'s smoothing, a duality gap relative to the objective, at
-        most 1e-4. With "sgd", "adam", "adamw" and "adagrad" on a smooth
-        loss the same measure is taken after each epoch (one more full-batch
-        gradient); ``n_iter_no_change`` epochs that do not bring it 1% below
-        its best divide an "adaptive" rate by 5, and reaching the rate's
-        floor is not convergence. A float ``tol`` is compared with the same
-        measure by the full-batch solvers of "auto"; the other solvers then
-        use SGDRegressor's rule, as they do with "auto" under early stopping
-        or a non-smooth loss ("auto": 1e-3): stop (or, with
+        When training stops. Under ``optimizer="auto"`` on the full batch
+        (the default) the fit stops when an optimality measure reaches the
+        threshold: for a smooth loss, the norm of the (proximal) gradient
+        mapping in the preconditioner's metric relative to its value at the
+        start ("auto": 1e-5; 1e-10, or ten float epsilons, for conjugate
+        gradients, whose steps are cheap; Newton's method on the squared
+        loss is exact in one step); for a non-smooth loss under "auto"'s
+        smoothing, a duality gap relative to the objective ("auto": 1e-4).
+        A float is that threshold; ``0`` sets none, and the fit ends,
+        converged, when no step decreases the objective at the data's
+        precision (as SGDRegressor's ``tol=0`` trains until the objective
+        stops decreasing). With "sgd", "adam", "adamw" and "adagrad" on a
+        smooth loss, "auto" takes the same measure after each epoch (one
+        more full-batch gradient); ``n_iter_no_change`` epochs that do not
+        bring it 1% below its best divide an "adaptive" rate by 5, and
+        reaching the rate's floor is not convergence. A float ``tol`` with
+        those solvers, and "auto" with early stopping or a non-smooth loss
+        (then 1e-3), is SGDRegressor's rule: stop (or, with
         ``learning_rate="adaptive"``, divide the rate by 5) when the mean
         objective of an epoch is above ``best_loss - tol`` for
         ``n_iter_no_change`` epochs in a row (with early stopping: the
-        validation R^2 below ``best + tol``). A fit that ends for any other
-        reason (``max_iter``, the rate's floor, no more progress at this
-        precision) raises a ConvergenceWarning giving the measure. None has
-        no criterion but ``max_iter``, which then ends the fit without a
-        warning, as in SGDRegressor; the full-batch solvers of "auto" end
-        earlier only at an optimum they certify to the data's precision (a
-        relative gap of at most 1e-6: Newton's decrement, the smoothing's
-        duality gap), or with a ConvergenceWarning where rounding leaves no
-        step that decreases the objective.
+        validation R^2 below ``best + tol``). None is no stopping rule, as in
+        SGDRegressor: exactly ``max_iter`` epochs with every solver (a
+        full-batch solver that can make no more progress stays where it is
+        for the epochs left, and warns unless it certified that point as
+        optimal to the data's precision: a relative gap of at most 1e-6,
+        Newton's decrement or the smoothing's duality gap). A fit that ends
+        for any other reason (``max_iter``, the rate's floor, no more
+        progress at this precision) raises a ConvergenceWarning giving the
+        measure; at ``max_iter`` it opens with SGDRegressor's own sentence.
 
     shuffle : bool, default=True
         Whether to visit the rows in a new random order each epoch (matters

@@ -6,6 +6,7 @@ os.environ.setdefault("SCIPY_ARRAY_API", "1")
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from conformance.table import apply_marks  # noqa: E402
 
 
 @pytest.fixture
@@ -60,6 +61,9 @@ def pytest_collection_modifyitems(config, items):
         if device is not None:
             reason = f"torch device {device!r} is not usable on this machine"
             item.add_marker(pytest.mark.skip(reason=reason))
+    # scikit-learn's own SGD tests (test_sklearn_sgd.py): those that cannot
+    # apply to ours, from one table
+    apply_marks(items)
 
 
 # Hypothesis profiles (tests/test_robustness.py): "ci" runs a few derandomized

@@ -10,6 +10,7 @@ penalise).
 """
 
 import pickle
+import warnings
 
 import numpy as np
 import pytest
@@ -18,6 +19,7 @@ import torch
 from scipy.special import expit, logsumexp, softmax
 from sklearn.base import clone
 from sklearn.datasets import load_iris, make_classification
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression, SGDClassifier
 from sklearn.model_selection import GridSearchCV
 from sklearn.pipeline import make_pipeline
@@ -519,3 +521,58 @@ def test_sparsify_and_densify(three_class):
     clf.densify()
     assert isinstance(clf.coef_, np.ndarray)
     np.testing.assert_array_equal(clf.decision_function(X), dense_scores)
+
+
+# ------------------------------------------------- scikit-learn's semantics
+def test_strong_l2_sets_weights_to_zero_per_sample():
+    """With ``eta0 * alpha = 1e4`` the L2 part scales the weights by
+    ``max(0, 1 - eta0 alpha) = 0`` before each step, as SGDClassifier does,
+    and the fit ends with SGDClassifier's zero coefficients; an explicit L2
+    gradient step (factor ``1 - 1e4``) raised DivergenceError (NaN)."""
+    X, y = load_iris(return_X_y=True)
+    params = dict(
+        alpha=1e5,
+        learning_rate="constant",
+        eta0=0.1,
+        shuffle=False,
+        tol=None,
+        max_iter=6,
+    )
+    ref = SGDClassifier(**params).fit(X, y)
+    with np.errstate(all="raise"):
+        clf = TorchSGDClassifier(optimizer="sgd", batch_size=1, **params).fit(X, y)
+    np.testing.assert_array_equal(ref.coef_, 0.0)
+    np.testing.assert_array_equal(clf.coef_, 0.0)
+
+
+@pytest.mark.parametrize("loss", ["hinge", "log_loss", "perceptron"])
+def test_tol_none_runs_max_iter_epochs(loss):
+    """tol=None runs exactly max_iter epochs, as SGDClassifier does, on the
+    full-batch solvers too (hinge's smoothing, Newton) and without a
+    warning."""
+    X, y = load_iris(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        clf = TorchSGDClassifier(loss=loss, tol=None, max_iter=42).fit(X, y == 1)
+    assert clf.n_iter_ == 42
+
+
+def test_tol_zero_trains_until_no_progress():
+    """tol=0 ends the fit once no step decreases the objective at the data's
+    precision (SGDClassifier: when it stops decreasing), converged; hinge's
+    smoothing ran all 2000 epochs, sharpening past what float64 resolves."""
+    X, y = load_iris(return_X_y=True)
+    X = StandardScaler().fit_transform(X)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        clf = TorchSGDClassifier(tol=0, max_iter=2000).fit(X, y == 1)
+    coarse = TorchSGDClassifier(tol=0.1, max_iter=2000).fit(X, y == 1)
+    assert coarse.n_iter_ < clf.n_iter_ < 200
+
+
+def test_power_t_default_is_sgdclassifiers():
+    assert (
+        TorchSGDClassifier().get_params()["power_t"]
+        == SGDClassifier().get_params()["power_t"]
+    )

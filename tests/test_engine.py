@@ -267,8 +267,11 @@ def test_descent_in_place_is_the_gradient_step(
     into the coefficients, by scatter for a sparse batch, by one GEMM for a
     dense one (one column) or its transposed form (three); the L2 part as a
     scaling, kept pending under ``lazily`` for a sparse one) is the plain
-    step ``theta - lr * grad`` on the same rows, objective included; lr *
-    l2 >= 1 (here 2e4 * 1e-4 = 2) takes the plain step. ``on_host=False``
+    step on the same rows, objective included: the coefficients scaled by
+    ``max(0, 1 - lr * l2)``, then ``-lr`` times the data term's gradient (as
+    scikit-learn steps); lr * l2 >= 1 (here 2e4 * 1e-4 = 2) zeroes them
+    first, where an explicit L2 gradient step would flip them and grow
+    (factor -1), and takes the plain step. ``on_host=False``
     keeps the objective a tensor, as on an accelerator (no read per batch).
     float64: summation order and the pending scale's rounding."""
     import contextlib
@@ -290,7 +293,8 @@ def test_descent_in_place_is_the_gradient_step(
     with ps.lazily(th_s) if lazy else contextlib.nullcontext():
         for sb, db in zip(oracle.batches(), reference.batches(), strict=True):
             ours.append(ps.descend_(th_s, sb, lr))
-            obj_d, w_d, grad = pd.evaluate(th_d, db)
+            obj_d, w_d, grad = pd.evaluate(th_d, db, with_l2=False)
+            th_d[:23] *= max(0.0, 1.0 - lr * 1e-4)
             th_d -= lr * grad
             theirs.append((float(obj_d), w_d))
         if lazy and lr < 1:  # the scaling was pending, for sparse steps only

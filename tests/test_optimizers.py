@@ -37,6 +37,7 @@ class _Quadratic:
 
     penalty = make_penalty(None, alpha=0.0, l1_ratio=0.0)
     sum_scale = 1
+    intercept_decay = 1.0
 
     def __init__(self, target):
         self.target = target

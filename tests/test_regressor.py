@@ -1,6 +1,8 @@
 """TorchSGDRegressor: closed-form agreement, contracts, integration, errors."""
 
 import pickle
+import re
+import warnings
 
 import numpy as np
 import pytest
@@ -280,10 +282,93 @@ def test_partial_fit_continues(regression_data):
         reg.partial_fit(X, np.c_[y, y])
 
 
-def test_convergence_warning(regression_data):
+# SGDRegressor's max_iter warning, word for word
+SKLEARN_MAX_ITER = (
+    "Maximum number of iteration reached before convergence. Consider "
+    "increasing max_iter to improve the fit."
+)
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(learning_rate="constant", eta0=1e-3),  # SGD's progress rule
+        dict(loss="huber", tol=1e-12),  # a full-batch solver's measure
+    ],
+)
+def test_convergence_warning(regression_data, params):
+    """Whichever rule stops a fit at max_iter, the warning opens with
+    scikit-learn's sentence, so filters and matches written for
+    SGDRegressor catch it."""
     X, y = regression_data
-    with pytest.warns(ConvergenceWarning, match="Maximum number of iteration"):
-        TorchSGDRegressor(max_iter=2, learning_rate="constant", eta0=1e-3).fit(X, y)
+    with pytest.warns(ConvergenceWarning, match=re.escape(SKLEARN_MAX_ITER)):
+        reg = TorchSGDRegressor(max_iter=2, **params).fit(X, y)
+    assert reg.n_iter_ == 2
+
+
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(),  # the normal equations: exact after one epoch
+        dict(loss="huber"),  # Newton
+        dict(loss="epsilon_insensitive"),  # the smoothing
+        dict(penalty="l1"),  # FISTA
+        dict(optimizer="sgd"),
+    ],
+)
+def test_tol_none_runs_max_iter_epochs(regression_data, params):
+    """tol=None is no stopping rule, as in SGDRegressor: exactly max_iter
+    epochs, without a warning, whatever the solver (a full-batch solver at
+    the optimum stays there); before, ``TorchSGDRegressor(max_iter=25,
+    tol=None)`` stopped after 1 epoch."""
+    X, y = regression_data
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        reg = TorchSGDRegressor(max_iter=25, tol=None, **params).fit(X, y)
+    assert reg.n_iter_ == 25
+    assert len(reg.loss_curve_) == 25
+    ref = TorchSGDRegressor(**params).fit(X, y)
+    assert reg.score(X, y) >= ref.score(X, y) - 1e-6
+
+
+def test_tol_zero_trains_until_no_progress(regression_data):
+    """tol=0 sets no threshold: as scikit-learn's tol=0 trains until the
+    objective stops decreasing, the fit ends, converged and without a
+    warning, once no step decreases it at the data's precision (not after
+    max_iter epochs of rounding)."""
+    X, y = regression_data
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", ConvergenceWarning)
+        reg = TorchSGDRegressor(loss="huber", tol=0, max_iter=2000).fit(X, y)
+    assert reg.n_iter_ < 100
+
+
+@pytest.mark.parametrize("sparse", [False, True])
+@pytest.mark.parametrize("average", [False, True])
+def test_per_sample_sgd_is_sgdregressors(regression_data, sparse, average):
+    """optimizer="sgd", batch_size=1 with SGDRegressor's schedule is its
+    algorithm, step for step: on sparse X too, where scikit-learn damps the
+    intercept's step by 0.01 (its SPARSE_INTERCEPT_DECAY), as ours now does.
+    The same float64 operations in another order: 1e-10."""
+    import scipy.sparse as sp
+    from sklearn.linear_model import SGDRegressor
+
+    X, y = regression_data
+    X = sp.csr_matrix(X) if sparse else X
+    params = dict(
+        learning_rate="invscaling",
+        eta0=0.01,
+        power_t=0.25,
+        alpha=1e-3,
+        shuffle=False,
+        max_iter=3,
+        tol=None,
+        average=average,
+    )
+    ref = SGDRegressor(**params).fit(X, y)
+    reg = TorchSGDRegressor(optimizer="sgd", batch_size=1, **params).fit(X, y)
+    assert_allclose(reg.coef_, ref.coef_, rtol=1e-10)
+    assert_allclose(reg.intercept_, ref.intercept_, rtol=1e-10)
 
 
 # ------------------------------------------------------------------- errors
