@@ -187,7 +187,11 @@ def test_dtypes_and_containers(regression_data):
     # ints become float64
     Xi = np.round(X * 10).astype(np.int64)
     assert TorchSGDRegressor(**params).fit(Xi, y).coef_.dtype == np.float64
-    # lists, pandas, F-ordered and read-only arrays give the same model
+    # lists, pandas, F-ordered and read-only arrays give the same model: each
+    # becomes the same C-ordered float64 array first, so the same arithmetic
+    # in the same order (measured bitwise equal, with 1 and 2 threads; by
+    # contrast, permuting the rows moves these predictions by 1.2e-13
+    # relative, so 1e-12 would also catch a path that reorders the sums)
     for Xc in (
         X.tolist(),
         pd.DataFrame(X, columns=list("abcde")),
