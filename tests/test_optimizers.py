@@ -124,6 +124,11 @@ def test_joint_hessian_matches_autograd(monkeypatch, whole, fit_intercept, weigh
     torch.testing.assert_close(
         grad.T.reshape(-1), torch.autograd.functional.jacobian(mean_loss, flat)
     )
+    # the Hessian's entries are means over 40 rows of x_i x_j p (1 - p)
+    # terms (<= 0.25 |x_i x_j|, ~0.2 on average): two sums of them in
+    # different orders, each within 40 u * 0.2 = 9e-16 of the exact mean,
+    # plus the softmax's few ulps; 1e-14 is 5x that worst case (measured
+    # 1e-16 with 1 and 2 threads and another BLAS kernel)
     torch.testing.assert_close(
         H[0], torch.autograd.functional.hessian(mean_loss, flat), atol=1e-14, rtol=0
     )
