@@ -169,8 +169,13 @@ def test_penalty_columns_equal_scalar_penalties():
         # the same arithmetic in the same order: equal to the last bit
         assert_array_equal(grad[:, j], g[:, 0])
         assert_array_equal(prox[:, j], p[:, 0])
-        assert float(values[j]) == pytest.approx(float(one.total(W[:, j])), rel=1e-15)
-    assert float(columns.total(W)) == pytest.approx(float(values.sum()), rel=1e-15)
+        # two computations of a sum of 6 non-negative terms (a column sum
+        # against a dot product, which BLAS may fuse and reorder): each
+        # within (5 additions + 3 products and scalings) * u = 8.9e-16 of
+        # the value, so 1.8e-15 apart at most; 1e-15 was tighter than that
+        assert float(values[j]) == pytest.approx(float(one.total(W[:, j])), rel=4e-15)
+    # the same operations on the same tensor: equal to the last bit
+    assert float(columns.total(W)) == float(values.sum())
 
 
 # ----------------------------------------------------- GridSearchCV's search
@@ -193,7 +198,10 @@ def test_regressor_equals_gridsearch_lbfgs():
     assert_array_equal(
         ours.cv_results_["rank_test_score"], ref.cv_results_["rank_test_score"]
     )
-    # the refit is the base estimator's fit with the chosen alpha
+    # the refit is the base estimator's fit with the chosen alpha: the same
+    # code on the same rows in the same order, so equal up to torch's choice
+    # of kernel for the same shapes (1e-12: far below L-BFGS's tol=1e-8,
+    # so a refit through any other path would show)
     assert_allclose(ours.coef_, ref.best_estimator_.coef_, rtol=1e-12)
     assert_allclose(ours.predict(X), ref.predict(X), rtol=1e-12)
 
@@ -340,6 +348,14 @@ def test_solvers_and_schedules_equal_gridsearch(params):
         warnings.simplefilter("ignore", UserWarning)  # GridSearchCV's NaN
         ours = TorchSGDRegressorCV(alphas=QUICK, cv=cv, **params).fit(X, y)
         ref = gridsearch(TorchSGDRegressor(**params), QUICK, cv, X, y)
+    # the same iterates, each step's sums over the fold's rows taken in
+    # another order (a column of a batched product, against a fit's own):
+    # a few ulps of the iterates' scale per epoch, not amplified by steps
+    # that contract, so ~1e-13 after 200 epochs. The epoch at which a fit
+    # stops (an epoch's loss above best - tol, n_iter_no_change times) is a
+    # comparison that rounding flips only where a loss lies within ~1e-13
+    # relative of that threshold; then the scores would differ by an
+    # epoch's progress and this would fail, loudly, rather than drift
     assert_allclose(
         ours.cv_results_["mean_test_score"],
         ref.cv_results_["mean_test_score"],
@@ -448,7 +464,12 @@ def test_multinomial_defaults_solve_every_configuration():
     joint columns on its (k q, k q) Hessian, as the base estimator's default
     fit on each configuration: raw wine (features from 0.1 to 1e3), the
     held-out log-losses of GridSearchCV over the defaults to rounding
-    (measured 1.5e-14 relative)."""
+    (measured 1.5e-14 relative). Rounding moves Newton's iterates by eps
+    times the Hessian's condition number (raw wine: ~1e6 before the
+    preconditioner's scaling, far less after), < 1e-10 relative; the stop
+    (a gradient 1e-5 of the first) could flip only where the measure lies
+    within rounding of it, and Newton's measure falls by orders of
+    magnitude per step, so no CPU's summation order decides it."""
     X, y = load_wine(return_X_y=True)
     cv = splits(len(y), y=y)
     alphas = np.geomspace(0.1, 1e-4, 4)
@@ -545,6 +566,7 @@ def test_ridgecv_same_alpha_and_scores():
         alphas=alphas, cv=cv, optimizer="lbfgs", tol=1e-10, max_iter=300
     ).fit(X, y)
     ridge = RidgeCV(alphas=alphas * n_train, cv=cv, scoring="r2").fit(X, y)
+    # the same grid point (one product of floats apart): an ulp or two
     assert ours.alpha_ * n_train == pytest.approx(ridge.alpha_, rel=1e-12)
     assert ours.best_score_ == pytest.approx(ridge.best_score_, rel=1e-7)
 
@@ -571,6 +593,9 @@ def test_lassocv_same_grid_alpha_and_mse_path():
         max_iter=20000,
     ).fit(X, y)
     lasso = LassoCV(alphas=12, cv=cv, tol=1e-10, max_iter=100000).fit(X, y)
+    # alpha_max = max |X'y| / n (442 terms: <= 442 u = 5e-14 relative
+    # apart, in numpy and torch), then a geometric grid: 1e-10 is ample,
+    # and the chosen alpha is one of the grid's points
     assert_allclose(ours.alphas_, lasso.alphas_, rtol=1e-10)
     assert ours.alpha_ == pytest.approx(lasso.alpha_, rel=1e-10)
     scores = np.c_[[ours.cv_results_[f"split{i}_test_score"] for i in range(5)]].T
@@ -594,6 +619,7 @@ def test_elasticnetcv_grids_per_l1_ratio():
     ).fit(X, y)
     enet = ElasticNetCV(l1_ratio=ratios, alphas=6, cv=cv, tol=1e-10).fit(X, y)
     assert ours.alphas_.shape == (2, 6)
+    # alpha_max from 442-term sums (<= 5e-14 apart), then a geometric grid
     assert_allclose(ours.alphas_, enet.alphas_, rtol=1e-10)
     assert_allclose(ours.cv_results_["param_l1_ratio"], np.repeat(ratios, 6))
     assert ours.l1_ratio_ == enet.l1_ratio_
@@ -623,6 +649,7 @@ def test_logisticregressioncv_same_choice():
     logreg = LogisticRegressionCV(
         Cs=Cs, cv=cv, scoring="neg_log_loss", tol=1e-10, max_iter=10000
     ).fit(X, y)
+    # the same grid point, a product and a division apart: a few ulps
     assert 1.0 / (ours.alpha_ * 448) == pytest.approx(logreg.C_[0], rel=1e-10)
     # LogisticRegressionCV keeps scores per fold and C (in Cs' order). At the
     # smallest alphas the problem is nearly separable and both solvers stop
@@ -742,6 +769,10 @@ def test_heldout_r2_from_moments_equals_rows():
     intercept = torch.as_tensor(rng.randn(30) * 50 + 150)
     rows = unit_r2(oracle, layout, coef, intercept, tests, Y, torch.as_tensor(sw))
     from_moments = unit_r2_from_moments(layout, coef, intercept, moments.test)
+    # R^2 from the held-out moments against R^2 from the rows: sums of ~90
+    # rows in another grouping, of residuals that do not cancel (random
+    # coefficients, R^2 far from 1): ~90 u = 1e-14 relative; 1e-12 leaves
+    # a factor of 100 for the moments' cancellation (y'y - 2 b'X'y + ...)
     assert_allclose(from_moments, rows, rtol=1e-12)
     # a split whose held-out rows are not the rows it leaves out: no moments
     shuffled = [(tr, te[:-1]) for tr, te in folds]
