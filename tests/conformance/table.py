@@ -14,6 +14,9 @@ the reason:
 - ``EXTENSION``: ours deliberately does something else, named in the
   README's table of differences. Expected to fail (strict: a pass means the
   difference is gone and the entry must go).
+- ``SLOW``: applies and passes, but takes seconds (worker processes, or
+  thousands of full-batch epochs): marked ``slow``, so that it runs with
+  ``pytest -m slow`` (as CI does) and the default suite stays fast.
 - ``PENDING``: a defect being fixed on another branch, named in the reason.
   Expected to fail (strict), so that the merge that fixes it turns the test
   red until its entry is removed.
@@ -26,6 +29,7 @@ import pytest
 INTERNALS = "scikit-learn internals"
 PER_SAMPLE = "per-sample iterates"
 EXTENSION = "deliberate extension"
+SLOW = "slow"
 PENDING = "pending on another branch"
 
 _NUMERICS = "fixed on branch `numerics` (issue 26, full-batch solvers): "
@@ -134,6 +138,17 @@ TABLE: dict[str, tuple[str, str]] = {
         "changes nothing (it seeds minibatch shuffling and the early-stopping "
         "split), so different seeds give the same model",
     ),
+    # -- slow: run by `pytest -m slow` ----------------------------------------
+    "test_SGDClassifier_fit_for_all_backends": (
+        SLOW,
+        "two hinge fits of 20 classes on 500 x 2000 sparse rows, 1000 "
+        "full-batch epochs each (tol=None): about 5 s a fit",
+    ),
+    "test_multi_core_gridsearch_and_early_stopping": (
+        SLOW,
+        "starts two worker processes, each importing torch: 4 s, and 15 s "
+        "on a loaded machine",
+    ),
     # -- being fixed on other branches -------------------------------------
     "test_sgd_l1[SGDClassifier]": (
         PENDING,
@@ -178,3 +193,5 @@ def apply_marks(items) -> None:
             item.add_marker(pytest.mark.skip(reason=reason))
         elif category in (EXTENSION, PENDING):
             item.add_marker(pytest.mark.xfail(strict=True, reason=reason))
+        elif category == SLOW:
+            item.add_marker(pytest.mark.slow)
