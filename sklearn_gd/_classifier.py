@@ -210,7 +210,9 @@ class TorchSGDClassifier(LinearClassifierMixin, BaseTorchSGD):
 
     batch_size : int or None, default=None
         Rows per step; None trains on the full batch (deterministic, and
-        sample weights equal repeated rows exactly).
+        sample weights equal repeated rows exactly). ``1`` with
+        ``optimizer="sgd"`` is SGDClassifier's per-sample SGD, its sparse
+        intercept damping included (see :class:`TorchSGDRegressor`).
 
     device : str or None, default=None
         "cpu", "cuda", "cuda:N", "auto" (CUDA if available, else the CPU), or

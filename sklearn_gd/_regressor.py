@@ -201,7 +201,9 @@ class TorchSGDRegressor(RegressorMixin, BaseTorchSGD):
         batch: deterministic full-batch gradient descent, for which
         ``sample_weight`` is exactly equivalent to repeating rows, and for the
         squared loss each step after the first pass over ``X`` costs
-        ``O(n_features^2)``.
+        ``O(n_features^2)``. ``1`` with ``optimizer="sgd"`` is SGDRegressor's
+        per-sample SGD, step for step: on sparse ``X`` its intercept step is
+        damped by 0.01, as scikit-learn's is.
 
     device : str or None, default=None
         Where to train: "cpu", "cuda", "cuda:N", or "auto" (CUDA if available,

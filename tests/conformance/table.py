@@ -14,6 +14,9 @@ the reason:
 - ``EXTENSION``: ours deliberately does something else, named in the
   README's table of differences. Expected to fail (strict: a pass means the
   difference is gone and the entry must go).
+- ``SLOW``: applies and passes, but takes seconds (worker processes, or
+  thousands of full-batch epochs): marked ``slow``, so that it runs with
+  ``pytest -m slow`` (as CI does) and the default suite stays fast.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import pytest
 INTERNALS = "scikit-learn internals"
 PER_SAMPLE = "per-sample iterates"
 EXTENSION = "deliberate extension"
+SLOW = "slow"
 
 _EXACT_ITERATES = (
     "compares with a hand-written per-sample averaged SGD (`asgd`) to 16 "
@@ -129,6 +133,17 @@ TABLE: dict[str, tuple[str, str]] = {
         "changes nothing (it seeds minibatch shuffling and the early-stopping "
         "split), so different seeds give the same model",
     ),
+    # -- slow: run by `pytest -m slow` ----------------------------------------
+    "test_SGDClassifier_fit_for_all_backends": (
+        SLOW,
+        "two hinge fits of 20 classes on 500 x 2000 sparse rows, 1000 "
+        "full-batch epochs each (tol=None): about 5 s a fit",
+    ),
+    "test_multi_core_gridsearch_and_early_stopping": (
+        SLOW,
+        "starts two worker processes, each importing torch: 4 s, and 15 s "
+        "on a loaded machine",
+    ),
 }
 
 # the module the table applies to
@@ -168,3 +183,5 @@ def apply_marks(items) -> None:
             item.add_marker(pytest.mark.skip(reason=reason))
         elif category == EXTENSION:
             item.add_marker(pytest.mark.xfail(strict=True, reason=reason))
+        elif category == SLOW:
+            item.add_marker(pytest.mark.slow)
