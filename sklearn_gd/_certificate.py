@@ -38,44 +38,58 @@ __all__ = ["duality_gaps"]
 PROJECTION_MAX_FEATURES = 2048
 
 
-def _predictions(oracle, pieces, theta, d):
-    """Every row's predictions and targets, one piece of X at a time."""
-    Ps, Ys = [], []
+# rows of a float32 X converted to float64 at a time
+BLOCK_ROWS = 1 << 16
+
+
+def _blocks(oracle, pieces):
+    """``(start, X, X')`` over X's rows in order, in float64 a block at a
+    time: the certificate's sums must not round at the data's precision
+    (float32's rounds the gap of a near-exact fit, 1e-4 of an objective
+    of 1e-4 of the targets' scale, to 0, and certified a 48% gap)."""
+    start = 0
     for j, piece in enumerate(pieces):
-        Xb, _ = oracle._rows(piece)
-        P = Xb @ theta[:d]
-        Ps.append(P + theta[d] if oracle.fit_intercept else P)
-        Ys.append(oracle.Y[oracle._index(piece)])
+        Xb, XbT = oracle._rows(piece)
+        if Xb.dtype == torch.float64:
+            yield start, Xb, XbT
+        elif Xb.layout == torch.strided:
+            for lo in range(0, Xb.shape[0], BLOCK_ROWS):
+                block = Xb[lo : lo + BLOCK_ROWS].double()
+                yield start + lo, block, block.T
+        else:
+            block = Xb.to(torch.float64)
+            yield start, block, block.t()
+        start += Xb.shape[0]
         oracle._rows_done(pieces, j)
-    return torch.cat(Ps), torch.cat(Ys)
+
+
+def _predictions(oracle, pieces, theta, d):
+    """Every row's predictions (float64), one block of X at a time."""
+    theta = theta.double()
+    Ps = [Xb @ theta[:d] for _, Xb, _ in _blocks(oracle, pieces)]
+    P = torch.cat(Ps)
+    return P + theta[d] if oracle.fit_intercept else P
 
 
 def _correlations(oracle, pieces, sb: torch.Tensor) -> torch.Tensor:
-    """``X' sb`` (shape (d, n_outputs)), one piece of X at a time."""
-    out, start = None, 0
-    for j, piece in enumerate(pieces):
-        _, XbT = oracle._rows(piece)
-        m = XbT.shape[1]
-        part = XbT @ sb[start : start + m]
+    """``X' sb`` (shape (d, n_outputs)), one block of X at a time."""
+    out = None
+    for start, _, XbT in _blocks(oracle, pieces):
+        part = XbT @ sb[start : start + XbT.shape[1]]
         out = part if out is None else out + part
-        start += m
-        oracle._rows_done(pieces, j)
     return out
 
 
 def _gram(oracle, pieces, s2: torch.Tensor) -> np.ndarray:
     """``X~' diag(s2) X~`` (float64 host), ``X~`` X with a column of ones
     when the model has an intercept."""
-    out, start = 0.0, 0
-    for j, piece in enumerate(pieces):
-        Xb, _ = oracle._rows(piece)
-        Xb = (Xb if Xb.layout == torch.strided else Xb.to_dense()).double()
+    out = 0.0
+    for start, Xb, _ in _blocks(oracle, pieces):
+        Xb = Xb if Xb.layout == torch.strided else Xb.to_dense()
         if oracle.fit_intercept:
             Xb = torch.cat([Xb, torch.ones_like(Xb[:, :1])], 1)
         w = s2[start : start + Xb.shape[0], None].double()
         out = out + (Xb.T @ (w * Xb)).cpu().numpy()
-        start += Xb.shape[0]
-        oracle._rows_done(pieces, j)
     return out
 
 
@@ -154,13 +168,9 @@ def _moved(at, R, movable):
 def _correlations_rows(oracle, pieces, Z):
     """``X~ Z`` row by row (``Z`` of shape (d [+ 1], n_outputs))."""
     d = oracle.X.shape[1]
-    parts = []
-    for j, piece in enumerate(pieces):
-        Xb, _ = oracle._rows(piece)
-        part = Xb @ Z[:d]
-        parts.append(part + Z[d:] if oracle.fit_intercept else part)
-        oracle._rows_done(pieces, j)
-    return torch.cat(parts)
+    parts = [Xb @ Z[:d] for _, Xb, _ in _blocks(oracle, pieces)]
+    out = torch.cat(parts)
+    return out + Z[d:] if oracle.fit_intercept else out
 
 
 def _conjugate(shape, beta, sign, Y):
@@ -225,25 +235,22 @@ def _equations(at):
 def _gather(at, rows, cols):
     """``X~[rows][:, cols]`` (``rows`` sorted positions, ``cols`` sorted,
     ``d`` the intercept's column of ones) as a float64 host array, one
-    piece of X at a time."""
-    d, out, start = at.d, [], 0
+    block of X at a time."""
+    d, out = at.d, []
     features = cols[cols < d]
-    for j, piece in enumerate(at.pieces):
-        Xb, _ = at.oracle._rows(piece)
-        m = Xb.shape[0]
-        lo, hi = np.searchsorted(rows, [start, start + m])
-        if hi > lo:
-            local = torch.as_tensor(rows[lo:hi] - start, device=Xb.device)
-            pick = torch.as_tensor(features, device=Xb.device)
-            if Xb.layout == torch.strided:
-                sub = Xb[local][:, pick]
-            else:  # sparse: its columns by a product with a selection
-                E = torch.zeros(d, len(features), dtype=Xb.dtype, device=Xb.device)
-                E[pick, torch.arange(len(features), device=Xb.device)] = 1.0
-                sub = (Xb @ E)[local]
-            out.append(sub.double().cpu().numpy())
-        start += m
-        at.oracle._rows_done(at.pieces, j)
+    for start, Xb, _ in _blocks(at.oracle, at.pieces):
+        lo, hi = np.searchsorted(rows, [start, start + Xb.shape[0]])
+        if hi == lo:
+            continue
+        local = torch.as_tensor(rows[lo:hi] - start, device=Xb.device)
+        pick = torch.as_tensor(features, device=Xb.device)
+        if Xb.layout == torch.strided:
+            sub = Xb[local][:, pick]
+        else:  # sparse: its columns by a product with a selection
+            E = torch.zeros(d, len(features), dtype=Xb.dtype, device=Xb.device)
+            E[pick, torch.arange(len(features), device=Xb.device)] = 1.0
+            sub = (Xb @ E)[local]
+        out.append(sub.cpu().numpy())
     X = np.concatenate(out) if out else np.zeros((0, len(features)))
     return np.hstack([X, np.ones((len(rows), len(cols) - len(features)))])
 
@@ -384,11 +391,11 @@ class _AtTheta:
         self.pen, self.oracle, self.d = problem.penalty, problem.oracle, problem.d
         self.theta, self.shape, self.gram = theta, base.pieces(), None
         self.pieces = list(self.oracle._pieces(self.oracle.full_batch()))
-        self.P, self.Y = _predictions(self.oracle, self.pieces, theta, self.d)
+        self.P = _predictions(self.oracle, self.pieces, theta, self.d)
+        index = self.oracle._index
+        self.Y = torch.cat([self.oracle.Y[index(p)] for p in self.pieces]).double()
         s = self.oracle.sw
-        self.s = (
-            torch.ones_like(self.P[:, :1]) if s is None else s[:, None].to(self.P.dtype)
-        )
+        self.s = torch.ones_like(self.P[:, :1]) if s is None else s[:, None].double()
         self.S = float(self.s.sum())
         # beta's range: h'(u) in [a_0, a_J], u = y p (margin) or y - p
         a0, aJ = self.shape.slopes[0], self.shape.slopes[-1]
@@ -397,7 +404,7 @@ class _AtTheta:
         self.lo = torch.minimum(self.sign * a0, self.sign * aJ)
         self.hi = torch.maximum(self.sign * a0, self.sign * aJ)
         loss = (self.s * base.value(Y, self.P)).sum(0) / self.S
-        self.primal = loss + self.pen.column_values(theta[: self.d])
+        self.primal = loss + self.pen.column_values(theta[: self.d].double())
 
     def relative_gap(self, dual) -> float:
         """``(P - D) / |P|`` summed over the outputs."""

@@ -453,3 +453,13 @@ def test_kink_certificate_bounds_the_true_gap(loss, penalty, monkeypatch):
     for primal, dual in seen:
         if penalty in ("l1", None) and primal - optimum <= 1e-6 * abs(optimum):
             assert primal - dual <= PROMISE * abs(primal), (primal, dual, optimum)
+
+
+def test_kink_certificate_does_not_round_a_float32_gap_to_zero():
+    # sweep seed 167 (absolute_error unpenalised, float32, noise 0: the
+    # optimum 1e-4 of the targets' scale): summed in float32, the kink set's
+    # dual value rounded up to the primal's and certified a fit 48% above
+    # the optimum, silently; the certificate now sums in float64
+    res = run_case(167)
+    assert res.exception is None
+    assert res.gap <= PROMISE or res.warned, (res.gap, res.messages)
