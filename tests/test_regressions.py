@@ -365,14 +365,16 @@ def test_fista_float32_does_not_read_a_rounded_step_as_convergence():
     assert res.gap <= PROMISE or res.warned, (res.gap, res.messages)
 
 
-@pytest.mark.parametrize("seed", [19, 44, 55, 106])
+@pytest.mark.parametrize("seed", [19, 44, 55, 106, 163, 183, 420])
 def test_kink_certificate_certifies_accurate_non_smooth_fits(seed):
     # sweep seeds 19 (epsilon_insensitive l1), 44 (quantile elasticnet
-    # float32: max_iter), 55 (hinge OvR unpenalised), 106 (OvR
-    # epsilon_insensitive l1, csr): fits within 1e-12..9e-7 of the LP/QP
-    # optimum warned, as the smoothed point's duality gap (its derivatives
-    # at a kink, made feasible by a scaling into the L1 ball or a
-    # projection) read 4e-4..1; the kink set's dual point certifies them
+    # float32: max_iter), 55 and 183 (hinge OvR unpenalised), 106 (OvR
+    # epsilon_insensitive l1, csr), 163 (absolute_error l1, csr, 3 outputs),
+    # 420 (absolute_error elasticnet float32, 2 outputs): fits within
+    # 1e-12..9e-7 of the LP/QP optimum warned, as the smoothed point's
+    # duality gap (its derivatives at a kink, made feasible by a scaling
+    # into the L1 ball or a projection) read 4e-4..1; the kink set's dual
+    # point certifies them
     res = run_case(seed)
     assert res.exception is None
     assert res.gap <= PROMISE and not res.warned, (res.gap, res.messages)
