@@ -19,6 +19,19 @@ constraints, which are then met by moves that keep ``beta`` in its box:
 
 At the smoothed optimum the constraints hold already (up to the smoothing's
 own optimality), so each move is small and the gap is a tight bound.
+
+Not so at a tiny smoothing width: rows at a kink then get derivatives that
+meet ``X' s beta / S + l1 sign(w) + l2 w = 0`` only roughly, and the moves
+above (the 1 / l2 of a weak L2 part, the scaling into the L1 ball) turn
+small misses into gaps of 0.03 to 2e5 at fits within 1e-6 of the optimum.
+Where that gap is above the target, a second point is built from the
+primal's kink set: rows farther from a kink than the free set keep their
+piece's slope (their Fenchel-Young gap is 0), and the free rows (about as
+many as there are equations, at an LP vertex) get the values that meet the
+equalities at the least Fenchel-Young gap, a small LP on the host; that
+point then goes through the same moves, so it counts only once dual
+feasible. Every sum is in float64: in float32 a near-exact fit's gap
+rounds to 0.
 """
 
 from __future__ import annotations
@@ -27,68 +40,82 @@ import math
 
 import numpy as np
 import torch
+from scipy.optimize import linprog
 
 from ._linalg import guarded_solve
 
-__all__ = ["duality_gap"]
+__all__ = ["duality_gaps"]
 
 # the unpenalised projection's normal equations are (n_features + 1)^2 floats
 # and one pass over X: beyond this many features the fit stays uncertified
 PROJECTION_MAX_FEATURES = 2048
 
 
-def _predictions(oracle, pieces, theta, d):
-    """Every row's predictions and targets, one piece of X at a time."""
-    Ps, Ys = [], []
+# rows of a float32 X converted to float64 at a time
+BLOCK_ROWS = 1 << 16
+
+
+def _blocks(oracle, pieces):
+    """``(start, X, X')`` over X's rows in order, in float64 a block at a
+    time: the certificate's sums must not round at the data's precision
+    (float32's rounds the gap of a near-exact fit, 1e-4 of an objective
+    of 1e-4 of the targets' scale, to 0, and certified a 48% gap)."""
+    start = 0
     for j, piece in enumerate(pieces):
-        Xb, _ = oracle._rows(piece)
-        P = Xb @ theta[:d]
-        Ps.append(P + theta[d] if oracle.fit_intercept else P)
-        Ys.append(oracle.Y[oracle._index(piece)])
+        Xb, XbT = oracle._rows(piece)
+        if Xb.dtype == torch.float64:
+            yield start, Xb, XbT
+        elif Xb.layout == torch.strided:
+            for lo in range(0, Xb.shape[0], BLOCK_ROWS):
+                block = Xb[lo : lo + BLOCK_ROWS].double()
+                yield start + lo, block, block.T
+        else:
+            block = Xb.to(torch.float64)
+            yield start, block, block.t()
+        start += Xb.shape[0]
         oracle._rows_done(pieces, j)
-    return torch.cat(Ps), torch.cat(Ys)
+
+
+def _predictions(oracle, pieces, theta, d):
+    """Every row's predictions (float64), one block of X at a time."""
+    theta = theta.double()
+    Ps = [Xb @ theta[:d] for _, Xb, _ in _blocks(oracle, pieces)]
+    P = torch.cat(Ps)
+    return P + theta[d] if oracle.fit_intercept else P
 
 
 def _correlations(oracle, pieces, sb: torch.Tensor) -> torch.Tensor:
-    """``X' sb`` (shape (d, n_outputs)), one piece of X at a time."""
-    out, start = None, 0
-    for j, piece in enumerate(pieces):
-        _, XbT = oracle._rows(piece)
-        m = XbT.shape[1]
-        part = XbT @ sb[start : start + m]
+    """``X' sb`` (shape (d, n_outputs)), one block of X at a time."""
+    out = None
+    for start, _, XbT in _blocks(oracle, pieces):
+        part = XbT @ sb[start : start + XbT.shape[1]]
         out = part if out is None else out + part
-        start += m
-        oracle._rows_done(pieces, j)
     return out
 
 
 def _gram(oracle, pieces, s2: torch.Tensor) -> np.ndarray:
     """``X~' diag(s2) X~`` (float64 host), ``X~`` X with a column of ones
     when the model has an intercept."""
-    out, start = 0.0, 0
-    for j, piece in enumerate(pieces):
-        Xb, _ = oracle._rows(piece)
-        Xb = (Xb if Xb.layout == torch.strided else Xb.to_dense()).double()
+    out = 0.0
+    for start, Xb, _ in _blocks(oracle, pieces):
+        Xb = Xb if Xb.layout == torch.strided else Xb.to_dense()
         if oracle.fit_intercept:
             Xb = torch.cat([Xb, torch.ones_like(Xb[:, :1])], 1)
         w = s2[start : start + Xb.shape[0], None].double()
         out = out + (Xb.T @ (w * Xb)).cpu().numpy()
-        start += Xb.shape[0]
-        oracle._rows_done(pieces, j)
     return out
 
 
 def _centred(beta, s, lo, hi):
     """``beta`` with ``sum(s beta) = 0`` per output, each entry moved towards
-    the bound the sum must go to, in proportion to its room there (None
-    where the box cannot hold the sum)."""
+    the bound the sum must go to, in proportion to its room there, and a
+    mask of the outputs whose box cannot hold the sum (left as they were)."""
     need = (s * beta).sum(0)
     bound = torch.where(need > 0, lo, hi)
     total = (s * (beta - bound)).sum(0)
-    if bool((need.abs() > total.abs()).any()):
-        return None
-    share = torch.where(total != 0, need / total, torch.zeros_like(need))
-    return beta - (beta - bound) * share
+    ok = need.abs() <= total.abs()
+    share = torch.where(ok & (total != 0), need / total, torch.zeros_like(need))
+    return beta - (beta - bound) * share, ok
 
 
 def _into_box(beta, lo, hi):
@@ -99,71 +126,64 @@ def _into_box(beta, lo, hi):
     return torch.minimum(up, down).clamp(0.0, 1.0).amin(0)
 
 
-def _projected(oracle, pieces, beta, s, lo, hi):
+def _projected(at, beta, lo, hi, movable=None):
     """``beta`` corrected to ``X~' s beta = 0`` by its smallest change, then
-    scaled back into its box (None where X has too many features)."""
+    scaled back into its box, and a mask of the outputs where it worked
+    (None where X has too many features). Where ``movable`` (rows by
+    outputs) is given, only those entries change, as an entry at a bound of
+    0 that the correction pushed out would scale the whole output to 0, and
+    outputs whose entries cannot meet the equations fail."""
+    oracle, pieces, s = at.oracle, at.pieces, at.s
     if oracle.X.shape[1] + 1 > PROJECTION_MAX_FEATURES:
         return None
     sb = s * beta
     r = _correlations(oracle, pieces, sb)
     if oracle.fit_intercept:
         r = torch.cat([r, sb.sum(0, keepdim=True)])
-    A = _gram(oracle, pieces, (s * s)[:, 0])
-    q = A.shape[0]
     R = r.double().cpu().numpy().T  # (n_outputs, q)
-    z, _ = guarded_solve(np.repeat(A[None], R.shape[0], 0), R, lambda j: np.eye(q))
-    Z = torch.as_tensor(z.T, dtype=beta.dtype, device=beta.device)
-    # beta -= diag(s) X~ z: the minimum-norm solution of X~' s delta = -r
-    correction = _correlations_rows(oracle, pieces, Z)
-    beta = beta - s * correction
-    return beta * _into_box(beta, lo, hi)
+    ok = torch.ones(beta.shape[1], dtype=torch.bool, device=beta.device)
+    if movable is not None:
+        correction, ok = _moved(at, R, movable)
+        correction, ok = correction.to(beta), ok.to(beta.device)
+    else:
+        if at.gram is None:  # one pass over X for every beta checked at theta
+            at.gram = _gram(oracle, pieces, (s * s)[:, 0])
+        A, q = at.gram, at.gram.shape[0]
+        z, _ = guarded_solve(np.repeat(A[None], R.shape[0], 0), R, lambda j: np.eye(q))
+        Z = torch.as_tensor(z.T, dtype=beta.dtype, device=beta.device)
+        # diag(s) X~ z: the minimum-norm solution of X~' s delta = -r
+        correction = s * _correlations_rows(oracle, pieces, Z)
+    beta = beta - correction
+    return beta * _into_box(beta, lo, hi), ok
+
+
+def _moved(at, R, movable):
+    """The smallest change of the ``movable`` entries with ``X~' s delta =
+    -r`` per output (rows ``R``), gathered to the host: as ``correction``
+    in :func:`_projected`, and a mask of the outputs where it meets them
+    to rounding."""
+    rows = np.flatnonzero(movable.any(1).cpu().numpy())
+    cols = np.arange(at.d + bool(at.oracle.fit_intercept))
+    XR = _gather(at, rows, cols) * at.s[rows, 0].double().cpu().numpy()[:, None]
+    mask = movable[rows].cpu().numpy()
+    out = np.zeros((movable.shape[0], R.shape[0]))
+    ok = np.zeros(R.shape[0], dtype=bool)
+    for c in range(R.shape[0]):
+        B = XR[mask[:, c]].T
+        # np.linalg.lstsq: the least-norm solution
+        delta = np.linalg.lstsq(B, R[c], rcond=None)[0] if B.size else np.zeros(0)
+        out[rows[mask[:, c]], c] = delta
+        miss = R[c] - (B @ delta if B.size else 0.0)
+        ok[c] = np.linalg.norm(miss) <= 1e-9 * np.linalg.norm(R[c])
+    return torch.as_tensor(out, device=movable.device), torch.as_tensor(ok)
 
 
 def _correlations_rows(oracle, pieces, Z):
     """``X~ Z`` row by row (``Z`` of shape (d [+ 1], n_outputs))."""
     d = oracle.X.shape[1]
-    parts = []
-    for j, piece in enumerate(pieces):
-        Xb, _ = oracle._rows(piece)
-        part = Xb @ Z[:d]
-        parts.append(part + Z[d:] if oracle.fit_intercept else part)
-        oracle._rows_done(pieces, j)
-    return torch.cat(parts)
-
-
-def duality_gap(problem, theta, base, smoothed) -> float:
-    """``(P(theta) - D(beta)) / |P(theta)|`` for the non-smooth loss
-    ``base``, with ``beta`` its smoothing's (``smoothed``) derivatives at
-    ``theta`` made dual feasible (see the module's docstring); ``inf`` where
-    that is not possible."""
-    shape = base.pieces()
-    pen, oracle, d = problem.penalty, problem.oracle, problem.d
-    pieces = list(oracle._pieces(oracle.full_batch()))
-    P, Y = _predictions(oracle, pieces, theta, d)
-    s = oracle.sw
-    s = torch.ones_like(P[:, :1]) if s is None else s[:, None].to(P.dtype)
-    S = float(s.sum())
-    beta = smoothed.derivative(Y, P)
-    # beta's range: h'(u) in [a_0, a_J], u = y p (margin) or y - p
-    a0, aJ = shape.slopes[0], shape.slopes[-1]
-    sign = Y if shape.margin else -torch.ones_like(Y)
-    lo, hi = torch.minimum(sign * a0, sign * aJ), torch.maximum(sign * a0, sign * aJ)
-    if not pen.l1 and not pen.l2:
-        beta = _projected(oracle, pieces, beta, s, lo, hi)
-    elif oracle.fit_intercept:
-        beta = _centred(beta, s, lo, hi)
-    if beta is None:
-        return math.inf
-    v = -_correlations(oracle, pieces, s * beta) / S
-    if not pen.l2 and pen.l1:  # into the L1 ball of radius l1, per output
-        scale = (pen.l1 / v.abs().amax(0).clamp_min(1e-300)).clamp(max=1.0)
-        beta, v = beta * scale, v * scale
-    primal = (s * base.value(Y, P)).sum() / S + pen.total(theta[:d])
-    dual = -(s * _conjugate(shape, beta, sign, Y)).sum() / S
-    if pen.l2:
-        dual = dual - (torch.clamp(v.abs() - pen.l1, min=0) ** 2).sum() / (2 * pen.l2)
-    gap = float(primal - dual)
-    return max(gap, 0.0) / max(abs(float(primal)), 1e-300)
+    parts = [Xb @ Z[:d] for _, Xb, _ in _blocks(oracle, pieces)]
+    out = torch.cat(parts)
+    return out + Z[d:] if oracle.fit_intercept else out
 
 
 def _conjugate(shape, beta, sign, Y):
@@ -176,3 +196,227 @@ def _conjugate(shape, beta, sign, Y):
         term = k * slope - hk
         conj = term if conj is None else torch.maximum(conj, term)
     return conj if shape.margin else conj + beta * Y
+
+
+# the kink set's least-squares problems gather at most this many entries of
+# X (their rows times the coordinates of the optimality equations) to the host
+KINK_MAX_ENTRIES = 4_000_000
+# each output's free set: the rows nearest a kink, this many times as many
+# as the equations they must meet (an LP vertex has as many rows at kinks),
+# or the rows the smoothing keeps on its curved part, up to twice that: the
+# LP over a larger set is never worse, only slower (one set, as each check
+# of a fit that cannot be certified pays for it)
+KINK_SIZE = 4
+
+
+def _kink_split(at):
+    """Per row and output: the distance of ``u`` to its nearest kink, the
+    dual value of the linear piece ``u`` is on, and the box ``beta`` spans
+    at that kink (the slopes on its two sides)."""
+    shape = at.shape
+    U = at.Y * at.P if shape.margin else at.Y - at.P
+    kinks = torch.tensor(shape.kinks, dtype=U.dtype, device=U.device)
+    slopes = torch.tensor(shape.slopes, dtype=U.dtype, device=U.device)
+    delta, near = (U[..., None] - kinks).abs().min(-1)
+    fixed = at.sign * slopes[(U[..., None] > kinks).sum(-1)]
+    left, right = at.sign * slopes[near], at.sign * slopes[near + 1]
+    # a free beta's Fenchel-Young gap s (l(p) + l*(beta) - beta p) is linear
+    # in beta on its box: l*(beta) = k sign beta - h(k) (+ beta y) there
+    offset = 0.0 if shape.margin else at.Y
+    cost = at.s * (kinks[near] * at.sign + offset - at.P)
+    lo, hi = torch.minimum(left, right), torch.maximum(left, right)
+    return delta, fixed, lo, hi, cost
+
+
+def _equations(at):
+    """Each output's optimality equalities ``(X~' s beta)_j = S r_j``: its
+    coordinates ``j`` (all without an L1 part, else where ``w_j != 0``; the
+    intercept as ``d``) and ``S r_j = -S (l1 sign(w_j) + l2 w_j)`` (0 for
+    the intercept)."""
+    pen, d = at.pen, at.d
+    w = at.theta[:d].reshape(d, -1).double().cpu().numpy()
+    out = []
+    for c in range(w.shape[1]):
+        cols = np.flatnonzero(w[:, c]) if pen.l1 else np.arange(d)
+        rhs = -at.S * (pen.l1 * np.sign(w[cols, c]) + pen.l2 * w[cols, c])
+        if at.oracle.fit_intercept:
+            cols, rhs = np.append(cols, d), np.append(rhs, 0.0)
+        out.append((cols, rhs))
+    return out
+
+
+def _gather(at, rows, cols):
+    """``X~[rows][:, cols]`` (``rows`` sorted positions, ``cols`` sorted,
+    ``d`` the intercept's column of ones) as a float64 host array, one
+    block of X at a time."""
+    d, out = at.d, []
+    features = cols[cols < d]
+    for start, Xb, _ in _blocks(at.oracle, at.pieces):
+        lo, hi = np.searchsorted(rows, [start, start + Xb.shape[0]])
+        if hi == lo:
+            continue
+        local = torch.as_tensor(rows[lo:hi] - start, device=Xb.device)
+        pick = torch.as_tensor(features, device=Xb.device)
+        if Xb.layout == torch.strided:
+            sub = Xb[local][:, pick]
+        else:  # sparse: its columns by a product with a selection
+            E = torch.zeros(d, len(features), dtype=Xb.dtype, device=Xb.device)
+            E[pick, torch.arange(len(features), device=Xb.device)] = 1.0
+            sub = (Xb @ E)[local]
+        out.append(sub.cpu().numpy())
+    X = np.concatenate(out) if out else np.zeros((0, len(features)))
+    return np.hstack([X, np.ones((len(rows), len(cols) - len(features)))])
+
+
+def _free_sets(at, delta, equations, mu):
+    """Each output's free set: the rows nearest a kink (see KINK_SIZE)."""
+    n, gaps = delta.shape[0], np.diff(at.shape.slopes)
+    curved = (delta < mu * float(gaps.max())).sum(0).tolist()
+    nearest = []
+    for c, (cols, _) in enumerate(equations):
+        m = KINK_SIZE * len(cols)
+        q = min(n, max(m, min(curved[c], 2 * m)))
+        nearest.append(torch.topk(delta[:, c], q, largest=False).indices.cpu().numpy())
+    return nearest
+
+
+def _cheapest(at, XF, base, cols, equations, cost, lo, hi):
+    """The free entries with the least Fenchel-Young gap (``cost' x``, linear
+    on each entry's box) that meet the equalities and, with an L1 part,
+    ``|X' s beta|_j <= S l1`` on the other gathered coordinates: a small LP
+    (HiGHS), its equalities then met to rounding by the least-norm change of
+    its entries inside their boxes (None where it fails)."""
+    eqs = np.searchsorted(cols, equations[0])
+    if not len(eqs):
+        return None
+    M, t = XF[:, eqs].T, equations[1] - base[eqs]
+    others = np.setdiff1d(np.arange(min(len(cols), at.d)), eqs)
+    ub = {}
+    if at.pen.l1 and len(others):
+        A = XF[:, others].T
+        bound = at.S * at.pen.l1
+        ub = dict(
+            A_ub=np.vstack([A, -A]),
+            b_ub=np.concatenate([bound - base[others], bound + base[others]]),
+        )
+    try:
+        res = linprog(cost, A_eq=M, b_eq=t, bounds=np.c_[lo, hi], method="highs", **ub)
+    except ValueError:
+        return None
+    if res.status != 0:
+        return None
+    x = res.x
+    inside = (x > lo) & (x < hi)
+    if inside.any():  # HiGHS meets its constraints to 1e-7 only
+        x = x.copy()
+        x[inside] += np.linalg.lstsq(M[:, inside], t - M @ x, rcond=None)[0]
+    return np.clip(x, lo, hi)
+
+
+def _kink_betas(at, mu):
+    """A dual point of the kink set at ``theta``: each row farther from a
+    kink than its output's free set has its piece's slope, and the free rows
+    the values in their boxes that meet the optimality conditions with the
+    least gap (:func:`_cheapest`); and the free entries strictly inside
+    their boxes, which alone the unpenalised projection may move (None
+    where the problems are too large to gather)."""
+    delta, fixed, flo, fhi, cost = _kink_split(at)
+    equations = _equations(at)
+    nearest = _free_sets(at, delta, equations, mu)
+    rows = np.unique(np.concatenate(nearest))
+    cols = np.arange(at.d + 1)  # every coordinate, for the L1 part's checks
+    if not at.pen.l1 or len(rows) * len(cols) > KINK_MAX_ENTRIES:
+        cols = np.unique(np.concatenate([c for c, _ in equations]))
+    if len(rows) * len(cols) > KINK_MAX_ENTRIES:
+        return None
+    XR = _gather(at, rows, cols)
+    sb = at.s * fixed
+    r = _correlations(at.oracle, at.pieces, sb).reshape(at.d, -1)
+    r = torch.cat([r, sb.sum(0, keepdim=True)]).double().cpu().numpy()
+    host = [t.double().cpu().numpy() for t in (fixed, flo, fhi, cost, at.s[:, 0])]
+    beta, movable = fixed.clone(), torch.zeros_like(fixed, dtype=torch.bool)
+    for c, eqs in enumerate(equations):
+        F = np.sort(nearest[c])
+        XF = XR[np.searchsorted(rows, F)] * host[4][F, None]
+        fix, lo, hi, g = (h[F, c] for h in host[:4])
+        # X~' s beta = r - XF' fixed_F + XF' beta_F
+        x = _cheapest(at, XF, r[cols, c] - XF.T @ fix, cols, eqs, g, lo, hi)
+        if x is None:  # the equalities cannot be met here: the pieces'
+            x = fix  # slopes, as far as the repair makes them feasible
+        room = 1e-8 * (hi - lo)
+        idx = torch.as_tensor(F, device=fixed.device)
+        beta[idx, c] = torch.as_tensor(x).to(fixed)
+        inside = torch.as_tensor((x > lo + room) & (x < hi - room))
+        movable[idx, c] = inside.to(fixed.device)
+    return beta, movable
+
+
+class _AtTheta:
+    """Everything the dual points at ``theta`` are checked against: each
+    row's predictions, targets, weight and dual box, and each output's
+    primal value (per output: the outputs are independent problems)."""
+
+    def __init__(self, problem, theta, base):
+        self.pen, self.oracle, self.d = problem.penalty, problem.oracle, problem.d
+        self.theta, self.shape, self.gram = theta, base.pieces(), None
+        self.pieces = list(self.oracle._pieces(self.oracle.full_batch()))
+        self.P = _predictions(self.oracle, self.pieces, theta, self.d)
+        index = self.oracle._index
+        self.Y = torch.cat([self.oracle.Y[index(p)] for p in self.pieces]).double()
+        s = self.oracle.sw
+        self.s = torch.ones_like(self.P[:, :1]) if s is None else s[:, None].double()
+        self.S = float(self.s.sum())
+        # beta's range: h'(u) in [a_0, a_J], u = y p (margin) or y - p
+        a0, aJ = self.shape.slopes[0], self.shape.slopes[-1]
+        Y = self.Y
+        self.sign = Y if self.shape.margin else -torch.ones_like(Y)
+        self.lo = torch.minimum(self.sign * a0, self.sign * aJ)
+        self.hi = torch.maximum(self.sign * a0, self.sign * aJ)
+        loss = (self.s * base.value(Y, self.P)).sum(0) / self.S
+        self.primal = loss + self.pen.column_values(theta[: self.d].double())
+
+    def relative_gap(self, dual) -> float:
+        """``(P - D) / |P|`` summed over the outputs."""
+        primal = float(self.primal.sum())
+        gap = primal - float(dual.sum())
+        return max(gap, 0.0) / max(abs(primal), 1e-300)
+
+
+def _dual_values(at, beta, movable=None):
+    """Each output's dual value at ``beta`` once made dual feasible;
+    ``-inf`` where that is not possible."""
+    pen, Y, sign, lo, hi = at.pen, at.Y, at.sign, at.lo, at.hi
+    ok = torch.ones(beta.shape[1], dtype=torch.bool, device=beta.device)
+    if not pen.l1 and not pen.l2:
+        projected = _projected(at, beta, lo, hi, movable)
+        if projected is None:
+            return torch.full_like(ok, -math.inf, dtype=at.P.dtype)
+        beta, ok = projected
+    elif at.oracle.fit_intercept:
+        beta, ok = _centred(beta, at.s, lo, hi)
+    v = -_correlations(at.oracle, at.pieces, at.s * beta) / at.S
+    if not pen.l2 and pen.l1:  # into the L1 ball of radius l1, per output
+        scale = (pen.l1 / v.abs().amax(0).clamp_min(1e-300)).clamp(max=1.0)
+        beta, v = beta * scale, v * scale
+    dual = -(at.s * _conjugate(at.shape, beta, sign, Y)).sum(0) / at.S
+    if pen.l2:
+        dual = dual - (torch.clamp(v.abs() - pen.l1, min=0) ** 2).sum(0) / (2 * pen.l2)
+    return torch.where(ok, dual, torch.full_like(dual, -math.inf))
+
+
+def duality_gaps(problem, theta, base, smoothed, enough: float = 0.0):
+    """Relative duality gaps ``(P(theta) - D(beta)) / |P(theta)|`` of the
+    non-smooth loss ``base`` at ``theta``: the one of its smoothing's
+    (``smoothed``) derivatives made dual feasible (see the module's
+    docstring), and the best one, where above ``enough`` the dual points
+    of the kink set (:func:`_kink_betas`) are tried too and each output
+    keeps its largest dual value. ``inf`` where no point is feasible."""
+    at = _AtTheta(problem, theta, base)
+    dual = _dual_values(at, smoothed.derivative(at.Y, at.P))
+    first = best = at.relative_gap(dual)
+    if first > enough:
+        kinked = _kink_betas(at, smoothed.mu)
+        if kinked is not None:
+            more = _dual_values(at, *kinked)
+            best = min(first, at.relative_gap(torch.maximum(dual, more)))
+    return first, best
