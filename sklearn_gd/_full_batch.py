@@ -28,7 +28,6 @@ import math
 
 import numpy as np
 import torch
-from scipy.linalg import solve_triangular
 
 from ._certificate import duality_gaps
 from ._linalg import guarded_solve
@@ -365,8 +364,14 @@ class QuasiNewton(_Preconditioned):
         SY, YBY = small[:m], small[m:]  # S'Y and (P^-1 Y)'Y
         gamma = sy / YBY[-1, -1]
         # R = triu(S'Y) has the pairs' curvatures s'y > 0 on its diagonal
-        # (:meth:`_learn` keeps no other): a triangular inverse, never singular
-        R_inv = solve_triangular(np.triu(SY), np.eye(m))
+        # (:meth:`_learn` keeps no other): a triangular inverse, never
+        # singular. torch's, not scipy's: scipy's BLAS is a second thread
+        # pool, whose threads then spin against torch's (a hinge fit of 20
+        # classes on 500 x 2000 sparse rows ran 20x slower on 2 cores)
+        R = torch.from_numpy(np.triu(SY))
+        R_inv = torch.linalg.solve_triangular(
+            R, torch.eye(m, dtype=R.dtype), upper=True
+        ).numpy()
         M = np.zeros((2 * m, 2 * m))
         M[:m, :m] = R_inv.T @ (np.diag(np.diag(SY)) + gamma * YBY) @ R_inv
         M[:m, m:] = -gamma * R_inv.T
