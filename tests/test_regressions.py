@@ -365,6 +365,19 @@ def test_fista_float32_does_not_read_a_rounded_step_as_convergence():
     assert res.gap <= PROMISE or res.warned, (res.gap, res.messages)
 
 
+def test_fista_float32_never_climbs_into_a_divergence_error():
+    # sweep seed 266 (huber + l1, float32, column means ~1e4 times their
+    # spread): X w rounds to eps |X| |w|, far above the backtracking's
+    # 10 eps |f| slack, so FISTA accepted steps that went up and its momentum
+    # with a shrinking L climbed from 326 to 3.5e5: DivergenceError in a
+    # default fit, advising a smaller eta0 the user never set. Steps well
+    # above the best objective are now taken back, and a step that rounding
+    # shrank by 1/eps ends the fit as stuck, never as converged
+    res = run_case(266)
+    assert res.exception is None, res.exception
+    assert res.gap <= PROMISE or res.warned, (res.gap, res.messages)
+
+
 @pytest.mark.parametrize("seed", [19, 44, 55, 106, 163, 183, 420])
 def test_kink_certificate_certifies_accurate_non_smooth_fits(seed):
     # sweep seeds 19 (epsilon_insensitive l1), 44 (quantile elasticnet
