@@ -8,10 +8,13 @@ the references and the tolerances):
 * ``test_default_sweep``: seeds ``0 .. len(COMBOS) - 1``, one case for each
   loss x penalty x ``fit_intercept`` x estimator (x multinomial), in the
   default suite (about a minute on 2 cores);
-* ``test_long_sweep``: the next ``10 * len(COMBOS)`` seeds, ``-m slow``;
+* the long mode, the next ``10 * len(COMBOS)`` seeds (``LONG_SEEDS``), is
+  ``python benchmarks/sweep.py 128 1408``: 1280 fits against their
+  references take longer than a test suite should;
 * ``test_regression_seed``: every seed of the long range that ever failed,
   ``REGRESSION_SEEDS``, kept when fixed (``-m slow``; the default range runs
-  anyway);
+  anyway); one still open is a strict expected failure naming its defect
+  (``OPEN``), so that its fix turns the test red until the entry goes;
 * the repros of issue 26, as named tests.
 
 ``python benchmarks/sweep.py START STOP`` runs any seed range and prints the
@@ -135,6 +138,21 @@ REGRESSION_SEEDS = [
     306,
 ]
 
+# regression seeds whose defect is still open: seed -> the defect
+_FISTA_STOP = (
+    "FISTA with an L1 part (or squared_hinge's full batch) claims convergence "
+    "from its gradient mapping relative to the first, which bounds no gap "
+    "without strong convexity: a silent stop above 1e-4 ({})"
+)
+OPEN: dict[int, str] = {
+    141: "huber + elasticnet reaches max_iter with the optimality measure at "
+    "4e-5 (tol 1e-5) at a true gap of 1e-10: a warning from a loose measure, "
+    "where a duality gap would certify",
+    202: _FISTA_STOP.format("squared_hinge + l1, gap 1.1e-4"),
+    207: _FISTA_STOP.format("squared_hinge, no penalty, float32 CSR, gap 0.015"),
+    282: _FISTA_STOP.format("squared_epsilon_insensitive + l1, gap 4.3e-3"),
+}
+
 # a second fit checks determinism; in the default suite only where the first
 # took under a quarter second (the slow fits are those that run to max_iter,
 # and would cost most of the minute), every case in the long mode
@@ -155,16 +173,14 @@ def test_default_sweep(seed):
     _check(seed, FAST_FIT_S)
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("seed", LONG_SEEDS)
-def test_long_sweep(seed):
-    _check(seed, np.inf)
+def _regression_param(seed):
+    if seed not in OPEN:
+        return seed
+    return pytest.param(seed, marks=pytest.mark.xfail(reason=OPEN[seed], strict=True))
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize(
-    "seed", REGRESSION_SEEDS or [pytest.param(None, marks=pytest.mark.skip)]
-)
+@pytest.mark.parametrize("seed", [_regression_param(s) for s in REGRESSION_SEEDS])
 def test_regression_seed(seed):
     _check(seed, np.inf)
 
