@@ -44,9 +44,9 @@ from sklearn_gd import TorchSGDRegressor
 
 DEFAULT_SEEDS = range(len(COMBOS))
 LONG_SEEDS = range(len(COMBOS), 11 * len(COMBOS))
-# the long range's seeds that failed at 5a7853b (SWEEP_FINDINGS.md; seeds
-# 128..306 were run, the rest of the range not yet): append, never remove, so
-# that a fixed defect stays fixed
+# the long range's seeds that ever failed (at 5a7853b, SWEEP_FINDINGS.md, seeds
+# 128..306; since, the whole range 128..1407): append, never remove, so that
+# a fixed defect stays fixed
 REGRESSION_SEEDS = [
     129,
     131,
@@ -110,6 +110,7 @@ REGRESSION_SEEDS = [
     250,
     251,
     253,
+    254,
     257,
     258,
     262,
@@ -136,22 +137,88 @@ REGRESSION_SEEDS = [
     303,
     305,
     306,
+    356,
+    397,
+    442,
+    579,
+    587,
+    635,
+    671,
+    699,
+    712,
+    739,
+    777,
+    832,
+    835,
+    838,
+    839,
+    891,
+    941,
+    961,
+    972,
+    974,
+    994,
+    1085,
+    1102,
+    1141,
+    1165,
+    1196,
+    1217,
+    1274,
+    1300,
+    1350,
+    1402,
 ]
 
-# regression seeds whose defect is still open: seed -> the defect
-_FISTA_STOP = (
-    "FISTA with an L1 part (or squared_hinge's full batch) claims convergence "
-    "from its gradient mapping relative to the first, which bounds no gap "
-    "without strong convexity: a silent stop above 1e-4 ({})"
-)
-OPEN: dict[int, str] = {
-    141: "huber + elasticnet reaches max_iter with the optimality measure at "
-    "4e-5 (tol 1e-5) at a true gap of 1e-10: a warning from a loose measure, "
-    "where a duality gap would certify",
-    202: _FISTA_STOP.format("squared_hinge + l1, gap 1.1e-4"),
-    207: _FISTA_STOP.format("squared_hinge, no penalty, float32 CSR, gap 0.015"),
-    282: _FISTA_STOP.format("squared_epsilon_insensitive + l1, gap 4.3e-3"),
+# the open defects, from the long mode at this commit (benchmarks/sweep.py
+# 128 1408): silent stops above 1e-4 (smooth losses whose solver claims
+# convergence from a measure that bounds no gap without strong convexity)
+# and false warnings (a last measure looser than the gap reached)
+SILENT_STOPS: dict[int, str] = {
+    202: "squared_hinge l1 dense_F float64, gap 0.000107",
+    207: "squared_hinge None csr float32, gap 0.0148",
+    282: "squared_epsilon_insensitive l1 torch float32, gap 0.00434",
+    587: "squared_hinge l1 csr float64, gap 0.131",
+    635: "log_loss l1 dense float64, gap 0.00542",
+    699: "log_loss l1 torch float64, gap 0.0246",
+    712: "squared_hinge l2 torch float32, gap 0.00307",
+    777: "huber l2 dense float32, gap 0.00304",
+    832: "modified_huber l2 torch float64, gap 0.0142",
+    835: "modified_huber l1 dense float32, gap 0.0131",
+    838: "modified_huber None torch float64, gap 1.55",
+    839: "modified_huber None dense float32, gap 0.13",
+    891: "log_loss l1 dense float32, gap 0.0215",
+    961: "modified_huber l2 dense_F float64, gap 0.000246",
+    972: "squared_hinge elasticnet csr float64, gap 0.00103",
+    974: "squared_hinge None dense_F float32, gap 4.97",
+    1102: "squared_hinge None dense float64, gap 72.6",
+    1217: "modified_huber l2 csr float32, gap 0.0711",
+    1274: "log_loss l1 torch float32, gap 0.00423",
+    1350: "modified_huber None dense float32, gap 0.0133",
+    1402: "log_loss l1 dense float64, gap 0.0121",
 }
+FALSE_WARNINGS: dict[int, str] = {
+    141: "huber elasticnet dense float64, gap 1.41e-10",
+    254: "log_loss None dense float64, gap 6.36e-08",
+    356: "huber elasticnet torch float32, gap 1.17e-09",
+    397: "huber elasticnet dense float32, gap 1.01e-07",
+    442: "log_loss l1 dense float32, gap 1.88e-09",
+    671: "squared_epsilon_insensitive None torch float32, gap 1.5e-08",
+    739: "huber l1 csr float32, gap 7.92e-08",
+    941: "quantile elasticnet torch float32, gap 6.82e-07",
+    994: "huber l1 torch float32, gap 2.99e-09",
+    1085: "log_loss elasticnet dense float64, gap 7.5e-09",
+    1141: "squared_epsilon_insensitive elasticnet dense float64, gap 9e-07",
+    1165: "huber elasticnet csr float64, gap 3.72e-08",
+    1196: "quantile elasticnet dense_F float64, gap 3.95e-09",
+    1300: "epsilon_insensitive elasticnet dense float64, gap 4.79e-07",
+}
+OPEN = {
+    **{k: f"open: silent stop, {v}" for k, v in SILENT_STOPS.items()},
+    **{k: f"open: false ConvergenceWarning, {v}" for k, v in FALSE_WARNINGS.items()},
+}
+# within rounding of a threshold: another CPU may pass them (not strict)
+BORDERLINE = {202, 941, 1141}
 
 # a second fit checks determinism; in the default suite only where the first
 # took under a quarter second (the slow fits are those that run to max_iter,
@@ -176,7 +243,9 @@ def test_default_sweep(seed):
 def _regression_param(seed):
     if seed not in OPEN:
         return seed
-    return pytest.param(seed, marks=pytest.mark.xfail(reason=OPEN[seed], strict=True))
+    strict = seed not in BORDERLINE
+    mark = pytest.mark.xfail(reason=OPEN[seed], strict=strict)
+    return pytest.param(seed, marks=mark)
 
 
 @pytest.mark.slow
