@@ -40,6 +40,30 @@ def _factor(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     return L, ok
 
 
+def _sound_solve(H: np.ndarray, G: np.ndarray):
+    """The common case at numpy's cost (a Newton fit solves one small system
+    an iteration, where torch's per-call overhead doubled the fit's time):
+    every system's Cholesky pivots above its rounding, so the matrices are
+    far from singular and LU solves them; None otherwise."""
+    try:
+        L = np.linalg.cholesky(H)
+    except np.linalg.LinAlgError:
+        return None
+    n = H.shape[-1]
+    scale = np.abs(np.diagonal(H, axis1=-2, axis2=-1)).max(-1)
+    pivots = np.square(np.diagonal(L, axis1=-2, axis2=-1)).min(-1)
+    floor = _PIVOT_MARGIN * n * np.finfo(np.float64).eps * scale
+    if not np.all((pivots > floor) & (scale > 0)):
+        return None
+    try:
+        out = np.linalg.solve(H, G[:, :, None])[:, :, 0]
+    except np.linalg.LinAlgError:  # not expected above the pivots' floor
+        return None
+    if not np.isfinite(out).all():
+        return None
+    return out, np.ones(len(H), dtype=bool)
+
+
 def guarded_solve(
     H: np.ndarray, G: np.ndarray, ridge_matrix
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -69,8 +93,13 @@ def guarded_solve(
         sound, or the solution is not finite; the caller falls back to a
         step of its own there).
     """
-    A = torch.from_numpy(np.ascontiguousarray(H, dtype=np.float64))
-    B = torch.from_numpy(np.ascontiguousarray(G, dtype=np.float64))[:, :, None]
+    H = np.ascontiguousarray(H, dtype=np.float64)
+    G = np.ascontiguousarray(G, dtype=np.float64)
+    fast = _sound_solve(H, G)
+    if fast is not None:
+        return fast
+    A = torch.from_numpy(H)
+    B = torch.from_numpy(G)[:, :, None]
     out = torch.zeros_like(B)
     L, ok = _factor(A)
     # the factor that passed is the one solved with (two triangular solves):

@@ -44,9 +44,9 @@ from sklearn_gd import TorchSGDRegressor
 
 DEFAULT_SEEDS = range(len(COMBOS))
 LONG_SEEDS = range(len(COMBOS), 11 * len(COMBOS))
-# the long range's seeds that ever failed (at 5a7853b, SWEEP_FINDINGS.md, seeds
-# 128..306; since, the whole range 128..1407): append, never remove, so that
-# a fixed defect stays fixed
+# the long range's seeds that ever failed (at 5a7853b, seeds 128..306:
+# benchmarks/results/SWEEP_FINDINGS_5a7853b.md; since, the whole range
+# 128..1407): append, never remove, so that a fixed defect stays fixed
 REGRESSION_SEEDS = [
     129,
     131,
