@@ -28,16 +28,20 @@ _FIRST_RIDGE = 1e-12
 _LAST_RIDGE = 1.0
 
 
+def _sound(A: np.ndarray, L: np.ndarray) -> np.ndarray:
+    """Which float64 systems ``A`` (m, n, n) have Cholesky factors ``L``
+    whose every pivot is above the rounding of its matrix."""
+    scale = np.abs(np.diagonal(A, axis1=-2, axis2=-1)).max(-1)
+    pivots = np.square(np.diagonal(L, axis1=-2, axis2=-1)).min(-1)
+    floor = _PIVOT_MARGIN * A.shape[-1] * np.finfo(np.float64).eps * scale
+    return (pivots > floor) & (scale > 0)
+
+
 def _factor(A: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Cholesky factors of the systems ``A`` (m, n, n) and which are sound:
     factorised, with every pivot above the rounding of its matrix."""
     L, info = torch.linalg.cholesky_ex(A)
-    n = A.shape[-1]
-    scale = A.diagonal(dim1=-2, dim2=-1).abs().amax(-1)
-    pivots = L.diagonal(dim1=-2, dim2=-1).square().amin(-1)
-    floor = _PIVOT_MARGIN * n * torch.finfo(A.dtype).eps * scale
-    ok = (info == 0) & (pivots > floor) & (scale > 0)
-    return L, ok
+    return L, (info == 0) & torch.from_numpy(_sound(A.numpy(), L.numpy()))
 
 
 def _sound_solve(H: np.ndarray, G: np.ndarray):
@@ -49,11 +53,7 @@ def _sound_solve(H: np.ndarray, G: np.ndarray):
         L = np.linalg.cholesky(H)
     except np.linalg.LinAlgError:
         return None
-    n = H.shape[-1]
-    scale = np.abs(np.diagonal(H, axis1=-2, axis2=-1)).max(-1)
-    pivots = np.square(np.diagonal(L, axis1=-2, axis2=-1)).min(-1)
-    floor = _PIVOT_MARGIN * n * np.finfo(np.float64).eps * scale
-    if not np.all((pivots > floor) & (scale > 0)):
+    if not _sound(H, L).all():
         return None
     try:
         out = np.linalg.solve(H, G[:, :, None])[:, :, 0]
