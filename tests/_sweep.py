@@ -61,7 +61,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import scipy.sparse as sp
 import torch
-from _objective import margin_loss, penalty, pointwise_loss
+from _objective import LOSS_NAMES, PENALTY_NAMES, margin_loss, penalty, pointwise_loss
 from scipy.optimize import linprog, minimize
 from scipy.special import expit, logsumexp, softmax
 from sklearn.datasets import make_classification, make_regression
@@ -82,14 +82,7 @@ __all__ = [
     "summarize",
 ]
 
-REGRESSION_LOSSES = (
-    "squared_error",
-    "huber",
-    "epsilon_insensitive",
-    "squared_epsilon_insensitive",
-    "absolute_error",
-    "quantile",
-)
+REGRESSION_LOSSES = LOSS_NAMES  # the order fixes COMBOS: never reorder
 CLASSIFICATION_LOSSES = (
     "hinge",
     "log_loss",
@@ -101,7 +94,7 @@ CLASSIFICATION_LOSSES = (
     "epsilon_insensitive",
     "squared_epsilon_insensitive",
 )
-PENALTIES = ("l2", "l1", "elasticnet", None)
+PENALTIES = PENALTY_NAMES
 SMOOTH = {
     "squared_error",
     "huber",

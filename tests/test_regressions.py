@@ -205,12 +205,14 @@ _X4 = np.array(
 _Y4 = np.array([1, 1, 1, 1, 2, 2, 2, 2])
 
 
-def _hinge_l1(sparse):
+def _hinge_l1(sparse, **params):
+    """scikit-learn's test_sgd_l1 fit (the LP optimum is 0.4): the estimator,
+    its ConvergenceWarnings and its relative gap."""
     idx = np.arange(8)
     np.random.RandomState(13).shuffle(idx)
     X, y = _X4[idx], _Y4[idx]
     clf = TorchSGDClassifier(
-        penalty="l1", alpha=0.2, fit_intercept=False, max_iter=2000, shuffle=False
+        penalty="l1", alpha=0.2, fit_intercept=False, max_iter=2000, **params
     )
     clf, warned = _fit(clf, sp.csr_matrix(X) if sparse else X, y)
     return clf, warned, (classifier_objective(clf, X, y) - 0.4) / 0.4
@@ -226,7 +228,7 @@ def test_hinge_l1_reaches_the_lp_optimum(sparse):
     bound to hinge when the oracle was built, kept giving hinge's
     subgradient under the smoothing, so FISTA's step and its gap estimate
     were those of the non-smooth loss."""
-    clf, warned, gap = _hinge_l1(sparse)
+    clf, warned, gap = _hinge_l1(sparse, shuffle=False)
     # a certified relative duality gap <= tol="auto" (1e-4) bounds the gap
     assert gap <= PROMISE and not warned, (gap, warned)
     # the kink set's certificate is tight, so the fit stops once the gap is
@@ -267,14 +269,7 @@ def test_tol_none_ends_only_at_a_certified_optimum(sparse):
     the 1e-4 target of "auto" and ended 6e-5 above it after 2000 epochs.
     Now it sharpens the smoothing to its floor and ends early only with a
     duality gap of at most 1e-6, a bound of the true gap."""
-    idx = np.arange(8)
-    np.random.RandomState(13).shuffle(idx)
-    X, y = _X4[idx], _Y4[idx]
-    clf = TorchSGDClassifier(
-        penalty="l1", alpha=0.2, fit_intercept=False, max_iter=2000, tol=None
-    )
-    clf, warned = _fit(clf, sp.csr_matrix(X) if sparse else X, y)
-    gap = (classifier_objective(clf, X, y) - 0.4) / 0.4
+    clf, warned, gap = _hinge_l1(sparse, tol=None)
     # an early end is certified to 1e-6, and 2000 epochs get there too
     # (measured: 6e-11 on both layouts, in 765 and 831 epochs)
     assert gap <= 1e-6 and not warned, (clf.n_iter_, gap, warned)
