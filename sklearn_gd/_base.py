@@ -44,6 +44,7 @@ from ._engine import (
     Validation,
     train,
 )
+from ._exact import CoordinateDescent
 from ._full_batch import (
     AUTO_TOL,
     AcceleratedProximal,
@@ -574,6 +575,12 @@ class BaseTorchSGD(SparseCoefMixin, CallbackSupportMixin, BaseEstimator):
             inner = self._second_order(self._full_batch_class(), oracle, smoothed=True)
             return Smoothing(inner=inner(), target=self._tol_for(cls))
         if cls.measures_optimality:
+            if cls is AcceleratedProximal and CoordinateDescent.serves(
+                oracle, data.penalty
+            ):
+                # the squared loss with an L1 part on its moments: the
+                # search's coordinate descent, to the same certificate
+                return CoordinateDescent()
             cls = self._second_order(cls, oracle, smoothed=False)
             return cls(curvature=data.loss.curvature)
         return make_solver(

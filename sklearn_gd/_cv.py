@@ -104,8 +104,10 @@ _SHARED_DOC = """
     the targets' mean square, "auto" 1e-12), another smooth loss without an
     L1 part by Newton's method per column (rows in memory, few features) or
     L-BFGS in the base estimator's metric, stopped by its criterion; a
-    non-smooth loss, or an L1 part with another loss, by gradient descent at
-    SGD's tol of 1e-3. And:
+    non-smooth loss, or an L1 part with another loss, by the base
+    estimator's own fit on the split's training rows (its default solver has
+    no column form), as GridSearchCV fits it; gradient descent's own
+    settings by gradient descent per column at SGD's tol of 1e-3. And:
 
     alphas : int or array-like of shape (n_alphas,), default=100
         The alphas to search, sorted in decreasing order; an int ``n`` asks

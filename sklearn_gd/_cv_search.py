@@ -39,7 +39,6 @@ from ._cv_engine import (
     make_column_solver,
     train_columns,
 )
-from ._cv_exact import GAP_TOL, solve_squared
 from ._cv_grid import alpha_grid
 from ._cv_oracles import (
     ColumnDirectOracle,
@@ -54,7 +53,8 @@ from ._cv_scores import (
     unit_r2_from_moments,
 )
 from ._data import to_numpy, to_tensor
-from ._engine import _check_rate_fits
+from ._engine import DivergenceError, _check_rate_fits
+from ._exact import GAP_TOL, solve_squared
 from ._full_batch import AUTO_TOL
 from ._optimizers import OPTIMIZERS, make_solver
 from ._oracles import CHUNK_ROWS, DirectOracle, prefers_gram
@@ -230,6 +230,9 @@ class CrossValidatedSearch:
                 newton = self._takes_newton(data, max(train_rows))
                 method = "newton" if newton else "lbfgs"
                 return _Plan(method, "lbfgs", AUTO_TOL if tol == "auto" else tol, True)
+            # the base estimator's default is a solver the columns do not
+            # have (Smoothing, FISTA): every configuration is fitted by it
+            return _Plan("each", "sgd", tol)
         optimizer = "sgd" if self.optimizer == "auto" else self.optimizer
         return _Plan(optimizer, optimizer, 1e-3 if tol == "auto" else tol)
 
@@ -281,9 +284,12 @@ class CrossValidatedSearch:
         validate = None
         if splits.validation is not None:
             validate = self._validation(rows_oracle, data, splits, class_index)
-        coef, intercept, status = self._train_units(
-            train_oracle, data, units, splits, validate
-        )
+        if self._search_plan.method == "each":
+            coef, intercept, status = self._fit_each(data, split_labels, units, folds)
+        else:
+            coef, intercept, status = self._train_units(
+                train_oracle, data, units, splits, validate
+            )
         held_out = _HeldOut(
             [te for _, te in folds], X, y, sample_weight, rows_oracle, moments
         )
@@ -501,6 +507,40 @@ class CrossValidatedSearch:
             coef[:, cols] = result.coef
             intercept[cols] = result.intercept
             status[sel] = result.status
+        return coef, intercept, status
+
+    def _fit_each(self, data, y, units, folds):
+        """Fit every unit with the base estimator on its split's training
+        rows of the validated data (``y``: the targets as given, or the
+        class labels), as GridSearchCV does: the configurations whose
+        default solver (Smoothing for a non-smooth loss, FISTA for an L1
+        part with a loss other than the squared one) has no column form.
+        Returns what :meth:`_train_units` returns; a unit whose fit diverged
+        is marked DIVERGED, one that warned of its convergence MAX_ITER."""
+        device, tdtype = data.device, data.tdtype
+        _, d, k = data.shape
+        coef = torch.zeros(d, units.n * k, dtype=tdtype, device=device)
+        intercept = torch.zeros(units.n * k, dtype=tdtype, device=device)
+        status = np.full(units.n, CONVERGED, dtype=np.int64)
+        for u in range(units.n):
+            train = folds[units.fold[u]][0]
+            est = self._base_estimator(units.alpha[u], units.ratio[u])
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", ConvergenceWarning)
+                try:
+                    est.fit(
+                        _take(data.X, train),
+                        y[train],
+                        sample_weight=_take(data.sample_weight, train),
+                    )
+                except DivergenceError:
+                    status[u] = DIVERGED
+                    continue
+            if any(issubclass(w.category, ConvergenceWarning) for w in caught):
+                status[u] = MAX_ITER
+            cols = slice(u * k, (u + 1) * k)
+            coef[:, cols] = to_tensor(np.asarray(est.coef_).reshape(-1, d).T, device)
+            intercept[cols] = to_tensor(np.ravel(est.intercept_), device)
         return coef, intercept, status
 
     def _shares(self, ratio):
@@ -785,7 +825,10 @@ class _Splits:
 
 
 def _take(a, rows):
-    """Rows of a numpy array or a tensor."""
+    """Rows of a numpy array, a scipy.sparse matrix or a tensor (None stays
+    None)."""
+    if a is None:
+        return None
     if isinstance(a, torch.Tensor):
         return a[torch.as_tensor(rows, device=a.device)]
     return a[rows]

@@ -320,6 +320,9 @@ class Oracle:
     # multiply-adds of one Hessian
     supports_hessian = False
     hessian_work = math.inf
+    # whether ``least_squares_moments`` and ``intercept_of`` are offered (see
+    # GramOracle): the whole data term as a quadratic form in the coefficients
+    supports_least_squares_moments = False
 
     def column_moments(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The weighted mean and second moment of every column of ``X``
@@ -1204,6 +1207,7 @@ class GramOracle(Oracle):
     _MIN_RELATIVE_VARIANCE = {torch.float32: 1e-2, torch.float64: 1e-8}
 
     quadratic = True
+    supports_least_squares_moments = True
 
     def __init__(self, X, Y, sample_weight, *, fit_intercept=True):
         self.fit_intercept = fit_intercept
@@ -1225,6 +1229,26 @@ class GramOracle(Oracle):
         check_moments_finite(self.A)
         self.C = torch.cat([C, my[None, :]], 0) if fit_intercept else C
         self.n_features = d
+        # the moments of the problem in w alone (the intercept eliminated)
+        self._centred = (Gc, Cc, yy, mx, my) if fit_intercept else (G, C, self.yy)
+
+    def least_squares_moments(self):
+        """``(G, C, yy)``, float64 numpy on the host: the objective in the
+        coefficients alone is ``1/2 w'Gw - tr(C'w) + 1/2 sum(yy)`` per output
+        (plus the penalty), from the centred moments with an intercept (which
+        is then ``my - mx'w``: :meth:`intercept_of`), the raw ones without."""
+        return tuple(
+            t.detach().to("cpu", torch.float64).numpy() for t in self._centred[:3]
+        )
+
+    def intercept_of(self, W: np.ndarray) -> np.ndarray:
+        """The optimal intercepts given coefficients ``W`` (d, k) (zeros
+        without an intercept)."""
+        if not self.fit_intercept:
+            return np.zeros(W.shape[1])
+        host = [t.detach().to("cpu", torch.float64) for t in self._centred[3:]]
+        mx, my = (t.numpy() for t in host)
+        return my - mx @ W
 
     def to(self, device):
         """The oracle with its statistics moved to ``device``."""

@@ -77,7 +77,10 @@ class TorchSGDRegressor(RegressorMixin, BaseTorchSGD):
         start ("auto": 1e-5; 1e-10, or ten float epsilons, for conjugate
         gradients, whose steps are cheap; Newton's method on the squared
         loss is exact in one step); for a non-smooth loss under "auto"'s
-        smoothing, a duality gap relative to the objective ("auto": 1e-4).
+        smoothing, a duality gap relative to the objective ("auto": 1e-4);
+        for coordinate descent (the squared loss with an L1 part), the
+        duality gap relative to the targets' centred mean square ("auto":
+        1e-12).
         A float is that threshold; ``0`` sets none, and the fit ends,
         converged, when no step decreases the objective at the data's
         precision (as SGDRegressor's ``tol=0`` trains until the objective
@@ -175,7 +178,9 @@ class TorchSGDRegressor(RegressorMixin, BaseTorchSGD):
         (compact form) otherwise. Both work in a metric preconditioned
         by the columns' means and variances, so that neither the features'
         scales nor their offsets slow them down. With an L1 part:
-        accelerated proximal gradient (FISTA with restarts) in that metric.
+        accelerated proximal gradient (FISTA with restarts) in that metric;
+        for the squared loss (its moments, as above), coordinate descent
+        with LassoCV's duality gap, as the cross-validated search solves it.
         For a non-smooth loss (epsilon_insensitive, absolute_error,
         quantile), one of them on the loss smoothed by a Moreau envelope
         whose width shrinks until a duality gap certifies the fit. "auto" is

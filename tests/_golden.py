@@ -154,6 +154,7 @@ def record(est) -> dict:
 
 
 def fit_case(est, X, y):
+    """Fit ``est`` (its warnings are the suite's business elsewhere)."""
     import warnings
 
     with warnings.catch_warnings():

@@ -30,10 +30,20 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import torch
 
 from ._linalg import guarded_solve
+from ._optimizers import Solver
 
-__all__ = ["ExactResult", "solve_squared", "GAP_TOL"]
+__all__ = [
+    "GAP_TOL",
+    "CoordinateDescent",
+    "ExactResult",
+    "cd_sweep",
+    "duality_gap",
+    "polish",
+    "solve_squared",
+]
 
 # the relative duality gap (gap / yy) at which a coordinate-descent column
 # stops under tol="auto": its held-out mean squared error is then within
@@ -42,7 +52,7 @@ __all__ = ["ExactResult", "solve_squared", "GAP_TOL"]
 # rounding of them (~1e-15 yy)
 GAP_TOL = 1e-12
 # sweeps of coordinate descent between tries of the exact solution on the
-# current support (:func:`_polish`), and the floats its batched systems take
+# current support (:func:`polish`), and the floats its batched systems take
 POLISH_EVERY = 5
 # all columns' systems at once up to this many multiply-adds; beyond, each
 # column's on its support, if at most this many features are in it
@@ -172,7 +182,7 @@ def _coordinate_descent(G, C, yy, fold, out, a1, a2, *, gap_tol, max_iter):
     Gt = np.ascontiguousarray(G.transpose(0, 2, 1))
     w, q = W[:, live], np.zeros((d, K))
     c, fl, l1, l2 = c_all, fold, a1, a2
-    gap = _gap(w, q, c, yy_all, l1, l2)
+    gap = duality_gap(w, q, c, yy_all, l1, l2)
     still = ~(gap <= tol_all)
     done[~still] = True
     for sweep in range(1, max_iter + 1):
@@ -182,29 +192,44 @@ def _coordinate_descent(G, C, yy, fold, out, a1, a2, *, gap_tol, max_iter):
             W[:, live] = w
             live, w, q = live[still], w[:, still], q[:, still]
             c, fl, l1, l2 = c[:, still], fl[still], l1[still], l2[still]
-        dg = diag[fl].T  # (d, K')
-        den = dg + l2
-        # a coordinate with no curvature (a constant feature, unpenalised
-        # by L2) stays at zero: its gradient is zero too
-        inv = np.divide(1.0, den, out=np.zeros_like(den), where=den > 0)
-        for j in range(d):
-            wj = w[j]
-            r = c[j] - q[j] + dg[j] * wj
-            new = np.sign(r) * np.maximum(np.abs(r) - l1, 0.0) * inv[j]
-            delta = new - wj
-            if delta.any():
-                w[j] = new
-                q += Gt[fl, j].T * delta
+        cd_sweep(Gt, diag, fl, w, q, c, l1, l2)
         if sweep % POLISH_EVERY == 0:
-            _polish(G, fl, w, q, c, yy_all[live], l1, l2, tol_all[live])
-        gap = _gap(w, q, c, yy_all[live], l1, l2)
+            polish(G, fl, w, q, c, yy_all[live], l1, l2, tol_all[live])
+        gap = duality_gap(w, q, c, yy_all[live], l1, l2)
         still = ~(gap <= tol_all[live])
         done[live[~still]] = True
     W[:, live] = w
     return W, done
 
 
-def _polish(G, fold, w, q, c, yy, a1, a2, tol) -> None:
+def cd_sweep(Gt, diag, fold, w, q, c, a1, a2) -> bool:
+    """One cyclic sweep of coordinate descent over every column, in place.
+
+    Column ``j`` minimises ``1/2 w'G w - c'w + a1 ||w||_1 + a2/2 ||w||^2``
+    with ``G = G[fold[j]]``; ``Gt[f, i]`` is ``G[f][:, i]`` and ``diag[f]``
+    the diagonal of ``G[f]``; ``q = G w`` is kept up to date. A coordinate's
+    update costs O(columns), plus the O(d x columns) update of ``q`` where a
+    column moved. Returns whether any coordinate moved.
+    """
+    dg = diag[fold].T  # (d, K)
+    den = dg + a2
+    # a coordinate with no curvature (a constant feature, unpenalised by L2)
+    # stays at zero: its gradient is zero too
+    inv = np.divide(1.0, den, out=np.zeros_like(den), where=den > 0)
+    moved = False
+    for j in range(w.shape[0]):
+        wj = w[j]
+        r = c[j] - q[j] + dg[j] * wj
+        new = np.sign(r) * np.maximum(np.abs(r) - a1, 0.0) * inv[j]
+        delta = new - wj
+        if delta.any():
+            moved = True
+            w[j] = new
+            q += Gt[fold, j].T * delta
+    return moved
+
+
+def polish(G, fold, w, q, c, yy, a1, a2, tol) -> None:
     """Try every column's exact solution on its current support and signs.
 
     Coordinate descent finds the support of a lasso solution long before it
@@ -245,11 +270,11 @@ def _polish(G, fold, w, q, c, yy, a1, a2, tol) -> None:
     for f in np.unique(fold):
         cols = fold == f
         qz[:, cols] = G[f] @ z[:, cols]
-    good = tried & (_gap(z, qz, c, yy, a1, a2) <= tol)
+    good = tried & (duality_gap(z, qz, c, yy, a1, a2) <= tol)
     w[:, good], q[:, good] = z[:, good], qz[:, good]
 
 
-def _gap(w, q, c, yy, a1, a2) -> np.ndarray:
+def duality_gap(w, q, c, yy, a1, a2) -> np.ndarray:
     """The duality gap of every column (``q = G w``): that of the lasso on
     the design augmented with ``sqrt(a2) I``, with the dual point the
     residual scaled into the dual's feasible set."""
@@ -260,3 +285,83 @@ def _gap(w, q, c, yy, a1, a2) -> np.ndarray:
     dual_norm = np.abs(c - q - a2 * w).max(0)
     scale = np.where(dual_norm > a1, a1 / np.where(dual_norm > 0, dual_norm, 1.0), 1.0)
     return 0.5 * (1.0 + scale**2) * r2 + a1 * np.abs(w).sum(0) + scale * (cw - yy)
+
+
+class CoordinateDescent(Solver):
+    """The squared loss with an L1 part, on the Gram path, in a single fit:
+    the search's coordinate descent (:func:`cd_sweep`, :func:`polish`) on
+    the data term's moments, one sweep a step, stopped on the duality gap.
+
+    It requires of the data term its least-squares moments
+    (:meth:`~sklearn_gd._oracles.GramOracle.least_squares_moments`): ``tol``
+    is then the duality gap relative to the targets' (centred) mean square,
+    as in the cross-validated search, and "auto" is :data:`GAP_TOL`, so that
+    a fit and the search's configuration of the same alpha stop on the same
+    certificate. A sweep in which no coordinate moves is a fixed point of
+    coordinate descent, which for this problem is its optimum.
+    """
+
+    full_batch = True
+    supports_prox = True
+    measures_optimality = True
+    auto_eta0 = 1.0  # no step size: the schedule's rate is not read
+    auto_tol = GAP_TOL
+
+    def __init__(self, **kwargs):
+        super().__init__()
+
+    @staticmethod
+    def serves(oracle, penalty) -> bool:
+        """Whether this solver applies: a data term with least-squares
+        moments and a penalty with an L1 part."""
+        return bool(penalty.has_prox and oracle.supports_least_squares_moments)
+
+    def _build(self, param, lr):
+        return None
+
+    def state_dict(self):
+        return None
+
+    def prox_step(self, lr):
+        return None  # the L1 part is in each coordinate's update
+
+    def setup(self, problem, theta) -> None:
+        G, C, yy = problem.oracle.least_squares_moments()
+        d, k = G.shape[0], C.shape[1]
+        self._G, self._diag = G[None], np.diagonal(G)[None]
+        self._fold = np.zeros(k, dtype=np.int64)
+        self._c, self._yy = C, yy
+        self._a1 = np.full(k, float(problem.penalty.l1))
+        self._a2 = np.full(k, float(problem.penalty.l2))
+        self._w = theta[:d].detach().to("cpu", torch.float64).numpy().copy()
+        self._q = G @ self._w
+        self._sweeps = 0
+        self.optimality = None
+        self.stuck = self.at_precision = False
+
+    def step(self, problem, idx, lr):
+        w, q, c, yy, a1, a2 = self._w, self._q, self._c, self._yy, self._a1, self._a2
+        moved = cd_sweep(self._G, self._diag, self._fold, w, q, c, a1, a2)
+        self._sweeps += 1
+        if self._sweeps % POLISH_EVERY == 0:
+            polish(self._G, self._fold, w, q, c, yy, a1, a2, GAP_TOL * yy)
+        gap = duality_gap(w, q, c, yy, a1, a2)
+        scale = np.where(self._yy > 0, self._yy, 1.0)
+        self.optimality = float(np.max(np.maximum(gap, 0.0) / scale))
+        # a sweep that moves nothing is coordinate descent's fixed point:
+        # the optimum, to the rounding of its updates
+        self.stuck = self.at_precision = not moved
+        theta = self._param
+        d = w.shape[0]
+        theta[:d] = torch.from_numpy(w).to(theta.dtype)
+        if theta.shape[0] > d:
+            b = problem.oracle.intercept_of(w)
+            theta[d] = torch.from_numpy(b).to(theta.dtype)
+        primal = (
+            0.5 * (w * q).sum(0)
+            - (self._c * w).sum(0)
+            + 0.5 * self._yy
+            + self._a1 * np.abs(w).sum(0)
+            + 0.5 * self._a2 * (w * w).sum(0)
+        )
+        return float(primal.mean()), 1.0
