@@ -1,4 +1,6 @@
-"""The duality gap of a piecewise-linear loss: :class:`Smoothing`'s certificate.
+"""Duality gaps: :class:`Smoothing`'s certificate of a piecewise-linear loss,
+and the smooth losses' (:func:`smooth_duality_gap`), which the stopping
+rule asks for before it takes a small gradient mapping for convergence.
 
 For ``min (1 / S) sum_i s_i l(y_i, x_i w + b) + l1 ||w||_1 + l2 / 2 ||w||^2``
 every ``beta`` with ``beta_i`` in the range of ``l``'s derivatives (a box
@@ -32,6 +34,15 @@ equalities at the least Fenchel-Young gap, a small LP on the host; that
 point then goes through the same moves, so it counts only once dual
 feasible. Every sum is in float64: in float32 a near-exact fit's gap
 rounds to 0.
+
+A smooth loss has its own conjugate (:meth:`~sklearn_gd._losses.Loss.
+conjugate`, finite on :meth:`~sklearn_gd._losses.Loss.dual_box`, a box that
+may be unbounded: the intercept's move then gives an unbounded entry a
+finite room; a joint loss's rows are simplices, which the intercept's move
+mixes with one distribution instead and every scaling keeps whole). Its
+derivatives at ``theta`` are the first dual point, and the Newton-refined
+one (:func:`_newton_betas`) the second, which is tight where the first is
+loose by ``1 / l2``.
 """
 
 from __future__ import annotations
@@ -546,14 +557,20 @@ def _newton_betas(at, beta):
         if not len(cols):
             continue
         A = grams[c][np.ix_(cols, cols)]
-        A[np.arange(len(cols)), np.arange(len(cols))] += at.S * at.pen.l2 * (cols < at.d)
+        A[np.arange(len(cols)), np.arange(len(cols))] += (
+            at.S * at.pen.l2 * (cols < at.d)
+        )
         scale = np.sqrt(np.maximum(np.diag(A), 1e-300))
-        z, ok = guarded_solve(A[None], (r[cols, c] - rhs)[None], lambda j: np.diag(scale**2))
+        z, ok = guarded_solve(
+            A[None], (r[cols, c] - rhs)[None], lambda j: np.diag(scale**2)
+        )
         if ok[0]:
             steps[cols, c] = -z[0]
     Z = torch.as_tensor(steps, dtype=torch.float64, device=beta.device)
-    refined = torch.minimum(torch.maximum(beta + h * _correlations_rows(
-        at.oracle, at.pieces, Z), at.lo), at.hi)
+    refined = torch.minimum(
+        torch.maximum(beta + h * _correlations_rows(at.oracle, at.pieces, Z), at.lo),
+        at.hi,
+    )
     room = 1e-8 * (beta.abs() + 1.0)
     movable = (h > 0) & (refined > at.lo + room) & (refined < at.hi - room)
     return refined, movable
@@ -574,12 +591,13 @@ def smooth_duality_gap(
     the gap bounds the distance to the optimum whatever the loss's
     curvature, unlike the gradient mapping (a modified_huber fit without
     penalty on separable data stopped on the mapping at 1.55 times its
-    objective away). ``inf`` where no point is dual feasible. None where
-    no gap is defined here (a loss without a known conjugate, per-output
-    penalty strengths, an oracle without rows: a Gram matrix), or where
-    the plain point's is above ``enough`` and no refined point is
-    affordable (a joint loss, whose Hessian couples the outputs, or one too
-    large): the plain gap there is loose by ``1 / l2``, and it would hold
+    objective away). Never above ``|P| / scale``: ``beta = 0`` is always a
+    dual point, of value 0. None where no gap is defined here (a loss
+    without a known conjugate, per-output penalty strengths, an oracle
+    without rows: a Gram matrix), or where the plain point's is above
+    ``enough`` and no refined point is affordable (a joint loss, whose
+    Hessian couples the outputs, or one too large): the plain gap there is
+    loose by ``1 / l2``, and it would hold
     fits at their optimum for want of proof."""
     oracle, pen = problem.oracle, problem.penalty
     loss = getattr(oracle, "loss", None)
