@@ -1,4 +1,6 @@
-"""The duality gap of a piecewise-linear loss: :class:`Smoothing`'s certificate.
+"""Duality gaps: :class:`Smoothing`'s certificate of a piecewise-linear loss,
+and the smooth losses' (:func:`smooth_duality_gap`), which the stopping
+rule asks for before it takes a small gradient mapping for convergence.
 
 For ``min (1 / S) sum_i s_i l(y_i, x_i w + b) + l1 ||w||_1 + l2 / 2 ||w||^2``
 every ``beta`` with ``beta_i`` in the range of ``l``'s derivatives (a box
@@ -32,6 +34,15 @@ equalities at the least Fenchel-Young gap, a small LP on the host; that
 point then goes through the same moves, so it counts only once dual
 feasible. Every sum is in float64: in float32 a near-exact fit's gap
 rounds to 0.
+
+A smooth loss has its own conjugate (:meth:`~sklearn_gd._losses.Loss.
+conjugate`, finite on :meth:`~sklearn_gd._losses.Loss.dual_box`, a box that
+may be unbounded: the intercept's move then gives an unbounded entry a
+finite room; a joint loss's rows are simplices, which the intercept's move
+mixes with one distribution instead and every scaling keeps whole). Its
+derivatives at ``theta`` are the first dual point, and the Newton-refined
+one (:func:`_newton_betas`) the second, which is tight where the first is
+loose by ``1 / l2``.
 """
 
 from __future__ import annotations
@@ -93,29 +104,55 @@ def _correlations(oracle, pieces, sb: torch.Tensor) -> torch.Tensor:
     return out
 
 
-def _gram(oracle, pieces, s2: torch.Tensor) -> np.ndarray:
-    """``X~' diag(s2) X~`` (float64 host), ``X~`` X with a column of ones
-    when the model has an intercept."""
+def _gram(oracle, pieces, weights: torch.Tensor) -> np.ndarray:
+    """``X~' diag(w) X~`` (float64 host) for each column ``w`` of
+    ``weights`` (rows by columns; shape (columns, q, q)), ``X~`` X with a
+    column of ones when the model has an intercept: one pass over X."""
     out = 0.0
     for start, Xb, _ in _blocks(oracle, pieces):
         Xb = Xb if Xb.layout == torch.strided else Xb.to_dense()
         if oracle.fit_intercept:
             Xb = torch.cat([Xb, torch.ones_like(Xb[:, :1])], 1)
-        w = s2[start : start + Xb.shape[0], None].double()
-        out = out + (Xb.T @ (w * Xb)).cpu().numpy()
+        w = weights[start : start + Xb.shape[0]].double()
+        grams = [Xb.T @ (w[:, c, None] * Xb) for c in range(w.shape[1])]
+        out = out + torch.stack(grams).cpu().numpy()
     return out
 
 
 def _centred(beta, s, lo, hi):
     """``beta`` with ``sum(s beta) = 0`` per output, each entry moved towards
-    the bound the sum must go to, in proportion to its room there, and a
-    mask of the outputs whose box cannot hold the sum (left as they were)."""
+    the bound the sum must go to, in proportion to its room there (an entry
+    unbounded that way has the output's largest ``|beta|`` plus 1 as its
+    room: any is inside), and a mask of the outputs whose box cannot hold
+    the sum (left as they were)."""
     need = (s * beta).sum(0)
-    bound = torch.where(need > 0, lo, hi)
-    total = (s * (beta - bound)).sum(0)
-    ok = need.abs() <= total.abs()
-    share = torch.where(ok & (total != 0), need / total, torch.zeros_like(need))
-    return beta - (beta - bound) * share, ok
+    direction = torch.sign(need)
+    room = torch.where(need > 0, beta - lo, hi - beta)
+    spare = beta.abs().amax(0) + 1.0
+    room = torch.where(torch.isfinite(room), room, spare.expand_as(room))
+    total = (s * room).sum(0)
+    ok = need.abs() <= total
+    share = torch.where(ok & (total != 0), need.abs() / total, torch.zeros_like(need))
+    return beta - direction * share * room, ok
+
+
+def _centred_jointly(beta, s, Y):
+    """Rows of the shifted simplex (``beta + y`` a distribution) with
+    ``sum(s beta) = 0`` per class: the mix ``(1 - c) beta + c (q - y)``
+    with the one distribution ``q`` and the smallest ``c`` that meet the
+    sums (each row stays in its simplex; per-output moves as
+    :func:`_centred`'s would leave it), and the mask of the classes (all
+    fail together where some class has no weight)."""
+    need = (s * beta).sum(0)  # sums to 0 over the classes
+    weight = (s * Y).sum(0)  # each class's weight, summing to S
+    # q = (weight - t need) / S >= 0 for t = (1 - c) / c
+    ratio = torch.where(need > 0, weight / need.clamp_min(1e-300), torch.inf)
+    t = float(ratio.min().clamp(max=1e300))
+    c = 1.0 / (1.0 + t)
+    q = (weight - t * need) / float(s.sum())
+    ok = bool((weight > 0).all()) or not bool((need != 0).any())
+    out = (1.0 - c) * beta + c * (q.clamp_min(0.0) - Y)
+    return out, torch.full_like(need, ok, dtype=torch.bool)
 
 
 def _into_box(beta, lo, hi):
@@ -147,14 +184,14 @@ def _projected(at, beta, lo, hi, movable=None):
         correction, ok = correction.to(beta), ok.to(beta.device)
     else:
         if at.gram is None:  # one pass over X for every beta checked at theta
-            at.gram = _gram(oracle, pieces, (s * s)[:, 0])
+            at.gram = _gram(oracle, pieces, s * s)[0]
         A, q = at.gram, at.gram.shape[0]
         z, _ = guarded_solve(np.repeat(A[None], R.shape[0], 0), R, lambda j: np.eye(q))
         Z = torch.as_tensor(z.T, dtype=beta.dtype, device=beta.device)
         # diag(s) X~ z: the minimum-norm solution of X~' s delta = -r
         correction = s * _correlations_rows(oracle, pieces, Z)
     beta = beta - correction
-    return beta * _into_box(beta, lo, hi), ok
+    return _scaled(beta, _into_box(beta, lo, hi), at.joint)[0], ok
 
 
 def _moved(at, R, movable):
@@ -166,6 +203,9 @@ def _moved(at, R, movable):
     cols = np.arange(at.d + bool(at.oracle.fit_intercept))
     XR = _gather(at, rows, cols) * at.s[rows, 0].double().cpu().numpy()[:, None]
     mask = movable[rows].cpu().numpy()
+    theta = at.theta.double().abs().reshape(len(cols), -1).cpu().numpy()
+    floor = NULL_FLOOR * at.null
+    scales = np.maximum(at.primal.abs().cpu().numpy(), floor)
     out = np.zeros((movable.shape[0], R.shape[0]))
     ok = np.zeros(R.shape[0], dtype=bool)
     for c in range(R.shape[0]):
@@ -174,7 +214,12 @@ def _moved(at, R, movable):
         delta = np.linalg.lstsq(B, R[c], rcond=None)[0] if B.size else np.zeros(0)
         out[rows[mask[:, c]], c] = delta
         miss = R[c] - (B @ delta if B.size else 0.0)
-        ok[c] = np.linalg.norm(miss) <= 1e-9 * np.linalg.norm(R[c])
+        # met to rounding: relative to R, or (an R already near 0, whose
+        # rounding lstsq cannot beat) off the dual value by a negligible
+        # miss' theta / S at this theta (a fit at 2e-16 of its optimum
+        # missed 1e-9 of an R of 2e-8, and was left uncertified)
+        negligible = np.abs(miss) @ theta[:, c] / at.S <= 1e-12 * scales[c]
+        ok[c] = np.linalg.norm(miss) <= 1e-9 * np.linalg.norm(R[c]) or negligible
     return torch.as_tensor(out, device=movable.device), torch.as_tensor(ok)
 
 
@@ -354,11 +399,22 @@ def _kink_betas(at, mu):
 class _AtTheta:
     """Everything the dual points at ``theta`` are checked against: each
     row's predictions, targets, weight and dual box, and each output's
-    primal value (per output: the outputs are independent problems)."""
+    primal value (per output: the outputs are independent problems, or
+    with a joint loss one problem whose dual moves keep each row's sum).
 
-    def __init__(self, problem, theta, base):
+    ``loss`` is piecewise linear (its kinks give the box and conjugate) or
+    smooth with its own :meth:`~sklearn_gd._losses.Loss.conjugate`;
+    ``cache`` keeps the unpenalised projection's Gram matrix from one
+    ``theta`` to the next (it depends on the weights only)."""
+
+    def __init__(self, problem, theta, loss, cache=None):
         self.pen, self.oracle, self.d = problem.penalty, problem.oracle, problem.d
-        self.theta, self.shape, self.gram = theta, base.pieces(), None
+        self.joint = bool(problem.joint)
+        self.loss, self.theta, self.gram = loss, theta, None
+        self.cache = cache
+        if cache is not None:
+            self.gram = cache.get("gram")
+        self.shape = None if loss.smooth else loss.pieces()
         self.pieces = list(self.oracle._pieces(self.oracle.full_batch()))
         self.P = _predictions(self.oracle, self.pieces, theta, self.d)
         index = self.oracle._index
@@ -366,39 +422,77 @@ class _AtTheta:
         s = self.oracle.sw
         self.s = torch.ones_like(self.P[:, :1]) if s is None else s[:, None].double()
         self.S = float(self.s.sum())
-        # beta's range: h'(u) in [a_0, a_J], u = y p (margin) or y - p
-        a0, aJ = self.shape.slopes[0], self.shape.slopes[-1]
         Y = self.Y
-        self.sign = Y if self.shape.margin else -torch.ones_like(Y)
-        self.lo = torch.minimum(self.sign * a0, self.sign * aJ)
-        self.hi = torch.maximum(self.sign * a0, self.sign * aJ)
-        loss = (self.s * base.value(Y, self.P)).sum(0) / self.S
-        self.primal = loss + self.pen.column_values(theta[: self.d].double())
+        if self.shape is None:
+            self.lo, self.hi = loss.dual_box(Y)
+        else:  # beta's range: h'(u) in [a_0, a_J], u = y p (margin) or y - p
+            a0, aJ = self.shape.slopes[0], self.shape.slopes[-1]
+            self.sign = Y if self.shape.margin else -torch.ones_like(Y)
+            self.lo = torch.minimum(self.sign * a0, self.sign * aJ)
+            self.hi = torch.maximum(self.sign * a0, self.sign * aJ)
+        values = loss.value(Y, self.P)
+        self.primal = (self.s * values).sum(0) / self.S + self.pen.column_values(
+            theta[: self.d].double()
+        )
+        # the zero model's objective, the scale of an optimum of 0
+        self.null = float((self.s * loss.value(Y, torch.zeros_like(Y))).sum()) / self.S
+
+    def keep(self) -> None:
+        """Keep the Gram matrix built here for the next ``theta``."""
+        if self.cache is not None and self.gram is not None:
+            self.cache["gram"] = self.gram
+
+    def conjugate(self, beta) -> torch.Tensor:
+        """``l*(beta)`` per row and output."""
+        if self.shape is None:
+            return self.loss.conjugate(self.Y, beta)
+        return _conjugate(self.shape, beta, self.sign, self.Y)
 
     def relative_gap(self, dual) -> float:
-        """``(P - D) / |P|`` summed over the outputs."""
+        """``(P - D) / |P|`` summed over the outputs, ``|P|`` floored at
+        ``NULL_FLOOR`` times the zero model's objective: an optimum of 0
+        (separable data without a penalty) has no relative gap, and its
+        fits are measured against the problem's scale, as
+        ``tests/_sweep.py``'s gap measures them."""
         primal = float(self.primal.sum())
         gap = primal - float(dual.sum())
-        return max(gap, 0.0) / max(abs(primal), 1e-300)
+        scale = max(abs(primal), NULL_FLOOR * self.null, 1e-300)
+        return max(gap, 0.0) / scale
+
+
+# the fraction of the zero model's objective below which an objective counts
+# as 0 in a relative gap (tests/_sweep.py's floor)
+NULL_FLOOR = 1e-8
+
+
+def _scaled(beta, factor, joint):
+    """``beta`` times ``factor`` (one per output): for a joint loss the
+    smallest for every output, so that each row keeps its sum of 0."""
+    if joint:
+        factor = factor.min().expand_as(factor)
+    return beta * factor, factor
 
 
 def _dual_values(at, beta, movable=None):
     """Each output's dual value at ``beta`` once made dual feasible;
     ``-inf`` where that is not possible."""
-    pen, Y, sign, lo, hi = at.pen, at.Y, at.sign, at.lo, at.hi
+    pen, lo, hi = at.pen, at.lo, at.hi
     ok = torch.ones(beta.shape[1], dtype=torch.bool, device=beta.device)
     if not pen.l1 and not pen.l2:
         projected = _projected(at, beta, lo, hi, movable)
         if projected is None:
             return torch.full_like(ok, -math.inf, dtype=at.P.dtype)
         beta, ok = projected
+    elif at.oracle.fit_intercept and at.joint:
+        beta, ok = _centred_jointly(beta, at.s, at.Y)
     elif at.oracle.fit_intercept:
         beta, ok = _centred(beta, at.s, lo, hi)
     v = -_correlations(at.oracle, at.pieces, at.s * beta) / at.S
     if not pen.l2 and pen.l1:  # into the L1 ball of radius l1, per output
         scale = (pen.l1 / v.abs().amax(0).clamp_min(1e-300)).clamp(max=1.0)
-        beta, v = beta * scale, v * scale
-    dual = -(at.s * _conjugate(at.shape, beta, sign, Y)).sum(0) / at.S
+        beta, scale = _scaled(beta, scale, at.joint)
+        v = v * scale
+    dual = -(at.s * at.conjugate(beta)).sum(0) / at.S
     if pen.l2:
         dual = dual - (torch.clamp(v.abs() - pen.l1, min=0) ** 2).sum(0) / (2 * pen.l2)
     return torch.where(ok, dual, torch.full_like(dual, -math.inf))
@@ -412,7 +506,7 @@ def duality_gaps(problem, theta, base, smoothed, enough: float = 0.0):
     of the kink set (:func:`_kink_betas`) are tried too and each output
     keeps its largest dual value. ``inf`` where no point is feasible."""
     at = _AtTheta(problem, theta, base)
-    dual = _dual_values(at, smoothed.derivative(at.Y, at.P))
+    dual = _dual_values(at, smoothed.derivative(at.Y, at.P).double())
     first = best = at.relative_gap(dual)
     if first > enough:
         kinked = _kink_betas(at, smoothed.mu)
@@ -420,3 +514,123 @@ def duality_gaps(problem, theta, base, smoothed, enough: float = 0.0):
             more = _dual_values(at, *kinked)
             best = min(first, at.relative_gap(torch.maximum(dual, more)))
     return first, best
+
+
+# the Newton-refined dual point's Hessians cost n (d + 1)^2 multiply-adds an
+# output: computed where that is at most this many, or this many passes over
+# X (a certificate otherwise costing one or two)
+NEWTON_MAX_WORK = 10**8
+NEWTON_MAX_PASSES = 64
+
+
+def _newton_betas(at, beta):
+    """``beta`` refined by the loss's curvature, ``beta + h (X~ step)``
+    (clipped into its box), ``step`` each output's Newton step on the
+    optimality equations of :func:`_equations` (the coordinates an L1 part
+    keeps, the intercept) with the data term's Hessian ``X~' diag(s h)
+    X~`` plus the L2 part, ``h`` the loss's second derivative; and the
+    entries strictly inside their boxes on the curved part (``h > 0``),
+    the ones an unpenalised projection may move. None where the Hessians
+    cost too much (``NEWTON_MAX_WORK``).
+
+    The plain point ``beta = l'(p)`` leaves the penalty's conjugate with
+    the gradient's residual: a gap of about ``||grad||^2 / (2 l2)`` with an
+    L2 part, which a weak ``l2`` makes a thousand times the objective's
+    true gap (the L1 ball's scaling and the intercept's centring likewise).
+    The refined point moves that residual onto the loss's conjugate, whose
+    curvature is ``1 / h``: its gap is then about Newton's decrement, the
+    estimate of the true gap that the data's own curvature gives."""
+    n, k = beta.shape
+    q = at.d + bool(at.oracle.fit_intercept)
+    work = n * q * q * k
+    if work > max(NEWTON_MAX_WORK, NEWTON_MAX_PASSES * n * q * k):
+        return None
+    h = at.loss.second_derivative(at.Y, at.P).double()
+    grams = _gram(at.oracle, at.pieces, at.s * h)
+    sb = at.s * beta
+    r = _correlations(at.oracle, at.pieces, sb).reshape(at.d, -1)
+    if at.oracle.fit_intercept:
+        r = torch.cat([r, sb.sum(0, keepdim=True)])
+    r = r.double().cpu().numpy()
+    steps = np.zeros((q, k))
+    for c, (cols, rhs) in enumerate(_equations(at)):
+        if not len(cols):
+            continue
+        A = grams[c][np.ix_(cols, cols)]
+        A[np.arange(len(cols)), np.arange(len(cols))] += (
+            at.S * at.pen.l2 * (cols < at.d)
+        )
+        scale = np.sqrt(np.maximum(np.diag(A), 1e-300))
+        z, ok = guarded_solve(
+            A[None], (r[cols, c] - rhs)[None], lambda j: np.diag(scale**2)
+        )
+        if ok[0]:
+            steps[cols, c] = -z[0]
+    Z = torch.as_tensor(steps, dtype=torch.float64, device=beta.device)
+    refined = torch.minimum(
+        torch.maximum(beta + h * _correlations_rows(at.oracle, at.pieces, Z), at.lo),
+        at.hi,
+    )
+    room = 1e-8 * (beta.abs() + 1.0)
+    movable = (h > 0) & (refined > at.lo + room) & (refined < at.hi - room)
+    return refined, movable
+
+
+def smooth_duality_gap(
+    problem, theta, cache: dict | None = None, enough: float = 0.0
+) -> float | None:
+    """The relative duality gap ``(P(theta) - D(beta)) / |P(theta)|`` of a
+    smooth loss at ``theta`` (floored as :meth:`_AtTheta.relative_gap`),
+    ``beta`` the loss's derivatives there made dual feasible (see the
+    module's docstring; the loss's own
+    :meth:`~sklearn_gd._losses.Loss.conjugate`) and, where that gap is above
+    ``enough``, the point :func:`_newton_betas` refines from them, each
+    output keeping its larger dual value.
+
+    At the optimum ``beta`` is the dual optimum, so the gap is 0; near it
+    the gap bounds the distance to the optimum whatever the loss's
+    curvature, unlike the gradient mapping (a modified_huber fit without
+    penalty on separable data stopped on the mapping at 1.55 times its
+    objective away). Never above ``|P| / scale``: ``beta = 0`` is always a
+    dual point, of value 0. None where no gap is defined here (a loss
+    without a known conjugate, per-output penalty strengths, an oracle
+    without rows: a Gram matrix), or where the plain point's is above
+    ``enough`` and no refined point is affordable (a joint loss, whose
+    Hessian couples the outputs, or one too large): the plain gap there is
+    loose by ``1 / l2``, and it would hold
+    fits at their optimum for want of proof."""
+    oracle, pen = problem.oracle, problem.penalty
+    loss = getattr(oracle, "loss", None)
+    if (
+        loss is None
+        or not hasattr(oracle, "_rows")
+        or loss.dual_box(oracle.Y[:1]) is None
+        or any(isinstance(v, torch.Tensor) for v in (pen.l1, pen.l2))
+    ):
+        return None
+    at = _AtTheta(problem, theta, loss, cache)
+    beta = loss.derivative(at.Y, at.P)
+    unpenalised = not pen.l1 and not pen.l2
+    # every loss here has its infimum 0, so beta = 0 (always feasible, with
+    # D(0) = 0) bounds each output's optimum from below: a separable fit at
+    # P = 1e-14 is certified by it where no other dual point is feasible
+    dual = torch.zeros_like(at.primal)
+    # an unpenalised beta must meet X~' s beta = 0: the plain point's
+    # projection moves the entries at a bound of 0 (rows past the margin)
+    # out of their boxes, and scales the whole output to 0; the refined
+    # point's moves only those on the curved part
+    if not unpenalised or at.joint:
+        dual = torch.maximum(dual, _dual_values(at, beta))
+        at.keep()
+    gap = at.relative_gap(dual)
+    if gap <= enough:
+        return gap
+    refined = None if at.joint else _newton_betas(at, beta)
+    if refined is None:
+        return None
+    beta, movable = refined
+    q = at.d + bool(oracle.fit_intercept)
+    if unpenalised and int(movable.any(1).sum()) * q > KINK_MAX_ENTRIES:
+        return None  # the projection's rows are too many to gather
+    dual = torch.maximum(dual, _dual_values(at, beta, movable))
+    return at.relative_gap(dual)

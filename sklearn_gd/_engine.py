@@ -637,10 +637,33 @@ class Optimality:
     epochs, a solver that can make no more progress staying where it is.
     The best loss and score are tracked as by :class:`NoImprovement`, for
     early stopping and the result.
+
+    With ``tol="auto"`` and a solver that certifies its gap
+    (``solver.certify()``: a relative duality gap, or None where it has
+    none), the measure only proposes a stop: without strong convexity a
+    small gradient mapping bounds no objective gap (a modified_huber fit
+    without penalty stopped 1.55 times its objective above the optimum), so
+    the stop needs a certified gap of at most ``certified_tol``, and the
+    fit goes on otherwise. A solver that can make no more progress, or
+    ``max_iter`` (:meth:`conclude`), has converged where its certificate
+    says so, whatever the measure (a fit at a gap of 1e-10 warned with a
+    measure of 4e-5), and a certificate every ``first_check``, twice that,
+    ... epochs ends a fit below ``precision_gap`` whose measure stalls.
+    The last certified gap is then the reported measure (:attr:`value`).
     """
 
     final = True
-    value = None  # the measure is the solver's own
+    value = None  # the measure is the solver's own, until a gap is certified
+    measure_name = None
+    # the relative duality gap a certified stop proves: the package's promise
+    # (objective within 1e-4 of the optimum, relative), as Smoothing's
+    certified_tol = 1e-4
+    # a certified gap this small ends the fit whatever the measure: a
+    # hundredth of the promise, the solvers' own precision_gap
+    precision_gap = 1e-6
+    # epochs before the first periodic certificate, the wait doubling after
+    # each: a few passes over X in all, against max_iter's thousand
+    first_check = 16
 
     def __init__(self, tol: float | str | None):
         self.tol = tol
@@ -648,6 +671,10 @@ class Optimality:
         self.best_loss = math.inf
         self.best_score = -math.inf
         self.reached = False
+        self._certifying = tol == "auto"
+        self._epochs = 0
+        self._next_check = self.first_check
+        self._candidate_after = 0
 
     def idles(self, solver) -> bool:
         """Whether the next epoch may be counted without being run: under
@@ -656,14 +683,61 @@ class Optimality:
         found so, each epoch, and leave the parameters as they are."""
         return self.tol is None and solver.stuck
 
+    def _certificate(self, solver, enough: float) -> float | None:
+        """The solver's certified relative gap at its iterate (its cheaper
+        bound where that is below ``enough``), recorded as the measure; None
+        (and no more tries) where it has none."""
+        certify = getattr(solver, "certify", None) if self._certifying else None
+        gap = None if certify is None else certify(enough)
+        if gap is None:
+            self._certifying = False
+            return None
+        self.value, self.tol_used = gap, self.certified_tol
+        self.measure_name = "relative duality gap at the last check"
+        return gap
+
+    def _certified_stop(self, solver, tol: float, value) -> bool | None:
+        """The update of a certifying fit: whether it stops, or None where
+        the solver has no certificate (the measure's rule then decides)."""
+        self._epochs += 1
+        proposed = value is not None and value <= tol
+        candidate = proposed and self._epochs >= self._candidate_after
+        periodic = self._epochs >= self._next_check
+        if not (candidate or solver.stuck or periodic):
+            return False
+        bar = self.certified_tol if candidate or solver.stuck else self.precision_gap
+        gap = self._certificate(solver, bar)
+        if gap is None:
+            return None
+        if periodic:
+            self._next_check = 2 * self._epochs
+        if gap <= bar:
+            self.reached = True
+            return True
+        if candidate:  # the next proposal after the solver's own check period
+            self._candidate_after = self._epochs + getattr(solver, "check_every", 1)
+        return bool(solver.stuck)
+
+    def conclude(self, solver) -> bool:
+        """At ``max_iter``, not converged: whether the solver's certificate
+        shows the fit converged anyway (``tol="auto"`` only)."""
+        if self._certifying:
+            gap = self._certificate(solver, self.certified_tol)
+            self.reached = gap is not None and gap <= self.certified_tol
+        return self.reached
+
     def update(self, loss: float, score: float | None, solver=None) -> bool:
         self.best_loss = min(self.best_loss, loss)
         if score is not None:
             self.best_score = max(self.best_score, score)
         # "auto": the solver's own, which may depend on the data's precision
         tol = solver.auto_tol if self.tol == "auto" else self.tol
-        self.tol_used = tol
+        self.tol_used = tol if self.value is None else self.certified_tol
         value = solver.optimality
+        if self._certifying:
+            stop = self._certified_stop(solver, tol, value)
+            if stop is not None:
+                return stop
         if tol is not None and value is not None and value <= tol:
             self.reached = True
             return True
@@ -807,6 +881,9 @@ def train(
         # tol=None's max_iter epochs, the last ones idle at a stop the
         # solver certified (or not: the caller warns then)
         converged = stopping.reached
+    elif not (converged or interrupted) and epoch >= max_iter:
+        conclude = getattr(stopping, "conclude", None)
+        converged = conclude is not None and conclude(solver)
     return TrainResult(
         **_parameters(it, history.best_params),
         n_iter=epoch,
@@ -821,7 +898,8 @@ def train(
         lr=lr,
         optimality=solver.optimality if stopping.value is None else stopping.value,
         solver_stuck=bool(getattr(solver, "stuck", False)),
-        measure=getattr(solver, "measure_name", TrainResult.measure),
+        measure=getattr(stopping, "measure_name", None)
+        or getattr(solver, "measure_name", TrainResult.measure),
         tol=getattr(stopping, "tol_used", getattr(stopping, "target", None)),
     )
 

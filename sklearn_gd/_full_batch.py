@@ -29,7 +29,7 @@ import math
 import numpy as np
 import torch
 
-from ._certificate import duality_gaps
+from ._certificate import duality_gaps, smooth_duality_gap
 from ._linalg import guarded_solve
 from ._losses import MoreauSmoothed
 from ._optimizers import Solver
@@ -280,6 +280,19 @@ class _Preconditioned(Solver):
         self.stuck = False
         self.at_precision = False
         self._eps = torch.finfo(theta.dtype).eps
+        self._problem = problem
+        self._certificate_cache: dict = {}
+
+    def certify(self, enough: float = 0.0) -> float | None:
+        """The relative duality gap of the smooth loss at the iterate
+        (:func:`~sklearn_gd._certificate.smooth_duality_gap`: a few passes
+        over ``X``, fewer where the first bound is below ``enough``), or
+        None where none is defined: the stopping rule's proof of a stop
+        (:class:`~sklearn_gd._engine.Optimality`), which the gradient
+        mapping alone is not without strong convexity."""
+        return smooth_duality_gap(
+            self._problem, self._param, self._certificate_cache, enough
+        )
 
     # the objective's resolution, in units of its value times the precision:
     # a change below it is rounding (a sum over many rows in float32 is

@@ -101,11 +101,34 @@ class Loss:
         second = self.second_derivative(y, p) if order >= 2 else None
         return value, first, second
 
+    def dual_box(self, y: torch.Tensor):
+        """``(lo, hi)`` elementwise: the range of ``dL/dp`` at targets ``y``,
+        where :meth:`conjugate` is finite (``+-inf`` for an unbounded side;
+        it holds 0, each loss having its minimum there), or None for a loss
+        whose conjugate is not known here (no duality gap is certified)."""
+        return None
+
+    def conjugate(self, y: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
+        """Elementwise Fenchel conjugate ``L*(y, beta) = sup_p (beta p -
+        L(y, p))`` for ``beta`` in :meth:`dual_box`: the duality gap of a
+        smooth loss (:mod:`~sklearn_gd._certificate`)."""
+        raise NotImplementedError(f"{type(self).__name__} has no conjugate")
+
     def dloss_at(self, y: float, p: float) -> float:
         """Scalar derivative ``dL/dp`` at ``(y, p)``, for the 'optimal' schedule."""
         yt = torch.tensor([y], dtype=torch.float64)
         pt = torch.tensor([p], dtype=torch.float64)
         return float(self.derivative(yt, pt)[0])
+
+
+def _margin_box(y, a: float, b: float):
+    """The range of ``y h'(z)`` for ``h'`` in ``[a, b]`` (``y = +-1``)."""
+    return torch.minimum(y * a, y * b), torch.maximum(y * a, y * b)
+
+
+def _unbounded(y):
+    inf = torch.full_like(y, torch.inf)
+    return -inf, inf
 
 
 class PiecewiseLinear:
@@ -204,6 +227,12 @@ class SquaredError(Loss):
     def second_derivative(self, y, p):
         return torch.ones_like(p)
 
+    def dual_box(self, y):
+        return _unbounded(y)
+
+    def conjugate(self, y, beta):
+        return beta * (y + 0.5 * beta)
+
 
 class Huber(Loss):
     """``1/2 r^2`` for ``|r| <= epsilon``, ``epsilon |r| - epsilon^2 / 2`` beyond."""
@@ -233,6 +262,13 @@ class Huber(Loss):
 
     def second_derivative(self, y, p):
         return ((p - y).abs() <= self.epsilon).to(p.dtype)
+
+    def dual_box(self, y):
+        e = torch.full_like(y, self.epsilon)
+        return -e, e
+
+    def conjugate(self, y, beta):
+        return beta * (y + 0.5 * beta)
 
 
 class EpsilonInsensitive(Loss):
@@ -281,6 +317,13 @@ class SquaredEpsilonInsensitive(Loss):
 
     def second_derivative(self, y, p):
         return 2.0 * ((p - y).abs() > self.epsilon).to(p.dtype)
+
+    def dual_box(self, y):
+        return _unbounded(y)
+
+    def conjugate(self, y, beta):
+        # phi(r) = max(0, |r| - e)^2 has phi*(t) = t^2 / 4 + e |t|
+        return beta * (y + 0.25 * beta) + self.epsilon * beta.abs()
 
 
 class Quantile(Loss):
@@ -377,6 +420,14 @@ class SquaredHinge(Loss):
     def second_derivative(self, y, p):
         return 2.0 * y * y * (y * p < self.threshold).to(p.dtype)
 
+    def dual_box(self, y):
+        return _margin_box(y, -torch.inf, 0.0)
+
+    def conjugate(self, y, beta):
+        # h(z) = max(0, c - z)^2 has h*(t) = c t + t^2 / 4 for t <= 0
+        t = y * beta
+        return t * (self.threshold + 0.25 * t)
+
 
 class LogLoss(Loss):
     """``log(1 + exp(-y p))``, the logistic loss."""
@@ -413,6 +464,15 @@ class LogLoss(Loss):
         second = (1.0 - s).mul_(s) if order >= 2 else None
         return value, first, second
 
+    def dual_box(self, y):
+        return _margin_box(y, -1.0, 0.0)
+
+    def conjugate(self, y, beta):
+        # h(z) = log(1 + e^-z) has h*(t) = -t log(-t) + (1 + t) log(1 + t)
+        # on [-1, 0]; clamped there against rounding at the ends
+        t = (y * beta).clamp(-1.0, 0.0)
+        return torch.special.xlogy(-t, -t) + torch.special.xlogy(1.0 + t, 1.0 + t)
+
 
 class ModifiedHuber(Loss):
     """``max(0, 1 - y p)^2`` for ``y p >= -1``, ``-4 y p`` below."""
@@ -434,6 +494,15 @@ class ModifiedHuber(Loss):
     def second_derivative(self, y, p):
         z = y * p
         return 2.0 * y * y * ((z >= -1) & (z < 1)).to(p.dtype)
+
+    def dual_box(self, y):
+        return _margin_box(y, -4.0, 0.0)
+
+    def conjugate(self, y, beta):
+        # the squared hinge's h*(t) = t + t^2 / 4 on h' in [-4, 0]: the
+        # linear piece below z = -1 continues its slope -4
+        t = y * beta
+        return t * (1.0 + 0.25 * t)
 
 
 class SoftmaxCrossEntropy(Loss):
@@ -468,6 +537,16 @@ class SoftmaxCrossEntropy(Loss):
             return value, None, None
         s = log_s.exp()
         return value, s - y, s if order >= 2 else None
+
+    def dual_box(self, y):
+        # beta = softmax - y: rows of the simplex shifted by -y, whose box
+        # this is once each row's sum is 0 (the certificate keeps it so)
+        return -y, 1.0 - y
+
+    def conjugate(self, y, beta):
+        # a row's conjugate is sum_j q_j log q_j, q = beta + y in the simplex
+        q = (beta + y).clamp_min(0.0)
+        return torch.special.xlogy(q, q)
 
 
 # name -> factory taking the estimator's loss parameters
