@@ -101,13 +101,13 @@ _SHARED_DOC = """
     estimator's default solves it: the full-batch squared loss on dense data
     exactly from its split's moments (in closed form, or by coordinate
     descent with an L1 part, ``tol`` then being the duality gap relative to
-    the targets' mean square, "auto" 1e-12), another smooth loss without an
-    L1 part by Newton's method per column (rows in memory, few features) or
-    L-BFGS in the base estimator's metric, stopped by its criterion; a
-    non-smooth loss, or an L1 part with another loss, by the base
-    estimator's own fit on the split's training rows (its default solver has
-    no column form), as GridSearchCV fits it; gradient descent's own
-    settings by gradient descent per column at SGD's tol of 1e-3. And:
+    the targets' mean square, "auto" 1e-12, as the base estimator solves
+    it); every other loss by the base estimator's own fit on the split's
+    training rows, as GridSearchCV fits it (its solvers stop on duality-gap
+    certificates that have no column form), so that the search scores the
+    models the refit would return. With gradient descent's own settings
+    (``batch_size``, ``eta0``, ...), by gradient descent per column at
+    SGD's tol of 1e-3. And:
 
     alphas : int or array-like of shape (n_alphas,), default=100
         The alphas to search, sorted in decreasing order; an int ``n`` asks
@@ -152,10 +152,7 @@ _SHARED_DOC = """
         keeps about ``(n_features + 1) * K * c * itemsize`` bytes for ``K =
         n_splits * n_l1_ratio * n_alphas * {k}`` columns, ``c`` copies a
         column (7 for "sgd", 8 for "adam", 30 for "lbfgs"; 3 more with
-        ``average``), plus, where "auto" takes Newton's method, three float64
-        copies of each column's ``(n_features + 1)^2`` Hessian (of each
-        unit's ``(k (n_features + 1))^2`` one for the multinomial loss), and
-        rows of ``X`` are read in pieces whose ``5 * K`` temporaries a row
+        ``average``), and rows of ``X`` are read in pieces whose ``5 * K`` temporaries a row
         take at most a quarter of the budget. Where the
         columns do not fit, the configurations are trained in groups, one
         after the other (each group reading ``X`` again).

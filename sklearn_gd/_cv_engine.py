@@ -41,9 +41,6 @@ import numpy as np
 import torch
 
 from ._engine import DivergenceError, DivergenceGuard, gradient_step_
-from ._full_batch import dense_metric, feature_scales, metric_inv
-from ._linalg import guarded_solve
-from ._oracles import check_moments_finite
 
 __all__ = [
     "ColumnResult",
@@ -95,17 +92,6 @@ class ColumnProblem:
         values, _, _ = self.oracle.loss_grad(theta, idx, need_grad=False)
         return values + self.penalty.column_values(theta[: self.d])
 
-    def derivatives(self, theta, active=None):
-        """Every column's full-batch objective, batch weight, gradient and
-        Hessian of the data term (float64, (n_columns, q, q); the L2 part's
-        is the column's strength on the coefficients' diagonal); ``active``
-        (host booleans over units): the others' Hessians are identities."""
-        values, weight, grad, H = self.oracle.derivatives(theta, active)
-        W = theta[: self.d]
-        self.penalty.add_gradient_(grad[: self.d], W)
-        return values + self.penalty.column_values(W), weight, grad, H
-
-
 class ScaledSolver:
     """A solver of ``_optimizers.py`` with a learning rate per column.
 
@@ -141,46 +127,6 @@ class ScaledSolver:
         self.solver.reset_columns(columns)
 
 
-class ColumnMetric:
-    """:class:`~sklearn_gd._full_batch.Metric`'s preconditioner for every
-    column: ``P_j = T' diag(D_j) T``, ``T`` the change of variables
-    ``(w, b) -> (w, b + m'w)`` (``m`` the features' means over all rows) and
-    ``D_j`` the loss's curvature times each feature's variance plus the
-    column's L2 strength (the intercept: the curvature). In ``T``'s
-    coordinates the features are centred and scaled, so that L-BFGS's steps
-    do not depend on the features' offsets and units; ``P_j^-1 v`` costs
-    O(n_features) per column.
-    """
-
-    def __init__(self, mean, var, curvature: float, l2, fit_intercept: bool, like):
-        # small vectors: built on the host, as Metric's are
-        mean = mean.double().cpu().numpy()
-        second = var.double().cpu().numpy() + mean * mean
-        check_moments_finite(second, "the features' second moments")
-        self._m = mean if fit_intercept else None
-        scale = feature_scales(self._m, second)
-        Dw = curvature * scale[:, None] + l2.double().cpu().numpy()[None, :]
-        # a feature of zeros has a zero gradient too: any scale will do
-        self._Dw = np.where(Dw > 0, Dw, 1.0)
-        self.Dw = torch.as_tensor(self._Dw, dtype=like.dtype, device=like.device)
-        self.m = None if self._m is None else torch.as_tensor(mean).to(like)[:, None]
-        self.Db = curvature
-        self.d = mean.shape[0]
-
-    def inv(self, v: torch.Tensor) -> torch.Tensor:
-        """``P_j^-1 v_j`` for every column j, a new tensor."""
-        return metric_inv(v, self.m, self.Dw, self.Db)
-
-    def norm(self, g: torch.Tensor, layout) -> torch.Tensor:
-        """Each unit's ``sqrt(g'P^-1 g)``: the optimality measure."""
-        return layout.unit_sum((g * self.inv(g)).sum(0)).clamp_min(0).sqrt()
-
-    def matrix(self, j: int) -> np.ndarray:
-        """``P_j`` as a dense float64 host matrix (a singular Newton system's
-        ridge)."""
-        return dense_metric(self._m, self._Dw[:, j], self.Db)
-
-
 class UnitLBFGS:
     """L-BFGS with a history and a line search per unit of columns.
 
@@ -199,14 +145,6 @@ class UnitLBFGS:
     last point with sufficient decrease, and stops searching once the
     decrease its step promises is below the rounding of its objective (its
     comparisons would be noise).
-
-    With a :class:`ColumnMetric` (``optimizer="auto"``) the recursion starts
-    from ``gamma P^-1`` instead of ``gamma I`` (``gamma = s'y / y'P^-1 y``,
-    the first step the preconditioned gradient at rate ``eta0``), and each
-    unit's optimality measure is the norm ``sqrt(g'P^-1 g)`` of its
-    gradient (:attr:`measure`, after every step; :attr:`measure0` at the
-    start), as :class:`~sklearn_gd._full_batch.QuasiNewton` measures one
-    problem's.
     """
 
     full_batch = True
@@ -216,16 +154,8 @@ class UnitLBFGS:
     c2 = 0.9
     expand = 10.0
 
-    def __init__(self, layout, metric: ColumnMetric | None = None):
+    def __init__(self, layout):
         self.layout = layout
-        self.metric = metric
-        self.measure = self.measure0 = self.stuck = None
-
-    def _precondition(self, v):
-        return v.clone() if self.metric is None else self.metric.inv(v)
-
-    def _measure(self, g):
-        return self.metric.norm(g, self.layout)
 
     def start(self, theta):
         self.theta = theta
@@ -249,7 +179,7 @@ class UnitLBFGS:
             a = rho * self._dot(s, q)
             q.sub_(y * self._expand(a))
             alphas.append(a)
-        r = self._precondition(q) * self._expand(self.gamma)
+        r = q * self._expand(self.gamma)
         for (s, y, rho), a in zip(self.pairs, reversed(alphas)):
             beta = rho * self._dot(y, r)
             r.add_(s * self._expand(a - beta))
@@ -259,8 +189,6 @@ class UnitLBFGS:
         theta = self.theta
         if self.cache is None:
             f, w, g = problem.evaluate(theta, idx)
-            if self.metric is not None and self.measure0 is None:
-                self.measure0 = self._measure(g)
         else:
             f, w, g = self.cache
         unit_lr = self.layout.unit_sum(lr) / self.layout.k
@@ -269,17 +197,13 @@ class UnitLBFGS:
         d = self._direction(g)
         gd = self._dot(g, d)
         # not a descent direction (rounding, a stale history): steepest
-        # descent (in the metric, where there is one)
+        # descent
         bad = ~(gd < 0)
-        steepest = -self._precondition(g)
-        d = torch.where(self._expand(bad), steepest, d)
-        gd = torch.where(bad, self._dot(g, steepest), gd)
+        d = torch.where(self._expand(bad), -g, d)
+        gd = torch.where(bad, -self._dot(g, g), gd)
         first = ~self.has_history | bad
-        if self.metric is None:
-            g1 = self.layout.unit_sum(g.abs().sum(0))
-            t = torch.where(first, unit_lr * torch.clamp(1.0 / g1, max=1.0), unit_lr)
-        else:  # the metric's step is scaled already
-            t = unit_lr.clone()
+        g1 = self.layout.unit_sum(g.abs().sum(0))
+        t = torch.where(first, unit_lr * torch.clamp(1.0 / g1, max=1.0), unit_lr)
         t = torch.where(active, t, torch.zeros_like(t))
         lo, hi = torch.zeros_like(t), torch.full_like(t, math.inf)
         rounding = 8 * torch.finfo(fu.dtype).eps
@@ -316,16 +240,10 @@ class UnitLBFGS:
         keep = self._expand(valid)
         self.pairs.append((s * keep, y * keep, rho))
         del self.pairs[: -self.history_size]
-        yy = self._dot(y, self._precondition(y)).clamp_min(torch.finfo(y.dtype).tiny)
+        yy = self._dot(y, y).clamp_min(torch.finfo(y.dtype).tiny)
         self.gamma = torch.where(valid, sy / yy, self.gamma)
         self.has_history |= valid
         self.cache = (f_new, w, g_new)
-        if self.metric is not None:
-            self.measure = self._measure(g_new)
-            self.stuck = self._dot(s, s) == 0
-            # the gap's estimate in the metric, and no decrement to settle on
-            self.gap = 0.5 * self.measure * self.measure
-            self.settled = torch.zeros_like(self.stuck)
         return f, w, self._expand(unit_lr)
 
     def prox_step(self, moved, d):  # pragma: no cover - L-BFGS takes no L1
@@ -342,162 +260,10 @@ class UnitLBFGS:
         self.cache = None
 
 
-class UnitNewton:
-    """Damped Newton's method, every unit its own problem (rows in memory,
-    few features, a loss with a Hessian): the per-configuration form of
-    :class:`~sklearn_gd._full_batch.Newton`.
-
-    Each iteration is one pass over the rows for every column's objective,
-    gradient and Hessian (:meth:`ColumnProblem.derivatives`): a ``(q, q)``
-    system a column, or for a joint loss (softmax) one ``(k q, k q)`` system
-    a unit, with the loss's curvature along the common shift of the
-    intercepts (that leaves the objective unchanged, so its Hessian is
-    singular there; the gradient has no component along it). The systems are
-    solved on the host in float64 (:func:`~sklearn_gd._linalg.guarded_solve`:
-    one singular to rounding gets the smallest ridge in the metric that
-    makes it positive definite), and each column (each unit, for a joint
-    loss) backtracks from the full step to sufficient decrease (``c1``),
-    halving, evaluating objectives only. Where no ridge helps, the column
-    steps along the metric's steepest descent ``-P^-1 g``.
-
-    After each step the next direction is solved at once, so that each
-    unit's decrement ``-g'delta / 2`` (:attr:`gap`) estimates its gap: a
-    unit whose decrement is below its objective's resolution is
-    :attr:`settled` (converged, as the base solver's); the optimality
-    measure is :class:`UnitLBFGS`'s, ``sqrt(g'P^-1 g)``; a unit whose columns
-    took no step is :attr:`stuck`.
-    """
-
-    full_batch = True
-    c1 = 1e-4
-    max_halvings = 40
-    resolution = 10.0  # the base solver's: decrements below 10 eps |f|
-
-    def __init__(self, layout, metric: ColumnMetric, l2: np.ndarray, joint=False):
-        self.layout, self.metric, self.joint = layout, metric, joint
-        self.l2 = np.asarray(l2, dtype=np.float64)
-        self.measure = self.measure0 = self.stuck = self.gap = self.settled = None
-
-    def start(self, theta):
-        self.theta = theta
-        self.cache = None
-
-    def _systems(self, H):
-        """The Hessians with the L2 part (and a softmax's intercept shift)."""
-        d, k = self.metric.d, self.layout.k
-        Hh = H.cpu().numpy().copy()
-        q = Hh.shape[1] // (k if self.joint else 1)
-        rows = np.arange(d)
-        if self.joint:
-            rows = (np.arange(k)[:, None] * q + rows).ravel()
-            l2 = self.l2[::k]
-        else:
-            l2 = self.l2
-        Hh[:, rows, rows] += l2[:, None]
-        if self.joint and q > d:
-            shift = np.arange(k) * q + d
-            Hh[:, shift[:, None], shift] += self.metric.Db / k
-        return Hh
-
-    def _metric_of(self, j: int) -> np.ndarray:
-        """System ``j``'s preconditioner (for a joint unit, its classes',
-        which share one alpha: block-diagonal, as the base solver's)."""
-        if not self.joint:
-            return self.metric.matrix(j)
-        k = self.layout.k
-        return np.kron(np.eye(k), self.metric.matrix(j * k))
-
-    def _directions(self, g, H):
-        """Newton's direction of every column (its steepest descent in the
-        metric where that fails), and its slope ``g'delta``."""
-        gh = g.detach().to(torch.float64).cpu().numpy()
-        q, K = gh.shape
-        k = self.layout.k
-        # right-hand sides: a column's gradient, or a unit's, class-major
-        G = gh.T.reshape(K // k, k * q) if self.joint else gh.T
-        sol, ok = guarded_solve(self._systems(H), G, self._metric_of)
-        ok &= (G * sol).sum(1) > 0
-        if self.joint:
-            delta, ok = -sol.reshape(K, q).T, np.repeat(ok, k)
-        else:
-            delta = -sol.T
-        out = torch.as_tensor(delta, dtype=g.dtype, device=g.device)
-        if not ok.all():
-            bad = torch.as_tensor(~ok, device=g.device)
-            out = torch.where(bad, -self.metric.inv(g), out)
-        return out, (g * out).sum(0)
-
-    def _by_search(self, per_column):
-        """Per column, or per unit for a joint loss (its columns search
-        together)."""
-        return self.layout.unit_sum(per_column) if self.joint else per_column
-
-    def _to_columns(self, per_search):
-        return self.layout.expand(per_search) if self.joint else per_search
-
-    def _at(self, problem, theta, active=None):
-        """Objective, gradient, measure and the next direction at ``theta``
-        (the Hessians, of the ``active`` units only, are dropped once it is
-        solved)."""
-        f, w, g, H = problem.derivatives(theta, active)
-        delta, slope = self._directions(g, H)
-        del H
-        self.cache = (f, w, g, delta, slope)
-        self.measure = self.metric.norm(g, self.layout)
-        decrement = (-0.5 * self.layout.unit_sum(slope)).clamp_min(0)
-        self.gap = decrement
-        f_unit = self.layout.unit_sum(f).abs()
-        eps = torch.finfo(f.dtype).eps
-        self.settled = decrement <= self.resolution * eps * f_unit
-
-    def step(self, problem, idx, lr):
-        theta = self.theta
-        if self.cache is None:
-            self._at(problem, theta)
-            if self.measure0 is None:
-                self.measure0 = self.measure
-        f, w, g, delta, slope = self.cache
-        unit_lr = self.layout.unit_sum(lr) / self.layout.k
-        on = self._expand(unit_lr > 0)
-        delta = delta * on
-        f0, slope = self._by_search(f), self._by_search(slope)
-        open_ = (self._by_search(on.to(f.dtype)) > 0) & (slope < 0)
-        t = torch.ones_like(f0)
-        start = theta.clone()
-        rounding = 8 * torch.finfo(f.dtype).eps * f0.abs()
-        moved = torch.zeros_like(open_)
-        for _ in range(self.max_halvings):
-            trial = start + delta * self._to_columns(t).to(delta.dtype)
-            ft = self._by_search(problem.values(trial, idx))
-            ok = open_ & torch.isfinite(ft) & (ft <= f0 + self.c1 * t * slope)
-            theta.copy_(torch.where(self._to_columns(ok), trial, theta))
-            moved |= ok
-            open_ &= ~ok
-            # a decrease below the objective's rounding is noise
-            open_ &= -t * slope > rounding
-            if not bool(open_.any()):
-                break
-            t = torch.where(open_, 0.5 * t, t)
-        self._at(problem, theta, (unit_lr > 0).cpu().numpy())
-        moved = self._to_columns(moved).to(f.dtype)
-        self.stuck = self.layout.unit_sum(moved) == 0
-        return f, w, self._expand(unit_lr)
-
-    def _expand(self, u):
-        return self.layout.expand(u)
-
-    def prox_step(self, moved, d):  # pragma: no cover - Newton takes no L1
-        raise NotImplementedError
-
-    def reset_columns(self, columns):
-        self.cache = None
-
-
-def make_column_solver(name, solver, layout, metric=None):
-    """The column version of the solver registered under ``name`` (L-BFGS
-    preconditioned by ``metric`` where one is given)."""
+def make_column_solver(name, solver, layout):
+    """The column version of the solver registered under ``name``."""
     if name == "lbfgs":
-        return UnitLBFGS(layout, metric)
+        return UnitLBFGS(layout)
     return ScaledSolver(solver)
 
 
@@ -607,17 +373,10 @@ class UnitRule:
     converges and a divergence fails the unit.
     """
 
-    # a stuck unit (no step left at its objective's precision) has converged
-    # where its solver's gap estimate (Newton's decrement, or 1/2 g'P^-1 g)
-    # is this far below its objective
-    precision_gap = 1e-6
-
     def __init__(
-        self, zero_loss, *, tol, patience, max_iter, schedule, eta0, optimality=False
+        self, zero_loss, *, tol, patience, max_iter, schedule, eta0
     ):
         U = zero_loss.shape[0]
-        self.optimality = optimality
-        self.measure_tol = tol
         self.limit = np.where(zero_loss > 0, DivergenceGuard.factor * zero_loss, np.inf)
         self.tol = -math.inf if tol is None else tol
         self.patience, self.max_iter = patience, max_iter
@@ -632,12 +391,10 @@ class UnitRule:
         self.guard_best = np.full(U, np.inf)
         self.count = np.zeros(U, dtype=np.int64)
 
-    def update(self, loss, bad, score=None, measure=None):
+    def update(self, loss, bad, score=None):
         """Record an epoch of every active unit (``bad``: a non-finite
         parameter; ``score``: validation scores, which then decide progress,
-        as early stopping does; ``measure``: with ``optimality``, the
-        solver's ``(measure, measure0, stuck, gap, settled)`` per unit, which
-        then decide convergence (:meth:`_optimal`)); returns the units whose
+        as early stopping does); returns the units whose
         objective improved, that go back to their best checkpoint, whose
         validation score is their best so far, and whether any rate
         shrank."""
@@ -663,10 +420,6 @@ class UnitRule:
         self.best[ok] = np.minimum(self.best[ok], loss[ok])
         self.count[ok] = np.where(worse[ok], self.count[ok] + 1, 0)
         stalled = ok & (self.count >= self.patience)
-        if self.optimality:
-            stalled = np.zeros_like(ok)
-            if measure is not None:
-                self.status[ok & self._optimal(loss, *measure)] = CONVERGED
         goes_on = stalled & can_shrink
         self.status[stalled & ~goes_on] = CONVERGED
         self.count[goes_on] = 0
@@ -678,18 +431,6 @@ class UnitRule:
         grew = goes_on & (loss > self.best) & (score is None)
         restart = (diverged & can_shrink) | grew
         return improved, restart, better, bool(shrink.any())
-
-    def _optimal(self, loss, value, first, stuck, gap, settled):
-        """Converged: the measure at ``tol`` of its first value, a solver
-        that settled (Newton's decrement below the objective's resolution),
-        or a stuck one whose gap estimate is negligible."""
-        tol = self.measure_tol
-        reached = np.zeros(value.shape, dtype=bool)
-        if tol is not None:
-            with np.errstate(invalid="ignore"):
-                reached = value <= tol * first
-        precise = (stuck > 0) & (gap <= self.precision_gap * np.abs(loss))
-        return reached | (settled > 0) | precise
 
 
 def train_columns(
@@ -708,7 +449,6 @@ def train_columns(
     joint,
     validation=None,
     on_epoch=None,
-    optimality=False,
 ) -> ColumnResult:
     """Minimise every unit's data term plus penalty, units independently.
 
@@ -741,12 +481,6 @@ def train_columns(
     on_epoch : callable or None
         Called after every epoch with ``(epoch, losses, status)`` (host
         arrays per unit).
-    optimality : bool
-        Stop each unit on the solver's optimality measure (a
-        :class:`UnitNewton`, or a :class:`UnitLBFGS` with a metric): ``tol``
-        is then the measure's ratio to its first value (None: only at the
-        objective's precision), not the progress rule's.
-
     Raises
     ------
     DivergenceError
@@ -765,7 +499,6 @@ def train_columns(
         max_iter=max_iter,
         schedule=schedule,
         eta0=_host(schedule.eta0, layout.n_units, layout.k),
-        optimality=optimality,
     )
     active = layout.columns(rule.status == ACTIVE).to(dt)
     epochs = 0
@@ -776,21 +509,15 @@ def train_columns(
                 _per_unit(layout, loss, joint),
                 layout.unit_sum((~it.finite()).to(torch.float64)),
             ]
-            if optimality:
-                rows += [
-                    getattr(solver, name).to(torch.float64)
-                    for name in ("measure", "measure0", "stuck", "gap", "settled")
-                ]
             host = torch.stack(rows).cpu().numpy()
             loss_u, bad = host[0], host[1] > 0
-            measure = tuple(host[2:]) if optimality else None
             epochs += 1
             was_active = rule.status == ACTIVE
             score = None
             if validation is not None:
                 cur = it.current()
                 score = validation(cur[:d], _intercept(cur, d, fit_intercept))
-            improved, restart, better, shrank = rule.update(loss_u, bad, score, measure)
+            improved, restart, better, shrank = rule.update(loss_u, bad, score)
             if better.any():
                 it.keep_validated(layout.columns(better))
             all_improved = bool(improved[was_active].all())

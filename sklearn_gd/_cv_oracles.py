@@ -40,7 +40,6 @@ from ._oracles import (
     affine,
     augment,
     check_moments_finite,
-    design_matrix,
     gen_batches,
 )
 from ._streaming import HostChunkOracle
@@ -227,70 +226,6 @@ class _ColumnRows:
         weight = layout.expand(wsum)
         denom = weight.clamp_min(torch.finfo(weight.dtype).tiny)
         return values / denom, weight, (None if grad is None else grad / denom)
-
-    def column_derivatives(self, theta, layout: Layout, active=None):
-        """Per-column weighted mean loss, gradient and Hessian, over all rows
-        (full batch): ``(values, weight, grad, H)``, ``H`` float64 of shape
-        (n_columns, q, q), ``q = n_features + fit_intercept``, column ``j``'s
-        ``A' diag(m_j c_j) A / sum(m_j)`` with ``A = [X, 1]``, ``m_j`` its
-        fold weights and ``c_j`` the loss's second derivatives at its
-        predictions; for a joint loss (softmax), one Hessian a unit, of shape
-        (n_units, k q, k q) in class-major order. One pass, sharing the
-        predictions and the loss's terms
-        (:meth:`~sklearn_gd._losses.Loss.derivatives`). ``active`` (a host
-        boolean array over units): the Hessians of the others are not
-        computed (the identity stands in for them)."""
-        fi = self.fit_intercept
-        d = theta.shape[0] - int(fi)
-        U, k = layout.n_units, layout.k
-        values = wsum = grad = H = None
-        units = np.arange(U) if active is None else np.flatnonzero(active)
-        cols = (units[:, None] * k + np.arange(k)).ravel()
-        pieces = self.all_rows()
-        for j, piece in enumerate(pieces):
-            Xb, XbT = self._rows(piece)
-            rows = self._index(piece)
-            b = Xb.shape[0]
-            M = self.fold_weights[rows][:, layout.unit_fold]  # (b, U)
-            P = affine(Xb, theta[:d], theta[d] if fi else None)
-            Y3, M3 = self.Y[rows].view(b, 1, k), M[:, :, None]
-            v, D, C = self.loss.derivatives(Y3, P.view(b, U, k), 2)
-            v = (v * M3).sum(0).reshape(-1)
-            m = M.sum(0)
-            values = v if values is None else values + v
-            wsum = m if wsum is None else wsum + m
-            grad = self._add_gradient(grad, theta, XbT, (D * M3).reshape(b, -1))
-            A = design_matrix(Xb, fi)
-            if self.loss.joint:  # C: the probabilities; one Hessian a unit
-                H = self._add_unit_hessians(H, A, C[:, units], M[:, units])
-            else:
-                H = self._add_hessian(H, A, (C * M3).reshape(b, -1)[:, cols])
-            self._rows_done(pieces, j)
-        weight = layout.expand(wsum)
-        denom = weight.clamp_min(torch.finfo(weight.dtype).tiny)
-        per = (wsum if self.loss.joint else weight).to(_F64)
-        per = per[units if self.loss.joint else cols]
-        H /= per.clamp_min(torch.finfo(_F64).tiny)[:, None, None]
-        if active is not None:  # the computed Hessians among identities
-            n = H.shape[1]
-            full = torch.eye(n, dtype=_F64, device=H.device).repeat(
-                U if self.loss.joint else U * k, 1, 1
-            )
-            full[units if self.loss.joint else cols] = H
-            H = full
-        return values / denom, weight, grad / denom, H
-
-    @staticmethod
-    def _add_unit_hessians(H, A, S, M):
-        """``H`` plus every unit's joint (softmax) Hessian of the piece,
-        class-major, from its probabilities ``S[:, u]`` and fold weights
-        ``M[:, u]`` (:meth:`DirectOracle._add_joint_hessian`)."""
-        U, n = S.shape[1], A.shape[1] * S.shape[2]
-        if H is None:
-            H = torch.zeros(U, n, n, dtype=_F64, device=A.device)
-        for u in range(U):
-            DirectOracle._add_joint_hessian(H[u : u + 1], A, S[:, u], M[:, u : u + 1])
-        return H
 
     def bind(self, layout: Layout):
         """The oracle for one layout of columns (what training sees)."""
@@ -684,9 +619,6 @@ class _BoundRows:
 
     def loss_grad(self, theta, idx, need_grad=True):
         return self.oracle.column_loss_grad(theta, idx, self.layout, need_grad)
-
-    def derivatives(self, theta, active=None):
-        return self.oracle.column_derivatives(theta, self.layout, active)
 
     def zero_model_loss(self) -> torch.Tensor:
         return self.oracle.column_zero_loss(self.layout)

@@ -33,9 +33,7 @@ from ._cv_engine import (
     CONVERGED,
     DIVERGED,
     MAX_ITER,
-    ColumnMetric,
     UnitLBFGS,
-    UnitNewton,
     make_column_solver,
     train_columns,
 )
@@ -55,9 +53,8 @@ from ._cv_scores import (
 from ._data import to_numpy, to_tensor
 from ._engine import DivergenceError, _check_rate_fits
 from ._exact import GAP_TOL, solve_squared
-from ._full_batch import AUTO_TOL
 from ._optimizers import OPTIMIZERS, make_solver
-from ._oracles import CHUNK_ROWS, DirectOracle, prefers_gram
+from ._oracles import CHUNK_ROWS, prefers_gram
 from ._penalties import make_penalty
 from ._schedules import SCHEDULES, optimal_init
 from ._streaming import HostRows, _available_host_bytes, should_stream
@@ -79,15 +76,6 @@ _SOLVER_COPIES = {
     "adagrad": 1,
     "lbfgs": 2 * UnitLBFGS.history_size + 5,
 }
-# multiply-adds of a configuration's Hessians up to which its Newton's
-# method is the column solver: ten times the base estimator's bound, whose
-# compact L-BFGS the columns' two-loop L-BFGS cannot match (raw digits,
-# one-vs-rest, 5 folds x 10 alphas: Newton 12 s, L-BFGS 60 s and 8 fits
-# short of tol, GridSearchCV over the base estimator 23 s)
-_CV_NEWTON_MAX_WORK = 2e8
-# copies of Newton's Hessians (float64): on the device, on the host, and
-# the one the host's solver factorises
-_HESSIAN_COPIES = 3
 # (rows x columns) temporaries of a piece of rows: predictions, losses,
 # derivatives and their weighted copy, the gathered fold weights
 _PIECE_COPIES = 5
@@ -208,52 +196,27 @@ class CrossValidatedSearch:
         n, d, _ = data.shape
         return data.kind != "sparse" and prefers_gram(n, d, data.loss, self.batch_size)
 
-    def _plan(self, data, train_rows) -> _Plan:
+    def _plan(self, data) -> _Plan:
         """How every configuration is trained, once the data is known.
 
         Under ``optimizer="auto"`` (without gradient descent's own
         settings), as the base estimator's default trains one: the squared
-        loss on the folds' moments exactly (``tol``: the relative duality
-        gap, "auto" 1e-12, None the data's precision); another smooth loss
-        without an L1 part by Newton's method per column where the base
-        estimator would take it (:meth:`_takes_newton`), else L-BFGS in its
-        metric, each stopped by its optimality measure relative to the first
-        (``tol``; "auto" 1e-5); else gradient descent ("sgd") with SGD's
-        progress rule (``tol``; "auto" 1e-3), as an explicit optimizer.
+        loss on dense data with few features exactly from the folds'
+        moments, as the base estimator solves it (``tol``: the relative
+        duality gap, "auto" 1e-12, None the data's precision); every other
+        loss by the base estimator's own fit on its split ("each": its
+        solvers stop on certificates the columns do not compute). Else the
+        columns train with the optimizer, "sgd" for "auto", at
+        SGDRegressor's progress rule (``tol``; "auto" 1e-3).
         """
         tol = self.tol
         if self.optimizer == "auto" and not self._asks_for_sgd():
             if self._on_gram(data):
                 gap = GAP_TOL if tol == "auto" else (1e-15 if tol is None else tol)
                 return _Plan("exact", "sgd", gap)
-            if self._smooth_loss() and self._no_l1():
-                newton = self._takes_newton(data, max(train_rows))
-                method = "newton" if newton else "lbfgs"
-                return _Plan(method, "lbfgs", AUTO_TOL if tol == "auto" else tol, True)
-            # the base estimator's default is a solver the columns do not
-            # have (Smoothing, FISTA): every configuration is fitted by it
             return _Plan("each", "sgd", tol)
         optimizer = "sgd" if self.optimizer == "auto" else self.optimizer
         return _Plan(optimizer, optimizer, 1e-3 if tol == "auto" else tol)
-
-    def _takes_newton(self, data, n_train) -> bool:
-        """Whether a configuration takes Newton's method, as the base
-        estimator's default would on its split's ``n_train`` rows: rows in
-        memory, a loss with a Hessian, fewer than 512 coefficients in a
-        Hessian (all classes' for the softmax), and the Hessians of a
-        configuration within ``_CV_NEWTON_MAX_WORK`` multiply-adds (else
-        L-BFGS)."""
-        _, d, k = data.shape
-        q = d + int(self.fit_intercept)
-        joint = data.loss.joint
-        size = d * (k if joint else 1)
-        work = n_train * (k * q) ** 2 if joint else n_train * q * q * k
-        return (
-            self._rows_kind(data) == "direct"
-            and data.loss.has_hessian
-            and size < DirectOracle.hessian_max_features
-            and work <= _CV_NEWTON_MAX_WORK
-        )
 
     def _base_estimator(self, alpha, l1_ratio, **changes):
         params = {**self._base_params(), "l1_ratio": float(l1_ratio), **changes}
@@ -268,7 +231,7 @@ class CrossValidatedSearch:
         n, d, k = data.shape
         folds = self._folds(X, split_labels, groups, n)
         splits = self._fold_weights(data, folds, split_labels, class_index)
-        self._search_plan = self._plan(data, splits.train_rows)
+        self._search_plan = self._plan(data)
         rows_oracle, train_oracle = self._oracles(data, splits)
         ratios = self._l1_ratios()
         moments = getattr(train_oracle, "moments", None)
@@ -418,13 +381,7 @@ class CrossValidatedSearch:
         copies = _PARAMETER_COPIES + _SOLVER_COPIES.get(plan.optimizer, 2)
         if self.average:
             copies += 3
-        out = (d + 1) * k * copies * data.dtype.itemsize
-        if plan.method == "newton":
-            # its float64 Hessians: on the device, their host copy and the
-            # copy the host's solver factorises
-            q = (d + 1) * (k if data.loss.joint else 1)
-            out += _HESSIAN_COPIES * 8 * q * q * (1 if data.loss.joint else k)
-        return out
+        return (d + 1) * k * copies * data.dtype.itemsize
 
     def _units_per_group(self, data, n_units) -> int:
         budget = self._budget(data.device)
@@ -485,10 +442,6 @@ class CrossValidatedSearch:
             status[:] = np.where(exact.converged, CONVERGED, MAX_ITER)
             return coef, intercept, status
         curvature = self._fold_lipschitz(oracle, data, splits)
-        moments = None
-        if plan.optimality:
-            w = to_tensor(splits.weights, data.device, torch.float64)
-            moments = oracle.feature_moments(w)
         group = self._units_per_group(data, units.n)
         for lo in range(0, units.n, group):
             sel = np.arange(lo, min(units.n, lo + group))
@@ -501,7 +454,6 @@ class CrossValidatedSearch:
                 units.ratio[sel],
                 curvature,
                 None if validate is None else validate(layout),
-                moments,
             )
             cols = slice(lo * k, (lo + sel.size) * k)
             coef[:, cols] = result.coef
@@ -574,7 +526,7 @@ class CrossValidatedSearch:
         return np.where((b >= n) | (n == 1), lam, mixed)
 
     def _train_group(
-        self, oracle, data, layout, alpha, ratio, curvature, validate, moments=None
+        self, oracle, data, layout, alpha, ratio, curvature, validate
     ):
         device, tdtype = data.device, data.tdtype
         k = layout.k
@@ -605,29 +557,12 @@ class CrossValidatedSearch:
             torch.ones(layout.n_columns, dtype=torch.float64, device=device)
         )
         _check_rate_fits(float(torch.as_tensor(first).max()), tdtype)
-        metric = None
-        if moments is not None:
-            metric = ColumnMetric(
-                *moments,
-                data.loss.curvature,
-                columns(l2),
-                self.fit_intercept,
-                like=columns(alpha),
-            )
         plan = self._search_plan
-        if plan.method == "newton":
-            solver = UnitNewton(
-                layout, metric, np.repeat(l2, k), joint=data.loss.joint
-            )
-        else:
-            solver = make_column_solver(
-                plan.optimizer,
-                make_solver(
-                    plan.optimizer, momentum=self.momentum, nesterov=self.nesterov
-                ),
-                layout,
-                metric,
-            )
+        solver = make_column_solver(
+            plan.optimizer,
+            make_solver(plan.optimizer, momentum=self.momentum, nesterov=self.nesterov),
+            layout,
+        )
         _, d, _ = data.shape
         init = torch.zeros(
             d + int(self.fit_intercept), layout.n_columns, dtype=tdtype, device=device
@@ -647,7 +582,6 @@ class CrossValidatedSearch:
             joint=data.loss.joint,
             validation=validate,
             on_epoch=self._print_units if self.verbose else None,
-            optimality=plan.optimality,
         )
 
     def _fixed_eta0(self) -> float:
@@ -786,15 +720,13 @@ class CrossValidatedSearch:
 @dataclass
 class _Plan:
     """How the search trains (see :meth:`CrossValidatedSearch._plan`):
-    ``method`` ("exact", "newton", "lbfgs" in the base estimator's metric
-    and stopped on optimality, or the column loop's optimizer), the column
-    loop's ``optimizer`` (for its memory and step), the rule's ``tol``, and
-    whether it measures ``optimality``."""
+    ``method`` ("exact" on the folds' moments, "each" by the base
+    estimator's fits, or the column loop's optimizer), the column loop's
+    ``optimizer`` (for its memory and step) and the rule's ``tol``."""
 
     method: str
     optimizer: str
     tol: float | None
-    optimality: bool = False
 
 
 @dataclass
