@@ -1,6 +1,6 @@
 """The one compiled part of sklearn-gd, the one-pass row kernel
-(``sklearn_gd/_rowpass.c``). It is optional: where it does not build (no C
-compiler, no Python headers) the package installs without it and computes
+(``sklearn_gd/objective/_rowpass.c``). It is optional: where it does not
+build (no C compiler, no Python headers) the package installs without it and computes
 the same gradients with torch's matrix-vector products."""
 
 import os
@@ -18,8 +18,8 @@ else:
 setup(
     ext_modules=[
         Extension(
-            "sklearn_gd._rowpass",
-            sources=["sklearn_gd/_rowpass.c"],
+            "sklearn_gd.objective._rowpass",
+            sources=["sklearn_gd/objective/_rowpass.c"],
             extra_compile_args=flags,
             extra_link_args=[] if os.name == "nt" else ["-pthread"],
             optional=True,

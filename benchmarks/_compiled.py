@@ -1,4 +1,4 @@
-"""The package's one-pass kernel (``sklearn_gd/_rowpass.c``) compiled for
+"""The package's one-pass kernel (``sklearn_gd/objective/_rowpass.c``) compiled for
 this very machine: built on first use with the machine's C compiler
 (``$CC``, else ``cc``) and ``-march=native``, and loaded as a module of its
 own. A measurement aid for benchmarks/epochs.py, against which the
@@ -17,9 +17,9 @@ from pathlib import Path
 
 import numpy as np
 
-from sklearn_gd._losses import Huber
+from sklearn_gd.model._losses import Huber
 
-SOURCE = Path(__file__).resolve().parents[1] / "sklearn_gd" / "_rowpass.c"
+SOURCE = Path(__file__).resolve().parents[1] / "sklearn_gd" / "objective" / "_rowpass.c"
 FLAGS = [
     "-O3", "-march=native", "-fopenmp-simd", "-fno-trapping-math", "-pthread",
     "-shared", "-fPIC",

@@ -6,7 +6,7 @@ The floor is one read of ``X`` (torch's sum over it, best of 7) on the
 same threads in the same run. For reference the run also times the two
 products torch would compute for an epoch, ``X w`` and ``X' r`` (best of
 7), which the package's compiled one-pass kernel
-(``sklearn_gd/_rowpass.c``) replaces where it was built; the same two
+(``sklearn_gd/objective/_rowpass.c``) replaces where it was built; the same two
 products in one pass over blocks of rows, from torch's operations; a huber
 epoch as one pass compiled for this machine (the same ``_rowpass.c`` built
 with ``-march=native`` by the machine's compiler; left out without one),
@@ -35,7 +35,7 @@ from sklearn.linear_model import SGDClassifier, SGDRegressor
 from threadpoolctl import threadpool_limits
 
 from sklearn_gd import TorchSGDClassifier, TorchSGDRegressor
-from sklearn_gd._one_pass import _rowpass
+from sklearn_gd.objective._one_pass import _rowpass
 
 ONE_PASS = _rowpass is not None
 

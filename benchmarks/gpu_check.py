@@ -307,7 +307,7 @@ def streaming_section(args):
         import warnings
 
         from sklearn_gd import TorchSGDRegressor
-        from sklearn_gd._streaming import peak_bound_bytes
+        from sklearn_gd.objective._streaming import peak_bound_bytes
 
         sync()
         free, total = mem_info()

@@ -28,8 +28,8 @@ import numpy as np
 import torch
 
 from sklearn_gd import TorchSGDRegressor
-from sklearn_gd._losses import LOSSES
 from sklearn_gd.gradcheck import check_loss_gradients, finite_difference_gradient
+from sklearn_gd.model._losses import LOSSES
 
 FAST = os.environ.get("SKLEARN_GD_FAST", "0") not in ("", "0")
 OUT = Path(os.environ.get("SKLEARN_GD_EXAMPLES_OUT", Path(__file__).parent / "output"))

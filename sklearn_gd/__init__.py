@@ -1,9 +1,19 @@
-"""Gradient-descent linear models for scikit-learn, trained by PyTorch."""
+"""Gradient-descent linear models for scikit-learn, trained by PyTorch.
 
-from ._classifier import TorchSGDClassifier
-from ._cv import TorchSGDClassifierCV, TorchSGDRegressorCV
-from ._engine import DivergenceError
-from ._regressor import TorchSGDRegressor
+The package is built in layers, each a subpackage that imports only the
+layers below it (``CONTRIBUTING.md`` draws them): ``estimators`` (the
+scikit-learn faces), ``search`` (cross-validation), ``engine`` (the training
+loops), ``solvers``, ``objective`` (the data terms), ``data`` and ``model``
+(losses, penalties, schedules).
+"""
+
+from ._compat import register_old_paths
+from .engine._engine import DivergenceError
+from .estimators._classifier import TorchSGDClassifier
+from .estimators._cv import TorchSGDClassifierCV, TorchSGDRegressorCV
+from .estimators._regressor import TorchSGDRegressor
+
+register_old_paths()
 
 __all__ = [
     "DivergenceError",

@@ -1,6 +1,6 @@
 """Check hand-written derivatives against autograd and finite differences.
 
-The package's losses (:mod:`sklearn_gd._losses`) give their derivative
+The package's losses (:mod:`sklearn_gd.model._losses`) give their derivative
 ``dL/dp`` in closed form, because the engine needs it without building an
 autograd graph. A closed form can be wrong where a graph cannot, so this module
 compares it with two independent references, as a careful tutorial does by
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ._losses import CLASSIFICATION_LOSSES, LOSSES, Loss, make_loss
+from .model._losses import CLASSIFICATION_LOSSES, LOSSES, Loss, make_loss
 
 __all__ = ["GradientCheckResult", "check_loss_gradients", "finite_difference_gradient"]
 

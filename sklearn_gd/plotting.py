@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from sklearn.utils.validation import check_is_fitted
 
-from ._array_api import output_space, to_numpy_any
+from .data._array_api import output_space, to_numpy_any
 
 __all__ = ["DescentDisplay", "LossCurveDisplay"]
 

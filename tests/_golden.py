@@ -38,7 +38,7 @@ from sklearn_gd import (  # noqa: E402
     TorchSGDRegressor,
     TorchSGDRegressorCV,
 )
-from sklearn_gd._optimizers import OPTIMIZERS  # noqa: E402
+from sklearn_gd.solvers._optimizers import OPTIMIZERS  # noqa: E402
 
 
 # ------------------------------------------------------ every combination

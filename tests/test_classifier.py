@@ -29,8 +29,8 @@ from sklearn.utils import compute_class_weight
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from sklearn_gd import TorchSGDClassifier
-from sklearn_gd._losses import CLASSIFICATION_LOSSES, MULTINOMIAL_LOSSES
 from sklearn_gd.gradcheck import check_loss_gradients
+from sklearn_gd.model._losses import CLASSIFICATION_LOSSES, MULTINOMIAL_LOSSES
 
 # ------------------------------------------------------------ common checks
 # Minibatch configurations get max_iter=50, as in test_common.py: a
@@ -313,7 +313,7 @@ def test_class_labels_fast_check_matches_sklearn(y, ok):
     scikit-learn's check_classification_targets does, with its errors."""
     from sklearn.utils.multiclass import check_classification_targets
 
-    from sklearn_gd._validation import class_labels
+    from sklearn_gd.data._validation import class_labels
 
     try:
         check_classification_targets(y)

@@ -47,10 +47,10 @@ from sklearn_gd import (
     TorchSGDRegressor,
     TorchSGDRegressorCV,
 )
-from sklearn_gd._cv_oracles import ColumnDirectOracle, Layout
-from sklearn_gd._cv_scores import unit_r2, unit_r2_from_moments
-from sklearn_gd._losses import SquaredError
-from sklearn_gd._penalties import Penalty
+from sklearn_gd.model._losses import SquaredError
+from sklearn_gd.model._penalties import Penalty
+from sklearn_gd.objective._cv_oracles import ColumnDirectOracle, Layout
+from sklearn_gd.search._cv_scores import unit_r2, unit_r2_from_moments
 
 # the searches below run configurations that do not all converge in max_iter;
 # the tests that count them catch the warning themselves

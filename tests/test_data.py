@@ -12,8 +12,8 @@ from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.model_selection import GridSearchCV, cross_val_score
 
 from sklearn_gd import TorchSGDRegressor, _base
-from sklearn_gd._data import resolve_device
-from sklearn_gd._optimizers import OPTIMIZERS
+from sklearn_gd.data._data import resolve_device
+from sklearn_gd.solvers._optimizers import OPTIMIZERS
 
 CUDA = pytest.mark.gpu
 
@@ -48,7 +48,7 @@ def test_tensor_training_uses_the_tensor_in_place(data32, monkeypatch):
     X, y = data32
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
     seen = {}
-    import sklearn_gd._base as base
+    import sklearn_gd.estimators._base as base
 
     real = base.choose_oracle
 
@@ -360,7 +360,7 @@ def test_classifier_under_dispatch_follows_the_input(params):
 def test_host_data_predicted_on_a_device_in_chunks(data32, kind, monkeypatch):
     # an accelerator receives host rows a bounded chunk at a time (never all
     # of X); run here on the CPU device with chunks of 7 rows
-    import sklearn_gd._base as base
+    import sklearn_gd.estimators._base as base
 
     X, y = data32
     reg = TorchSGDRegressor(max_iter=10, tol=None).fit(X, y)

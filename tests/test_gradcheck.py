@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from sklearn_gd._losses import CLASSIFICATION_LOSSES, LOSSES, Loss, SquaredError
 from sklearn_gd.gradcheck import (
     GradientCheckResult,
     check_loss_gradients,
     finite_difference_gradient,
 )
+from sklearn_gd.model._losses import CLASSIFICATION_LOSSES, LOSSES, Loss, SquaredError
 
 # Tolerances (float64 throughout):
 # - autograd differentiates the same formula as the closed form, so the two
@@ -128,7 +128,7 @@ def _every_loss() -> list:
     """Every registered loss with the kind of target it takes, as a list:
     pytest 9.2 deprecates parametrizing over a generator (an error from
     pytest 10)."""
-    from sklearn_gd._losses import CLASSIFICATION_LOSSES, MULTINOMIAL_LOSSES
+    from sklearn_gd.model._losses import CLASSIFICATION_LOSSES, MULTINOMIAL_LOSSES
 
     return [
         pytest.param(factory(0.1, 0.3), kind, id=f"{kind}-{name}")

@@ -1,4 +1,4 @@
-"""The compiled one-pass kernel (``sklearn_gd/_rowpass.c``): the same losses,
+"""The compiled one-pass kernel (``sklearn_gd/objective/_rowpass.c``): the same losses,
 gradients and fits as torch's two products, for every loss it computes."""
 
 import numpy as np
@@ -6,14 +6,14 @@ import pytest
 import torch
 
 from sklearn_gd import TorchSGDClassifier, TorchSGDRegressor, _one_pass
-from sklearn_gd._losses import (
+from sklearn_gd.model._losses import (
     CLASSIFICATION_LOSSES,
     LOSSES,
     Huber,
     LogLoss,
     SquaredError,
 )
-from sklearn_gd._oracles import DirectOracle
+from sklearn_gd.objective._oracles import DirectOracle
 
 pytestmark = pytest.mark.skipif(
     _one_pass._rowpass is None,

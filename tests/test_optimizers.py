@@ -7,9 +7,9 @@ import torch
 from numpy.testing import assert_allclose
 
 from sklearn_gd import TorchSGDRegressor
-from sklearn_gd._engine import descend_plainly_
-from sklearn_gd._optimizers import OPTIMIZERS, Solver, make_solver
-from sklearn_gd._penalties import make_penalty
+from sklearn_gd.engine._engine import descend_plainly_
+from sklearn_gd.model._penalties import make_penalty
+from sklearn_gd.solvers._optimizers import OPTIMIZERS, Solver, make_solver
 
 
 def test_registry_holds_solvers():
@@ -100,8 +100,8 @@ def test_state_survives_a_restart_only_when_asked():
 def test_joint_hessian_matches_autograd(monkeypatch, whole, fit_intercept, weighted, k):
     # the softmax's Hessian (both ways of computing it), gradient and value
     # against autograd's on the same mean cross-entropy, to rounding
-    from sklearn_gd._losses import SoftmaxCrossEntropy
-    from sklearn_gd._oracles import DirectOracle
+    from sklearn_gd.model._losses import SoftmaxCrossEntropy
+    from sklearn_gd.objective._oracles import DirectOracle
 
     monkeypatch.setattr(DirectOracle, "joint_blocks_below", 1e12 if whole else 0)
     gen = torch.Generator().manual_seed(k)
@@ -149,7 +149,7 @@ def test_float32_fit_stops_at_the_precision_of_the_objective(n, d, solver):
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
-    import sklearn_gd._full_batch as full_batch
+    import sklearn_gd.solvers._full_batch as full_batch
     from sklearn_gd import TorchSGDClassifier
 
     X, y = make_classification(n, d, n_informative=20, random_state=0)
@@ -191,7 +191,7 @@ def test_lbfgs_goes_past_the_objectives_rounding(monkeypatch):
 
     from sklearn.exceptions import ConvergenceWarning
 
-    import sklearn_gd._base as base
+    import sklearn_gd.estimators._base as base
 
     kw = dict(loss="huber", alpha=1e-4, tol=1e-12, max_iter=3000)
     for seed in range(10):

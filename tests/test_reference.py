@@ -37,7 +37,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVR
 
 from sklearn_gd import TorchSGDRegressor
-from sklearn_gd._optimizers import OPTIMIZERS
+from sklearn_gd.solvers._optimizers import OPTIMIZERS
 
 RTOL = 1e-4  # the objective gap the issue asks for
 

@@ -21,7 +21,7 @@ from sklearn.datasets import make_regression
 from sklearn.exceptions import ConvergenceWarning
 
 from sklearn_gd import TorchSGDClassifier, TorchSGDRegressor
-from sklearn_gd._linalg import guarded_solve
+from sklearn_gd.objective._linalg import guarded_solve
 
 # the package's promise: a relative objective gap of at most 1e-4, or a warning
 PROMISE = 1e-4
@@ -243,8 +243,8 @@ def test_dense_oracle_computes_the_loss_it_is_given():
     oracle after it was built (Smoothing's Moreau envelope) was ignored by
     the compiled pass, which computed the first loss's value and gradient.
     Both oracles must give the torch formula's, to rounding."""
-    from sklearn_gd._losses import Hinge, MoreauSmoothed
-    from sklearn_gd._oracles import DirectOracle
+    from sklearn_gd.model._losses import Hinge, MoreauSmoothed
+    from sklearn_gd.objective._oracles import DirectOracle
 
     rng = np.random.RandomState(0)
     X = torch.from_numpy(rng.randn(50, 3))
@@ -423,8 +423,8 @@ def test_kink_certificate_bounds_the_true_gap(loss, penalty, monkeypatch):
     # to the last, bounds that iterate's true gap: its dual value is below
     # the optimum (the LP's, for l1 and None; with an L2 part, below every
     # objective value the fit reached, a weaker check)
-    import sklearn_gd._certificate as cert
-    import sklearn_gd._full_batch as fb
+    import sklearn_gd.objective._certificate as cert
+    import sklearn_gd.solvers._full_batch as fb
 
     rng = np.random.default_rng(abs(hash((loss, penalty))) % 2**32)
     n, d = 60, 4

@@ -20,10 +20,14 @@ import torch
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.linear_model import SGDRegressor
 
-import sklearn_gd._one_pass as _one_pass
-import sklearn_gd._streaming as streaming
+import sklearn_gd.objective._one_pass as _one_pass
+import sklearn_gd.objective._streaming as streaming
 from sklearn_gd import TorchSGDRegressor
-from sklearn_gd._streaming import HostChunkOracle, is_memory_mapped, should_stream
+from sklearn_gd.objective._streaming import (
+    HostChunkOracle,
+    is_memory_mapped,
+    should_stream,
+)
 
 
 @pytest.fixture
@@ -219,8 +223,8 @@ def test_large_batches_are_chunked(tmp_path, data, monkeypatch):
 def test_chunks_are_bounded_in_bytes(tmp_path):
     # a chunk is CHUNK_ROWS rows, fewer for a wide X: 20k float64 features
     # would otherwise make 2.6 GB staging buffers (two pinned, two on device)
-    from sklearn_gd._oracles import CHUNK_BYTES, CHUNK_ROWS
-    from sklearn_gd._streaming import HostRows
+    from sklearn_gd.data._data import CHUNK_BYTES, CHUNK_ROWS
+    from sklearn_gd.objective._streaming import HostRows
 
     narrow = np.zeros((10, 100), dtype=np.float32)
     assert HostRows(narrow, "cpu", torch.float32).chunk_rows == CHUNK_ROWS
@@ -252,7 +256,7 @@ _PEAK_SCRIPT = """
 import json, resource, sys
 import numpy as np
 from sklearn_gd import TorchSGDRegressor
-from sklearn_gd._streaming import peak_bound_bytes
+from sklearn_gd.objective._streaming import peak_bound_bytes
 
 path, n, d, option, params = sys.argv[1:6]
 n, d = int(n), int(d)

@@ -174,7 +174,7 @@ REGRESSION_SEEDS = [
 # the open defects, from the long mode at this commit (benchmarks/sweep.py
 # 128 1408): silent stops above 1e-4 and false warnings (a last measure
 # looser than the gap reached). Since the smooth losses' duality gap
-# certifies tol="auto" stops (sklearn_gd/_certificate.py), the silent stops
+# certifies tol="auto" stops (sklearn_gd/objective/_certificate.py), the silent stops
 # left are multinomial log_loss fits, whose joint Hessian the refined dual
 # point does not build (no certificate there: the gradient mapping's rule
 # decides, as before); the false warnings left are the non-smooth losses'

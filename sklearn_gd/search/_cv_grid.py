@@ -30,7 +30,7 @@ import math
 import numpy as np
 import torch
 
-from ._losses import SquaredError
+from ..model._losses import SquaredError
 
 __all__ = ["L2_DECADES", "alpha_grid"]
 
@@ -57,7 +57,7 @@ def alpha_grid(
     ``oracle`` is a column row oracle over all the samples (it serves
     ``xt_dot`` and ``feature_moments``); ``Y`` the float targets it trains on;
     ``l1_ratio`` the weight of the L1 part (1 for ``penalty="l1"``, 0
-    without one). ``moments``, the :class:`~sklearn_gd._cv_oracles.Moments`
+    without one). ``moments``, the :class:`~sklearn_gd.objective._cv_oracles.Moments`
     of all rows under the squared loss, give the grid without a pass over
     ``X``.
     """

@@ -28,7 +28,7 @@ from sklearn.utils.validation import (
 )
 
 from ._array_api import host, to_numpy_any
-from ._oracles import CHUNK_BYTES
+from ._data import CHUNK_BYTES
 
 __all__ = ["Inputs", "validate_fit_inputs", "validate_predict_input"]
 

@@ -37,9 +37,8 @@ import warnings
 import numpy as np
 import torch
 
-from ._data import to_tensor
+from ..data._data import CHUNK_ROWS, to_tensor
 from ._oracles import (
-    CHUNK_ROWS,
     DirectOracle,
     GramOracle,
     gen_batches,

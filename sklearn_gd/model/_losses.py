@@ -111,7 +111,7 @@ class Loss:
     def conjugate(self, y: torch.Tensor, beta: torch.Tensor) -> torch.Tensor:
         """Elementwise Fenchel conjugate ``L*(y, beta) = sup_p (beta p -
         L(y, p))`` for ``beta`` in :meth:`dual_box`: the duality gap of a
-        smooth loss (:mod:`~sklearn_gd._certificate`)."""
+        smooth loss (:mod:`~sklearn_gd.objective._certificate`)."""
         raise NotImplementedError(f"{type(self).__name__} has no conjugate")
 
     def dloss_at(self, y: float, p: float) -> float:

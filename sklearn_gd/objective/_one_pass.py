@@ -45,7 +45,7 @@ class OnePass:
     sw : CPU tensor of shape (n_samples,), X's dtype, contiguous, or None
     kernel : (int, float)
         The loss's number in the extension and its parameter
-        (:meth:`~sklearn_gd._losses.Loss.row_kernel`).
+        (:meth:`~sklearn_gd.model._losses.Loss.row_kernel`).
     """
 
     def __init__(self, X, y, sw, kernel):

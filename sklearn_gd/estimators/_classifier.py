@@ -25,11 +25,11 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import _check_partial_fit_first_call
 from sklearn.utils.validation import check_is_fitted
 
-from ._array_api import check_fitted_namespace, host, output_space, to_numpy_any
+from ..data._array_api import check_fitted_namespace, host, output_space, to_numpy_any
+from ..data._validation import class_labels
+from ..engine._engine import AccuracyValidation
+from ..model._losses import CLASSIFICATION_LOSSES, MULTINOMIAL_LOSSES, make_loss
 from ._base import BaseTorchSGD
-from ._engine import AccuracyValidation
-from ._losses import CLASSIFICATION_LOSSES, MULTINOMIAL_LOSSES, make_loss
-from ._validation import class_labels
 
 __all__ = ["TorchSGDClassifier"]
 

@@ -5,7 +5,7 @@ classification, both weighted by ``sample_weight`` as their ``score``
 methods are) are computed for all units of a fold at once: one product of
 the fold's held-out rows with the fold's columns, on the training device.
 Any other scorer is called per unit, on an estimator that holds that unit's
-coefficients (see :mod:`sklearn_gd._cv`).
+coefficients (see :mod:`sklearn_gd.estimators._cv`).
 """
 
 from __future__ import annotations
@@ -58,7 +58,7 @@ def unit_r2(oracle, layout, coef, intercept, folds, Y, sample_weight):
 
 def unit_r2_from_moments(layout, coef, intercept, test):
     """:func:`unit_r2` from the held-out rows' moments (``test``, a
-    :class:`~sklearn_gd._cv_oracles.Moments` per fold, weighted by the
+    :class:`~sklearn_gd.objective._cv_oracles.Moments` per fold, weighted by the
     sample weights), without reading ``X``: the mean squared residual of
     ``y - x w - b`` is ``yyc - 2 Cc' w + w' Gc w + (my - mx w - b)^2``.
     None where a held-out target is constant (R^2's special case)."""

@@ -1,17 +1,17 @@
 """The training loop over columns: every unit of columns is its own problem.
 
-:func:`train_columns` is :func:`~sklearn_gd._engine.train` for a parameter
-matrix whose units of columns (see :mod:`sklearn_gd._cv_oracles`) are
+:func:`train_columns` is :func:`~sklearn_gd.engine._engine.train` for a parameter
+matrix whose units of columns (see :mod:`sklearn_gd.objective._cv_oracles`) are
 independent problems, each with its own penalty strength, learning rate,
 update count, stopping decision and divergence handling:
 
 * one batch is read once for all columns; a unit whose fold has no row in
   the batch takes no step on it (its update count does not move either);
-* the stopping rule is :class:`~sklearn_gd._engine.NoImprovement`'s, per
+* the stopping rule is :class:`~sklearn_gd.engine._engine.NoImprovement`'s, per
   unit; a unit that has stalled is frozen (its learning rate is 0), or, under
   ``learning_rate="adaptive"``, gets a smaller rate, going back to the start
   of its best epoch when its objective grew;
-* divergence is :class:`~sklearn_gd._engine.DivergenceGuard`'s test per unit:
+* divergence is :class:`~sklearn_gd.engine._engine.DivergenceGuard`'s test per unit:
   the unit restarts with a smaller rate, or, when its schedule cannot shrink
   it, is marked diverged and frozen, and the others go on.
 
@@ -25,7 +25,7 @@ strong-Wolfe line search per unit.
 
 With early stopping (``validation``) progress is measured by each unit's
 validation score instead of its objective, and each unit reports its best
-validated parameters, as :func:`~sklearn_gd._engine.train` does.
+validated parameters, as :func:`~sklearn_gd.engine._engine.train` does.
 
 Within an epoch nothing waits on the device; each epoch reads its per-unit
 objectives once, and the per-unit bookkeeping runs on the host.
@@ -58,7 +58,7 @@ ACTIVE, CONVERGED, MAX_ITER, DIVERGED = 0, 1, 2, 3
 class ColumnProblem:
     """Data term plus per-column penalty: the objective of every column.
 
-    The interface of :class:`~sklearn_gd._engine.Problem` that the solvers
+    The interface of :class:`~sklearn_gd.engine._engine.Problem` that the solvers
     use (``evaluate``, ``coef``, ``penalty``), with per-column objectives
     and batch weights (tensors of shape (n_columns,)).
     """
@@ -362,10 +362,10 @@ class ColumnIterate:
 class UnitRule:
     """The stopping rule and divergence policy of every unit, on the host.
 
-    :class:`~sklearn_gd._engine.NoImprovement` per unit (an epoch makes no
+    :class:`~sklearn_gd.engine._engine.NoImprovement` per unit (an epoch makes no
     progress when its objective is above ``best - tol``; ``n_iter_no_change``
     such epochs in a row are a stall) and
-    :class:`~sklearn_gd._engine.DivergenceGuard`'s test per unit (non-finite,
+    :class:`~sklearn_gd.engine._engine.DivergenceGuard`'s test per unit (non-finite,
     or above both ``factor`` times the zero model's objective and ``jump``
     times the unit's best). A stall or a divergence shrinks an adaptive
     schedule's rate (going back to the best checkpoint after a divergence, or

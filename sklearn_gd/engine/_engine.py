@@ -273,7 +273,7 @@ def gradient_step_(problem, theta, idx, lr):
 def descend_plainly_(problem, theta, idx, lr):
     """``problem.descend_`` from its gradient, in scikit-learn's order: the
     L2 part scales the coefficients by ``max(0, 1 - lr l2)``
-    (:meth:`~sklearn_gd._penalties.Penalty.shrink_`), then the data term's
+    (:meth:`~sklearn_gd.model._penalties.Penalty.shrink_`), then the data term's
     gradient, taken at the parameters before, moves them by ``-lr`` times
     it (the intercept by ``-lr * problem.intercept_decay`` times its). Never
     an explicit L2 gradient step: past ``lr = 2 / l2`` it would diverge."""
@@ -577,7 +577,7 @@ class MeasuredProgress(NoImprovement):
 
     After each epoch the measure is taken at the reported parameters: the
     (proximal) gradient mapping's norm in the preconditioner's metric
-    (:class:`~sklearn_gd._full_batch.GradientMapping`), relative to the
+    (:class:`~sklearn_gd.solvers._full_batch.GradientMapping`), relative to the
     start, as the full-batch solvers measure theirs. The fit converges when
     it reaches ``tol``. An epoch makes progress when it brings the measure
     1% below its best; ``n_iter_no_change`` epochs without progress are a

@@ -36,7 +36,8 @@ import scipy.sparse as sp
 import torch
 from sklearn.utils import check_random_state
 
-from ._losses import Loss, SquaredError
+from ..data._data import CHUNK_BYTES, CHUNK_ROWS
+from ..model._losses import Loss, SquaredError
 from ._one_pass import one_pass_for
 
 __all__ = [
@@ -50,11 +51,6 @@ __all__ = [
     "lipschitz_estimate",
 ]
 
-# Rows per chunk when a pass over X builds a statistic or streams X from the
-# host, and bytes of X per chunk at most (a wide X takes fewer rows): bounds
-# temporaries and staging buffers to min(CHUNK_ROWS rows, CHUNK_BYTES).
-CHUNK_ROWS = 16384
-CHUNK_BYTES = 64 * 2**20
 # Bytes of X per block of a pass that uses each block twice (the Gram
 # statistics' two products): the second product reads the block from cache.
 BLOCK_BYTES = 4 * 2**20

@@ -4,10 +4,10 @@
 (:class:`~sklearn_gd.TorchSGDRegressor`, :class:`~sklearn_gd.TorchSGDClassifier`)
 and replaces its fit: it validates the data with the base class's own step,
 splits it, builds every split's fold weights (and early-stopping rows), the
-oracles (:mod:`sklearn_gd._cv_oracles`) and the alpha grids
-(:mod:`sklearn_gd._cv_grid`), trains every (split, l1_ratio, alpha) unit of
-columns in groups that fit the memory budget (:mod:`sklearn_gd._cv_engine`),
-scores them (:mod:`sklearn_gd._cv_scores`), writes GridSearchCV's
+oracles (:mod:`sklearn_gd.objective._cv_oracles`) and the alpha grids
+(:mod:`sklearn_gd.search._cv_grid`), trains every (split, l1_ratio, alpha) unit of
+columns in groups that fit the memory budget (:mod:`sklearn_gd.engine._cv_engine`),
+scores them (:mod:`sklearn_gd.search._cv_scores`), writes GridSearchCV's
 ``cv_results_`` and refits the best configuration with the base estimator.
 """
 
@@ -27,9 +27,9 @@ from sklearn.model_selection import check_cv
 from sklearn.utils import _safe_indexing
 from sklearn.utils._available_if import available_if
 
-from ._array_api import to_numpy_any
-from ._base import FitMode
-from ._cv_engine import (
+from ..data._array_api import to_numpy_any
+from ..data._data import CHUNK_ROWS, to_numpy, to_tensor
+from ..engine._cv_engine import (
     CONVERGED,
     DIVERGED,
     MAX_ITER,
@@ -37,27 +37,27 @@ from ._cv_engine import (
     make_column_solver,
     train_columns,
 )
-from ._cv_grid import alpha_grid
-from ._cv_oracles import (
+from ..engine._engine import DivergenceError, _check_rate_fits
+from ..engine._state import FitMode
+from ..model._penalties import make_penalty
+from ..model._schedules import SCHEDULES, optimal_init
+from ..objective._cv_oracles import (
     ColumnDirectOracle,
     ColumnGramOracle,
     ColumnHostOracle,
     ColumnSparseOracle,
     Layout,
 )
+from ..objective._oracles import prefers_gram
+from ..objective._streaming import HostRows, _available_host_bytes, should_stream
+from ..solvers._exact import GAP_TOL, solve_squared
+from ..solvers._optimizers import OPTIMIZERS, make_solver
+from ._cv_grid import alpha_grid
 from ._cv_scores import (
     search_results,
     unit_r2,
     unit_r2_from_moments,
 )
-from ._data import to_numpy, to_tensor
-from ._engine import DivergenceError, _check_rate_fits
-from ._exact import GAP_TOL, solve_squared
-from ._optimizers import OPTIMIZERS, make_solver
-from ._oracles import CHUNK_ROWS, prefers_gram
-from ._penalties import make_penalty
-from ._schedules import SCHEDULES, optimal_init
-from ._streaming import HostRows, _available_host_bytes, should_stream
 
 __all__ = ["DROPPED", "CrossValidatedSearch"]
 

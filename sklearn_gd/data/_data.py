@@ -23,7 +23,20 @@ import re
 import numpy as np
 import torch
 
-__all__ = ["resolve_device", "to_numpy", "to_tensor", "validate_device_string"]
+# Rows per chunk when a pass over X builds a statistic or streams X from the
+# host, and bytes of X per chunk at most (a wide X takes fewer rows): bounds
+# temporaries and staging buffers to min(CHUNK_ROWS rows, CHUNK_BYTES).
+CHUNK_ROWS = 16384
+CHUNK_BYTES = 64 * 2**20
+
+__all__ = [
+    "CHUNK_BYTES",
+    "CHUNK_ROWS",
+    "resolve_device",
+    "to_numpy",
+    "to_tensor",
+    "validate_device_string",
+]
 
 _DEVICE_RE = re.compile(r"^(cpu|cuda(:\d+)?|mps|auto)$")
 

@@ -8,8 +8,8 @@ import numpy as np
 from sklearn.base import RegressorMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
+from ..model._losses import LOSSES
 from ._base import BaseTorchSGD
-from ._losses import LOSSES
 
 __all__ = ["TorchSGDRegressor"]
 

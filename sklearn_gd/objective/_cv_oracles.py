@@ -18,7 +18,7 @@ the same statistics.
 * :class:`ColumnDirectOracle`, :class:`ColumnSparseOracle` and
   :class:`ColumnHostOracle` read the rows of ``X`` (a tensor, a scipy CSR
   matrix on the device, or a host array streamed in chunks) as
-  :class:`~sklearn_gd._oracles.DirectOracle` and its subclasses do: each batch
+  :class:`~sklearn_gd.objective._oracles.DirectOracle` and its subclasses do: each batch
   is read once and serves every column, in pieces of ``piece_rows`` rows that
   bound the (rows x columns) temporaries.
 * :class:`ColumnGramOracle` serves the full-batch squared loss: one pass over
@@ -143,7 +143,7 @@ class Moments:
         return G, self.Cc + mx[:, :, None] * my[:, None, :], self.yyc + my * my
 
     def gram(self, fit_intercept):
-        """``(A, C, yy)`` of :class:`~sklearn_gd._oracles.GramOracle` in raw
+        """``(A, C, yy)`` of :class:`~sklearn_gd.objective._oracles.GramOracle` in raw
         coordinates: ``E[x~ x~']``, ``E[x~ y']``, ``E[y^2]`` (``x~ = [x, 1]``)."""
         mx = self.mx
         G, C, yy = self.raw()
@@ -196,7 +196,7 @@ class _ColumnRows:
     def column_loss_grad(self, theta, idx, layout: Layout, need_grad=True):
         """Per-column weighted mean loss, batch weight and gradient.
 
-        As :meth:`~sklearn_gd._oracles.Oracle.loss_grad`, with ``values``
+        As :meth:`~sklearn_gd.objective._oracles.Oracle.loss_grad`, with ``values``
         and ``weight`` of shape (n_columns,): each column's mean and total
         weight over its own fold's rows of the batch.
         """
@@ -295,7 +295,7 @@ class _ColumnRows:
     # ---------------------------------------------------------- curvature
     def fold_curvature(self, max_row=True):
         """Largest eigenvalue of each fold's ``X~' M_f X~ / sum(m_f)`` and
-        largest scaled row term (as :func:`~sklearn_gd._oracles.
+        largest scaled row term (as :func:`~sklearn_gd.objective._oracles.
         lipschitz_estimate` gives for one oracle; None unless ``max_row``),
         as float64 arrays."""
         n, d = self.X.shape
@@ -514,7 +514,7 @@ class ColumnGramOracle:
 
     ``values = 1/2 yy - C' theta + 1/2 theta' A theta`` and gradient
     ``A theta - C``, per column with its fold's ``A``, ``C`` and ``yy``
-    (:class:`~sklearn_gd._oracles.GramOracle`, one fold at a time). When
+    (:class:`~sklearn_gd.objective._oracles.GramOracle`, one fold at a time). When
     every fold has the same number of units, laid out fold by fold, all
     folds are one batched product.
     """

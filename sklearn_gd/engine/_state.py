@@ -14,7 +14,12 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import torch
 
-__all__ = ["SolverState", "optimizer_state_to_numpy", "optimizer_state_to_torch"]
+__all__ = [
+    "FitMode",
+    "SolverState",
+    "optimizer_state_to_numpy",
+    "optimizer_state_to_torch",
+]
 
 
 class HostArray:
@@ -116,3 +121,45 @@ class SolverState:
     def without_cache(self) -> SolverState:
         """A copy without the device cache (for pickling)."""
         return replace(self, device_cache={})
+
+
+@dataclass(frozen=True)
+class FitMode:
+    """What kind of fit this is, decided once at its start.
+
+    ``partial``: a ``partial_fit`` (one epoch, no stopping rule, no early
+    stopping), else a ``fit`` with the estimator's settings. ``resume``: the
+    state a ``partial_fit`` continues whole (parameters, update count, rate,
+    optimizer state, average), or None on a first call. ``warm``: the state
+    whose parameters a ``warm_start`` fit starts from.
+    """
+
+    partial: bool
+    max_iter: int
+    tol: float | None
+    early_stopping: bool
+    resume: SolverState | None = None
+    warm: SolverState | None = None
+
+    @classmethod
+    def of(cls, estimator, partial: bool) -> FitMode:
+        state = getattr(estimator, "_solver_state", None)
+        if partial:
+            return cls(True, 1, None, False, resume=state)
+        return cls(
+            False,
+            estimator.max_iter,
+            estimator.tol,
+            estimator.early_stopping,
+            warm=state if estimator.warm_start else None,
+        )
+
+    @property
+    def first_call(self) -> bool:
+        """Whether the data's layout (features, outputs, dtype) is new."""
+        return self.resume is None
+
+    @property
+    def keeps_history(self) -> bool:
+        """Whether the loss curve and paths go on from the previous fit."""
+        return self.resume is not None or self.warm is not None

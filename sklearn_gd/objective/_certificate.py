@@ -35,8 +35,8 @@ point then goes through the same moves, so it counts only once dual
 feasible. Every sum is in float64: in float32 a near-exact fit's gap
 rounds to 0.
 
-A smooth loss has its own conjugate (:meth:`~sklearn_gd._losses.Loss.
-conjugate`, finite on :meth:`~sklearn_gd._losses.Loss.dual_box`, a box that
+A smooth loss has its own conjugate (:meth:`~sklearn_gd.model._losses.Loss.
+conjugate`, finite on :meth:`~sklearn_gd.model._losses.Loss.dual_box`, a box that
 may be unbounded: the intercept's move then gives an unbounded entry a
 finite room; a joint loss's rows are simplices, which the intercept's move
 mixes with one distribution instead and every scaling keeps whole). Its
@@ -403,7 +403,7 @@ class _AtTheta:
     with a joint loss one problem whose dual moves keep each row's sum).
 
     ``loss`` is piecewise linear (its kinks give the box and conjugate) or
-    smooth with its own :meth:`~sklearn_gd._losses.Loss.conjugate`;
+    smooth with its own :meth:`~sklearn_gd.model._losses.Loss.conjugate`;
     ``cache`` keeps the unpenalised projection's Gram matrix from one
     ``theta`` to the next (it depends on the weights only)."""
 
@@ -583,7 +583,7 @@ def smooth_duality_gap(
     smooth loss at ``theta`` (floored as :meth:`_AtTheta.relative_gap`),
     ``beta`` the loss's derivatives there made dual feasible (see the
     module's docstring; the loss's own
-    :meth:`~sklearn_gd._losses.Loss.conjugate`) and, where that gap is above
+    :meth:`~sklearn_gd.model._losses.Loss.conjugate`) and, where that gap is above
     ``enough``, the point :func:`_newton_betas` refines from them, each
     output keeping its larger dual value.
 

@@ -27,7 +27,7 @@ from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.extmath import safe_sparse_dot
 from sklearn.utils.validation import check_is_fitted
 
-from ._array_api import (
+from ..data._array_api import (
     OutputSpace,
     check_fitted_namespace,
     host,
@@ -35,8 +35,14 @@ from ._array_api import (
     output_space,
     to_numpy_any,
 )
-from ._data import resolve_device, to_numpy, to_tensor
-from ._engine import (
+from ..data._data import resolve_device, to_numpy, to_tensor
+from ..data._validation import (
+    check_finite_host,
+    torch_dtype_of,
+    validate_fit_inputs,
+    validate_predict_input,
+)
+from ..engine._engine import (
     MeasuredProgress,
     NoImprovement,
     Optimality,
@@ -44,19 +50,17 @@ from ._engine import (
     Validation,
     train,
 )
-from ._exact import CoordinateDescent
-from ._full_batch import (
-    AUTO_TOL,
-    AcceleratedProximal,
-    ConjugateGradient,
-    GradientMapping,
-    Newton,
-    QuasiNewton,
-    Smoothing,
+from ..engine._state import (
+    UNRECORDED,
+    FitMode,
+    SolverState,
+    optimizer_state_to_numpy,
+    optimizer_state_to_torch,
 )
-from ._losses import make_loss
-from ._optimizers import OPTIMIZERS, make_solver
-from ._oracles import (
+from ..model._losses import make_loss
+from ..model._penalties import PENALTIES, make_penalty
+from ..model._schedules import SCHEDULES, make_schedule
+from ..objective._oracles import (
     LazyGenerator,
     choose_oracle,
     csr_to_torch,
@@ -66,21 +70,18 @@ from ._oracles import (
     rows_per_chunk,
     solution_scale,
 )
-from ._penalties import PENALTIES, make_penalty
-from ._schedules import SCHEDULES, make_schedule
-from ._state import (
-    UNRECORDED,
-    SolverState,
-    optimizer_state_to_numpy,
-    optimizer_state_to_torch,
+from ..objective._streaming import should_stream, streaming_oracle
+from ..solvers._exact import CoordinateDescent
+from ..solvers._full_batch import (
+    AUTO_TOL,
+    AcceleratedProximal,
+    ConjugateGradient,
+    GradientMapping,
+    Newton,
+    QuasiNewton,
+    Smoothing,
 )
-from ._streaming import should_stream, streaming_oracle
-from ._validation import (
-    check_finite_host,
-    torch_dtype_of,
-    validate_fit_inputs,
-    validate_predict_input,
-)
+from ..solvers._optimizers import OPTIMIZERS, make_solver
 
 try:  # scikit-learn >= 1.9: the callback API (ProgressBar, ScoringMonitor, ...)
     from sklearn.callback import CallbackSupportMixin
@@ -118,48 +119,6 @@ _OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
 _SMOOTHED_LOSSES = frozenset(
     {"epsilon_insensitive", "absolute_error", "quantile", "hinge"}
 )
-
-
-@dataclass(frozen=True)
-class FitMode:
-    """What kind of fit this is, decided once at its start.
-
-    ``partial``: a ``partial_fit`` (one epoch, no stopping rule, no early
-    stopping), else a ``fit`` with the estimator's settings. ``resume``: the
-    state a ``partial_fit`` continues whole (parameters, update count, rate,
-    optimizer state, average), or None on a first call. ``warm``: the state
-    whose parameters a ``warm_start`` fit starts from.
-    """
-
-    partial: bool
-    max_iter: int
-    tol: float | None
-    early_stopping: bool
-    resume: SolverState | None = None
-    warm: SolverState | None = None
-
-    @classmethod
-    def of(cls, estimator, partial: bool) -> FitMode:
-        state = getattr(estimator, "_solver_state", None)
-        if partial:
-            return cls(True, 1, None, False, resume=state)
-        return cls(
-            False,
-            estimator.max_iter,
-            estimator.tol,
-            estimator.early_stopping,
-            warm=state if estimator.warm_start else None,
-        )
-
-    @property
-    def first_call(self) -> bool:
-        """Whether the data's layout (features, outputs, dtype) is new."""
-        return self.resume is None
-
-    @property
-    def keeps_history(self) -> bool:
-        """Whether the loss curve and paths go on from the previous fit."""
-        return self.resume is not None or self.warm is not None
 
 
 @dataclass
@@ -836,7 +795,7 @@ class BaseTorchSGD(SparseCoefMixin, CallbackSupportMixin, BaseEstimator):
 
         The solver's own default where it declares one; for the
         per-coordinate methods its ``auto_scale`` times the solution's scale
-        (:func:`~sklearn_gd._oracles.solution_scale`); else ``1 / L_b``
+        (:func:`~sklearn_gd.objective._oracles.solution_scale`); else ``1 / L_b``
         where ``L_b`` bounds the curvature of a batch objective of size
         ``b``: ``L_b = L n (b - 1) / (b (n - 1)) + L_max (n - b) / (b (n -
         1))`` (Gower et al., 2019) with ``L`` the largest eigenvalue of the

@@ -6,10 +6,10 @@ A grid search over ``alpha`` (and ``l1_ratio``) with ``n_splits`` folds is
 configuration is a unit of columns (one per output or class) with its own
 penalty strength, its own fold weights (zero on the fold's held-out rows),
 its own learning rate and its own stopping decision
-(:mod:`sklearn_gd._cv_engine`). A batch of ``X`` is read once for all of
+(:mod:`sklearn_gd.engine._cv_engine`). A batch of ``X`` is read once for all of
 them; for the full-batch squared loss, one pass over ``X`` gives every
 fold's Gram matrix and training never reads ``X`` again
-(:mod:`sklearn_gd._cv_oracles`).
+(:mod:`sklearn_gd.objective._cv_oracles`).
 
 The estimators subclass :class:`TorchSGDRegressor` and
 :class:`TorchSGDClassifier`: they take the same parameters with the same
@@ -29,9 +29,9 @@ import torch
 from sklearn.metrics import get_scorer_names
 from sklearn.utils._param_validation import Interval, StrOptions
 
+from ..search._cv_scores import unit_accuracy
+from ..search._cv_search import DROPPED, CrossValidatedSearch
 from ._classifier import TorchSGDClassifier
-from ._cv_scores import unit_accuracy
-from ._cv_search import DROPPED, CrossValidatedSearch
 from ._regressor import TorchSGDRegressor
 
 __all__ = ["TorchSGDClassifierCV", "TorchSGDRegressorCV"]
@@ -152,8 +152,8 @@ _SHARED_DOC = """
         keeps about ``(n_features + 1) * K * c * itemsize`` bytes for ``K =
         n_splits * n_l1_ratio * n_alphas * {k}`` columns, ``c`` copies a
         column (7 for "sgd", 8 for "adam", 30 for "lbfgs"; 3 more with
-        ``average``), and rows of ``X`` are read in pieces whose ``5 * K`` temporaries a row
-        take at most a quarter of the budget. Where the
+        ``average``), and rows of ``X`` are read in pieces whose ``5 * K``
+        temporaries a row take at most a quarter of the budget. Where the
         columns do not fit, the configurations are trained in groups, one
         after the other (each group reading ``X`` again).
 """

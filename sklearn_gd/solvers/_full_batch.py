@@ -18,7 +18,7 @@ coordinate divided by 100 in ``P``'s metric.
 After each step :attr:`optimality` holds the norm of the (proximal)
 gradient mapping in ``P^-1``'s metric, relative to its value at the start
 of the fit: 0 at the optimum, whatever the scale of the objective. The
-stopping rule :class:`~sklearn_gd._engine.Optimality` compares it with
+stopping rule :class:`~sklearn_gd.engine._engine.Optimality` compares it with
 ``tol``.
 """
 
@@ -29,11 +29,11 @@ import math
 import numpy as np
 import torch
 
-from ._certificate import duality_gaps, smooth_duality_gap
-from ._linalg import guarded_solve
-from ._losses import MoreauSmoothed
+from ..model._losses import MoreauSmoothed
+from ..objective._certificate import duality_gaps, smooth_duality_gap
+from ..objective._linalg import guarded_solve
+from ..objective._oracles import check_moments_finite
 from ._optimizers import Solver
-from ._oracles import check_moments_finite
 
 __all__ = [
     "dense_metric",
@@ -285,10 +285,10 @@ class _Preconditioned(Solver):
 
     def certify(self, enough: float = 0.0) -> float | None:
         """The relative duality gap of the smooth loss at the iterate
-        (:func:`~sklearn_gd._certificate.smooth_duality_gap`: a few passes
+        (:func:`~sklearn_gd.objective._certificate.smooth_duality_gap`: a few passes
         over ``X``, fewer where the first bound is below ``enough``), or
         None where none is defined: the stopping rule's proof of a stop
-        (:class:`~sklearn_gd._engine.Optimality`), which the gradient
+        (:class:`~sklearn_gd.engine._engine.Optimality`), which the gradient
         mapping alone is not without strong convexity."""
         return smooth_duality_gap(
             self._problem, self._param, self._certificate_cache, enough
@@ -585,7 +585,7 @@ class Newton(QuasiNewton):
     one needing a short step does not hold the others back).
 
     The loss, gradient and Hessians at an accepted point come from one pass
-    over ``X`` (:meth:`~sklearn_gd._oracles.DirectOracle.derivatives`), and a
+    over ``X`` (:meth:`~sklearn_gd.objective._oracles.DirectOracle.derivatives`), and a
     trial point of the line search costs the loss alone. For dense data
     with few features (the oracle says when), where a Hessian costs about
     what a few gradients do and Newton's method needs about ten iterations,
@@ -668,7 +668,7 @@ class Newton(QuasiNewton):
 
     def _newton_direction(self, H, g, Bg) -> np.ndarray:
         """``-H_j^-1 g_j`` for every output (or ``-H^-1 g`` for a joint
-        loss), on the host (:func:`~sklearn_gd._linalg.guarded_solve`:
+        loss), on the host (:func:`~sklearn_gd.objective._linalg.guarded_solve`:
         Cholesky, with the smallest ridge in ``P``'s metric where ``H_j`` is
         singular to rounding), or the metric's
         step ``-P^-1 g`` for an output where no ridge up to ``P`` itself
@@ -862,7 +862,7 @@ class Smoothing(Solver):
     small enough.
 
     The smoothed objective is below the loss's by at most ``bias = mu G^2 /
-    2`` per output (:class:`~sklearn_gd._losses.MoreauSmoothed`). Each time
+    2`` per output (:class:`~sklearn_gd.model._losses.MoreauSmoothed`). Each time
     the inner solver's estimate of its own gap (half the Newton or L-BFGS
     decrement ``-g'd``, or ``||G||^2 / 2L`` for FISTA) is below a tenth of
     ``max(bias, target)`` relative to the objective, the fit is checked by
@@ -1008,7 +1008,7 @@ class Smoothing(Solver):
     def _duality_gaps(self, problem, theta) -> tuple[float, float]:
         """The relative duality gaps of the loss itself at ``theta``, the
         smoothed point's and the best one
-        (:func:`~sklearn_gd._certificate.duality_gaps`).
+        (:func:`~sklearn_gd.objective._certificate.duality_gaps`).
 
         The kink set's dual points cost a few passes over X and a small LP
         per output: they are tried only where the first gap is above the

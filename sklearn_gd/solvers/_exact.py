@@ -3,7 +3,7 @@ its fold's moments, without reading ``X`` again.
 
 With the squared loss on the full batch, the problem of a (fold, l1_ratio,
 alpha, output) column is fixed by the fold's weighted moments
-(:class:`~sklearn_gd._cv_oracles.Moments`)::
+(:class:`~sklearn_gd.objective._cv_oracles.Moments`)::
 
     minimise over w:  1/2 w'Gw - c'w + 1/2 yy + a1 ||w||_1 + a2/2 ||w||^2
 
@@ -32,7 +32,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ._linalg import guarded_solve
+from ..objective._linalg import guarded_solve
 from ._optimizers import Solver
 
 __all__ = [
@@ -293,7 +293,7 @@ class CoordinateDescent(Solver):
     the data term's moments, one sweep a step, stopped on the duality gap.
 
     It requires of the data term its least-squares moments
-    (:meth:`~sklearn_gd._oracles.GramOracle.least_squares_moments`): ``tol``
+    (:meth:`~sklearn_gd.objective._oracles.GramOracle.least_squares_moments`): ``tol``
     is then the duality gap relative to the targets' (centred) mean square,
     as in the cross-validated search, and "auto" is :data:`GAP_TOL`, so that
     a fit and the search's configuration of the same alpha stop on the same
