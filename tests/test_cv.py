@@ -91,7 +91,7 @@ def _as_searched(base):
     fits every configuration as the base estimator's default does, and
     ``base`` is left as it is."""
     params = base.get_params()
-    if params["optimizer"] == "auto" and base._asks_for_sgd():
+    if params["optimizer"] == "auto" and base._planner().asks_for_sgd():
         base = base.set_params(optimizer="sgd")
         if params["tol"] == "auto":
             base = base.set_params(tol=1e-3)

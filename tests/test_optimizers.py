@@ -191,7 +191,7 @@ def test_lbfgs_goes_past_the_objectives_rounding(monkeypatch):
 
     from sklearn.exceptions import ConvergenceWarning
 
-    import sklearn_gd.estimators._base as base
+    import sklearn_gd.planning._planner as planner
 
     kw = dict(loss="huber", alpha=1e-4, tol=1e-12, max_iter=3000)
     for seed in range(10):
@@ -199,7 +199,7 @@ def test_lbfgs_goes_past_the_objectives_rounding(monkeypatch):
         X, y = rng.rand(15, 30), rng.randint(0, 3, size=15).astype(float)
         newton = TorchSGDRegressor(**kw).fit(X, y)  # exact steps: the optimum
         with monkeypatch.context() as m, warnings.catch_warnings():
-            m.setattr(base, "_NEWTON_MAX_WORK", 0)  # L-BFGS instead
+            m.setattr(planner, "NEWTON_MAX_WORK", 0)  # L-BFGS instead
             warnings.simplefilter("error", ConvergenceWarning)
             lbfgs = TorchSGDRegressor(**kw).fit(X, y)
         assert lbfgs.n_iter_ > newton.n_iter_  # it was L-BFGS

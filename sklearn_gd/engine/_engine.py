@@ -821,7 +821,7 @@ def train(
     intercept_decay : float
         The factor on the intercept's step in plain gradient descent
         (scikit-learn's 0.01 for per-sample steps on sparse rows; see
-        ``BaseTorchSGD._intercept_decay``).
+        ``Planner.intercept_decay``).
 
     Raises
     ------

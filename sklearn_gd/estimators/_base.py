@@ -9,7 +9,6 @@ is split, and how outputs map to ``coef_``/``intercept_`` shapes.
 
 from __future__ import annotations
 
-import math
 import time
 import traceback
 import warnings
@@ -43,9 +42,6 @@ from ..data._validation import (
     validate_predict_input,
 )
 from ..engine._engine import (
-    MeasuredProgress,
-    NoImprovement,
-    Optimality,
     TrainState,
     Validation,
     train,
@@ -59,29 +55,18 @@ from ..engine._state import (
 )
 from ..model._losses import make_loss
 from ..model._penalties import PENALTIES, make_penalty
-from ..model._schedules import SCHEDULES, make_schedule
+from ..model._schedules import SCHEDULES
 from ..objective._oracles import (
     LazyGenerator,
     choose_oracle,
     csr_to_torch,
     gen_batches,
-    lipschitz_estimate,
     prefers_gram,
     rows_per_chunk,
-    solution_scale,
 )
 from ..objective._streaming import should_stream, streaming_oracle
-from ..solvers._exact import CoordinateDescent
-from ..solvers._full_batch import (
-    AUTO_TOL,
-    AcceleratedProximal,
-    ConjugateGradient,
-    GradientMapping,
-    Newton,
-    QuasiNewton,
-    Smoothing,
-)
-from ..solvers._optimizers import OPTIMIZERS, make_solver
+from ..planning._planner import Planner
+from ..solvers._optimizers import OPTIMIZERS
 
 try:  # scikit-learn >= 1.9: the callback API (ProgressBar, ScoringMonitor, ...)
     from sklearn.callback import CallbackSupportMixin
@@ -97,13 +82,6 @@ __all__ = ["BaseTorchSGD"]
 # after it; a failed fit restores everything else
 _CALLBACK_ATTRS = ("_callback_fit_ctx", "_skl_callbacks_to_teardown")
 
-# Newton's method where a Hessian costs at most this many multiply-adds (a
-# few milliseconds): its ten or so steps beat L-BFGS's tens where the fit's
-# fixed costs dominate; beyond, L-BFGS's cheaper steps win (measured on
-# make_classification: at 2e3 x 100 and above L-BFGS is as fast or faster,
-# at 5e4 x 400 five times faster)
-_NEWTON_MAX_WORK = 2e7
-
 # scikit-learn's SGD warning when max_iter ends a fit, word for word: code
 # written for SGDClassifier/SGDRegressor filters or matches it
 _MAX_ITER_MESSAGE = (
@@ -113,12 +91,6 @@ _MAX_ITER_MESSAGE = (
 
 # torch >= 2.5 has torch.OutOfMemoryError; torch.cuda's alias is older
 _OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
-
-
-# non-smooth losses that optimizer="auto" smooths (see _full_batch.Smoothing)
-_SMOOTHED_LOSSES = frozenset(
-    {"epsilon_insensitive", "absolute_error", "quantile", "hinge"}
-)
 
 
 @dataclass
@@ -244,8 +216,30 @@ class BaseTorchSGD(SparseCoefMixin, CallbackSupportMixin, BaseEstimator):
                 "Use values in the range [0.0, inf) instead.",
                 FutureWarning,
             )
-        self._solver_class(for_partial_fit).check(
+        self._planner().solver_class(for_partial_fit).check(
             self.optimizer, self.penalty, self._make_penalty()
+        )
+
+    def _planner(self, data: FitData | None = None) -> Planner:
+        """The plan's settings: the parameters it reads, with the data's
+        loss and penalty once they are built."""
+        return Planner(
+            loss_name=self.loss,
+            loss=self._make_loss() if data is None else data.loss,
+            penalty=self._make_penalty() if data is None else data.penalty,
+            optimizer=self.optimizer,
+            tol=self.tol,
+            n_iter_no_change=self.n_iter_no_change,
+            batch_size=self.batch_size,
+            eta0=self.eta0,
+            learning_rate=self.learning_rate,
+            power_t=self.power_t,
+            alpha=self.alpha,
+            momentum=self.momentum,
+            nesterov=self.nesterov,
+            average=self.average,
+            early_stopping=self.early_stopping,
+            fit_intercept=self.fit_intercept,
         )
 
     # ----------------------------------------------------------------- fit
@@ -450,141 +444,16 @@ class BaseTorchSGD(SparseCoefMixin, CallbackSupportMixin, BaseEstimator):
 
     def _step_size(self, oracle, data: FitData, mode: FitMode):
         """Step 4: the initial learning rate and the schedule."""
-        resume = mode.resume
-        eta0 = self._resolve_eta0(oracle, data) if resume is None else resume.eta0
-        schedule = make_schedule(
-            self.learning_rate,
-            # partial_fit goes on at the rate "adaptive" had shrunk to
-            eta0=eta0 if resume is None else resume.rate,
-            power_t=self.power_t,
-            alpha=self.alpha,
-            dloss=data.loss.dloss_at,
-        )
-        return eta0, schedule
-
-    # ------------------------------------------------------------- solver
-    def _solver_class(self, partial: bool = False):
-        """The solver class ``optimizer`` stands for.
-
-        ``"auto"`` on the full batch: for a smooth loss with no L1 part,
-        Newton on dense data with few features (on a quadratic, the direct
-        solve of the normal equations), conjugate gradients on a larger
-        quadratic, else preconditioned L-BFGS (the choice needs the data:
-        :meth:`_second_order`); accelerated proximal gradient for a smooth
-        loss with an L1 part; either on a shrinking smoothing of a
-        non-smooth loss (hinge, epsilon_insensitive, absolute_error,
-        quantile). Gradient descent ("sgd") with scikit-learn's schedules on
-        minibatches and for the perceptron.
-        """
-        if self.optimizer != "auto":
-            return OPTIMIZERS[self.optimizer]
-        if partial or self._asks_for_sgd():  # partial_fit: online SGD
-            return OPTIMIZERS["sgd"]
-        if self._smooth_loss():
-            return self._full_batch_class()
-        # the perceptron's objective is minimised by the all-zero model:
-        # it keeps SGDClassifier's path, of which it is the update rule
-        return Smoothing if self.loss in _SMOOTHED_LOSSES else OPTIMIZERS["sgd"]
-
-    def _full_batch_class(self):
-        """The full-batch solver of "auto": FISTA when the penalty has an
-        L1 part, else L-BFGS (on a smoothing of a non-smooth loss, the inner
-        solver of :class:`Smoothing`)."""
-        return AcceleratedProximal if self._make_penalty().has_prox else QuasiNewton
-
-    @staticmethod
-    def _second_order(cls, oracle, *, smoothed: bool):
-        """The smooth solver of "auto" for this oracle: on a quadratic,
-        :class:`Newton` where the Gram matrix is small (its step is the
-        normal equations' direct solve, exact), conjugate gradients beyond;
-        :class:`Newton` where the oracle offers Hessians
-        (dense data, few features) and the loss has one, if a Hessian costs
-        at most ``_NEWTON_MAX_WORK`` multiply-adds, or for a smoothing of a
-        non-smooth loss (whose curvature changes too abruptly for L-BFGS's
-        estimate of it); else L-BFGS."""
-        if cls is not QuasiNewton:
-            return cls
-        if not smoothed and oracle.quadratic:
-            # Newton's step is the direct solve: exact, and cheaper than the
-            # iterations of conjugate gradients where the system is small
-            return Newton if oracle.supports_hessian else ConjugateGradient
-        if oracle.supports_hessian and (
-            smoothed
-            or (oracle.loss.has_hessian and oracle.hessian_work <= _NEWTON_MAX_WORK)
-        ):
-            return Newton
-        return cls
-
-    def _asks_for_sgd(self) -> bool:
-        """Whether the settings are gradient descent's: minibatches, or any
-        of its own parameters (a step, a schedule, momentum, averaging) away
-        from its default."""
-        return (
-            self.batch_size is not None
-            or self.eta0 != "auto"
-            or self.learning_rate != "adaptive"
-            or self.momentum != 0
-            or bool(self.average)
-            or self.early_stopping
-        )
-
-    def _make_solver(self, data: FitData, oracle):
-        cls = self._solver_class(data.partial)
-        if cls is Smoothing:
-            inner = self._second_order(self._full_batch_class(), oracle, smoothed=True)
-            return Smoothing(inner=inner(), target=self._tol_for(cls))
-        if cls.measures_optimality:
-            if cls is AcceleratedProximal and CoordinateDescent.serves(
-                oracle, data.penalty
-            ):
-                # the squared loss with an L1 part on its moments: the
-                # search's coordinate descent, to the same certificate
-                return CoordinateDescent()
-            cls = self._second_order(cls, oracle, smoothed=False)
-            return cls(curvature=data.loss.curvature)
-        return make_solver(
-            self.optimizer if self.optimizer != "auto" else "sgd",
-            momentum=self.momentum,
-            nesterov=self.nesterov,
-        )
-
-    def _stopping(self, mode: FitMode, loss):
-        """The stopping rule: the optimality criterion for the solvers that
-        measure it (``tol="auto"``: the solver's ``auto_tol``); with
-        ``tol="auto"``, the same criterion measured after each epoch of the
-        others, on a smooth loss and without early stopping; else
-        scikit-learn's SGD rule (``tol="auto"``: SGDRegressor's 1e-3)."""
-        cls = self._solver_class(mode.partial)
-        if cls.measures_optimality:
-            return Optimality(mode.tol)
-        measurable = loss.smooth and not self.early_stopping and not mode.partial
-        if mode.tol == "auto" and measurable:
-            return MeasuredProgress(
-                AUTO_TOL, self.n_iter_no_change, GradientMapping(loss.curvature)
+        resume, planner = mode.resume, self._planner(data)
+        if resume is None:
+            eta0 = planner.eta0_for(
+                oracle, data.shape, data.tdtype, data.device, data.partial
             )
-        tol = 1e-3 if mode.tol == "auto" else mode.tol
-        return NoImprovement(tol, self.n_iter_no_change)
-
-    def _tol_for(self, cls) -> float | None:
-        """``tol``, with "auto" resolved for the solver ``cls``."""
-        return cls.auto_tol if self.tol == "auto" else self.tol
-
-    def _intercept_decay(self, data: FitData) -> float:
-        """The factor on the intercept's step of plain SGD: scikit-learn's
-        ``SPARSE_INTERCEPT_DECAY`` (0.01) for per-sample steps
-        (``batch_size=1``) on sparse X, as its SGD takes them, else 1.
-
-        A sparse row moves only its few features but the intercept every
-        time: undamped, the intercept's noise dominates. A minibatch's
-        intercept gradient is already an average over its rows, which
-        damping would only slow down."""
-        return 0.01 if data.kind == "sparse" and self.batch_size == 1 else 1.0
-
-    def _average_start(self) -> int:
-        """The update the running average starts at (0: no averaging)."""
-        if self.average is False or self.average is None:
-            return 0
-        return 1 if self.average is True else int(self.average)
+        else:
+            eta0 = resume.eta0
+        # partial_fit goes on at the rate "adaptive" had shrunk to
+        rate = eta0 if resume is None else resume.rate
+        return eta0, planner.schedule(rate, data.loss.dloss_at)
 
     def _train(self, oracle, validation, schedule, init, data, mode, X, y):
         """Step 5: the engine's run, with the per-epoch hooks; returns the
@@ -594,20 +463,21 @@ class BaseTorchSGD(SparseCoefMixin, CallbackSupportMixin, BaseEstimator):
         if hasattr(self, "_init_callback_context"):
             callback_ctx = self._init_callback_context(max_subtasks=mode.max_iter)
             callback_ctx.call_on_fit_task_begin(estimator=self, X=X, y=y)
+        planner = self._planner(data)
         result = train(
             oracle,
             penalty=data.penalty,
             schedule=schedule,
-            solver=self._make_solver(data, oracle),
-            stopping=self._stopping(mode, data.loss),
+            solver=planner.make_solver(oracle, data.partial),
+            stopping=planner.stopping(mode.tol, mode.partial),
             max_iter=mode.max_iter,
             fit_intercept=self.fit_intercept,
-            average=self._average_start(),
+            average=planner.average_start(),
             init=init,
             validation=validation,
             on_epoch=self._epoch_hook(history, callback_ctx, X, y, data.y_ndim),
             joint_outputs=data.loss.joint,
-            intercept_decay=self._intercept_decay(data),
+            intercept_decay=planner.intercept_decay(data.kind),
         )
         if callback_ctx is not None:
             callback_ctx.call_on_fit_task_end(
@@ -789,41 +659,6 @@ class BaseTorchSGD(SparseCoefMixin, CallbackSupportMixin, BaseEstimator):
                 "using a different random state."
             )
         return idx_train, idx_val
-
-    def _resolve_eta0(self, oracle, data: FitData) -> float:
-        """``eta0``, with "auto" turned into a step the data can take.
-
-        The solver's own default where it declares one; for the
-        per-coordinate methods its ``auto_scale`` times the solution's scale
-        (:func:`~sklearn_gd.objective._oracles.solution_scale`); else ``1 / L_b``
-        where ``L_b`` bounds the curvature of a batch objective of size
-        ``b``: ``L_b = L n (b - 1) / (b (n - 1)) + L_max (n - b) / (b (n -
-        1))`` (Gower et al., 2019) with ``L`` the largest eigenvalue of the
-        loss Hessian bound and ``L_max`` its largest row term.
-        """
-        if self.eta0 != "auto":
-            return float(self.eta0)
-        cls = self._solver_class(data.partial)
-        if cls.auto_eta0 is not None:
-            return cls.auto_eta0
-        if cls.auto_scale is not None:
-            n, d, k = data.shape
-            theta0 = torch.zeros(d + int(self.fit_intercept), k, dtype=data.tdtype)
-            scale = solution_scale(
-                oracle, theta0.to(data.device), data.loss.curvature, data.penalty.l2
-            )
-            return cls.auto_scale * scale
-        lam, max_row = lipschitz_estimate(oracle)
-        n = oracle.n_samples
-        b = n if self.batch_size is None else min(self.batch_size, n)
-        if b >= n or max_row is None or n == 1:
-            lip = lam
-        else:
-            lip = (lam * n * (b - 1) + max_row * (n - b)) / (b * (n - 1))
-        lip = data.loss.curvature * lip + data.penalty.curvature
-        if not math.isfinite(lip) or lip <= 0:
-            return 1.0
-        return 1.0 / lip
 
     def _epoch_hook(self, history, callback_ctx, X, y, y_ndim):
         """The engine's per-epoch callback: verbose lines, history, and

@@ -210,7 +210,7 @@ class CrossValidatedSearch:
         SGDRegressor's progress rule (``tol``; "auto" 1e-3).
         """
         tol = self.tol
-        if self.optimizer == "auto" and not self._asks_for_sgd():
+        if self.optimizer == "auto" and not self._planner().asks_for_sgd():
             if self._on_gram(data):
                 gap = GAP_TOL if tol == "auto" else (1e-15 if tol is None else tol)
                 return _Plan("exact", "sgd", gap)
@@ -577,7 +577,7 @@ class CrossValidatedSearch:
             n_iter_no_change=self.n_iter_no_change,
             max_iter=self.max_iter,
             fit_intercept=self.fit_intercept,
-            average=self._average_start(),
+            average=self._planner().average_start(),
             init=init,
             joint=data.loss.joint,
             validation=validate,
