@@ -44,8 +44,8 @@ _HALVING = (
 )
 _EACH = (
     "the search fits each configuration with the base estimator's default "
-    "solver (Smoothing, FISTA), as GridSearchCV does, where it trained SGD "
-    "columns to SGD's tol"
+    "solver (Smoothing, FISTA, Newton with its certificate), as GridSearchCV "
+    "does, where it trained SGD columns to SGD's tol, or Newton columns"
 )
 _CD = (
     "the squared loss with an L1 part on its moments takes the search's "
@@ -71,6 +71,7 @@ CHANGED: dict[str, str] = {
             ("reg", "epsilon_insensitive", "l1"),
             ("reg", "epsilon_insensitive", "l2"),
             ("reg", "huber", "l1"),
+            ("reg", "huber", "l2"),
             ("reg", "quantile", "l1"),
             ("reg", "quantile", "l2"),
             ("reg", "squared_epsilon_insensitive", "l1"),

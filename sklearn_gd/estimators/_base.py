@@ -225,7 +225,8 @@ class BaseTorchSGD(SparseCoefMixin, CallbackSupportMixin, BaseEstimator):
         loss and penalty once they are built."""
         return Planner(
             loss_name=self.loss,
-            loss=self._make_loss() if data is None else data.loss,
+            smooth=self._smooth_loss(),
+            loss=None if data is None else data.loss,
             penalty=self._make_penalty() if data is None else data.penalty,
             optimizer=self.optimizer,
             tol=self.tol,

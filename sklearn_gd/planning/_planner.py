@@ -48,12 +48,15 @@ SMOOTHED_LOSSES = frozenset(
 class Planner:
     """The settings a plan reads, and the plan's decisions.
 
-    ``loss`` and ``penalty`` are the model's components (their names in
-    ``loss_name``); the rest are the estimator's parameters of the same
-    names.
+    ``loss`` and ``penalty`` are the model's components once the data is
+    known (None before: the choices that need them are made on the data),
+    ``loss_name`` the loss's name and ``smooth`` whether it is smooth (both
+    known from the parameters alone); the rest are the estimator's
+    parameters of the same names.
     """
 
     loss_name: str
+    smooth: bool
     loss: object
     penalty: object
     optimizer: str
@@ -102,7 +105,7 @@ class Planner:
             return OPTIMIZERS[self.optimizer]
         if partial or self.asks_for_sgd():  # partial_fit: online SGD
             return OPTIMIZERS["sgd"]
-        if self.loss.smooth:
+        if self.smooth:
             return self.full_batch_class()
         # the perceptron's objective is minimised by the all-zero model:
         # it keeps SGDClassifier's path, of which it is the update rule

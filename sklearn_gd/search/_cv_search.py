@@ -210,13 +210,18 @@ class CrossValidatedSearch:
         SGDRegressor's progress rule (``tol``; "auto" 1e-3).
         """
         tol = self.tol
-        if self.optimizer == "auto" and not self._planner().asks_for_sgd():
+        if self.optimizer == "auto" and not self._base_planner().asks_for_sgd():
             if self._on_gram(data):
                 gap = GAP_TOL if tol == "auto" else (1e-15 if tol is None else tol)
                 return _Plan("exact", "sgd", gap)
             return _Plan("each", "sgd", tol)
         optimizer = "sgd" if self.optimizer == "auto" else self.optimizer
         return _Plan(optimizer, optimizer, 1e-3 if tol == "auto" else tol)
+
+    def _base_planner(self):
+        """The base estimator's planner, for the settings every
+        configuration shares (alpha aside)."""
+        return self._base_estimator(1.0, 0.0)._planner()
 
     def _base_estimator(self, alpha, l1_ratio, **changes):
         params = {**self._base_params(), "l1_ratio": float(l1_ratio), **changes}
@@ -577,7 +582,7 @@ class CrossValidatedSearch:
             n_iter_no_change=self.n_iter_no_change,
             max_iter=self.max_iter,
             fit_intercept=self.fit_intercept,
-            average=self._planner().average_start(),
+            average=self._base_planner().average_start(),
             init=init,
             joint=data.loss.joint,
             validation=validate,
