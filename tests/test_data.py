@@ -11,8 +11,9 @@ import torch
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.model_selection import GridSearchCV, cross_val_score
 
-from sklearn_gd import TorchSGDRegressor, _base
+from sklearn_gd import TorchSGDRegressor
 from sklearn_gd.data._data import resolve_device
+from sklearn_gd.estimators import _base
 from sklearn_gd.solvers._optimizers import OPTIMIZERS
 
 CUDA = pytest.mark.gpu

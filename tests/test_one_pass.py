@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from sklearn_gd import TorchSGDClassifier, TorchSGDRegressor, _one_pass
+from sklearn_gd import TorchSGDClassifier, TorchSGDRegressor
 from sklearn_gd.model._losses import (
     CLASSIFICATION_LOSSES,
     LOSSES,
@@ -13,6 +13,7 @@ from sklearn_gd.model._losses import (
     LogLoss,
     SquaredError,
 )
+from sklearn_gd.objective import _one_pass
 from sklearn_gd.objective._oracles import DirectOracle
 
 pytestmark = pytest.mark.skipif(

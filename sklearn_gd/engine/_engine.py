@@ -39,6 +39,7 @@ __all__ = [
     "TrainResult",
     "TrainState",
     "Validation",
+    "check_rate_fits",
     "train",
 ]
 
@@ -763,8 +764,9 @@ class Optimality:
         return solver.stuck
 
 
-def _check_rate_fits(lr: float, dtype) -> None:
-    # every schedule starts at its largest rate
+def check_rate_fits(lr: float, dtype) -> None:
+    """Raise a ValueError when the first (the largest) learning rate of a
+    schedule overflows the data's dtype."""
     if not lr <= torch.finfo(dtype).max:
         raise ValueError(
             f"The learning rate {lr:.3g} overflows {dtype} (the data's "
@@ -832,7 +834,7 @@ def train(
     it = Iterate(init, fit_intercept, average)
     problem = Problem(oracle, penalty, *init.coef.shape, joint_outputs, intercept_decay)
     lr = schedule.rate(it.t)
-    _check_rate_fits(lr, it.theta.dtype)
+    check_rate_fits(lr, it.theta.dtype)
     solver.setup(problem, it.theta)
     if hasattr(stopping, "bind"):
         stopping.bind(problem, it)

@@ -48,6 +48,7 @@ from ._oracles import (
 
 __all__ = [
     "HostChunkOracle",
+    "available_host_bytes",
     "HostRows",
     "is_memory_mapped",
     "peak_bound_bytes",
@@ -69,7 +70,7 @@ def is_memory_mapped(a) -> bool:
     return False
 
 
-def _available_host_bytes() -> int | None:
+def available_host_bytes() -> int | None:
     """Host memory available to a new allocation, in bytes (None: unknown)."""
     try:
         import psutil
@@ -103,7 +104,7 @@ def should_stream(X: np.ndarray, device: torch.device, option="auto") -> bool:
             return False
         return nbytes > free // 2
     if not X.flags.writeable:
-        avail = _available_host_bytes()
+        avail = available_host_bytes()
         return avail is not None and nbytes > avail // 2
     return False
 

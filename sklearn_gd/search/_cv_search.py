@@ -37,7 +37,7 @@ from ..engine._cv_engine import (
     make_column_solver,
     train_columns,
 )
-from ..engine._engine import DivergenceError, _check_rate_fits
+from ..engine._engine import DivergenceError, check_rate_fits
 from ..engine._state import FitMode
 from ..model._penalties import make_penalty
 from ..model._schedules import SCHEDULES, optimal_init
@@ -49,7 +49,7 @@ from ..objective._cv_oracles import (
     Layout,
 )
 from ..objective._oracles import prefers_gram
-from ..objective._streaming import HostRows, _available_host_bytes, should_stream
+from ..objective._streaming import HostRows, available_host_bytes, should_stream
 from ..solvers._exact import GAP_TOL, solve_squared
 from ..solvers._optimizers import OPTIMIZERS, make_solver
 from ._cv_grid import alpha_grid
@@ -376,7 +376,7 @@ class CrossValidatedSearch:
         if device.type == "cuda":
             free, _ = torch.cuda.mem_get_info(device)
             return int(free // 2)
-        avail = _available_host_bytes()
+        avail = available_host_bytes()
         return int(avail // 4) if avail else 2 * 2**30
 
     def _unit_bytes(self, data) -> int:
@@ -561,7 +561,7 @@ class CrossValidatedSearch:
         first = schedule.rate(
             torch.ones(layout.n_columns, dtype=torch.float64, device=device)
         )
-        _check_rate_fits(float(torch.as_tensor(first).max()), tdtype)
+        check_rate_fits(float(torch.as_tensor(first).max()), tdtype)
         plan = self._search_plan
         solver = make_column_solver(
             plan.optimizer,
