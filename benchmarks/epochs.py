@@ -151,7 +151,7 @@ def main():
     ]
     ratios = {}
     r = torch.mv(Xt, w)
-    yt = torch.from_numpy(y)
+    yt = torch.from_numpy(y.astype(np.float32))  # y is float64 (w is)
     perm = torch.randperm(n)
     buf = torch.empty(BATCH, X.shape[1])
     references = {
