@@ -69,7 +69,9 @@ def blocked_products(X, w, r):
     return g
 
 
-def blocked_huber_pass(X, y, w):
+def blocked_huber_pass(
+    X: torch.Tensor, y: torch.Tensor, w: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
     """A huber loss sum and gradient ``X' f`` in one pass over blocks of
     BLOCK rows: each block's predictions, then its losses and derivatives
     (the package's :class:`~sklearn_gd._losses.Huber`), then its share of
