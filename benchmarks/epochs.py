@@ -4,20 +4,20 @@ batch and in minibatches, at 1e6 x 100 float32.
 
 The floor is one read of ``X`` (torch's sum over it, best of 7) on the
 same threads in the same run. For reference the run also times the two
-products torch would compute for an epoch, ``X w`` and ``X' r`` (best of
-7), which the package's compiled one-pass kernel
-(``sklearn_gd/objective/_rowpass.c``) replaces where it was built; the same two
-products in one pass over blocks of rows, from torch's operations; a huber
-epoch as one pass compiled for this machine (the same ``_rowpass.c`` built
-with ``-march=native`` by the machine's compiler; left out without one),
-against which the package's portable build is measured; what a shuffled
-epoch adds before the products (the permutation, the row gathers); and the
-peers' epochs (SGDRegressor, SGDClassifier) on the same data. An epoch's
-cost is the marginal cost of more epochs (``tol=None``, fits of k1 and k2
-epochs, best of 3 each), so the set-up cancels. Every row is measured with
-2 threads and with 1 thread in every library (threadpoolctl and
-``torch.set_num_threads``). The run waits for a quiet machine and records
-the load average at both ends. Writes benchmarks/results/EPOCHS.md.
+products torch computes for an epoch, ``X w`` and ``X' r`` (best of 7),
+each a read of ``X``; the same two products in one pass over blocks of rows,
+each block's second product reading it from the cache; a huber epoch's
+loss and gradient in that blocked pass, the block's losses and derivatives
+from the package's own loss between the products (the one-pass design,
+in torch's operations: the package does not use it, as it was measured no
+faster than the two products); what a shuffled epoch adds before the
+products (the permutation, the row gathers); and the peers' epochs
+(SGDRegressor, SGDClassifier) on the same data. An epoch's cost is the
+marginal cost of more epochs (``tol=None``, fits of k1 and k2 epochs, best
+of 3 each), so the set-up cancels. Every row is measured with 2 threads and
+with 1 thread in every library (threadpoolctl and ``torch.set_num_threads``).
+The run waits for a quiet machine and records the load average at both
+ends. Writes benchmarks/results/EPOCHS.md.
 
     python benchmarks/epochs.py [--quick]
 """
@@ -32,15 +32,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from sklearn.linear_model import SGDClassifier, SGDRegressor
+from sklearn_gd.model._losses import Huber
 from threadpoolctl import threadpool_limits
 
 from sklearn_gd import TorchSGDClassifier, TorchSGDRegressor
-from sklearn_gd.objective._one_pass import _rowpass
-
-ONE_PASS = _rowpass is not None
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _compiled import load as load_compiled  # noqa: E402
 from _report import quiet_start, target_row, write_report  # noqa: E402
 from _timing import per_epoch  # noqa: E402
 
@@ -72,21 +69,24 @@ def blocked_products(X, w, r):
     return g
 
 
-def checked_compiled_pass(X, y, w):
-    """The kernel built for this machine (None without a compiler), checked against
-    numpy's float64 loss and gradient on ``X``: float32 sums over 1e6 rows
-    agree to about 1e-6 relative, 1e-4 leaves room for the summation order."""
-    compiled = load_compiled()
-    if compiled is None:
-        return None
-    total, grad = compiled(X, y, w, 0.0, EPSILON, 1)
-    r = X @ w.astype(np.float64) - y
-    f = np.clip(r, -EPSILON, EPSILON)
-    want = f @ X
-    assert abs(total - (f * (r - f / 2)).sum()) <= 1e-4 * abs(total)
-    assert np.abs(grad[:-1] - want).max() <= 1e-4 * np.abs(want).max()
-    assert abs(grad[-1] - f.sum()) <= 1e-4 * np.abs(f).sum()
-    return compiled
+def blocked_huber_pass(
+    X: torch.Tensor, y: torch.Tensor, w: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """A huber loss sum and gradient ``X' f`` in one pass over blocks of
+    BLOCK rows: each block's predictions, then its losses and derivatives
+    (the package's :class:`~sklearn_gd.model._losses.Huber`), then its share of
+    the gradient while the block is in cache. The loss's element-wise
+    operations between the two products are what this row adds to the
+    blocked products'."""
+    loss = Huber(EPSILON)
+    total = torch.zeros((), dtype=X.dtype)
+    g = torch.zeros_like(w)
+    for start in range(0, X.shape[0], BLOCK):
+        Xb = X[start : start + BLOCK]
+        v, f = loss.value_and_derivative(y[start : start + BLOCK], torch.mv(Xb, w))
+        total += v.sum()
+        g.addmv_(Xb.T, f)
+    return total, g
 
 
 def best_ms(f, repeats=7):
@@ -145,9 +145,7 @@ def main():
         "read of X (torch's sum, best of 7, the lesser of readings before and "
         "after the fits) on the same threads; the two "
         "products: `X w` then `X' r` (torch, best of 7), each reading X, which "
-        "torch computes for an epoch where the package's one-pass kernel is "
-        f"not built (here it is{'' if ONE_PASS else ' not'}). Epoch: the "
-        "marginal cost of more epochs "
+        "torch computes for an epoch. Epoch: the marginal cost of more epochs "
         f"(tol=None, eta0=0.01), best of 3 fits each. {load}",
         "",
         "| threads | what | epoch (ms) | / floor | / the two products |",
@@ -155,6 +153,7 @@ def main():
     ]
     ratios = {}
     r = torch.mv(Xt, w)
+    yt = torch.from_numpy(y.astype(np.float32))  # y is float64 (w is)
     perm = torch.randperm(n)
     buf = torch.empty(BATCH, X.shape[1])
     references = {
@@ -162,6 +161,10 @@ def main():
         "the two products": lambda: torch.mv(Xt.T, torch.mv(Xt, w).sub_(r)),
         f"the two products in one pass (blocks of {BLOCK} rows, both "
         "products per block)": lambda: blocked_products(Xt, w, r),
+        f"a huber epoch's loss and gradient in that pass (blocks of {BLOCK} rows, "
+        "the loss's operations between the products; a reference, unused)": (
+            lambda: blocked_huber_pass(Xt, yt, w)
+        ),
         "a shuffled epoch's permutation (torch.randperm)": lambda: torch.randperm(n),
         f"a shuffled epoch's row gathers (index_select, batches of {BATCH})": (
             lambda: [
@@ -170,12 +173,6 @@ def main():
             ]
         ),
     }
-    compiled = checked_compiled_pass(X, y, w.numpy())
-    if compiled is not None:
-        references["a huber epoch through the one-pass kernel compiled for "
-                   "this machine (-march=native; a reference)"] = (
-            lambda: compiled(X, y, w.numpy(), 0.0, EPSILON, torch.get_num_threads())
-        )
     floor_name, two_name = list(references)[:2]
     for threads in (2, 1):
         torch.set_num_threads(threads)

@@ -224,10 +224,10 @@ def test_hinge_l1_reaches_the_lp_optimum(sparse):
     shrank its parameter at every check; on CSR input it ended 3.5% above
     the optimum after max_iter. With the L1 dual point it is certified.
     On dense input the fit stopped 10% above the optimum (all coefficients
-    near +-0.355) with a 0.319 duality gap: the compiled one-pass kernel,
-    bound to hinge when the oracle was built, kept giving hinge's
-    subgradient under the smoothing, so FISTA's step and its gap estimate
-    were those of the non-smooth loss."""
+    near +-0.355) with a 0.319 duality gap: the compiled one-pass kernel
+    (since removed), bound to hinge when the oracle was built, kept giving
+    hinge's subgradient under the smoothing, so FISTA's step and its gap
+    estimate were those of the non-smooth loss."""
     clf, warned, gap = _hinge_l1(sparse, shuffle=False)
     # a certified relative duality gap <= tol="auto" (1e-4) bounds the gap
     assert gap <= PROMISE and not warned, (gap, warned)
@@ -306,8 +306,9 @@ def test_dense_l1_quantile_fit_reaches_the_lp_optimum():
     """Issue 26: dense L1 quantile fits ended up to 2.5e-3 above
     QuantileRegressor(highs) (this case, the worst of 60 in
     benchmarks/nonsmooth_sweep.py; 19 of 60 above 1e-4): the one-pass
-    kernel gave the pinball loss's subgradient under the smoothing. CSR
-    fits, never affected, were within 1.8e-5; dense ones now are too."""
+    kernel (since removed) gave the pinball loss's subgradient under the
+    smoothing. CSR fits, never affected, were within 1.8e-5; dense ones now
+    are too."""
     from sklearn.linear_model import QuantileRegressor
 
     X, y = make_regression(482, 30, noise=10.0, random_state=9)

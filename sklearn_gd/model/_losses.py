@@ -70,21 +70,6 @@ class Loss:
         """Elementwise ``d^2 L / dp^2`` (where :attr:`has_hessian`)."""
         raise NotImplementedError(f"{type(self).__name__} has no second derivative")
 
-    # the loss's number in the compiled one-pass kernel (``_rowpass.c``) and
-    # the attribute holding its parameter, set on the class itself: a
-    # subclass that redefines the loss does not inherit them
-    row_kernel_id: int | None = None
-    row_kernel_param: str | None = None
-
-    def row_kernel(self) -> tuple[int, float] | None:
-        """``(number, parameter)`` of this loss in the compiled one-pass
-        kernel, or None for a loss it does not compute."""
-        own = type(self).__dict__
-        if own.get("row_kernel_id") is None:
-            return None
-        name = own.get("row_kernel_param")
-        return own["row_kernel_id"], 0.0 if name is None else float(getattr(self, name))
-
     def value_and_derivative(self, y: torch.Tensor, p: torch.Tensor):
         """``(value, dL/dp)`` elementwise, as :meth:`value` and
         :meth:`derivative` give them, in one call that a loss can compute
@@ -208,8 +193,6 @@ class MoreauSmoothed(Loss):
 class SquaredError(Loss):
     """``1/2 (y - p)^2``."""
 
-    row_kernel_id = 0
-
     quadratic = True
     has_hessian = True
 
@@ -236,9 +219,6 @@ class SquaredError(Loss):
 
 class Huber(Loss):
     """``1/2 r^2`` for ``|r| <= epsilon``, ``epsilon |r| - epsilon^2 / 2`` beyond."""
-
-    row_kernel_id = 1
-    row_kernel_param = "epsilon"
 
     def __init__(self, epsilon: float = 0.1):
         self.epsilon = epsilon
@@ -274,9 +254,6 @@ class Huber(Loss):
 class EpsilonInsensitive(Loss):
     """``max(0, |y - p| - epsilon)``."""
 
-    row_kernel_id = 6
-    row_kernel_param = "epsilon"
-
     smooth = False
 
     def __init__(self, epsilon: float = 0.1):
@@ -296,9 +273,6 @@ class EpsilonInsensitive(Loss):
 
 class SquaredEpsilonInsensitive(Loss):
     """``max(0, |y - p| - epsilon)^2`` (no factor 1/2, as in scikit-learn)."""
-
-    row_kernel_id = 7
-    row_kernel_param = "epsilon"
 
     curvature = 2.0
 
@@ -329,9 +303,6 @@ class SquaredEpsilonInsensitive(Loss):
 class Quantile(Loss):
     """Pinball loss: ``q (y - p)`` if ``y >= p`` else ``(1 - q)(p - y)``."""
 
-    row_kernel_id = 8
-    row_kernel_param = "quantile"
-
     smooth = False
 
     def __init__(self, quantile: float = 0.5):
@@ -360,8 +331,6 @@ class Quantile(Loss):
 class AbsoluteError(Quantile):
     """``|y - p|``."""
 
-    row_kernel_id = 9
-
     def __init__(self):
         super().__init__(quantile=0.5)
 
@@ -377,9 +346,6 @@ class AbsoluteError(Quantile):
 
 class Hinge(Loss):
     """``max(0, threshold - y p)``; "perceptron" is ``threshold=0``."""
-
-    row_kernel_id = 3
-    row_kernel_param = "threshold"
 
     smooth = False
 
@@ -399,9 +365,6 @@ class Hinge(Loss):
 
 class SquaredHinge(Loss):
     """``max(0, threshold - y p)^2``."""
-
-    row_kernel_id = 4
-    row_kernel_param = "threshold"
 
     curvature = 2.0
 
@@ -431,8 +394,6 @@ class SquaredHinge(Loss):
 
 class LogLoss(Loss):
     """``log(1 + exp(-y p))``, the logistic loss."""
-
-    row_kernel_id = 2
 
     curvature = 0.25
 
@@ -476,8 +437,6 @@ class LogLoss(Loss):
 
 class ModifiedHuber(Loss):
     """``max(0, 1 - y p)^2`` for ``y p >= -1``, ``-4 y p`` below."""
-
-    row_kernel_id = 5
 
     curvature = 2.0
 

@@ -478,8 +478,6 @@ class _SplitPieces:
 class ColumnDirectOracle(_ColumnRows, _SplitPieces, DirectOracle):
     """Column data term over a dense ``X`` tensor."""
 
-    reads_in_one_pass = False  # weights a column
-
 
 class ColumnSparseOracle(_ColumnRows, _SplitPieces, SparseOracle):
     """Column data term over a scipy.sparse ``X``, kept as CSR on the device."""

@@ -38,7 +38,6 @@ from sklearn.utils import check_random_state
 
 from ..data._data import CHUNK_BYTES, CHUNK_ROWS
 from ..model._losses import Loss, SquaredError
-from ._one_pass import one_pass_for
 
 __all__ = [
     "Curvature",
@@ -455,7 +454,7 @@ class DirectOracle(Oracle):
         generator=None,
     ):
         self.X, self.Y, self.sw = X, Y, sample_weight
-        self.loss = loss  # binds the compiled one-pass kernel too
+        self.loss = loss
         self.fit_intercept = fit_intercept
         n = X.shape[0]
         self.batch_size = n if batch_size is None else min(int(batch_size), n)
@@ -465,25 +464,6 @@ class DirectOracle(Oracle):
         self.n_batches = math.ceil(n / self.batch_size)
         self.chunk_rows = rows_per_chunk(X.shape[1], X.dtype.itemsize)
         self._gathered = None
-
-    @property
-    def loss(self) -> Loss:
-        """The loss the data term is computed with."""
-        return self._loss
-
-    @loss.setter
-    def loss(self, loss: Loss) -> None:
-        # the compiled pass computes one fixed loss: it is bound here, with
-        # the loss, so that a loss swapped during a fit (Smoothing's Moreau
-        # envelopes) is the one every batch's value and gradient come from.
-        # Bound once at construction, the dense gradient stayed the
-        # non-smooth loss's subgradient under the smoothing (issue 26)
-        self._loss = loss
-        self._one_pass = (
-            one_pass_for(self.X, self.Y, self.sw, loss)
-            if self.reads_in_one_pass
-            else None
-        )
 
     def _order(self, device):
         """The batch indices of one epoch: slices, or a permutation's pieces
@@ -555,9 +535,9 @@ class DirectOracle(Oracle):
             return weight, weight
         rows, sw = self._index(idx), self.sw
         if sw.device.type == "cpu" and sw.dtype in (torch.float32, torch.float64):
-            # numpy's sum, on this thread: torch's over a large batch wakes
-            # its OpenMP threads, which then spin against the one-pass
-            # kernel's (1.5 ms a batch of 65536 on two cores)
+            # numpy's sum, on this thread: one column's sum gains little
+            # from torch's threads, and numpy keeps the batch weights'
+            # rounding what the fits were checked with
             host = sw.numpy()
             host = host[rows] if isinstance(rows, slice) else np.take(host, rows)
             weight = torch.from_numpy(np.asarray(host.sum(dtype=host.dtype)))
@@ -565,17 +545,9 @@ class DirectOracle(Oracle):
             weight = sw[rows].sum()
         return weight, weight.clamp_min(torch.finfo(weight.dtype).tiny)
 
-    # a batch whose gradient is wanted is computed by the compiled one-pass
-    # kernel where it applies (:mod:`._one_pass`); a subclass that reads
-    # rows, targets or weights its own way sets this False
-    reads_in_one_pass = True
-
     def loss_grad(self, theta, idx, need_grad=True):
         pieces = self._pieces(idx)
         weight, denom = self._batch_weight(idx, pieces)
-        if need_grad and self._one_pass is not None and len(pieces) == 1:
-            values, grad = self._one_pass(theta, pieces[0], self.fit_intercept)
-            return values / denom, weight, grad.div_(denom)
         values = grad = None
         for j, piece in enumerate(pieces):
             v, D, XbT = self._piece_terms(theta, piece, denom, need_grad)
@@ -631,16 +603,6 @@ class DirectOracle(Oracle):
                 theta, idx, coef_step, intercept_step, coef_scale
             )
         weight, denom = self._batch_weight(idx, pieces)
-        if self._one_pass is not None:
-            values, grad = self._one_pass(
-                theta, pieces[0], self.fit_intercept, coef_scale
-            )
-            grad.div_(denom)
-            d = self.X.shape[1]
-            if self.fit_intercept:
-                theta[d].sub_(grad[d], alpha=intercept_step)
-            theta[:d].sub_(grad[:d], alpha=coef_step)
-            return values / denom, weight
         values, D, XbT = self._piece_terms(
             theta, pieces[0], denom, coef_scale=coef_scale
         )
@@ -975,8 +937,6 @@ class SparseOracle(DirectOracle):
     the CPU a batch's transpose is a :class:`CsrTranspose`, elsewhere the
     free CSC view.
     """
-
-    reads_in_one_pass = False  # rows are sparse
 
     def __init__(self, Xs, Y, sample_weight, loss, *, device, dtype, **kwargs):
         self.Xs = Xs

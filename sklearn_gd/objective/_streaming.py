@@ -369,8 +369,6 @@ class HostChunkOracle(DirectOracle):
     its rows itself, so nothing depends on the order of the calls.
     """
 
-    reads_in_one_pass = False  # rows fetched by chunk
-
     # A pass over a mapped file costs more than one in memory, so the exact
     # curvature from one pass pays for more features than in memory.
     gram_curvature_max_features = 2048
