@@ -18,6 +18,7 @@ recorded by ``python tests/_golden.py --write`` into
 from __future__ import annotations
 
 import functools
+import importlib.util
 import itertools
 import subprocess
 import sys
@@ -27,7 +28,6 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURE = ROOT / "tests" / "fixtures" / "golden.npz"
-sys.path.insert(0, str(ROOT / "benchmarks"))
 sys.path.insert(0, str(ROOT / "tests"))
 
 from _objective import LOSS_NAMES, PENALTY_NAMES  # noqa: E402
@@ -75,7 +75,15 @@ def every_combination() -> dict:
 
 # ----------------------------------------------------------- default fits
 def default_fits() -> dict:
-    import defaults  # benchmarks/defaults.py
+    # benchmarks/defaults.py, loaded from its file: the benchmarks folder
+    # stays off sys.path, where its modules (_data, run, ...) would shadow
+    # others' of the same name in every process that inherits the path (a
+    # Dask cluster's spawned workers died on it)
+    spec = importlib.util.spec_from_file_location(
+        "_golden_defaults", ROOT / "benchmarks" / "defaults.py"
+    )
+    defaults = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(defaults)
 
     cases = {}
     for data, kind, params, _ in defaults.CASES:

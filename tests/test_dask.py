@@ -37,6 +37,10 @@ def client():
         ) as cluster,
         Client(cluster) as client,
     ):
+        # a busy machine can leave the workers unstarted when the first
+        # computation is sent, which then waits on them for ever: fail
+        # instead, with the reason
+        client.wait_for_workers(2, timeout=120)
         yield client
 
 
