@@ -119,21 +119,22 @@ def _gram(oracle, pieces, weights: torch.Tensor) -> np.ndarray:
     return out
 
 
-def _centred(beta, s, lo, hi):
+def _centred(beta, s, lo, hi, bounded=False):
     """``beta`` with ``sum(s beta) = 0`` per output, each entry moved towards
     the bound the sum must go to, in proportion to its room there (an entry
     unbounded that way has the output's largest ``|beta|`` plus 1 as its
-    room: any is inside), and a mask of the outputs whose box cannot hold
-    the sum (left as they were)."""
+    room: any is inside; ``bounded`` says there is none), and a mask of the
+    outputs whose box cannot hold the sum (left as they were)."""
     need = (s * beta).sum(0)
-    direction = torch.sign(need)
     room = torch.where(need > 0, beta - lo, hi - beta)
-    spare = beta.abs().amax(0) + 1.0
-    room = torch.where(torch.isfinite(room), room, spare.expand_as(room))
+    if not bounded:
+        spare = beta.abs().amax(0) + 1.0
+        room = torch.where(torch.isfinite(room), room, spare.expand_as(room))
     total = (s * room).sum(0)
     ok = need.abs() <= total
-    share = torch.where(ok & (total != 0), need.abs() / total, torch.zeros_like(need))
-    return beta - direction * share * room, ok
+    # the signed share of each entry's room the output moves by
+    share = torch.where(ok & (total != 0), need / total, torch.zeros_like(need))
+    return beta - share * room, ok
 
 
 def _centred_jointly(beta, s, Y):
@@ -407,7 +408,7 @@ class _AtTheta:
     ``cache`` keeps the unpenalised projection's Gram matrix from one
     ``theta`` to the next (it depends on the weights only)."""
 
-    def __init__(self, problem, theta, loss, cache=None):
+    def __init__(self, problem, theta, loss, cache=None, direction=None, primal=None):
         self.pen, self.oracle, self.d = problem.penalty, problem.oracle, problem.d
         self.joint = bool(problem.joint)
         self.loss, self.theta, self.gram = loss, theta, None
@@ -417,25 +418,48 @@ class _AtTheta:
         self.shape = None if loss.smooth else loss.pieces()
         self.pieces = list(self.oracle._pieces(self.oracle.full_batch()))
         self.P = _predictions(self.oracle, self.pieces, theta, self.d)
-        index = self.oracle._index
-        self.Y = torch.cat([self.oracle.Y[index(p)] for p in self.pieces]).double()
-        s = self.oracle.sw
-        self.s = torch.ones_like(self.P[:, :1]) if s is None else s[:, None].double()
-        self.S = float(self.s.sum())
-        Y = self.Y
+        self.direction = direction
+        constants = None if cache is None else cache.get("constants")
+        if constants is None:
+            constants = self._constants(loss)
+            if cache is not None:
+                cache["constants"] = constants
+        (self.Y, self.s, self.S, self.lo, self.hi, self.null) = constants[:6]
+        self.sign, self.bounded = constants[6:]
+        # the loss's values, and (a smooth loss) its derivatives at P
+        self.first = None
         if self.shape is None:
-            self.lo, self.hi = loss.dual_box(Y)
+            values, self.first = loss.value_and_derivative(self.Y, self.P)
+        else:
+            values = loss.value(self.Y, self.P)
+        if primal is not None:  # each output's objective, from the solver
+            self.primal = torch.as_tensor(primal, dtype=torch.float64)
+        else:
+            self.primal = (self.s * values).sum(0) / self.S + self.pen.column_values(
+                theta[: self.d].double()
+            )
+
+    def _constants(self, loss):
+        """What does not depend on ``theta``: the targets, weights and their
+        sum, the dual box, the zero model's objective (the scale of an
+        optimum of 0) and, for a piecewise-linear loss, the sign of ``beta``
+        against the slopes."""
+        oracle, index = self.oracle, self.oracle._index
+        Y = torch.cat([oracle.Y[index(p)] for p in self.pieces]).double()
+        sw = oracle.sw
+        s = torch.ones_like(Y[:, :1]) if sw is None else sw[:, None].double()
+        S = float(s.sum())
+        sign = None
+        if self.shape is None:
+            lo, hi = loss.dual_box(Y)
         else:  # beta's range: h'(u) in [a_0, a_J], u = y p (margin) or y - p
             a0, aJ = self.shape.slopes[0], self.shape.slopes[-1]
-            self.sign = Y if self.shape.margin else -torch.ones_like(Y)
-            self.lo = torch.minimum(self.sign * a0, self.sign * aJ)
-            self.hi = torch.maximum(self.sign * a0, self.sign * aJ)
-        values = loss.value(Y, self.P)
-        self.primal = (self.s * values).sum(0) / self.S + self.pen.column_values(
-            theta[: self.d].double()
-        )
-        # the zero model's objective, the scale of an optimum of 0
-        self.null = float((self.s * loss.value(Y, torch.zeros_like(Y))).sum()) / self.S
+            sign = Y if self.shape.margin else -torch.ones_like(Y)
+            lo = torch.minimum(sign * a0, sign * aJ)
+            hi = torch.maximum(sign * a0, sign * aJ)
+        null = float((s * loss.value(Y, torch.zeros_like(Y))).sum()) / S
+        bounded = bool(torch.isfinite(lo).all() and torch.isfinite(hi).all())
+        return Y, s, S, lo, hi, null, sign, bounded
 
     def keep(self) -> None:
         """Keep the Gram matrix built here for the next ``theta``."""
@@ -486,7 +510,7 @@ def _dual_values(at, beta, movable=None):
     elif at.oracle.fit_intercept and at.joint:
         beta, ok = _centred_jointly(beta, at.s, at.Y)
     elif at.oracle.fit_intercept:
-        beta, ok = _centred(beta, at.s, lo, hi)
+        beta, ok = _centred(beta, at.s, lo, hi, at.bounded)
     v = -_correlations(at.oracle, at.pieces, at.s * beta) / at.S
     if not pen.l2 and pen.l1:  # into the L1 ball of radius l1, per output
         scale = (pen.l1 / v.abs().amax(0).clamp_min(1e-300)).clamp(max=1.0)
@@ -539,7 +563,17 @@ def _newton_betas(at, beta):
     true gap (the L1 ball's scaling and the intercept's centring likewise).
     The refined point moves that residual onto the loss's conjugate, whose
     curvature is ``1 / h``: its gap is then about Newton's decrement, the
-    estimate of the true gap that the data's own curvature gives."""
+    estimate of the true gap that the data's own curvature gives.
+
+    Where the solver gave its own Newton direction at ``theta``
+    (``at.direction``: Newton's method, whose Hessian and gradient are
+    these equations' divided by ``S``), that is the step: no Hessian is
+    built and nothing solved here, one product with X."""
+    h = None
+    if at.direction is not None:
+        h = at.loss.second_derivative(at.Y, at.P).double()
+        Z = at.direction.to(device=beta.device, dtype=torch.float64)
+        return _refined(at, beta, h, _correlations_rows(at.oracle, at.pieces, Z))
     n, k = beta.shape
     q = at.d + bool(at.oracle.fit_intercept)
     work = n * q * q * k
@@ -567,17 +601,26 @@ def _newton_betas(at, beta):
         if ok[0]:
             steps[cols, c] = -z[0]
     Z = torch.as_tensor(steps, dtype=torch.float64, device=beta.device)
-    refined = torch.minimum(
-        torch.maximum(beta + h * _correlations_rows(at.oracle, at.pieces, Z), at.lo),
-        at.hi,
-    )
+    return _refined(at, beta, h, _correlations_rows(at.oracle, at.pieces, Z))
+
+
+def _refined(at, beta, h, moved):
+    """``beta + h moved`` clipped into the box (``moved``: ``X~`` times the
+    step, per row), and the entries that the unpenalised projection may
+    move (see :func:`_newton_betas`)."""
+    refined = torch.minimum(torch.maximum(beta + h * moved, at.lo), at.hi)
     room = 1e-8 * (beta.abs() + 1.0)
     movable = (h > 0) & (refined > at.lo + room) & (refined < at.hi - room)
     return refined, movable
 
 
 def smooth_duality_gap(
-    problem, theta, cache: dict | None = None, enough: float = 0.0
+    problem,
+    theta,
+    cache: dict | None = None,
+    enough: float = 0.0,
+    direction: torch.Tensor | None = None,
+    primal=None,
 ) -> float | None:
     """The relative duality gap ``(P(theta) - D(beta)) / |P(theta)|`` of a
     smooth loss at ``theta`` (floored as :meth:`_AtTheta.relative_gap`),
@@ -586,6 +629,14 @@ def smooth_duality_gap(
     :meth:`~sklearn_gd._losses.Loss.conjugate`) and, where that gap is above
     ``enough``, the point :func:`_newton_betas` refines from them, each
     output keeping its larger dual value.
+
+    ``direction``: the solver's Newton direction at ``theta`` (same shape;
+    Newton's method has it), the refined point's step, so that no Hessian
+    is built here; ``primal``: each output's objective at ``theta``, where
+    the solver has it in float64 (on the small problems Newton serves the
+    certificate's cost is its number of tensor operations, not its passes
+    over X). ``cache`` (one dict per fit) keeps what does not change with
+    ``theta``.
 
     At the optimum ``beta`` is the dual optimum, so the gap is 0; near it
     the gap bounds the distance to the optimum whatever the loss's
@@ -604,12 +655,20 @@ def smooth_duality_gap(
     if (
         loss is None
         or not hasattr(oracle, "_rows")
-        or loss.dual_box(oracle.Y[:1]) is None
         or any(isinstance(v, torch.Tensor) for v in (pen.l1, pen.l2))
     ):
         return None
-    at = _AtTheta(problem, theta, loss, cache)
-    beta = loss.derivative(at.Y, at.P)
+    if cache is None or "defined" not in cache:
+        defined = loss.dual_box(oracle.Y[:1]) is not None
+        if cache is None:
+            cache = {}
+        cache["defined"] = defined
+    if not cache["defined"]:
+        return None
+    if problem.joint:
+        direction = None  # its Hessian couples the outputs: no refined point
+    at = _AtTheta(problem, theta, loss, cache, direction, primal)
+    beta = at.first
     unpenalised = not pen.l1 and not pen.l2
     # every loss here has its infimum 0, so beta = 0 (always feasible, with
     # D(0) = 0) bounds each output's optimum from below: a separable fit at
