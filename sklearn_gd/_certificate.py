@@ -397,6 +397,34 @@ def _kink_betas(at, mu):
     return beta, movable
 
 
+def _constants(oracle, pieces, loss, shape, cache=None):
+    """What does not depend on ``theta`` (kept in ``cache``): the targets,
+    weights and their sum, the dual box, the zero model's objective (the
+    scale of an optimum of 0), for a piecewise-linear loss the sign of
+    ``beta`` against the slopes, and whether the box is bounded."""
+    if cache is not None and "constants" in cache:
+        return cache["constants"]
+    index = oracle._index
+    Y = torch.cat([oracle.Y[index(p)] for p in pieces]).double()
+    sw = oracle.sw
+    s = torch.ones_like(Y[:, :1]) if sw is None else sw[:, None].double()
+    S = float(s.sum())
+    sign = None
+    if shape is None:
+        lo, hi = loss.dual_box(Y)
+    else:  # beta's range: h'(u) in [a_0, a_J], u = y p (margin) or y - p
+        a0, aJ = shape.slopes[0], shape.slopes[-1]
+        sign = Y if shape.margin else -torch.ones_like(Y)
+        lo = torch.minimum(sign * a0, sign * aJ)
+        hi = torch.maximum(sign * a0, sign * aJ)
+    null = float((s * loss.value(Y, torch.zeros_like(Y))).sum()) / S
+    bounded = bool(torch.isfinite(lo).all() and torch.isfinite(hi).all())
+    out = Y, s, S, lo, hi, null, sign, bounded
+    if cache is not None:
+        cache["constants"] = out
+    return out
+
+
 class _AtTheta:
     """Everything the dual points at ``theta`` are checked against: each
     row's predictions, targets, weight and dual box, and each output's
@@ -419,11 +447,7 @@ class _AtTheta:
         self.pieces = list(self.oracle._pieces(self.oracle.full_batch()))
         self.P = _predictions(self.oracle, self.pieces, theta, self.d)
         self.direction = direction
-        constants = None if cache is None else cache.get("constants")
-        if constants is None:
-            constants = self._constants(loss)
-            if cache is not None:
-                cache["constants"] = constants
+        constants = _constants(self.oracle, self.pieces, loss, self.shape, cache)
         (self.Y, self.s, self.S, self.lo, self.hi, self.null) = constants[:6]
         self.sign, self.bounded = constants[6:]
         # the loss's values, and (a smooth loss) its derivatives at P
@@ -438,28 +462,6 @@ class _AtTheta:
             self.primal = (self.s * values).sum(0) / self.S + self.pen.column_values(
                 theta[: self.d].double()
             )
-
-    def _constants(self, loss):
-        """What does not depend on ``theta``: the targets, weights and their
-        sum, the dual box, the zero model's objective (the scale of an
-        optimum of 0) and, for a piecewise-linear loss, the sign of ``beta``
-        against the slopes."""
-        oracle, index = self.oracle, self.oracle._index
-        Y = torch.cat([oracle.Y[index(p)] for p in self.pieces]).double()
-        sw = oracle.sw
-        s = torch.ones_like(Y[:, :1]) if sw is None else sw[:, None].double()
-        S = float(s.sum())
-        sign = None
-        if self.shape is None:
-            lo, hi = loss.dual_box(Y)
-        else:  # beta's range: h'(u) in [a_0, a_J], u = y p (margin) or y - p
-            a0, aJ = self.shape.slopes[0], self.shape.slopes[-1]
-            sign = Y if self.shape.margin else -torch.ones_like(Y)
-            lo = torch.minimum(sign * a0, sign * aJ)
-            hi = torch.maximum(sign * a0, sign * aJ)
-        null = float((s * loss.value(Y, torch.zeros_like(Y))).sum()) / S
-        bounded = bool(torch.isfinite(lo).all() and torch.isfinite(hi).all())
-        return Y, s, S, lo, hi, null, sign, bounded
 
     def keep(self) -> None:
         """Keep the Gram matrix built here for the next ``theta``."""

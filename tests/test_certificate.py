@@ -213,8 +213,8 @@ def test_newton_certificate_bounds_the_true_gap(make, monkeypatch):
     seen, used = [], []
     original = fb.smooth_duality_gap
 
-    def record(problem, theta, cache=None, enough=0.0, direction=None, primal=None):
-        gap = original(problem, theta, cache, enough, direction, primal)
+    def record(problem, theta, cache=None, enough=0.0, direction=None, *rest):
+        gap = original(problem, theta, cache, enough, direction, *rest)
         used.append(direction is not None)
         f = float(_AtTheta(problem, theta, problem.oracle.loss).primal.sum())
         seen.append((f, gap))
