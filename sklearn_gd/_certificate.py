@@ -124,13 +124,14 @@ def _centred(beta, s, lo, hi, bounded=False):
     the bound the sum must go to, in proportion to its room there (an entry
     unbounded that way has the output's largest ``|beta|`` plus 1 as its
     room: any is inside; ``bounded`` says there is none), and a mask of the
-    outputs whose box cannot hold the sum (left as they were)."""
-    need = (s * beta).sum(0)
+    outputs whose box cannot hold the sum (left as they were). ``s`` None:
+    every weight is 1."""
+    need = (beta if s is None else s * beta).sum(0)
     room = torch.where(need > 0, beta - lo, hi - beta)
     if not bounded:
         spare = beta.abs().amax(0) + 1.0
         room = torch.where(torch.isfinite(room), room, spare.expand_as(room))
-    total = (s * room).sum(0)
+    total = (room if s is None else s * room).sum(0)
     ok = need.abs() <= total
     # the signed share of each entry's room the output moves by
     share = torch.where(ok & (total != 0), need / total, torch.zeros_like(need))
@@ -401,24 +402,35 @@ def _constants(oracle, pieces, loss, shape, cache=None):
     """What does not depend on ``theta`` (kept in ``cache``): the targets,
     weights and their sum, the dual box, the zero model's objective (the
     scale of an optimum of 0), for a piecewise-linear loss the sign of
-    ``beta`` against the slopes, and whether the box is bounded."""
+    ``beta`` against the slopes, and whether the box is bounded; None for a
+    smooth loss without a known conjugate (no dual box)."""
     if cache is not None and "constants" in cache:
         return cache["constants"]
     index = oracle._index
-    Y = torch.cat([oracle.Y[index(p)] for p in pieces]).double()
+    if len(pieces) == 1:
+        Y = oracle.Y[index(pieces[0])].double()
+    else:
+        Y = torch.cat([oracle.Y[index(p)] for p in pieces]).double()
     sw = oracle.sw
     s = torch.ones_like(Y[:, :1]) if sw is None else sw[:, None].double()
-    S = float(s.sum())
+    S = float(Y.shape[0]) if sw is None else float(s.sum())
     sign = None
     if shape is None:
-        lo, hi = loss.dual_box(Y)
+        box = loss.dual_box(Y)
+        if box is None:
+            if cache is not None:
+                cache["constants"] = None
+            return None
+        lo, hi = box
     else:  # beta's range: h'(u) in [a_0, a_J], u = y p (margin) or y - p
         a0, aJ = shape.slopes[0], shape.slopes[-1]
         sign = Y if shape.margin else -torch.ones_like(Y)
         lo = torch.minimum(sign * a0, sign * aJ)
         hi = torch.maximum(sign * a0, sign * aJ)
-    null = float((s * loss.value(Y, torch.zeros_like(Y))).sum()) / S
-    bounded = bool(torch.isfinite(lo).all() and torch.isfinite(hi).all())
+    zero = loss.value(Y, torch.zeros_like(Y))
+    null = float((zero if sw is None else s * zero).sum()) / S
+    # the widths hi - lo are small or infinite (never NaN: lo <= hi)
+    bounded = math.isfinite(float((hi - lo).sum()))
     out = Y, s, S, lo, hi, null, sign, bounded
     if cache is not None:
         cache["constants"] = out
@@ -436,7 +448,9 @@ class _AtTheta:
     ``cache`` keeps the unpenalised projection's Gram matrix from one
     ``theta`` to the next (it depends on the weights only)."""
 
-    def __init__(self, problem, theta, loss, cache=None, direction=None, primal=None):
+    def __init__(
+        self, problem, theta, loss, cache=None, direction=None, primal=None, rows=None
+    ):
         self.pen, self.oracle, self.d = problem.penalty, problem.oracle, problem.d
         self.joint = bool(problem.joint)
         self.loss, self.theta, self.gram = loss, theta, None
@@ -445,20 +459,26 @@ class _AtTheta:
             self.gram = cache.get("gram")
         self.shape = None if loss.smooth else loss.pieces()
         self.pieces = list(self.oracle._pieces(self.oracle.full_batch()))
-        self.P = _predictions(self.oracle, self.pieces, theta, self.d)
         self.direction = direction
+        self.first = self.second = None
+        if rows is not None:  # the solver's predictions and derivatives here
+            self.P, self.first, self.second = rows
+        else:
+            self.P = _predictions(self.oracle, self.pieces, theta, self.d)
         constants = _constants(self.oracle, self.pieces, loss, self.shape, cache)
         (self.Y, self.s, self.S, self.lo, self.hi, self.null) = constants[:6]
+        self.weighted = self.oracle.sw is not None
         self.sign, self.bounded = constants[6:]
         # the loss's values, and (a smooth loss) its derivatives at P
-        self.first = None
-        if self.shape is None:
-            values, self.first = loss.value_and_derivative(self.Y, self.P)
-        else:
-            values = loss.value(self.Y, self.P)
         if primal is not None:  # each output's objective, from the solver
             self.primal = torch.as_tensor(primal, dtype=torch.float64)
+            if self.first is None and self.shape is None:
+                self.first = loss.derivative(self.Y, self.P)
         else:
+            if self.shape is None:
+                values, self.first = loss.value_and_derivative(self.Y, self.P)
+            else:
+                values = loss.value(self.Y, self.P)
             self.primal = (self.s * values).sum(0) / self.S + self.pen.column_values(
                 theta[: self.d].double()
             )
@@ -503,25 +523,32 @@ def _dual_values(at, beta, movable=None):
     """Each output's dual value at ``beta`` once made dual feasible;
     ``-inf`` where that is not possible."""
     pen, lo, hi = at.pen, at.lo, at.hi
-    ok = torch.ones(beta.shape[1], dtype=torch.bool, device=beta.device)
+    # without sample weights every s is 1: no products with them (on the
+    # small problems Newton serves, each tensor operation is the cost)
+    s = at.s if at.weighted else None
+    ok = None
     if not pen.l1 and not pen.l2:
         projected = _projected(at, beta, lo, hi, movable)
         if projected is None:
-            return torch.full_like(ok, -math.inf, dtype=at.P.dtype)
+            shape, dtype = (beta.shape[1],), at.P.dtype
+            return torch.full(shape, -math.inf, dtype=dtype, device=beta.device)
         beta, ok = projected
     elif at.oracle.fit_intercept and at.joint:
         beta, ok = _centred_jointly(beta, at.s, at.Y)
     elif at.oracle.fit_intercept:
-        beta, ok = _centred(beta, at.s, lo, hi, at.bounded)
-    v = -_correlations(at.oracle, at.pieces, at.s * beta) / at.S
+        beta, ok = _centred(beta, s, lo, hi, at.bounded)
+    # v = -X' s beta / S, whose sign no term below reads
+    v = _correlations(at.oracle, at.pieces, beta if s is None else s * beta) / at.S
     if not pen.l2 and pen.l1:  # into the L1 ball of radius l1, per output
         scale = (pen.l1 / v.abs().amax(0).clamp_min(1e-300)).clamp(max=1.0)
         beta, scale = _scaled(beta, scale, at.joint)
         v = v * scale
-    dual = -(at.s * at.conjugate(beta)).sum(0) / at.S
+    conj = at.conjugate(beta)
+    dual = (conj if s is None else s * conj).sum(0) / -at.S
     if pen.l2:
-        dual = dual - (torch.clamp(v.abs() - pen.l1, min=0) ** 2).sum(0) / (2 * pen.l2)
-    return torch.where(ok, dual, torch.full_like(dual, -math.inf))
+        excess = torch.clamp(v.abs() - pen.l1, min=0) if pen.l1 else v
+        dual = dual - (excess * excess).sum(0) / (2 * pen.l2)
+    return dual if ok is None else dual.masked_fill(~ok, -math.inf)
 
 
 def duality_gaps(problem, theta, base, smoothed, enough: float = 0.0):
@@ -571,9 +598,10 @@ def _newton_betas(at, beta):
     (``at.direction``: Newton's method, whose Hessian and gradient are
     these equations' divided by ``S``), that is the step: no Hessian is
     built and nothing solved here, one product with X."""
-    h = None
     if at.direction is not None:
-        h = at.loss.second_derivative(at.Y, at.P).double()
+        h = at.second
+        if h is None:
+            h = at.loss.second_derivative(at.Y, at.P).double()
         Z = at.direction.to(device=beta.device, dtype=torch.float64)
         return _refined(at, beta, h, _correlations_rows(at.oracle, at.pieces, Z))
     n, k = beta.shape
@@ -623,6 +651,7 @@ def smooth_duality_gap(
     enough: float = 0.0,
     direction: torch.Tensor | None = None,
     primal=None,
+    rows=None,
 ) -> float | None:
     """The relative duality gap ``(P(theta) - D(beta)) / |P(theta)|`` of a
     smooth loss at ``theta`` (floored as :meth:`_AtTheta.relative_gap`),
@@ -660,16 +689,13 @@ def smooth_duality_gap(
         or any(isinstance(v, torch.Tensor) for v in (pen.l1, pen.l2))
     ):
         return None
-    if cache is None or "defined" not in cache:
-        defined = loss.dual_box(oracle.Y[:1]) is not None
-        if cache is None:
-            cache = {}
-        cache["defined"] = defined
-    if not cache["defined"]:
-        return None
+    cache = {} if cache is None else cache
+    pieces = list(oracle._pieces(oracle.full_batch()))
+    if _constants(oracle, pieces, loss, None, cache) is None:
+        return None  # no dual box: no conjugate known
     if problem.joint:
         direction = None  # its Hessian couples the outputs: no refined point
-    at = _AtTheta(problem, theta, loss, cache, direction, primal)
+    at = _AtTheta(problem, theta, loss, cache, direction, primal, rows)
     beta = at.first
     unpenalised = not pen.l1 and not pen.l2
     # every loss here has its infimum 0, so beta = 0 (always feasible, with
@@ -681,7 +707,7 @@ def smooth_duality_gap(
     # out of their boxes, and scales the whole output to 0; the refined
     # point's moves only those on the curved part
     if not unpenalised or at.joint:
-        dual = torch.maximum(dual, _dual_values(at, beta))
+        dual = _dual_values(at, beta).clamp_min(0.0)
         at.keep()
     gap = at.relative_gap(dual)
     if gap <= enough:

@@ -604,7 +604,8 @@ class Newton(QuasiNewton):
         """As :meth:`_Preconditioned.certify`, on float64 data with the
         Newton direction at the iterate (computed after each step) as the
         refined dual point's step, so that the certificate builds no Hessian
-        of its own, and the objectives found there. In float32 neither is
+        of its own, and the objectives, predictions and loss derivatives
+        found there (no pass of its own for them). In float32 none is
         the certificate's float64 arithmetic: a direction from float32
         gradients left sweep seed 65 (modified_huber, its fit within 1e-7)
         at a certified gap of 7e-4."""
@@ -617,11 +618,13 @@ class Newton(QuasiNewton):
             enough,
             self._d,
             self._columns,
+            self._rows,
         )
 
     def _forget(self):
         super()._forget()
-        self._columns = None  # the objectives at the iterate, with _d
+        # the objectives and the rows' terms at the iterate, with _d
+        self._columns = self._rows = None
 
     def setup(self, problem, theta) -> None:
         super().setup(problem, theta)
@@ -666,6 +669,7 @@ class Newton(QuasiNewton):
         costs a microsecond rather than a tensor operation's several: one
         transfer each way."""
         values, g, H = problem.oracle.derivatives(theta, order=2)
+        self._rows = getattr(problem.oracle, "last_rows", None)
         W = problem.coef(theta)
         problem.penalty.add_gradient_(g[: problem.d], W)
         host = [H, g.double()]
