@@ -519,15 +519,25 @@ def _scaled(beta, factor, joint):
     return beta * factor, factor
 
 
-def _dual_values(at, beta, movable=None):
+def _dual_values(at, beta, movable=None, gradient=None):
     """Each output's dual value at ``beta`` once made dual feasible;
-    ``-inf`` where that is not possible."""
+    ``-inf`` where that is not possible.
+
+    ``gradient``: ``(g, m2)``, the objective's gradient at ``theta`` and the
+    columns' weighted second moments, for ``beta`` the loss's derivatives
+    there (the plain point): ``X' s beta / S`` is then ``g``'s coefficient
+    rows less the L2 part's, and no pass over X is made; the centring's
+    move ``delta`` is bounded instead, ``|X_j' s delta| / S <= sqrt(m2_j)
+    sqrt(sum s delta^2 / S)`` (Cauchy-Schwarz), a looser ``|v|`` and so a
+    lower dual value, by the intercept's gradient (negligible at a stop)."""
     pen, lo, hi = at.pen, at.lo, at.hi
     # without sample weights every s is 1: no products with them (on the
     # small problems Newton serves, each tensor operation is the cost)
     s = at.s if at.weighted else None
     ok = None
+    plain = beta
     if not pen.l1 and not pen.l2:
+        gradient = None  # the projection's correction is exact, and a pass
         projected = _projected(at, beta, lo, hi, movable)
         if projected is None:
             shape, dtype = (beta.shape[1],), at.P.dtype
@@ -538,7 +548,17 @@ def _dual_values(at, beta, movable=None):
     elif at.oracle.fit_intercept:
         beta, ok = _centred(beta, s, lo, hi, at.bounded)
     # v = -X' s beta / S, whose sign no term below reads
-    v = _correlations(at.oracle, at.pieces, beta if s is None else s * beta) / at.S
+    if gradient is not None:  # |v| bounded from the solver's gradient
+        g, m2 = gradient
+        W = at.theta[: at.d].double()
+        v = (g[: at.d].double() - pen.l2 * W).abs()
+        if plain is not beta:  # the centring's move, bounded
+            square = (beta - plain) ** 2
+            spread = ((square if s is None else s * square).sum(0) / at.S).sqrt()
+            m2 = torch.as_tensor(m2, dtype=v.dtype, device=v.device)
+            v = v + m2.clamp_min(0.0).sqrt()[:, None] * spread
+    else:
+        v = _correlations(at.oracle, at.pieces, beta if s is None else s * beta) / at.S
     if not pen.l2 and pen.l1:  # into the L1 ball of radius l1, per output
         scale = (pen.l1 / v.abs().amax(0).clamp_min(1e-300)).clamp(max=1.0)
         beta, scale = _scaled(beta, scale, at.joint)
@@ -655,6 +675,7 @@ def smooth_duality_gap(
     direction: torch.Tensor | None = None,
     primal=None,
     rows=None,
+    gradient=None,
 ) -> float | None:
     """The relative duality gap ``(P(theta) - D(beta)) / |P(theta)|`` of a
     smooth loss at ``theta`` (floored as :meth:`_AtTheta.relative_gap`),
@@ -670,8 +691,11 @@ def smooth_duality_gap(
     ``rows``: the predictions and the loss's first and second derivatives
     per row, where the solver has them in float64 (on the small problems
     Newton serves the certificate's cost is its number of tensor
-    operations, not its passes over X). ``cache`` (one dict per
-    fit) keeps what does not change with ``theta``.
+    operations, not its passes over X); ``gradient``: ``(g, m2)``, the
+    objective's gradient there and the columns' second moments, which
+    spare the plain point its pass for ``X' s beta`` (:func:`_dual_values`;
+    L-BFGS on float64 data). ``cache`` (one dict per fit) keeps what does
+    not change with ``theta``.
 
     At the optimum ``beta`` is the dual optimum, so the gap is 0; near it
     the gap bounds the distance to the optimum whatever the loss's
@@ -723,7 +747,7 @@ def smooth_duality_gap(
     # out of their boxes, and scales the whole output to 0; the refined
     # point's moves only those on the curved part
     if not unpenalised or at.joint:
-        dual = _dual_values(at, beta).clamp_min(0.0)
+        dual = _dual_values(at, beta, gradient=gradient).clamp_min(0.0)
         at.keep()
     gap = at.relative_gap(dual)
     if gap <= enough:
