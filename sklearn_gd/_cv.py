@@ -152,8 +152,8 @@ _SHARED_DOC = """
         keeps about ``(n_features + 1) * K * c * itemsize`` bytes for ``K =
         n_splits * n_l1_ratio * n_alphas * {k}`` columns, ``c`` copies a
         column (7 for "sgd", 8 for "adam", 30 for "lbfgs"; 3 more with
-        ``average``), and rows of ``X`` are read in pieces whose ``5 * K`` temporaries a row
-        take at most a quarter of the budget. Where the
+        ``average``), and rows of ``X`` are read in pieces whose ``5 * K``
+        temporaries a row take at most a quarter of the budget. Where the
         columns do not fit, the configurations are trained in groups, one
         after the other (each group reading ``X`` again).
 """
