@@ -676,6 +676,7 @@ class Optimality:
         self._epochs = 0
         self._next_check = self.first_check
         self._candidate_after = 0
+        self._checked = None  # (epoch, enough) of the last certificate
 
     def idles(self, solver) -> bool:
         """Whether the next epoch may be counted without being run: under
@@ -689,7 +690,13 @@ class Optimality:
         bound where that is below ``enough``), recorded as the measure; None
         (and no more tries) where it has none."""
         certify = getattr(solver, "certify", None) if self._certifying else None
+        last = self._checked
+        again = last is not None and last[0] == self._epochs and last[1] <= enough
+        if certify is not None and again:
+            # this iterate's, to a bar as strict (max_iter's stop after a check)
+            return self.value
         gap = None if certify is None else certify(enough)
+        self._checked = (self._epochs, enough)
         if gap is None:
             self._certifying = False
             return None

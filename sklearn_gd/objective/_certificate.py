@@ -119,21 +119,23 @@ def _gram(oracle, pieces, weights: torch.Tensor) -> np.ndarray:
     return out
 
 
-def _centred(beta, s, lo, hi):
+def _centred(beta, s, lo, hi, bounded=False):
     """``beta`` with ``sum(s beta) = 0`` per output, each entry moved towards
     the bound the sum must go to, in proportion to its room there (an entry
     unbounded that way has the output's largest ``|beta|`` plus 1 as its
-    room: any is inside), and a mask of the outputs whose box cannot hold
-    the sum (left as they were)."""
-    need = (s * beta).sum(0)
-    direction = torch.sign(need)
+    room: any is inside; ``bounded`` says there is none), and a mask of the
+    outputs whose box cannot hold the sum (left as they were). ``s`` None:
+    every weight is 1."""
+    need = (beta if s is None else s * beta).sum(0)
     room = torch.where(need > 0, beta - lo, hi - beta)
-    spare = beta.abs().amax(0) + 1.0
-    room = torch.where(torch.isfinite(room), room, spare.expand_as(room))
-    total = (s * room).sum(0)
+    if not bounded:
+        spare = beta.abs().amax(0) + 1.0
+        room = torch.where(torch.isfinite(room), room, spare.expand_as(room))
+    total = (room if s is None else s * room).sum(0)
     ok = need.abs() <= total
-    share = torch.where(ok & (total != 0), need.abs() / total, torch.zeros_like(need))
-    return beta - direction * share * room, ok
+    # the signed share of each entry's room the output moves by
+    share = torch.where(ok & (total != 0), need / total, torch.zeros_like(need))
+    return beta - share * room, ok
 
 
 def _centred_jointly(beta, s, Y):
@@ -396,6 +398,45 @@ def _kink_betas(at, mu):
     return beta, movable
 
 
+def _constants(oracle, pieces, loss, shape, cache=None):
+    """What does not depend on ``theta`` (kept in ``cache``): the targets,
+    weights and their sum, the dual box, the zero model's objective (the
+    scale of an optimum of 0), for a piecewise-linear loss the sign of
+    ``beta`` against the slopes, and whether the box is bounded; None for a
+    smooth loss without a known conjugate (no dual box)."""
+    if cache is not None and "constants" in cache:
+        return cache["constants"]
+    index = oracle._index
+    if len(pieces) == 1:
+        Y = oracle.Y[index(pieces[0])].double()
+    else:
+        Y = torch.cat([oracle.Y[index(p)] for p in pieces]).double()
+    sw = oracle.sw
+    s = torch.ones_like(Y[:, :1]) if sw is None else sw[:, None].double()
+    S = float(Y.shape[0]) if sw is None else float(s.sum())
+    sign = None
+    if shape is None:
+        box = loss.dual_box(Y)
+        if box is None:
+            if cache is not None:
+                cache["constants"] = None
+            return None
+        lo, hi = box
+    else:  # beta's range: h'(u) in [a_0, a_J], u = y p (margin) or y - p
+        a0, aJ = shape.slopes[0], shape.slopes[-1]
+        sign = Y if shape.margin else -torch.ones_like(Y)
+        lo = torch.minimum(sign * a0, sign * aJ)
+        hi = torch.maximum(sign * a0, sign * aJ)
+    zero = loss.value(Y, torch.zeros_like(Y))
+    null = float((zero if sw is None else s * zero).sum()) / S
+    # the widths hi - lo are small or infinite (never NaN: lo <= hi)
+    bounded = math.isfinite(float((hi - lo).sum()))
+    out = Y, s, S, lo, hi, null, sign, bounded
+    if cache is not None:
+        cache["constants"] = out
+    return out
+
+
 class _AtTheta:
     """Everything the dual points at ``theta`` are checked against: each
     row's predictions, targets, weight and dual box, and each output's
@@ -407,7 +448,9 @@ class _AtTheta:
     ``cache`` keeps the unpenalised projection's Gram matrix from one
     ``theta`` to the next (it depends on the weights only)."""
 
-    def __init__(self, problem, theta, loss, cache=None):
+    def __init__(
+        self, problem, theta, loss, cache=None, direction=None, primal=None, rows=None
+    ):
         self.pen, self.oracle, self.d = problem.penalty, problem.oracle, problem.d
         self.joint = bool(problem.joint)
         self.loss, self.theta, self.gram = loss, theta, None
@@ -416,26 +459,29 @@ class _AtTheta:
             self.gram = cache.get("gram")
         self.shape = None if loss.smooth else loss.pieces()
         self.pieces = list(self.oracle._pieces(self.oracle.full_batch()))
-        self.P = _predictions(self.oracle, self.pieces, theta, self.d)
-        index = self.oracle._index
-        self.Y = torch.cat([self.oracle.Y[index(p)] for p in self.pieces]).double()
-        s = self.oracle.sw
-        self.s = torch.ones_like(self.P[:, :1]) if s is None else s[:, None].double()
-        self.S = float(self.s.sum())
-        Y = self.Y
-        if self.shape is None:
-            self.lo, self.hi = loss.dual_box(Y)
-        else:  # beta's range: h'(u) in [a_0, a_J], u = y p (margin) or y - p
-            a0, aJ = self.shape.slopes[0], self.shape.slopes[-1]
-            self.sign = Y if self.shape.margin else -torch.ones_like(Y)
-            self.lo = torch.minimum(self.sign * a0, self.sign * aJ)
-            self.hi = torch.maximum(self.sign * a0, self.sign * aJ)
-        values = loss.value(Y, self.P)
-        self.primal = (self.s * values).sum(0) / self.S + self.pen.column_values(
-            theta[: self.d].double()
-        )
-        # the zero model's objective, the scale of an optimum of 0
-        self.null = float((self.s * loss.value(Y, torch.zeros_like(Y))).sum()) / self.S
+        self.direction = direction
+        self.first = self.second = None
+        if rows is not None:  # the solver's predictions and derivatives here
+            self.P, self.first, self.second = rows
+        else:
+            self.P = _predictions(self.oracle, self.pieces, theta, self.d)
+        constants = _constants(self.oracle, self.pieces, loss, self.shape, cache)
+        (self.Y, self.s, self.S, self.lo, self.hi, self.null) = constants[:6]
+        self.weighted = self.oracle.sw is not None
+        self.sign, self.bounded = constants[6:]
+        # the loss's values, and (a smooth loss) its derivatives at P
+        if primal is not None:  # each output's objective, from the solver
+            self.primal = torch.as_tensor(primal, dtype=torch.float64)
+            if self.first is None and self.shape is None:
+                self.first = loss.derivative(self.Y, self.P)
+        else:
+            if self.shape is None:
+                values, self.first = loss.value_and_derivative(self.Y, self.P)
+            else:
+                values = loss.value(self.Y, self.P)
+            self.primal = (self.s * values).sum(0) / self.S + self.pen.column_values(
+                theta[: self.d].double()
+            )
 
     def keep(self) -> None:
         """Keep the Gram matrix built here for the next ``theta``."""
@@ -473,29 +519,56 @@ def _scaled(beta, factor, joint):
     return beta * factor, factor
 
 
-def _dual_values(at, beta, movable=None):
+def _dual_values(at, beta, movable=None, gradient=None):
     """Each output's dual value at ``beta`` once made dual feasible;
-    ``-inf`` where that is not possible."""
+    ``-inf`` where that is not possible.
+
+    ``gradient``: ``(g, m2)``, the objective's gradient at ``theta`` and the
+    columns' weighted second moments, for ``beta`` the loss's derivatives
+    there (the plain point): ``X' s beta / S`` is then ``g``'s coefficient
+    rows less the L2 part's, and no pass over X is made; the centring's
+    move ``delta`` is bounded instead, ``|X_j' s delta| / S <= sqrt(m2_j)
+    sqrt(sum s delta^2 / S)`` (Cauchy-Schwarz), a looser ``|v|`` and so a
+    lower dual value, by the intercept's gradient (negligible at a stop)."""
     pen, lo, hi = at.pen, at.lo, at.hi
-    ok = torch.ones(beta.shape[1], dtype=torch.bool, device=beta.device)
+    # without sample weights every s is 1: no products with them (on the
+    # small problems Newton serves, each tensor operation is the cost)
+    s = at.s if at.weighted else None
+    ok = None
+    plain = beta
     if not pen.l1 and not pen.l2:
+        gradient = None  # the projection's correction is exact, and a pass
         projected = _projected(at, beta, lo, hi, movable)
         if projected is None:
-            return torch.full_like(ok, -math.inf, dtype=at.P.dtype)
+            shape, dtype = (beta.shape[1],), at.P.dtype
+            return torch.full(shape, -math.inf, dtype=dtype, device=beta.device)
         beta, ok = projected
     elif at.oracle.fit_intercept and at.joint:
         beta, ok = _centred_jointly(beta, at.s, at.Y)
     elif at.oracle.fit_intercept:
-        beta, ok = _centred(beta, at.s, lo, hi)
-    v = -_correlations(at.oracle, at.pieces, at.s * beta) / at.S
+        beta, ok = _centred(beta, s, lo, hi, at.bounded)
+    # v = -X' s beta / S, whose sign no term below reads
+    if gradient is not None:  # |v| bounded from the solver's gradient
+        g, m2 = gradient
+        W = at.theta[: at.d].double()
+        v = (g[: at.d].double() - pen.l2 * W).abs()
+        if plain is not beta:  # the centring's move, bounded
+            square = (beta - plain) ** 2
+            spread = ((square if s is None else s * square).sum(0) / at.S).sqrt()
+            m2 = torch.as_tensor(m2, dtype=v.dtype, device=v.device)
+            v = v + m2.clamp_min(0.0).sqrt()[:, None] * spread
+    else:
+        v = _correlations(at.oracle, at.pieces, beta if s is None else s * beta) / at.S
     if not pen.l2 and pen.l1:  # into the L1 ball of radius l1, per output
         scale = (pen.l1 / v.abs().amax(0).clamp_min(1e-300)).clamp(max=1.0)
         beta, scale = _scaled(beta, scale, at.joint)
         v = v * scale
-    dual = -(at.s * at.conjugate(beta)).sum(0) / at.S
+    conj = at.conjugate(beta)
+    dual = (conj if s is None else s * conj).sum(0) / -at.S
     if pen.l2:
-        dual = dual - (torch.clamp(v.abs() - pen.l1, min=0) ** 2).sum(0) / (2 * pen.l2)
-    return torch.where(ok, dual, torch.full_like(dual, -math.inf))
+        excess = torch.clamp(v.abs() - pen.l1, min=0) if pen.l1 else v
+        dual = dual - (excess * excess).sum(0) / (2 * pen.l2)
+    return dual if ok is None else dual.masked_fill(~ok, -math.inf)
 
 
 def duality_gaps(problem, theta, base, smoothed, enough: float = 0.0):
@@ -539,7 +612,18 @@ def _newton_betas(at, beta):
     true gap (the L1 ball's scaling and the intercept's centring likewise).
     The refined point moves that residual onto the loss's conjugate, whose
     curvature is ``1 / h``: its gap is then about Newton's decrement, the
-    estimate of the true gap that the data's own curvature gives."""
+    estimate of the true gap that the data's own curvature gives.
+
+    Where the solver gave its own Newton direction at ``theta``
+    (``at.direction``: Newton's method, whose Hessian and gradient are
+    these equations' divided by ``S``), that is the step: no Hessian is
+    built and nothing solved here, one product with X."""
+    if at.direction is not None:
+        h = at.second
+        if h is None:
+            h = at.loss.second_derivative(at.Y, at.P).double()
+        Z = at.direction.to(device=beta.device, dtype=torch.float64)
+        return _refined(at, beta, h, _correlations_rows(at.oracle, at.pieces, Z))
     n, k = beta.shape
     q = at.d + bool(at.oracle.fit_intercept)
     work = n * q * q * k
@@ -567,17 +651,31 @@ def _newton_betas(at, beta):
         if ok[0]:
             steps[cols, c] = -z[0]
     Z = torch.as_tensor(steps, dtype=torch.float64, device=beta.device)
-    refined = torch.minimum(
-        torch.maximum(beta + h * _correlations_rows(at.oracle, at.pieces, Z), at.lo),
-        at.hi,
-    )
+    return _refined(at, beta, h, _correlations_rows(at.oracle, at.pieces, Z))
+
+
+def _refined(at, beta, h, moved):
+    """``beta + h moved`` clipped into the box (``moved``: ``X~`` times the
+    step, per row), and the entries that the unpenalised projection may
+    move (see :func:`_newton_betas`; None with a penalty, which moves
+    none)."""
+    refined = torch.minimum(torch.maximum(beta + h * moved, at.lo), at.hi)
+    if at.pen.l1 or at.pen.l2:
+        return refined, None
     room = 1e-8 * (beta.abs() + 1.0)
     movable = (h > 0) & (refined > at.lo + room) & (refined < at.hi - room)
     return refined, movable
 
 
 def smooth_duality_gap(
-    problem, theta, cache: dict | None = None, enough: float = 0.0
+    problem,
+    theta,
+    cache: dict | None = None,
+    enough: float = 0.0,
+    direction: torch.Tensor | None = None,
+    primal=None,
+    rows=None,
+    gradient=None,
 ) -> float | None:
     """The relative duality gap ``(P(theta) - D(beta)) / |P(theta)|`` of a
     smooth loss at ``theta`` (floored as :meth:`_AtTheta.relative_gap`),
@@ -586,6 +684,18 @@ def smooth_duality_gap(
     :meth:`~sklearn_gd.model._losses.Loss.conjugate`) and, where that gap is above
     ``enough``, the point :func:`_newton_betas` refines from them, each
     output keeping its larger dual value.
+
+    ``direction``: the solver's Newton direction at ``theta`` (same shape;
+    Newton's method has it), the refined point's step, so that no Hessian
+    is built here; ``primal``: each output's objective at ``theta``, and
+    ``rows``: the predictions and the loss's first and second derivatives
+    per row, where the solver has them in float64 (on the small problems
+    Newton serves the certificate's cost is its number of tensor
+    operations, not its passes over X); ``gradient``: ``(g, m2)``, the
+    objective's gradient there and the columns' second moments, which
+    spare the plain point its pass for ``X' s beta`` (:func:`_dual_values`;
+    L-BFGS on float64 data). ``cache`` (one dict per fit) keeps what does
+    not change with ``theta``.
 
     At the optimum ``beta`` is the dual optimum, so the gap is 0; near it
     the gap bounds the distance to the optimum whatever the loss's
@@ -604,13 +714,30 @@ def smooth_duality_gap(
     if (
         loss is None
         or not hasattr(oracle, "_rows")
-        or loss.dual_box(oracle.Y[:1]) is None
         or any(isinstance(v, torch.Tensor) for v in (pen.l1, pen.l2))
     ):
         return None
-    at = _AtTheta(problem, theta, loss, cache)
-    beta = loss.derivative(at.Y, at.P)
+    cache = {} if cache is None else cache
+    pieces = list(oracle._pieces(oracle.full_batch()))
+    if _constants(oracle, pieces, loss, None, cache) is None:
+        return None  # no dual box: no conjugate known
+    if problem.joint:
+        direction = None  # its Hessian couples the outputs: no refined point
+    at = _AtTheta(problem, theta, loss, cache, direction, primal, rows)
+    beta = at.first
     unpenalised = not pen.l1 and not pen.l2
+    if direction is not None and not unpenalised:
+        # Newton's step in hand, the refined point costs one product more
+        # than the plain one and is the tighter near a stop (where a weak
+        # L2 part leaves the plain one loose by 1 / l2): it goes first, the
+        # plain one only where it does not certify
+        refined, _ = _newton_betas(at, beta)
+        dual = _dual_values(at, refined).clamp_min(0.0)
+        gap = at.relative_gap(dual)
+        if gap <= enough:
+            return gap
+        dual = torch.maximum(dual, _dual_values(at, beta))
+        return at.relative_gap(dual)
     # every loss here has its infimum 0, so beta = 0 (always feasible, with
     # D(0) = 0) bounds each output's optimum from below: a separable fit at
     # P = 1e-14 is certified by it where no other dual point is feasible
@@ -620,7 +747,7 @@ def smooth_duality_gap(
     # out of their boxes, and scales the whole output to 0; the refined
     # point's moves only those on the curved part
     if not unpenalised or at.joint:
-        dual = torch.maximum(dual, _dual_values(at, beta))
+        dual = _dual_values(at, beta, gradient=gradient).clamp_min(0.0)
         at.keep()
     gap = at.relative_gap(dual)
     if gap <= enough:

@@ -667,13 +667,24 @@ class DirectOracle(Oracle):
         (softmax cross-entropy) gives one Hessian of shape (1, k q, k q), ``q
         = n_features + fit_intercept``, in class-major order (``theta.T``
         flattened). For Newton's method, on rows in memory with few
-        features (:attr:`supports_hessian`)."""
+        features (:attr:`supports_hessian`).
+
+        Where one chunk holds every row, :attr:`last_rows` keeps that
+        call's predictions and unweighted derivatives per row (``(P, dL/dp,
+        d^2L/dp^2)``, None beyond ``order``; None over several chunks): the
+        duality gap at the same ``theta`` needs them, and Newton's
+        certificate takes them instead of a pass of its own."""
         n = self.n_samples
         values = grad = H = None
+        self.last_rows = None
         for sl in gen_batches(n, self.chunk_rows):
             A = self._design_rows(sl)
-            Y = self.Y if sl.stop - sl.start == n else self.Y[sl]
-            v, D, C = self.loss.derivatives(Y, affine(A, theta), order)
+            whole = sl.stop - sl.start == n
+            Y = self.Y if whole else self.Y[sl]
+            P = affine(A, theta)
+            v, D, C = self.loss.derivatives(Y, P, order)
+            if whole:  # the rows' own terms, kept for a certificate
+                self.last_rows = (P, D, C)
             s = None if self.sw is None else self.sw[sl][:, None]
             if s is not None:
                 v, D = v * s, None if D is None else D * s
