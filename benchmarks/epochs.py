@@ -32,10 +32,10 @@ from pathlib import Path
 import numpy as np
 import torch
 from sklearn.linear_model import SGDClassifier, SGDRegressor
-from sklearn_gd.model._losses import Huber
 from threadpoolctl import threadpool_limits
 
 from sklearn_gd import TorchSGDClassifier, TorchSGDRegressor
+from sklearn_gd.model._losses import Huber
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _report import quiet_start, target_row, write_report  # noqa: E402

@@ -13,9 +13,8 @@ from scipy.optimize import minimize
 from sklearn.exceptions import ConvergenceWarning
 
 from sklearn_gd import TorchSGDClassifier, TorchSGDRegressor
-from sklearn_gd._certificate import _AtTheta, smooth_duality_gap
-from sklearn_gd._engine import Problem
-from sklearn_gd._losses import (
+from sklearn_gd.engine._engine import Problem
+from sklearn_gd.model._losses import (
     Huber,
     LogLoss,
     ModifiedHuber,
@@ -24,8 +23,9 @@ from sklearn_gd._losses import (
     SquaredError,
     SquaredHinge,
 )
-from sklearn_gd._oracles import DirectOracle
-from sklearn_gd._penalties import make_penalty
+from sklearn_gd.model._penalties import make_penalty
+from sklearn_gd.objective._certificate import _AtTheta, smooth_duality_gap
+from sklearn_gd.objective._oracles import DirectOracle
 
 # (loss, targets, its curvature bound c: L'' <= c)
 MARGIN = [(LogLoss(), 0.25), (ModifiedHuber(), 2.0), (SquaredHinge(1.0), 2.0)]
@@ -205,7 +205,7 @@ def test_newton_certificate_bounds_the_true_gap(make, monkeypatch):
     # direction and objectives the certificate takes (no Hessian of its
     # own): every gap it reports during the fit bounds that iterate's true
     # gap against the reference optimum, and the fit ends certified
-    import sklearn_gd._full_batch as fb
+    import sklearn_gd.solvers._full_batch as fb
 
     est = make()
     loss = LogLoss() if est.loss != "huber" else Huber(0.5)
@@ -283,7 +283,7 @@ def test_lbfgs_certificate_bounds_the_true_gap(multi_class, monkeypatch):
     # certificate's L2 cases) and the fit ends certified
     import scipy.sparse as sp
 
-    import sklearn_gd._full_batch as fb
+    import sklearn_gd.solvers._full_batch as fb
 
     rng = np.random.default_rng(3)
     X = sp.random(300, 600, density=0.05, random_state=3, format="csr")
