@@ -36,7 +36,7 @@ from ._problem import Problem
 from ._records import EpochInfo, History, TrainResult, TrainState
 from ._stopping import NoImprovement, Optimality, Validation
 
-__all__ = ["train"]
+__all__ = ["Training", "train"]
 
 
 def train(
@@ -96,80 +96,135 @@ def train(
     """
     it = Iterate(init, fit_intercept, average)
     problem = Problem(oracle, penalty, *init.coef.shape, joint_outputs, intercept_decay)
-    lr = schedule.rate(it.t)
-    check_rate_fits(lr, it.theta.dtype)
-    solver.setup(problem, it.theta)
-    if hasattr(stopping, "bind"):
-        stopping.bind(problem, it)
-    solver.start(it.theta, lr, init.optimizer_state)
-    guard = DivergenceGuard(float(oracle.zero_model_loss().mean()))
-    restarts = Restarts(it, guard, schedule, solver)
-    history = History(validation)
-    converged = interrupted = False
-    start = time.perf_counter()
-    epoch = 0
+    training = Training(
+        problem, it, schedule, solver, stopping, validation, init.optimizer_state
+    )
     with torch.no_grad():
         try:
-            while epoch < max_iter:
-                if epoch and stopping.idles(solver):
-                    # its steps would leave everything as it is: count them
-                    mean = history.losses[-1]
-                    it.t += 1
-                else:
-                    mean, lr = run_epoch(problem, solver, schedule, it)
-                loss, param_sum = read_epoch(mean, it)
-                if guard.diverged(loss, param_sum):
-                    restarts.after_divergence(epoch + 1, loss, lr)
-                    continue
-                epoch += 1
-                restarts.epoch_done(improved=loss < stopping.best_loss)
-                score = history.record(loss, it, stopping.best_score)
-                stalled = stopping.update(loss, score, solver)
-                stop = on_epoch is not None and bool(
-                    on_epoch(_epoch_info(epoch, loss, score, it, lr, start))
-                )
-                if stalled and stopping.final:
-                    converged, stop = stopping.reached, True
-                elif stalled and not restarts.after_stall(
-                    grew=validation is None and loss > stopping.best_loss
-                ):  # the schedule's floor: convergence by sklearn's rule only
-                    converged, stop = stopping.floor_converges, True
-                elif stalled:
-                    stopping.reset()
-                if stop:
+            while training.epoch < max_iter:
+                if training.next_epoch(on_epoch):
                     break
         except KeyboardInterrupt:
-            # keep the best parameters reached so far; the caller warns
-            interrupted = True
-            if validation is None:
-                losses = history.losses
-                restarts.keep_best(bool(losses) and losses[-1] <= stopping.best_loss)
-            it.averager = None  # the running average may be mid-update
-    if not converged and stopping.idles(solver):
-        # tol=None's max_iter epochs, the last ones idle at a stop the
-        # solver certified (or not: the caller warns then)
-        converged = stopping.reached
-    elif not (converged or interrupted) and epoch >= max_iter:
-        conclude = getattr(stopping, "conclude", None)
-        converged = conclude is not None and conclude(solver)
-    return TrainResult(
-        **_parameters(it, history.best_params),
-        n_iter=epoch,
-        t=it.t,
-        loss_curve=history.losses,
-        validation_scores=history.scores,
-        best_loss=stopping.best_loss,
-        best_validation_score=None if validation is None else stopping.best_score,
-        optimizer_state=solver.state_dict(),
-        converged=converged,
-        interrupted=interrupted,
-        lr=lr,
-        optimality=solver.optimality if stopping.value is None else stopping.value,
-        solver_stuck=bool(getattr(solver, "stuck", False)),
-        measure=getattr(stopping, "measure_name", None)
-        or getattr(solver, "measure_name", TrainResult.measure),
-        tol=getattr(stopping, "tol_used", getattr(stopping, "target", None)),
-    )
+            training.interrupt()
+    return training.result(max_iter)
+
+
+class Training:
+    """One call of :func:`train` under way: its parts and where it stands
+    (the epochs counted, the last learning rate, whether it converged or was
+    interrupted)."""
+
+    def __init__(
+        self,
+        problem: Problem,
+        it: Iterate,
+        schedule,
+        solver,
+        stopping: NoImprovement | Optimality,
+        validation: Validation | None,
+        optimizer_state: dict | None,
+    ):
+        """Set the solver and the stopping rule up on ``problem`` from the
+        iterate ``it``, with the divergence guard, the restarts and the
+        history."""
+        self.problem, self.it, self.validation = problem, it, validation
+        self.schedule, self.solver, self.stopping = schedule, solver, stopping
+        self.lr = schedule.rate(it.t)
+        check_rate_fits(self.lr, it.theta.dtype)
+        solver.setup(problem, it.theta)
+        if hasattr(stopping, "bind"):
+            stopping.bind(problem, it)
+        solver.start(it.theta, self.lr, optimizer_state)
+        self.guard = DivergenceGuard(float(problem.oracle.zero_model_loss().mean()))
+        self.restarts = Restarts(it, self.guard, schedule, solver)
+        self.history = History(validation)
+        self.converged = self.interrupted = False
+        self.start = time.perf_counter()
+        self.epoch = 0
+
+    def next_epoch(self, on_epoch) -> bool:
+        """One epoch with its checks (divergence, the stopping rule, the
+        callback); True when the training stops."""
+        it, stopping, solver = self.it, self.stopping, self.solver
+        if self.epoch and stopping.idles(solver):
+            # its steps would leave everything as it is: count them
+            mean = self.history.losses[-1]
+            it.t += 1
+        else:
+            mean, self.lr = run_epoch(self.problem, solver, self.schedule, it)
+        loss, param_sum = read_epoch(mean, it)
+        if self.guard.diverged(loss, param_sum):
+            self.restarts.after_divergence(self.epoch + 1, loss, self.lr)
+            return False
+        self.epoch += 1
+        self.restarts.epoch_done(improved=loss < stopping.best_loss)
+        score = self.history.record(loss, it, stopping.best_score)
+        stalled = stopping.update(loss, score, solver)
+        stop = on_epoch is not None and bool(
+            on_epoch(_epoch_info(self.epoch, loss, score, it, self.lr, self.start))
+        )
+        if stalled:
+            stop = self._answer_stall(loss) or stop
+        return stop
+
+    def _answer_stall(self, loss: float) -> bool:
+        """After a stall: whether the training stops (and whether it then
+        converged), or goes on with a smaller step."""
+        stopping = self.stopping
+        if stopping.final:
+            self.converged = stopping.reached
+            return True
+        if not self.restarts.after_stall(
+            grew=self.validation is None and loss > stopping.best_loss
+        ):  # the schedule's floor: convergence by sklearn's rule only
+            self.converged = stopping.floor_converges
+            return True
+        stopping.reset()
+        return False
+
+    def interrupt(self) -> None:
+        """After a KeyboardInterrupt: keep the best parameters reached so
+        far; the caller warns."""
+        self.interrupted = True
+        if self.validation is None:
+            losses = self.history.losses
+            self.restarts.keep_best(
+                bool(losses) and losses[-1] <= self.stopping.best_loss
+            )
+        self.it.averager = None  # the running average may be mid-update
+
+    def result(self, max_iter: int) -> TrainResult:
+        """The conclusion: whether the training converged, and what it
+        produced."""
+        stopping, solver, history = self.stopping, self.solver, self.history
+        converged = self.converged
+        if not converged and stopping.idles(solver):
+            # tol=None's max_iter epochs, the last ones idle at a stop the
+            # solver certified (or not: the caller warns then)
+            converged = stopping.reached
+        elif not (converged or self.interrupted) and self.epoch >= max_iter:
+            conclude = getattr(stopping, "conclude", None)
+            converged = conclude is not None and conclude(solver)
+        return TrainResult(
+            **_parameters(self.it, history.best_params),
+            n_iter=self.epoch,
+            t=self.it.t,
+            loss_curve=history.losses,
+            validation_scores=history.scores,
+            best_loss=stopping.best_loss,
+            best_validation_score=None
+            if self.validation is None
+            else stopping.best_score,
+            optimizer_state=solver.state_dict(),
+            converged=converged,
+            interrupted=self.interrupted,
+            lr=self.lr,
+            optimality=solver.optimality if stopping.value is None else stopping.value,
+            solver_stuck=bool(getattr(solver, "stuck", False)),
+            measure=getattr(stopping, "measure_name", None)
+            or getattr(solver, "measure_name", TrainResult.measure),
+            tol=getattr(stopping, "tol_used", getattr(stopping, "target", None)),
+        )
 
 
 def _epoch_info(epoch, loss, score, it, lr, start) -> EpochInfo:
