@@ -34,7 +34,7 @@ from ._epoch import read_epoch, run_epoch
 from ._iterate import DivergenceGuard, Iterate, Restarts, check_rate_fits
 from ._problem import Problem
 from ._records import EpochInfo, History, TrainResult, TrainState
-from ._stopping import NoImprovement, Optimality, Validation
+from ._stopping import StoppingRule, Validation
 
 __all__ = ["Training", "train"]
 
@@ -45,7 +45,7 @@ def train(
     penalty,
     schedule,
     solver,
-    stopping: NoImprovement | Optimality,
+    stopping: StoppingRule,
     max_iter=1000,
     fit_intercept=True,
     average=0,
@@ -63,7 +63,7 @@ def train(
     penalty : Penalty
     schedule : Schedule
     solver : Solver
-    stopping : NoImprovement or Optimality
+    stopping : StoppingRule
     max_iter : int
         Epochs (passes over the data) at most.
     fit_intercept : bool
@@ -120,7 +120,7 @@ class Training:
         it: Iterate,
         schedule,
         solver,
-        stopping: NoImprovement | Optimality,
+        stopping: StoppingRule,
         validation: Validation | None,
         optimizer_state: dict | None,
     ):
@@ -132,8 +132,7 @@ class Training:
         self.lr = schedule.rate(it.t)
         check_rate_fits(self.lr, it.theta.dtype)
         solver.setup(problem, it.theta)
-        if hasattr(stopping, "bind"):
-            stopping.bind(problem, it)
+        stopping.bind(problem, it)
         solver.start(it.theta, self.lr, optimizer_state)
         self.guard = DivergenceGuard(float(problem.oracle.zero_model_loss().mean()))
         self.restarts = Restarts(it, self.guard, schedule, solver)
@@ -203,8 +202,7 @@ class Training:
             # solver certified (or not: the caller warns then)
             converged = stopping.reached
         elif not (converged or self.interrupted) and self.epoch >= max_iter:
-            conclude = getattr(stopping, "conclude", None)
-            converged = conclude is not None and conclude(solver)
+            converged = stopping.conclude(solver)
         return TrainResult(
             **_parameters(self.it, history.best_params),
             n_iter=self.epoch,
@@ -221,9 +219,9 @@ class Training:
             lr=self.lr,
             optimality=solver.optimality if stopping.value is None else stopping.value,
             solver_stuck=bool(getattr(solver, "stuck", False)),
-            measure=getattr(stopping, "measure_name", None)
+            measure=stopping.measure_name
             or getattr(solver, "measure_name", TrainResult.measure),
-            tol=getattr(stopping, "tol_used", getattr(stopping, "target", None)),
+            tol=stopping.tol_used,
         )
 
 

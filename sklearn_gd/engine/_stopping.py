@@ -12,6 +12,7 @@ __all__ = [
     "MeasuredProgress",
     "NoImprovement",
     "Optimality",
+    "StoppingRule",
     "Validation",
 ]
 
@@ -66,7 +67,50 @@ class AccuracyValidation(Validation):
         return (hit.to(w.dtype) * w).sum() / w.sum()
 
 
-class NoImprovement:
+class StoppingRule:
+    """What the training loop reads of a stopping rule, with the defaults of
+    a rule that has nothing to say about a member.
+
+    :meth:`update` records an epoch and says whether the training has
+    stalled (or stopped); :attr:`final` whether that ends the fit, or is a
+    stall the schedule may answer by shrinking its rate. ``best_loss`` and
+    ``best_score`` are the best epoch's objective and validation score.
+    """
+
+    final = False  # a stall may shrink the step and go on (Restarts)
+    floor_converges = True  # a stall at the schedule's floor is convergence
+    reached = False  # whether a final stop was the criterion met
+    value = None  # no optimality measure of its own: the solver's is reported
+    measure_name = None  # what ``value`` is (None: the solver's measure)
+    tol_used = None  # what the measure was compared with
+
+    def __init__(self):
+        self.best_loss = math.inf
+        self.best_score = -math.inf
+
+    def bind(self, problem, it) -> None:
+        """Start on ``problem`` from the iterate ``it`` (an
+        :class:`~sklearn_gd.engine._iterate.Iterate`): nothing to do here."""
+
+    def update(self, loss: float, score: float | None, solver=None) -> bool:
+        """Record an epoch; True when the training has stalled (or stops)."""
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        """Start again after the schedule shrank the step: nothing to reset."""
+
+    def idles(self, solver) -> bool:
+        """Whether the next epoch may be counted without being run (see
+        :meth:`Optimality.idles`): never for the schedules' solvers."""
+        return False
+
+    def conclude(self, solver) -> bool:
+        """At ``max_iter``, not converged: whether the fit converged anyway
+        (not, here)."""
+        return False
+
+
+class NoImprovement(StoppingRule):
     """scikit-learn's SGD stopping rule.
 
     Without validation data an epoch makes no progress when its objective is
@@ -76,15 +120,10 @@ class NoImprovement:
     """
 
     def __init__(self, tol: float | None, n_iter_no_change: int):
+        super().__init__()
         self.tol = -math.inf if tol is None else tol
         self.patience = n_iter_no_change
-        self.best_loss = math.inf
-        self.best_score = -math.inf
         self.count = 0
-
-    final = False  # a stall may shrink the step and go on (Restarts)
-    floor_converges = True  # a stall at the schedule's floor is convergence
-    value = None  # no optimality measure
 
     def update(self, loss: float, score: float | None, solver=None) -> bool:
         """Record an epoch; True when the training has stalled."""
@@ -100,11 +139,6 @@ class NoImprovement:
     def reset(self):
         """Start counting again (after the schedule shrank the step)."""
         self.count = 0
-
-    def idles(self, solver) -> bool:
-        """Whether the next epoch may be counted without being run (see
-        :meth:`Optimality.idles`): never for the schedules' solvers."""
-        return False
 
 
 class MeasuredProgress(NoImprovement):
@@ -138,6 +172,10 @@ class MeasuredProgress(NoImprovement):
     def final(self):  # the criterion met ends the fit
         return self.reached
 
+    @property
+    def tol_used(self):  # what the measure is compared with
+        return self.target
+
     def bind(self, problem, it) -> None:
         """Start measuring on ``problem`` from the iterate's start."""
         self.it = it
@@ -160,7 +198,7 @@ class MeasuredProgress(NoImprovement):
         self.best_value = math.inf
 
 
-class Optimality:
+class Optimality(StoppingRule):
     """Stop when the solver's optimality measure reaches ``tol``.
 
     The measure (``solver.optimality``) is the norm of the (proximal)
@@ -191,7 +229,6 @@ class Optimality:
 
     final = True
     value = None  # the measure is the solver's own, until a gap is certified
-    measure_name = None
     # the relative duality gap a certified stop proves: the package's promise
     # (objective within 1e-4 of the optimum, relative), as Smoothing's
     certified_tol = 1e-4
@@ -203,10 +240,9 @@ class Optimality:
     first_check = 16
 
     def __init__(self, tol: float | str | None):
+        super().__init__()
         self.tol = tol
         self.tol_used = None
-        self.best_loss = math.inf
-        self.best_score = -math.inf
         self.reached = False
         self._certifying = tol == "auto"
         self._epochs = 0
