@@ -8,7 +8,7 @@ loops), ``solvers``, ``objective`` (the data terms), ``data`` and ``model``
 """
 
 from ._compat import register_old_paths
-from .engine._engine import DivergenceError
+from .engine._iterate import DivergenceError
 from .estimators._classifier import TorchSGDClassifier
 from .estimators._cv import TorchSGDClassifierCV, TorchSGDRegressorCV
 from .estimators._regressor import TorchSGDRegressor

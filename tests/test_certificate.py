@@ -13,7 +13,7 @@ from scipy.optimize import minimize
 from sklearn.exceptions import ConvergenceWarning
 
 from sklearn_gd import TorchSGDClassifier, TorchSGDRegressor
-from sklearn_gd.engine._engine import Problem
+from sklearn_gd.engine._problem import Problem
 from sklearn_gd.model._losses import (
     Huber,
     LogLoss,

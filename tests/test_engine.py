@@ -10,14 +10,14 @@ from sklearn.datasets import make_regression
 from sklearn.preprocessing import StandardScaler
 
 from sklearn_gd import TorchSGDRegressor
-from sklearn_gd.engine._engine import (
+from sklearn_gd.engine._iterate import (
     DivergenceError,
     DivergenceGuard,
     Iterate,
-    NoImprovement,
     Restarts,
-    TrainState,
 )
+from sklearn_gd.engine._records import TrainState
+from sklearn_gd.engine._stopping import NoImprovement
 from sklearn_gd.model._schedules import make_schedule
 from sklearn_gd.solvers._optimizers import make_solver
 
@@ -289,8 +289,8 @@ def test_descent_in_place_is_the_gradient_step(
     float64: summation order and the pending scale's rounding."""
     import contextlib
 
-    from sklearn_gd.engine import _engine
-    from sklearn_gd.engine._engine import Problem
+    from sklearn_gd.engine import _problem as _engine
+    from sklearn_gd.engine._problem import Problem
 
     monkeypatch.setattr(_engine, "reads_on_host", lambda t: on_host)
     from sklearn_gd.model._penalties import make_penalty

@@ -7,7 +7,7 @@ import torch
 from numpy.testing import assert_allclose
 
 from sklearn_gd import TorchSGDRegressor
-from sklearn_gd.engine._engine import descend_plainly_
+from sklearn_gd.engine._problem import descend_plainly_
 from sklearn_gd.model._penalties import make_penalty
 from sklearn_gd.solvers._optimizers import OPTIMIZERS, Solver, make_solver
 

@@ -40,7 +40,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ._engine import DivergenceError, DivergenceGuard, gradient_step_
+from ._iterate import DivergenceError, DivergenceGuard
+from ._problem import gradient_step_
 
 __all__ = [
     "ColumnResult",

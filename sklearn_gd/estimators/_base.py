@@ -41,11 +41,8 @@ from ..data._validation import (
     validate_fit_inputs,
     validate_predict_input,
 )
-from ..engine._engine import (
-    TrainState,
-    Validation,
-    train,
-)
+from ..engine._engine import train
+from ..engine._records import TrainState
 from ..engine._state import (
     UNRECORDED,
     FitMode,
@@ -53,6 +50,7 @@ from ..engine._state import (
     optimizer_state_to_numpy,
     optimizer_state_to_torch,
 )
+from ..engine._stopping import Validation
 from ..model._losses import make_loss
 from ..model._penalties import PENALTIES, make_penalty
 from ..model._schedules import SCHEDULES

@@ -27,7 +27,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..data._array_api import check_fitted_namespace, host, output_space, to_numpy_any
 from ..data._validation import class_labels
-from ..engine._engine import AccuracyValidation
+from ..engine._stopping import AccuracyValidation
 from ..model._losses import CLASSIFICATION_LOSSES, MULTINOMIAL_LOSSES, make_loss
 from ._base import BaseTorchSGD
 

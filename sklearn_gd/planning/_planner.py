@@ -15,7 +15,7 @@ from dataclasses import dataclass
 
 import torch
 
-from ..engine._engine import MeasuredProgress, NoImprovement, Optimality
+from ..engine._stopping import MeasuredProgress, NoImprovement, Optimality
 from ..model._schedules import make_schedule
 from ..objective._oracles import lipschitz_estimate, solution_scale
 from ..solvers._exact import CoordinateDescent

@@ -37,7 +37,7 @@ from ..engine._cv_engine import (
     make_column_solver,
     train_columns,
 )
-from ..engine._engine import DivergenceError, check_rate_fits
+from ..engine._iterate import DivergenceError, check_rate_fits
 from ..engine._state import FitMode
 from ..model._penalties import make_penalty
 from ..model._schedules import SCHEDULES, optimal_init
