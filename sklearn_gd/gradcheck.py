@@ -69,31 +69,37 @@ def finite_difference_gradient(
         raise ValueError(f"method must be 'central' or 'forward', got {method!r}.")
     if not h > 0:
         raise ValueError(f"h must be positive, got {h}.")
-    is_tensor = isinstance(x, torch.Tensor)
-    if is_tensor:
+    if isinstance(x, torch.Tensor):
         base = x.detach().clone()
     else:
         base = np.array(x, dtype=np.float64)
-
-    def call(v) -> float:
-        with torch.no_grad():
-            out = f(v)
-        if isinstance(out, torch.Tensor):
-            return float(out.detach().reshape(()).item())
-        return float(np.asarray(out).reshape(()))
-
     grad = np.zeros(tuple(base.shape), dtype=np.float64)
-    f0 = call(base) if method == "forward" else None
+    f0 = _scalar_value(f, base) if method == "forward" else None
     for i in np.ndindex(*grad.shape):
-        up = base.clone() if is_tensor else base.copy()
-        up[i] = up[i] + h
+        up = _scalar_value(f, _moved(base, i, h))
         if method == "forward":
-            grad[i] = (call(up) - f0) / h
+            grad[i] = (up - f0) / h
         else:
-            down = base.clone() if is_tensor else base.copy()
-            down[i] = down[i] - h
-            grad[i] = (call(up) - call(down)) / (2 * h)
+            down = _scalar_value(f, _moved(base, i, -h))
+            grad[i] = (up - down) / (2 * h)
     return grad
+
+
+def _scalar_value(f: Callable, v) -> float:
+    """``f(v)`` as a Python float, computed without an autograd graph."""
+    with torch.no_grad():
+        out = f(v)
+    if isinstance(out, torch.Tensor):
+        return float(out.detach().reshape(()).item())
+    return float(np.asarray(out).reshape(()))
+
+
+def _moved(base, i: tuple, step: float):
+    """A copy of ``base`` (array or tensor) with element ``i`` moved by
+    ``step`` (``x + (-h)`` is ``x - h`` to the bit)."""
+    out = base.clone() if isinstance(base, torch.Tensor) else base.copy()
+    out[i] = out[i] + step
+    return out
 
 
 @dataclass(frozen=True)
@@ -192,27 +198,8 @@ def check_loss_gradients(
     >>> check_loss_gradients("huber").passed(atol=1e-6)
     True
     """
-    margin = False  # a classifier's loss of the margin y p, y in {-1, +1}
-    if isinstance(loss, str):
-        if loss not in _NAMED_LOSSES:
-            raise ValueError(
-                f"Unknown loss {loss!r}; expected one of {sorted(_NAMED_LOSSES)}."
-            )
-        name, margin = loss, loss not in LOSSES
-        loss = make_loss(
-            loss, epsilon=epsilon, quantile=quantile, registry=_NAMED_LOSSES
-        )
-    else:
-        name = type(loss).__name__
-    gen = torch.Generator().manual_seed(random_state)
-    y = torch.randn(n_points, generator=gen, dtype=dtype) * 2
-    if margin:
-        y = torch.where(y < 0, -1.0, 1.0).to(dtype)
-    magnitude = 10 ** (
-        torch.rand(n_points, generator=gen, dtype=dtype) * (np.log10(3) + 2) - 2
-    )
-    sign = torch.where(torch.rand(n_points, generator=gen) < 0.5, -1.0, 1.0).to(dtype)
-    p = y + sign * magnitude
+    loss, name, margin = _resolve_loss(loss, epsilon=epsilon, quantile=quantile)
+    y, p = _draw_points(n_points, margin, dtype, random_state)
 
     with torch.no_grad():
         # the loss is elementwise, so one batched call perturbs every point
@@ -242,3 +229,31 @@ def check_loss_gradients(
         autograd_error=ad_err,
         finite_difference_error=fd_err,
     )
+
+
+def _resolve_loss(loss: str | Loss, *, epsilon: float, quantile: float):
+    """``(loss object, its name, whether it is a classifier's loss of the
+    margin y p with y in {-1, +1})`` for a loss name or object."""
+    if not isinstance(loss, str):
+        return loss, type(loss).__name__, False
+    if loss not in _NAMED_LOSSES:
+        raise ValueError(
+            f"Unknown loss {loss!r}; expected one of {sorted(_NAMED_LOSSES)}."
+        )
+    made = make_loss(loss, epsilon=epsilon, quantile=quantile, registry=_NAMED_LOSSES)
+    return made, loss, loss not in LOSSES
+
+
+def _draw_points(n_points: int, margin: bool, dtype: torch.dtype, random_state: int):
+    """Targets ``y`` (+-1 for a margin loss) and predictions ``p`` whose
+    residuals ``p - y`` have magnitudes log-uniform over ``[1e-2, 3]``, of
+    either sign."""
+    gen = torch.Generator().manual_seed(random_state)
+    y = torch.randn(n_points, generator=gen, dtype=dtype) * 2
+    if margin:
+        y = torch.where(y < 0, -1.0, 1.0).to(dtype)
+    magnitude = 10 ** (
+        torch.rand(n_points, generator=gen, dtype=dtype) * (np.log10(3) + 2) - 2
+    )
+    sign = torch.where(torch.rand(n_points, generator=gen) < 0.5, -1.0, 1.0).to(dtype)
+    return y, y + sign * magnitude

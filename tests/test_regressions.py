@@ -243,7 +243,8 @@ def test_dense_oracle_computes_the_loss_it_is_given():
     oracle after it was built (Smoothing's Moreau envelope) was ignored by
     the compiled pass, which computed the first loss's value and gradient.
     Both oracles must give the torch formula's, to rounding."""
-    from sklearn_gd.model._losses import Hinge, MoreauSmoothed
+    from sklearn_gd.model._losses import Hinge
+    from sklearn_gd.model._smoothing import MoreauSmoothed
     from sklearn_gd.objective._oracles import DirectOracle
 
     rng = np.random.RandomState(0)

@@ -258,6 +258,27 @@ def validate_fit_inputs(
         to_numpy_any(a) if isinstance(a, torch.Tensor) else a
         for a in (y, sample_weight)
     )
+    X, y = _validate_array_X_y(
+        estimator, X, y, reset=reset, dtype=dtype, finite_x=finite_x
+    )
+    y = _as_1d_if_column(y)
+    y_ndim = y.ndim
+    Y = np.ascontiguousarray(y.reshape(y.shape[0], -1))
+    sw = None
+    if sample_weight is not None:
+        sw = _check_sample_weight(
+            sample_weight, X, dtype=X.dtype, ensure_non_negative=True, **_ANY_WEIGHTS
+        )
+        if not allow_all_zero_weights:
+            _check_some_weight(bool(np.any(sw > 0)))
+    kind = "sparse" if sp.issparse(X) else "numpy"
+    return Inputs(X, Y, sw, kind, np.dtype(X.dtype), y_ndim)
+
+
+def _validate_array_X_y(estimator, X, y, *, reset, dtype, finite_x):
+    """``X`` (numpy or sorted CSR) and ``y`` (an array of ``X``'s dtype)
+    validated by scikit-learn's ``validate_data``, with a dense ``X``'s
+    check for NaN and infinity made here (unless ``finite_x`` is False)."""
     sparse_in = sp.issparse(X)
     X, y = validate_data(
         estimator,
@@ -273,14 +294,12 @@ def validate_fit_inputs(
         accept_sparse=["csr", "csc", "coo"],
         accept_large_sparse=True,
     )
-    kind = "numpy"
     if not sp.issparse(X) and finite_x:
         check_finite_host(X, "X", estimator)
     if sp.issparse(X):
         X = X.tocsr()  # a CSR X is returned as is: the caller's own arrays
         if not X.has_sorted_indices:
             X = X.sorted_indices()  # a sorted copy; fit never modifies X
-        kind = "sparse"
     with np.errstate(over="ignore"):
         y = np.asarray(y, dtype=X.dtype)
     if not np.isfinite(y).all():
@@ -288,17 +307,7 @@ def validate_fit_inputs(
             f"y has values too large for {X.dtype} (the dtype of X, which y is "
             "converted to); scale y or pass X as float64."
         )
-    y = _as_1d_if_column(y)
-    y_ndim = y.ndim
-    Y = np.ascontiguousarray(y.reshape(y.shape[0], -1))
-    sw = None
-    if sample_weight is not None:
-        sw = _check_sample_weight(
-            sample_weight, X, dtype=X.dtype, ensure_non_negative=True, **_ANY_WEIGHTS
-        )
-        if not allow_all_zero_weights:
-            _check_some_weight(bool(np.any(sw > 0)))
-    return Inputs(X, Y, sw, kind, np.dtype(X.dtype), y_ndim)
+    return X, y
 
 
 def class_labels(y) -> np.ndarray:

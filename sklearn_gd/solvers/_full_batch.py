@@ -29,7 +29,7 @@ import math
 import numpy as np
 import torch
 
-from ..model._losses import MoreauSmoothed
+from ..model._smoothing import MoreauSmoothed
 from ..objective._certificate import duality_gaps, smooth_duality_gap
 from ..objective._linalg import guarded_solve
 from ..objective._oracles import check_moments_finite
