@@ -18,17 +18,16 @@ import torch
 from ..engine._engine import MeasuredProgress, NoImprovement, Optimality
 from ..model._schedules import make_schedule
 from ..objective._oracles import lipschitz_estimate, solution_scale
+from ..solvers._conjugate_gradient import ConjugateGradient
 from ..solvers._exact import CoordinateDescent
-from ..solvers._full_batch import (
-    AUTO_TOL,
-    AcceleratedProximal,
-    ConjugateGradient,
-    GradientMapping,
-    Newton,
-    QuasiNewton,
-    Smoothing,
-)
-from ..solvers._optimizers import OPTIMIZERS, Solver, make_solver
+from ..solvers._metric import GradientMapping
+from ..solvers._newton import Newton
+from ..solvers._optimizers import OPTIMIZERS, make_solver
+from ..solvers._preconditioned import AUTO_TOL
+from ..solvers._proximal import AcceleratedProximal
+from ..solvers._quasi_newton import QuasiNewton
+from ..solvers._smoothing import Smoothing
+from ..solvers._solver import Solver
 
 __all__ = ["Planner", "SMOOTHED_LOSSES"]
 

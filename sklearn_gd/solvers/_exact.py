@@ -105,9 +105,7 @@ def solve_squared(
     mx, my = _to_host(moments.mx), _to_host(moments.my)  # (F, d), (F, k)
     # centred moments (the intercept is then my - mx'w), or raw ones: the
     # model through the origin
-    G, C, yy = (
-        (moments.Gc, moments.Cc, moments.yyc) if fit_intercept else moments.raw()
-    )
+    G, C, yy = (moments.Gc, moments.Cc, moments.yyc) if fit_intercept else moments.raw()
     G, C, yy = _to_host(G), _to_host(C), _to_host(yy)
     U = unit_fold.shape[0]
     d = G.shape[1]
