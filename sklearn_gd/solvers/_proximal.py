@@ -18,7 +18,7 @@ class AcceleratedProximal(Preconditioned):
     supports_prox = True
     check_every = 10  # steps between certificates of a smoothing (Smoothing)
     # a step that ends this far (relative) above the best objective so far is
-    # a climb, not rounding: it is taken back (see :meth:`step`)
+    # a climb, not rounding: it is taken back (see :meth:`_take_back`)
     climb = 1e-3
 
     def _forget(self):
@@ -55,47 +55,17 @@ class AcceleratedProximal(Preconditioned):
         x = self._param
         if self._y is None:
             self._y, self._x_prev = x.clone(), x.clone()
-        y = self._y
-        f_y, g_y = self._split(problem, y, idx)
-        L = self._L * 0.8  # let the step grow back
+        f_y, g_y = self._split(problem, self._y, idx)
         # the objective's rounding: in float32 a sum over the rows is exact
         # to a few epsilons of it, and a test tighter than that doubled L
         # until the step rounded to nothing, a zero gradient mapping that
         # read as convergence (sweep seeds 59, 125: gaps 0.74 and 5.6e-4)
         slack = max(1e-12, self.resolution * self._eps) * abs(f_y)
-        for _ in range(60):
-            x_new = self._prox(problem, y - self._P.inv(g_y) / L, L)
-            diff = x_new - y
-            f_new, _ = self._split(problem, x_new, idx)
-            curve = 0.5 * L * self._P.inner(diff, diff)
-            bound = f_y + float((g_y * diff).sum()) + curve
-            if f_new <= bound + slack:
-                break
-            L *= 2.0
+        L, x_new, diff, f_new = self._backtrack(problem, idx, f_y, g_y, slack)
         self._L = L
         total = f_new + self._l1_value(problem, x_new)
-        if self._F_best is not None and not total <= self._F_best + max(
-            slack, self.climb * abs(self._F_best)
-        ):
-            # a safeguard against climbing (MFISTA's, with room for
-            # rounding): the step ended well above the best iterate. Sweep
-            # seed 266 (float32, column means 1e4 times their
-            # spread) climbed from 326 to 3.5e5 in 500 steps, raising
-            # DivergenceError in a default fit: X w rounds to eps |X| |w|,
-            # far above the 10 eps |f| the backtracking allows, so the test
-            # passed for steps that went up. Momentum is dropped and the
-            # step retried from x_prev; when even that plain proximal
-            # gradient step goes up, with a shorter step (L doubled) each
-            # time, and after 40 doublings rounding rules the objective:
-            # stuck there (the estimator warns), never climbing.
-            if self._t == 1.0 and torch.equal(self._y, self._x_prev):
-                self._L = 2.5 * L  # twice L after the next step's 0.8
-                self._rejected += 1
-                if self._rejected > 40:
-                    self.stuck = True
-                    self.at_precision = False
-            self._t = 1.0
-            self._y = self._x_prev.clone()
+        if self._climbs(total, slack):
+            self._take_back(L)
             return self._total(problem, x, idx), 1.0
         if L * self._eps > 1.0:
             # a step shrunk by 1/eps is ruled by rounding, not curvature
@@ -110,6 +80,59 @@ class AcceleratedProximal(Preconditioned):
         # ||G||^2 / (2 L) as the estimate of f - f*
         self._measure(L * math.sqrt(self._P.inner(diff, diff)))
         self.gap_estimate = 0.5 * L * self._P.inner(diff, diff)
+        self._accelerate(x_new, diff, total)
+        x.copy_(x_new)
+        return total / problem.sum_scale, 1.0
+
+    def _backtrack(self, problem, idx, f_y, g_y, slack):
+        """The proximal gradient step from ``y`` with the smallest ``L``
+        (from ``0.8`` times the last, doubled) whose quadratic bound holds
+        within ``slack``: ``(L, x_new, x_new - y, f(x_new))``, the smooth
+        part's objective."""
+        y = self._y
+        L = self._L * 0.8  # let the step grow back
+        for _ in range(60):
+            x_new = self._prox(problem, y - self._P.inv(g_y) / L, L)
+            diff = x_new - y
+            f_new, _ = self._split(problem, x_new, idx)
+            curve = 0.5 * L * self._P.inner(diff, diff)
+            bound = f_y + float((g_y * diff).sum()) + curve
+            if f_new <= bound + slack:
+                break
+            L *= 2.0
+        return L, x_new, diff, f_new
+
+    def _climbs(self, total: float, slack: float) -> bool:
+        """Whether a step that ends at objective ``total`` climbed: well
+        above the best iterate (``climb`` of it, or ``slack``)."""
+        if self._F_best is None:
+            return False
+        return not total <= self._F_best + max(slack, self.climb * abs(self._F_best))
+
+    def _take_back(self, L: float) -> None:
+        """A safeguard against climbing (MFISTA's, with room for rounding):
+        the step ended well above the best iterate. Sweep seed 266 (float32,
+        column means 1e4 times their spread) climbed from 326 to 3.5e5 in
+        500 steps, raising DivergenceError in a default fit: X w rounds to
+        eps |X| |w|, far above the 10 eps |f| the backtracking allows, so the
+        test passed for steps that went up. Momentum is dropped and the step
+        retried from x_prev; when even that plain proximal gradient step
+        goes up, with a shorter step (L doubled) each time, and after 40
+        doublings rounding rules the objective: stuck there (the estimator
+        warns), never climbing."""
+        if self._t == 1.0 and torch.equal(self._y, self._x_prev):
+            self._L = 2.5 * L  # twice L after the next step's 0.8
+            self._rejected += 1
+            if self._rejected > 40:
+                self.stuck = True
+                self.at_precision = False
+        self._t = 1.0
+        self._y = self._x_prev.clone()
+
+    def _accelerate(self, x_new, diff, total: float) -> None:
+        """Accept ``x_new`` (objective ``total``, ``diff = x_new - y``): the
+        adaptive restart, the next extrapolated point ``y`` and the best
+        objective so far."""
         step = x_new - self._x_prev
         if self._P.inner(-diff, step) > 0:  # adaptive restart
             self._t = 1.0
@@ -119,5 +142,3 @@ class AcceleratedProximal(Preconditioned):
         self._x_prev = x_new
         self._F_best = total if self._F_best is None else min(self._F_best, total)
         self._rejected = 0
-        x.copy_(x_new)
-        return total / problem.sum_scale, 1.0
