@@ -205,7 +205,7 @@ def test_newton_certificate_bounds_the_true_gap(make, monkeypatch):
     # direction and objectives the certificate takes (no Hessian of its
     # own): every gap it reports during the fit bounds that iterate's true
     # gap against the reference optimum, and the fit ends certified
-    import sklearn_gd.solvers._full_batch as fb
+    import sklearn_gd.solvers._preconditioned as fb
 
     est = make()
     loss = LogLoss() if est.loss != "huber" else Huber(0.5)
@@ -283,7 +283,7 @@ def test_lbfgs_certificate_bounds_the_true_gap(multi_class, monkeypatch):
     # certificate's L2 cases) and the fit ends certified
     import scipy.sparse as sp
 
-    import sklearn_gd.solvers._full_batch as fb
+    import sklearn_gd.solvers._preconditioned as fb
 
     rng = np.random.default_rng(3)
     X = sp.random(300, 600, density=0.05, random_state=3, format="csr")

@@ -9,7 +9,8 @@ from numpy.testing import assert_allclose
 from sklearn_gd import TorchSGDRegressor
 from sklearn_gd.engine._problem import descend_plainly_
 from sklearn_gd.model._penalties import make_penalty
-from sklearn_gd.solvers._optimizers import OPTIMIZERS, Solver, make_solver
+from sklearn_gd.solvers._optimizers import OPTIMIZERS, make_solver
+from sklearn_gd.solvers._solver import Solver
 
 
 def test_registry_holds_solvers():
@@ -149,7 +150,7 @@ def test_float32_fit_stops_at_the_precision_of_the_objective(n, d, solver):
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.linear_model import LogisticRegression
 
-    import sklearn_gd.solvers._full_batch as full_batch
+    import sklearn_gd.solvers as full_batch
     from sklearn_gd import TorchSGDClassifier
 
     X, y = make_classification(n, d, n_informative=20, random_state=0)

@@ -426,7 +426,7 @@ def test_kink_certificate_bounds_the_true_gap(loss, penalty, monkeypatch):
     # the optimum (the LP's, for l1 and None; with an L2 part, below every
     # objective value the fit reached, a weaker check)
     import sklearn_gd.objective._certificate as cert
-    import sklearn_gd.solvers._full_batch as fb
+    import sklearn_gd.solvers._smoothing as fb
 
     rng = np.random.default_rng(abs(hash((loss, penalty))) % 2**32)
     n, d = 60, 4

@@ -218,9 +218,8 @@ class Training:
             interrupted=self.interrupted,
             lr=self.lr,
             optimality=solver.optimality if stopping.value is None else stopping.value,
-            solver_stuck=bool(getattr(solver, "stuck", False)),
-            measure=stopping.measure_name
-            or getattr(solver, "measure_name", TrainResult.measure),
+            solver_stuck=bool(solver.stuck),
+            measure=stopping.measure_name or solver.measure_name,
             tol=stopping.tol_used,
         )
 

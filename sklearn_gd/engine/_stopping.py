@@ -148,7 +148,7 @@ class MeasuredProgress(NoImprovement):
 
     After each epoch the measure is taken at the reported parameters: the
     (proximal) gradient mapping's norm in the preconditioner's metric
-    (:class:`~sklearn_gd.solvers._full_batch.GradientMapping`), relative to the
+    (:class:`~sklearn_gd.solvers._metric.GradientMapping`), relative to the
     start, as the full-batch solvers measure theirs. The fit converges when
     it reaches ``tol``. An epoch makes progress when it brings the measure
     1% below its best; ``n_iter_no_change`` epochs without progress are a
@@ -261,7 +261,7 @@ class Optimality(StoppingRule):
         """The solver's certified relative gap at its iterate (its cheaper
         bound where that is below ``enough``), recorded as the measure; None
         (and no more tries) where it has none."""
-        certify = getattr(solver, "certify", None) if self._certifying else None
+        certify = solver.certify if self._certifying else None
         last = self._checked
         again = last is not None and last[0] == self._epochs and last[1] <= enough
         if certify is not None and again:
@@ -295,7 +295,7 @@ class Optimality(StoppingRule):
             self.reached = True
             return True
         if candidate:  # the next proposal after the solver's own check period
-            self._candidate_after = self._epochs + getattr(solver, "check_every", 1)
+            self._candidate_after = self._epochs + solver.check_every
         return bool(solver.stuck)
 
     def conclude(self, solver) -> bool:
@@ -335,8 +335,8 @@ class Optimality(StoppingRule):
             # when rounding stops it below the common one. Under tol=None
             # that is an optimum, where the solver idles on
             auto = self.tol in ("auto", None)
-            self.reached = getattr(solver, "at_precision", False) or (
-                auto and value <= getattr(solver, "precision_tol", -math.inf)
+            self.reached = solver.at_precision or (
+                auto and value <= solver.precision_tol
             )
         if self.tol is None:  # no stopping rule: max_iter epochs, as sklearn's
             return False

@@ -18,17 +18,16 @@ import torch
 from ..engine._stopping import MeasuredProgress, NoImprovement, Optimality
 from ..model._schedules import make_schedule
 from ..objective._oracles import lipschitz_estimate, solution_scale
+from ..solvers._conjugate_gradient import ConjugateGradient
 from ..solvers._exact import CoordinateDescent
-from ..solvers._full_batch import (
-    AUTO_TOL,
-    AcceleratedProximal,
-    ConjugateGradient,
-    GradientMapping,
-    Newton,
-    QuasiNewton,
-    Smoothing,
-)
-from ..solvers._optimizers import OPTIMIZERS, Solver, make_solver
+from ..solvers._metric import GradientMapping
+from ..solvers._newton import Newton
+from ..solvers._optimizers import OPTIMIZERS, make_solver
+from ..solvers._preconditioned import AUTO_TOL
+from ..solvers._proximal import AcceleratedProximal
+from ..solvers._quasi_newton import QuasiNewton
+from ..solvers._smoothing import Smoothing
+from ..solvers._solver import Solver
 
 __all__ = ["Planner", "SMOOTHED_LOSSES"]
 
@@ -38,7 +37,7 @@ __all__ = ["Planner", "SMOOTHED_LOSSES"]
 # make_classification: at 2e3 x 100 and above L-BFGS is as fast or faster,
 # at 5e4 x 400 five times faster)
 NEWTON_MAX_WORK = 2e7
-# non-smooth losses that optimizer="auto" smooths (see _full_batch.Smoothing)
+# non-smooth losses that optimizer="auto" smooths (see solvers._smoothing.Smoothing)
 SMOOTHED_LOSSES = frozenset(
     {"epsilon_insensitive", "absolute_error", "quantile", "hinge"}
 )

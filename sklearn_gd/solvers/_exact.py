@@ -105,19 +105,35 @@ def solve_squared(
     mx, my = _to_host(moments.mx), _to_host(moments.my)  # (F, d), (F, k)
     # centred moments (the intercept is then my - mx'w), or raw ones: the
     # model through the origin
-    G, C, yy = (
-        (moments.Gc, moments.Cc, moments.yyc) if fit_intercept else moments.raw()
-    )
+    G, C, yy = (moments.Gc, moments.Cc, moments.yyc) if fit_intercept else moments.raw()
     G, C, yy = _to_host(G), _to_host(C), _to_host(yy)
     U = unit_fold.shape[0]
-    d = G.shape[1]
     # column j = u * k + o: unit u, output o
     fold = np.repeat(unit_fold, k)
     out = np.tile(np.arange(k), U)
     a1 = np.repeat(np.asarray(l1, np.float64), k)
     a2 = np.repeat(np.asarray(l2, np.float64), k)
-    coef = np.zeros((d, U * k))
-    done = np.ones(U * k, dtype=bool)
+    coef, done = _solve_columns(
+        G, C, yy, fold, out, a1, a2, gap_tol=gap_tol, max_iter=max_iter
+    )
+    if fit_intercept:
+        intercept = my[fold, out] - np.einsum("dj,jd->j", coef, mx[fold])
+    else:
+        intercept = np.zeros(U * k)
+    return ExactResult(
+        coef=coef,
+        intercept=intercept,
+        converged=done.reshape(U, k).all(1),
+    )
+
+
+def _solve_columns(G, C, yy, fold, out, a1, a2, *, gap_tol, max_iter):
+    """Every column's coefficients (d, K) and whether it reached its gap:
+    in closed form without an L1 part (:func:`_ridge`, one
+    eigendecomposition a fold), else by coordinate descent."""
+    d, K = G.shape[1], fold.shape[0]
+    coef = np.zeros((d, K))
+    done = np.ones(K, dtype=bool)
     smooth = a1 == 0
     for f in np.unique(fold):
         cols = np.flatnonzero((fold == f) & smooth)
@@ -137,15 +153,7 @@ def solve_squared(
             max_iter=max_iter,
         )
         coef[:, lasso], done[lasso] = W, ok
-    if fit_intercept:
-        intercept = my[fold, out] - np.einsum("dj,jd->j", coef, mx[fold])
-    else:
-        intercept = np.zeros(U * k)
-    return ExactResult(
-        coef=coef,
-        intercept=intercept,
-        converged=done.reshape(U, k).all(1),
-    )
+    return coef, done
 
 
 def _ridge(G: np.ndarray, C: np.ndarray, a2: np.ndarray) -> np.ndarray:

@@ -1,31 +1,6 @@
 """Solvers: one class per ``optimizer`` option, each on ``torch.optim``.
 
-A solver declares what it needs and implements its step; the engine asks it
-and never looks at its name. The declarations:
-
-``full_batch``
-    Each step sees the whole training set (the engine hands it the full
-    batch once per epoch instead of the minibatches).
-``supports_prox``
-    It can take the non-smooth (L1) part of the penalty as a proximal step
-    after its update. A solver without it refuses such a penalty in
-    :meth:`Solver.check`, the one place where compatibility is decided.
-``decouples_l2``
-    It applies the L2 part of the penalty itself (weight decay), so the
-    gradient it is handed leaves that part out.
-``auto_eta0``
-    The step ``eta0="auto"`` stands for; None means ``1 / L`` with ``L`` the
-    curvature of the objective, estimated from the data.
-``auto_scale``
-    For the per-coordinate methods (Adam, AdamW, Adagrad), which move each
-    coordinate by about their learning rate a step: ``eta0="auto"`` is this
-    fraction of the solution's scale, estimated from the data
-    (:func:`~sklearn_gd.objective._oracles.solution_scale`).
-
-The gradient reaches a ``torch.optim`` optimizer through ``param.grad``;
-:meth:`Solver.prox_step` returns the step that multiplied the gradient in the
-last update (a scalar, or a tensor for per-coordinate methods), so that the
-proximal step makes the penalised optimum an exact fixed point.
+What each declares is :class:`~sklearn_gd.solvers._solver.Solver`'s.
 
 Which estimator parameters each optimizer reads:
 
@@ -47,114 +22,9 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["OPTIMIZERS", "Solver", "make_solver"]
+from ._solver import Solver
 
-
-class Solver:
-    """Base class of a solver: the update rule of one ``optimizer`` option.
-
-    Parameters
-    ----------
-    momentum : float
-        Read by the solvers that have momentum.
-    nesterov : bool
-        Read by the solvers that have momentum.
-    """
-
-    full_batch: bool = False
-    supports_prox: bool = True
-    decouples_l2: bool = False
-    auto_eta0: float | None = None
-    auto_scale: float | None = None
-    # whether ``optimality`` holds a relative optimality measure after each
-    # step (then ``tol`` is compared with it; see _full_batch.py)
-    measures_optimality: bool = False
-    optimality: float | None = None
-    stuck: bool = False  # no step can decrease the objective any more
-
-    def __init__(self, *, momentum: float = 0.0, nesterov: bool = False):
-        self.momentum = momentum
-        self.nesterov = nesterov
-        self._opt = None
-        self._param = None
-
-    def setup(self, problem, theta: torch.Tensor) -> None:
-        """Read what the solver needs from the problem before training
-        (a preconditioner, say); nothing by default."""
-
-    # ------------------------------------------------------- declarations
-    @classmethod
-    def check(cls, name: str, penalty_name, penalty) -> None:
-        """Raise a ValueError if this solver cannot minimise ``penalty``."""
-        if penalty.has_prox and not cls.supports_prox:
-            raise ValueError(
-                f"optimizer={name!r} cannot handle the non-smooth penalty "
-                f"{penalty_name!r} (its L1 part needs a proximal step); use an "
-                "optimizer that takes one, or penalty='l2'."
-            )
-
-    # -------------------------------------------------------------- state
-    def _build(self, param: torch.Tensor, lr: float):
-        """The ``torch.optim`` optimizer over ``param``, or None."""
-        raise NotImplementedError
-
-    def start(self, param: torch.Tensor, lr: float, state: dict | None = None):
-        """Begin training ``param`` at rate ``lr``, from ``state`` if given."""
-        self._param = param
-        self._opt = self._build(param, lr)
-        if self._opt is not None and state is not None:
-            try:
-                self._opt.load_state_dict(state)
-            except (ValueError, KeyError):
-                pass  # a state from another optimizer: start afresh
-
-    def reset(self, lr: float) -> None:
-        """Forget the accumulated state (after a restart from a checkpoint)."""
-        self._opt = self._build(self._param, lr)
-
-    def reset_columns(self, columns: torch.Tensor) -> None:
-        """Forget the accumulated state of some columns of the parameter
-        matrix (one column's restart, when each column is its own problem):
-        every state tensor shaped like the parameters is zeroed there, which
-        is what a fresh optimizer starts from."""
-        if self._opt is None:
-            return
-        for state in self._opt.state.values():
-            for value in state.values():
-                if isinstance(value, torch.Tensor) and value.shape == self._param.shape:
-                    value[:, columns] = 0
-
-    def state_dict(self) -> dict | None:
-        """The optimizer's state, to continue in a later ``partial_fit``."""
-        return None if self._opt is None else self._opt.state_dict()
-
-    def _set_lr(self, lr: float) -> None:
-        for group in self._opt.param_groups:
-            group["lr"] = lr
-
-    # --------------------------------------------------------------- step
-    def step(self, problem, idx, lr: float):
-        """One update of the parameters on the batch ``idx``.
-
-        ``problem.evaluate(theta, idx, with_l2)`` gives the objective at the
-        current parameters, the batch's weight and the gradient. Returns the
-        objective and weight (both possibly 0-dim tensors: no host sync).
-        """
-        objective, weight, grad = problem.evaluate(
-            self._param, idx, with_l2=not self.decouples_l2
-        )
-        self._update(grad, lr, problem)
-        return objective, weight
-
-    def _update(self, grad: torch.Tensor, lr: float, problem) -> None:
-        self._set_lr(lr)
-        self._param.grad = grad
-        self._opt.step()
-
-    def prox_step(self, lr: float):
-        """The step that multiplied the gradient in the last update (None
-        for a solver that takes the proximal step inside its update)."""
-        return lr
+__all__ = ["OPTIMIZERS", "make_solver"]
 
 
 class SGD(Solver):
