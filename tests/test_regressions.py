@@ -244,7 +244,7 @@ def test_dense_oracle_computes_the_loss_it_is_given():
     the compiled pass, which computed the first loss's value and gradient.
     Both oracles must give the torch formula's, to rounding."""
     from sklearn_gd.model._losses import Hinge, MoreauSmoothed
-    from sklearn_gd.objective._oracles import DirectOracle
+    from sklearn_gd.objective._direct import DirectOracle
 
     rng = np.random.RandomState(0)
     X = torch.from_numpy(rng.randn(50, 3))

@@ -34,14 +34,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ._oracles import (
-    DirectOracle,
-    SparseOracle,
-    affine,
-    augment,
-    check_moments_finite,
-    gen_batches,
-)
+from ._direct import DirectOracle
+from ._protocol import check_moments_finite
+from ._rows import affine, augment, gen_batches
+from ._sparse import SparseOracle
 from ._streaming import HostChunkOracle
 
 __all__ = [

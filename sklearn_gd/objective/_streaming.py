@@ -38,13 +38,10 @@ import numpy as np
 import torch
 
 from ..data._data import CHUNK_ROWS, to_tensor
-from ._oracles import (
-    DirectOracle,
-    GramOracle,
-    gen_batches,
-    prefers_gram,
-    rows_per_chunk,
-)
+from ._direct import DirectOracle
+from ._gram import GramOracle
+from ._oracles import prefers_gram
+from ._rows import gen_batches, rows_per_chunk
 
 __all__ = [
     "HostChunkOracle",

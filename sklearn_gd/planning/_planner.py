@@ -17,7 +17,7 @@ import torch
 
 from ..engine._engine import MeasuredProgress, NoImprovement, Optimality
 from ..model._schedules import make_schedule
-from ..objective._oracles import lipschitz_estimate, solution_scale
+from ..objective._protocol import lipschitz_estimate, solution_scale
 from ..solvers._exact import CoordinateDescent
 from ..solvers._full_batch import (
     AUTO_TOL,

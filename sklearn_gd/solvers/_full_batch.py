@@ -32,7 +32,7 @@ import torch
 from ..model._losses import MoreauSmoothed
 from ..objective._certificate import duality_gaps, smooth_duality_gap
 from ..objective._linalg import guarded_solve
-from ..objective._oracles import check_moments_finite
+from ..objective._protocol import check_moments_finite
 from ._optimizers import Solver
 
 __all__ = [
