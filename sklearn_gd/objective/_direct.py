@@ -3,18 +3,17 @@ loss and gradient of a batch, the full batch's Hessians and curvature."""
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import torch
 
 from ..model._losses import Loss
-from ._epochs import permutation
+from ._epochs import EpochOrder
+from ._hessians import add_hessian, add_joint_hessian
 from ._protocol import Curvature, Oracle
 from ._rows import (
+    RowGather,
     affine,
     design_matrix,
-    gathers_in_parallel,
     gen_batches,
     narrow,
     row_terms,
@@ -75,25 +74,13 @@ class DirectOracle(Oracle):
         self.loss = loss
         self.fit_intercept = fit_intercept
         n = X.shape[0]
-        self.batch_size = n if batch_size is None else min(int(batch_size), n)
-        self.shuffle = shuffle and self.batch_size < n
-        self.generator = generator
-        self.n_samples = n
-        self.n_batches = math.ceil(n / self.batch_size)
+        self.epochs = EpochOrder(n, batch_size, shuffle, generator)
+        self.n_samples, self.n_batches = n, self.epochs.n_batches
         self.chunk_rows = rows_per_chunk(X.shape[1], X.dtype.itemsize)
-        self._gathered = None
-
-    def _order(self, device):
-        """The batch indices of one epoch: slices, or a permutation's pieces
-        on ``device``."""
-        n, bs = self.n_samples, self.batch_size
-        if not self.shuffle:
-            return [slice(start, min(start + bs, n)) for start in range(0, n, bs)]
-        perm = permutation(n, self.generator, device)
-        return [perm[start : start + bs] for start in range(0, n, bs)]
+        self.gather = RowGather(X)
 
     def batches(self):
-        yield from self._order(self.X.device)
+        yield from self.epochs.batches(self.X.device)
 
     def full_batch(self):
         return slice(0, self.n_samples)
@@ -116,21 +103,10 @@ class DirectOracle(Oracle):
         index are valid until the next gather: they may share one buffer."""
         if isinstance(piece, torch.Tensor) and self.X.device.type == "cpu":
             # torch's advanced indexing is several times slower on CPU
-            Xb = take_rows(self.X, piece, self._gather_buffer(piece.shape[0]))
+            Xb = self.gather.take(piece)
         else:
             Xb = self.X[piece]
         return Xb, Xb.T
-
-    def _gather_buffer(self, m: int) -> torch.Tensor | None:
-        """The buffer host rows gathered through index_select go to (None
-        for gathers that go through numpy)."""
-        if not gathers_in_parallel(self.X, m):
-            return None
-        buf = self._gathered
-        if buf is None or buf.shape[0] < m:
-            shape = (m, self.X.shape[1])
-            buf = self._gathered = torch.empty(shape, dtype=self.X.dtype)
-        return buf
 
     def _index(self, piece):
         """Index of a piece (or a whole batch) into ``Y`` and the weights."""
@@ -312,72 +288,15 @@ class DirectOracle(Oracle):
                 g = xt_dot(A.T, D)
                 grad = g if grad is None else grad.add_(g)
             if C is not None and self.loss.joint:
-                H = self._add_joint_hessian(H, A, C, s)
+                H = add_joint_hessian(H, A, C, s, self.joint_blocks_below)
             elif C is not None:
-                H = self._add_hessian(H, A, C if s is None else C * s)
+                C = C if s is None else C * s
+                H = add_hessian(H, A, C, self.chunk_rows)
         denom = float(n) if self.sw is None else self.sw.sum()
         values = values / denom
         grad = None if grad is None else grad.div_(denom)
         H = None if H is None else H.div_(denom)
         return values, grad, H
-
-    @staticmethod
-    def _grams(A, W) -> torch.Tensor:
-        """``A' diag(w_j) A`` for every column ``w_j`` of ``W`` (m, p): shape
-        (p, q, q), from one product ``A' [A w_1, ..., A w_p]``."""
-        (m, q), p = A.shape, W.shape[1]
-        if p == 1:  # the fewest operations
-            return (A.T @ (A * W))[None]
-        AW = (A[:, None, :] * W[:, :, None]).reshape(m, p * q)
-        return (A.T @ AW).view(q, p, q).transpose(0, 1)
-
-    def _add_hessian(self, H, A, C):
-        """``H`` plus the chunk's ``A' diag(c_j) A`` for every output ``j``,
-        in groups of outputs whose scaled copies of ``A`` fit in a chunk."""
-        (m, q), k = A.shape, C.shape[1]
-        group = max(1, min(k, self.chunk_rows // m))
-        for j in range(0, k, group):
-            part = self._grams(A, C[:, j : j + group]).to(torch.float64)
-            if H is None and part.shape[0] == k:
-                H = part
-            else:
-                if H is None:
-                    H = torch.zeros(k, q, q, dtype=torch.float64, device=A.device)
-                H[j : j + part.shape[0]] += part
-        return H
-
-    @staticmethod
-    def _add_joint_hessian(H, A, S, s):
-        """``H`` plus the chunk's ``sum_i s_i (diag(S_i) - S_i S_i') (x) A_i
-        A_i'`` (the softmax's row Hessian, ``S_i`` the row's probabilities,
-        ``s_i`` its weight), class-major.
-
-        Block ``(a, b)`` is ``A' diag(w_ab) A`` with ``w_ab = s S_a (delta_ab
-        - S_b)``: symmetric in ``a, b``, and each block row sums to zero (the
-        probabilities sum to one). Where large, one product computes the
-        blocks of the first ``k - 1`` classes with ``a <= b``, ``(k - 1) k /
-        2 n q^2`` operations where all ``k^2`` blocks take ``2 k^2 n q^2``;
-        the last class's blocks are the negated sums."""
-        (m, q), k = A.shape, S.shape[1]
-        if m * (k * q) ** 2 <= DirectOracle.joint_blocks_below:
-            # small: every block from one product, in fewer operations
-            W = S[:, :, None] * (
-                torch.eye(k, dtype=S.dtype, device=S.device) - S[:, None]
-            )
-            W = W.reshape(m, k * k) if s is None else W.reshape(m, k * k) * s
-            B = DirectOracle._grams(A, W).view(k, k, q, q)
-        else:
-            a, b = torch.triu_indices(k - 1, k - 1, device=A.device)
-            W = S[:, a] * ((a == b).to(S.dtype) - S[:, b])
-            G = DirectOracle._grams(A, W if s is None else W * s)
-            B = A.new_zeros(k, k, q, q)
-            B[a, b] = G
-            B[b, a] = G
-            B[: k - 1, k - 1] = B[: k - 1, : k - 1].sum(1).neg_()
-            B[k - 1, : k - 1] = B[: k - 1, k - 1]
-            B[k - 1, k - 1] = B[k - 1, : k - 1].sum(0).neg_()
-        part = B.transpose(1, 2).reshape(1, k * q, k * q).to(torch.float64)
-        return part if H is None else H.add_(part)
 
     def _design_rows(self, sl: slice) -> torch.Tensor:
         """Rows ``sl`` of the dense design matrix ``[X, 1]`` (``X`` without an

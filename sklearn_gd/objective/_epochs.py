@@ -1,7 +1,9 @@
-"""The order of an epoch's batches: slices of the rows, or the pieces of a
-permutation drawn from the fit's seeded generator."""
+"""The order of an epoch's batches (:class:`EpochOrder`): slices of the
+rows, or the pieces of a permutation drawn from the fit's seeded generator."""
 
 from __future__ import annotations
+
+import math
 
 import numpy as np
 import torch
@@ -26,7 +28,7 @@ class LazyGenerator:
         return self._generator
 
 
-def permutation(n, generator, device):
+def _permutation(n, generator, device):
     """A random permutation of ``range(n)`` on ``device``, drawn from the
     host ``generator`` (seeded by ``random_state``; a :class:`LazyGenerator`
     or a ``torch.Generator``).
@@ -42,3 +44,35 @@ def permutation(n, generator, device):
     seed = int(torch.randint(2**62, (1,), generator=generator))
     on_device = torch.Generator(device=device).manual_seed(seed)
     return torch.randperm(n, generator=on_device, device=device)
+
+
+class EpochOrder:
+    """The batch indices of each epoch over ``n_samples`` rows.
+
+    Parameters
+    ----------
+    n_samples : int
+    batch_size : int or None
+        None for one batch holding every row.
+    shuffle : bool
+        Visit the rows in a new random order each epoch.
+    generator : torch.Generator, LazyGenerator or None
+        The only source of randomness (see :func:`_permutation`).
+    """
+
+    def __init__(self, n_samples: int, batch_size, shuffle: bool, generator):
+        n = n_samples
+        self.n_samples = n
+        self.batch_size = n if batch_size is None else min(int(batch_size), n)
+        self.shuffle = shuffle and self.batch_size < n
+        self.generator = generator
+        self.n_batches = math.ceil(n / self.batch_size)
+
+    def batches(self, device) -> list:
+        """The batch indices of one epoch: slices, or a permutation's pieces
+        on ``device``."""
+        n, bs = self.n_samples, self.batch_size
+        if not self.shuffle:
+            return [slice(start, min(start + bs, n)) for start in range(0, n, bs)]
+        perm = _permutation(n, self.generator, device)
+        return [perm[start : start + bs] for start in range(0, n, bs)]

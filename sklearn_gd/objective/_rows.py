@@ -1,5 +1,6 @@
 """Helpers over the rows of ``X``: batches of rows, chunk sizes, the host
-row gather, the products with ``X`` and ``X'``, and its second moments."""
+row gather (:class:`RowGather`), the products with ``X`` and ``X'``, and
+its second moments."""
 
 from __future__ import annotations
 
@@ -67,6 +68,34 @@ def take_rows(
             return torch.index_select(A, 0, rows)
         return torch.index_select(A, 0, rows, out=out[: rows.shape[0]])
     return torch.from_numpy(np.take(A.numpy(), rows.numpy(), axis=0))
+
+
+class RowGather:
+    """Rows of a host ``X`` gathered by an index tensor (:func:`take_rows`).
+
+    Gathers through index_select share one buffer, grown to the largest
+    gather: a fresh tensor each time costs its pages' first touch. Rows
+    gathered are valid until the next gather.
+    """
+
+    def __init__(self, X: torch.Tensor):
+        self.X = X
+        self._buffer = None
+
+    def take(self, rows: torch.Tensor) -> torch.Tensor:
+        """Rows ``rows`` (a CPU index tensor) of ``X``."""
+        return take_rows(self.X, rows, self._buffer_for(rows.shape[0]))
+
+    def _buffer_for(self, m: int) -> torch.Tensor | None:
+        """The buffer host rows gathered through index_select go to (None
+        for gathers that go through numpy)."""
+        if not gathers_in_parallel(self.X, m):
+            return None
+        buf = self._buffer
+        if buf is None or buf.shape[0] < m:
+            shape = (m, self.X.shape[1])
+            buf = self._buffer = torch.empty(shape, dtype=self.X.dtype)
+        return buf
 
 
 def design_matrix(X: torch.Tensor, fit_intercept: bool) -> torch.Tensor:

@@ -153,14 +153,14 @@ class SparseOracle(DirectOracle):
         self._indptr_host = np.asarray(Xs.indptr, dtype=np.int64)
 
     def batches(self):
-        if not self.shuffle:
-            yield from self._order(self.X.device)
+        if not self.epochs.shuffle:
+            yield from self.epochs.batches(self.X.device)
             return
         # the permutation is drawn on the host (the same draw as the dense
         # oracle's) and gathered block by block; each batch is a view
-        pieces = self._order(torch.device("cpu"))
+        pieces = self.epochs.batches(torch.device("cpu"))
         row_nnz = np.diff(self._indptr_host)
-        per_block = max(1, CHUNK_ROWS // self.batch_size)
+        per_block = max(1, CHUNK_ROWS // self.epochs.batch_size)
         for first in range(0, len(pieces), per_block):
             group = pieces[first : first + per_block]
             host = torch.cat(group) if len(group) > 1 else group[0]
@@ -205,7 +205,7 @@ class SparseOracle(DirectOracle):
         # batch (int64: numpy converts other indices at every gather); the
         # CSR arrays keep scipy's index dtype (int32 unless the matrix needs
         # more), which spares a conversion here and torch's own in products
-        in_batch = np.arange(rows.shape[0]) % self.batch_size
+        in_batch = np.arange(rows.shape[0]) % self.epochs.batch_size
         block = _Block(
             torch.from_numpy(sub.indptr),
             torch.from_numpy(sub.indices),

@@ -376,7 +376,7 @@ class HostChunkOracle(DirectOracle):
 
     def batches(self):
         # a shuffled order is kept on the host: it indexes the host array
-        for idx in self._order(torch.device("cpu")):
+        for idx in self.epochs.batches(torch.device("cpu")):
             self.X.prefetch(self._pieces(idx)[0])
             yield idx
 
