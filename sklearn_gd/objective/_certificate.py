@@ -73,7 +73,7 @@ def _blocks(oracle, pieces):
     of 1e-4 of the targets' scale, to 0, and certified a 48% gap)."""
     start = 0
     for j, piece in enumerate(pieces):
-        Xb, XbT = oracle._rows(piece)
+        Xb, XbT = oracle.rows_of(piece)
         if Xb.dtype == torch.float64:
             yield start, Xb, XbT
         elif Xb.layout == torch.strided:
@@ -84,7 +84,7 @@ def _blocks(oracle, pieces):
             block = Xb.to(torch.float64)
             yield start, block, block.t()
         start += Xb.shape[0]
-        oracle._rows_done(pieces, j)
+        oracle.rows_read(pieces, j)
 
 
 def _predictions(oracle, pieces, theta, d):
@@ -406,7 +406,7 @@ def _constants(oracle, pieces, loss, shape, cache=None):
     smooth loss without a known conjugate (no dual box)."""
     if cache is not None and "constants" in cache:
         return cache["constants"]
-    index = oracle._index
+    index = oracle.index_of
     if len(pieces) == 1:
         Y = oracle.Y[index(pieces[0])].double()
     else:
@@ -458,7 +458,7 @@ class _AtTheta:
         if cache is not None:
             self.gram = cache.get("gram")
         self.shape = None if loss.smooth else loss.pieces()
-        self.pieces = list(self.oracle._pieces(self.oracle.full_batch()))
+        self.pieces = self.oracle.pieces_of(self.oracle.full_batch())
         self.direction = direction
         self.first = self.second = None
         if rows is not None:  # the solver's predictions and derivatives here
@@ -713,12 +713,12 @@ def smooth_duality_gap(
     loss = getattr(oracle, "loss", None)
     if (
         loss is None
-        or not hasattr(oracle, "_rows")
+        or not getattr(oracle, "supports_certificate", False)
         or any(isinstance(v, torch.Tensor) for v in (pen.l1, pen.l2))
     ):
         return None
     cache = {} if cache is None else cache
-    pieces = list(oracle._pieces(oracle.full_batch()))
+    pieces = oracle.pieces_of(oracle.full_batch())
     if _constants(oracle, pieces, loss, None, cache) is None:
         return None  # no dual box: no conjugate known
     if problem.joint:

@@ -93,6 +93,29 @@ class DirectOracle(Oracle):
         s = self.sw[:, None]
         return (values * s).sum(0) / s.sum()
 
+    # ------------------------------------ the rows, as others read them
+    supports_certificate = True
+
+    def pieces_of(self, idx) -> list:
+        """The batch ``idx`` (``full_batch()``: every row) in the pieces
+        that are computed one at a time, in row order."""
+        return list(self._pieces(idx))
+
+    def rows_of(self, piece):
+        """The piece's rows of ``X`` and their transpose: valid until the
+        next piece's rows are read (they may share one buffer); call
+        :meth:`rows_read` once they are used."""
+        return self._rows(piece)
+
+    def index_of(self, piece):
+        """Index of a piece (or a whole batch) into ``Y`` and ``sw``."""
+        return self._index(piece)
+
+    def rows_read(self, pieces, j) -> None:
+        """Say that piece ``j`` of ``pieces`` (from :meth:`pieces_of`) is
+        used: rows streamed from the host then fetch the next piece."""
+        self._rows_done(pieces, j)
+
     # ---------------------------------------------- how a batch is read
     def _pieces(self, idx):
         """The batch in the pieces that are computed one at a time."""

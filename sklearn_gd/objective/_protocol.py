@@ -148,6 +148,11 @@ class Oracle:
     # whether ``least_squares_moments`` and ``intercept_of`` are offered (see
     # GramOracle): the whole data term as a quadratic form in the coefficients
     supports_least_squares_moments = False
+    # whether the data term's rows can be read by others, piece by piece
+    # (``pieces_of``, ``rows_of``, ``index_of``, ``rows_read``; see
+    # DirectOracle), with ``X``, ``Y``, ``sw`` and ``loss``: the duality
+    # gaps' passes over X need them (a Gram matrix's data term has no rows)
+    supports_certificate = False
 
     def column_moments(self) -> tuple[torch.Tensor, torch.Tensor]:
         """The weighted mean and second moment of every column of ``X``
