@@ -4,6 +4,7 @@ describes, and the step size's estimates drawn from that curvature."""
 from __future__ import annotations
 
 import contextlib
+import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -176,6 +177,32 @@ class Oracle:
     def curvature(self) -> Curvature:
         """The second-moment matrix, for the automatic step size."""
         raise NotImplementedError
+
+    def with_loss(self, loss) -> Oracle:
+        """A shallow copy of this oracle that answers for another loss.
+
+        The copy shares this oracle's data (``X``, ``Y``, the sample
+        weights and what was built from them: a CSR copy, a kept design
+        matrix, the row gather's buffer) and its epoch order; only its
+        ``loss`` differs, and this oracle's stays as it was. Smoothing
+        (``solvers/``) is to evaluate its smoothed loss through such a copy
+        instead of assigning ``oracle.loss``. An oracle whose data term does
+        not read a loss (a Gram matrix's is the squared loss's) answers as
+        before.
+
+        Parameters
+        ----------
+        loss : Loss
+            The loss the copy's values and derivatives are of.
+
+        Returns
+        -------
+        Oracle
+            The copy, of this oracle's class.
+        """
+        twin = copy.copy(self)
+        twin.loss = loss
+        return twin
 
     def batch_threads(self) -> contextlib.AbstractContextManager:
         """The context a minibatch epoch runs in: torch's threads as they
