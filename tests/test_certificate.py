@@ -25,7 +25,7 @@ from sklearn_gd.model._losses import (
 )
 from sklearn_gd.model._penalties import make_penalty
 from sklearn_gd.objective._certificate import _AtTheta, smooth_duality_gap
-from sklearn_gd.objective._oracles import DirectOracle
+from sklearn_gd.objective._direct import DirectOracle
 
 # (loss, targets, its curvature bound c: L'' <= c)
 MARGIN = [(LogLoss(), 0.25), (ModifiedHuber(), 2.0), (SquaredHinge(1.0), 2.0)]

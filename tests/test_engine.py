@@ -174,8 +174,8 @@ def test_gram_statistics_match_float64_moments(monkeypatch, offset):
     passes instead. Tolerance: float32 products over 512-row chunks,
     rounding ~ 6e-8 x sqrt(512) relative to E[x^2] ~ 1 (or to the centred
     moments, on the centred path)."""
-    from sklearn_gd.objective import _oracles
-    from sklearn_gd.objective._oracles import GramOracle
+    from sklearn_gd.objective import _gram as _oracles
+    from sklearn_gd.objective._gram import GramOracle
 
     monkeypatch.setattr(_oracles, "BLOCK_BYTES", 512 * 7 * 4)
     rng = np.random.default_rng(0)
@@ -196,7 +196,8 @@ def _oracle_pair(batch_size, k=1, seed=0):
     import scipy.sparse as sp
 
     from sklearn_gd.model._losses import Huber
-    from sklearn_gd.objective._oracles import DirectOracle, SparseOracle
+    from sklearn_gd.objective._direct import DirectOracle
+    from sklearn_gd.objective._sparse import SparseOracle
 
     rng = np.random.default_rng(seed)
     Xs = sp.random(157, 23, density=0.3, format="csr", random_state=seed)
@@ -221,7 +222,7 @@ def test_sparse_shuffled_batches_match_dense(monkeypatch, k):
     multiplied through the scatter-add transpose, give the dense oracle's
     values and gradients on the same rows. float64 throughout: the two
     differ only by summation order (1e-14)."""
-    from sklearn_gd.objective import _oracles
+    from sklearn_gd.objective import _sparse as _oracles
 
     monkeypatch.setattr(_oracles, "CHUNK_ROWS", 30)
     sparse, dense, theta = _oracle_pair(10, k)
@@ -342,7 +343,7 @@ def test_row_gather_is_exact_on_both_routes(monkeypatch, threads, dtype):
     rows narrower than PARALLEL_GATHER_ROW_BYTES or on one thread, torch's
     index_select otherwise) copies exactly the asked rows, of a matrix, a
     column-major matrix and a vector, in the asked order."""
-    from sklearn_gd.objective import _oracles
+    from sklearn_gd.objective import _rows as _oracles
 
     monkeypatch.setattr(_oracles, "PARALLEL_GATHER_BYTES", 64 * 5 * 8)
     monkeypatch.setattr(torch, "get_num_threads", lambda: threads)
@@ -368,7 +369,7 @@ def test_shuffled_fit_is_the_same_through_either_gather(monkeypatch):
     numpy or by index_select into the buffer the batches share (the rows of
     one batch are used up before the next batch's are gathered): the two
     fits agree to the bit."""
-    from sklearn_gd.objective import _oracles
+    from sklearn_gd.objective import _rows as _oracles
 
     X, y = make_regression(301, 7, noise=1.0, random_state=0)
     sw = np.random.default_rng(0).uniform(0.5, 2.0, 301)

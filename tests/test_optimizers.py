@@ -102,7 +102,7 @@ def test_joint_hessian_matches_autograd(monkeypatch, whole, fit_intercept, weigh
     # the softmax's Hessian (both ways of computing it), gradient and value
     # against autograd's on the same mean cross-entropy, to rounding
     from sklearn_gd.model._losses import SoftmaxCrossEntropy
-    from sklearn_gd.objective._oracles import DirectOracle
+    from sklearn_gd.objective._direct import DirectOracle
 
     monkeypatch.setattr(DirectOracle, "joint_blocks_below", 1e12 if whole else 0)
     gen = torch.Generator().manual_seed(k)

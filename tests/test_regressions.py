@@ -245,7 +245,7 @@ def test_dense_oracle_computes_the_loss_it_is_given():
     Both oracles must give the torch formula's, to rounding."""
     from sklearn_gd.model._losses import Hinge
     from sklearn_gd.model._smoothing import MoreauSmoothed
-    from sklearn_gd.objective._oracles import DirectOracle
+    from sklearn_gd.objective._direct import DirectOracle
 
     rng = np.random.RandomState(0)
     X = torch.from_numpy(rng.randn(50, 3))

@@ -54,14 +54,10 @@ from ..engine._stopping import Validation
 from ..model._losses import make_loss
 from ..model._penalties import PENALTIES, make_penalty
 from ..model._schedules import SCHEDULES
-from ..objective._oracles import (
-    LazyGenerator,
-    choose_oracle,
-    csr_to_torch,
-    gen_batches,
-    prefers_gram,
-    rows_per_chunk,
-)
+from ..objective._epochs import LazyGenerator
+from ..objective._oracles import choose_oracle, prefers_gram
+from ..objective._rows import gen_batches, rows_per_chunk
+from ..objective._sparse import csr_to_torch
 from ..objective._streaming import should_stream, streaming_oracle
 from ..planning._planner import Planner
 from ..solvers._optimizers import OPTIMIZERS

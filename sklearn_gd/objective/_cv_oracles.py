@@ -18,13 +18,14 @@ the same statistics.
 * :class:`ColumnDirectOracle`, :class:`ColumnSparseOracle` and
   :class:`ColumnHostOracle` read the rows of ``X`` (a tensor, a scipy CSR
   matrix on the device, or a host array streamed in chunks) as
-  :class:`~sklearn_gd.objective._oracles.DirectOracle` and its subclasses do: each batch
-  is read once and serves every column, in pieces of ``piece_rows`` rows that
-  bound the (rows x columns) temporaries.
-* :class:`ColumnGramOracle` serves the full-batch squared loss: one pass over
-  ``X`` builds every fold's second moments (rows are grouped by the set of
-  folds they train in, so that each row enters one Gram matrix), and each
-  step then costs O(d^2) per column without touching ``X``.
+  :class:`~sklearn_gd.objective._direct.DirectOracle` and its subclasses
+  do: each batch is read once and serves every column, in pieces of
+  ``piece_rows`` rows that bound the (rows x columns) temporaries.
+* ``ColumnGramOracle`` (``_cv_gram.py``) serves the full-batch squared
+  loss: one pass over ``X`` builds every fold's second moments (rows are
+  grouped by the set of folds they train in, so that each row enters one
+  Gram matrix), and each step then costs O(d^2) per column without
+  touching ``X``.
 """
 
 from __future__ import annotations
@@ -34,19 +35,15 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ._oracles import (
-    DirectOracle,
-    SparseOracle,
-    affine,
-    augment,
-    check_moments_finite,
-    gen_batches,
-)
+from ._direct import DirectOracle
+from ._fold_groups import row_groups, tests_are_complements
+from ._protocol import check_moments_finite
+from ._rows import affine, augment, gen_batches
+from ._sparse import SparseOracle
 from ._streaming import HostChunkOracle
 
 __all__ = [
     "ColumnDirectOracle",
-    "ColumnGramOracle",
     "ColumnHostOracle",
     "ColumnSparseOracle",
     "FoldMoments",
@@ -143,7 +140,7 @@ class Moments:
         return G, self.Cc + mx[:, :, None] * my[:, None, :], self.yyc + my * my
 
     def gram(self, fit_intercept):
-        """``(A, C, yy)`` of :class:`~sklearn_gd.objective._oracles.GramOracle` in raw
+        """``(A, C, yy)`` of :class:`~sklearn_gd.objective._gram.GramOracle` in raw
         coordinates: ``E[x~ x~']``, ``E[x~ y']``, ``E[y^2]`` (``x~ = [x, 1]``)."""
         mx = self.mx
         G, C, yy = self.raw()
@@ -196,7 +193,7 @@ class _ColumnRows:
     def column_loss_grad(self, theta, idx, layout: Layout, need_grad=True):
         """Per-column weighted mean loss, batch weight and gradient.
 
-        As :meth:`~sklearn_gd.objective._oracles.Oracle.loss_grad`, with ``values``
+        As :meth:`~sklearn_gd.objective._protocol.Oracle.loss_grad`, with ``values``
         and ``weight`` of shape (n_columns,): each column's mean and total
         weight over its own fold's rows of the batch.
         """
@@ -295,7 +292,7 @@ class _ColumnRows:
     # ---------------------------------------------------------- curvature
     def fold_curvature(self, max_row=True):
         """Largest eigenvalue of each fold's ``X~' M_f X~ / sum(m_f)`` and
-        largest scaled row term (as :func:`~sklearn_gd.objective._oracles.
+        largest scaled row term (as :func:`~sklearn_gd.objective._protocol.
         lipschitz_estimate` gives for one oracle; None unless ``max_row``),
         as float64 arrays."""
         n, d = self.X.shape
@@ -369,7 +366,7 @@ class _ColumnRows:
         d, k = mu.shape[0], nu.shape[0] if targets else 0
         shift = torch.cat([mu, nu[:k]]).to(Xs.dtype)
         dev = Wf.device
-        groups, codes = _row_groups(Wf)
+        groups, codes = row_groups(Wf)
         sums, members = [], []
         for rows, weights_of, member in groups:
             acc = torch.zeros(d + 1 + k, d + 1 + k, dtype=_F64, device=dev)
@@ -401,62 +398,10 @@ class _ColumnRows:
         if (
             codes is not None
             and tests is not None
-            and _tests_are_complements(codes, tests)
+            and tests_are_complements(codes, tests)
         ):
             out.test = moments(1.0 - member)
         return out
-
-
-def _tests_are_complements(codes, tests) -> bool:
-    """Whether each fold's held-out rows are exactly the rows it does not
-    train on (rows carry the bits of the folds they train in)."""
-    for f, test in enumerate(tests):
-        rows = np.flatnonzero((codes >> f) & 1 == 0)
-        if not np.array_equal(rows, np.sort(np.asarray(test))):
-            return False
-    return True
-
-
-def _row_groups(Wf: torch.Tensor):
-    """The groups of rows whose moments are accumulated together, and each
-    row's pattern code (the bits of the folds it trains in; None when the
-    groups are the folds themselves).
-
-    A group is ``(rows, weights_of(index), member)``: sorted host indices,
-    the rows' weights (None: all ones) and the folds (a bool tensor) its
-    moments belong to.
-    """
-    F = Wf.shape[1]
-    mask = Wf > 0
-    c = Wf.amax(1)
-    if F < 63 and bool((Wf == c[:, None] * mask).all()):
-        bits = 2 ** torch.arange(F, device=Wf.device)
-        codes = (mask.long() * bits).sum(1).cpu().numpy()
-        patterns, inverse = np.unique(codes, return_inverse=True)
-        if patterns.shape[0] <= F + 1:
-            unweighted = bool((c[mask.any(1)] == 1).all())
-
-            def weights_of(ix):
-                return None if unweighted else c[ix]
-
-            fold_bits = 2 ** np.arange(F)
-            groups = [
-                (
-                    np.flatnonzero(inverse == p),
-                    weights_of,
-                    torch.as_tensor((code & fold_bits) > 0, device=Wf.device),
-                )
-                for p, code in enumerate(patterns)
-                if code  # rows no fold trains on stay out
-            ]
-            return groups, codes
-    eye = torch.eye(F, dtype=torch.bool, device=Wf.device)
-    host_mask = mask.cpu().numpy()
-    groups = [
-        (np.flatnonzero(host_mask[:, f]), (lambda ix, f=f: Wf[ix, f]), eye[f])
-        for f in range(F)
-    ]
-    return groups, None
 
 
 class _SplitPieces:
@@ -505,102 +450,6 @@ class ColumnHostOracle(_ColumnRows, HostChunkOracle):
 
     def _index_device(self):
         return torch.device("cpu")  # host rows index the host array
-
-
-class ColumnGramOracle:
-    """The full-batch squared loss of every column from its fold's moments.
-
-    ``values = 1/2 yy - C' theta + 1/2 theta' A theta`` and gradient
-    ``A theta - C``, per column with its fold's ``A``, ``C`` and ``yy``
-    (:class:`~sklearn_gd.objective._oracles.GramOracle`, one fold at a time). When
-    every fold has the same number of units, laid out fold by fold, all
-    folds are one batched product.
-    """
-
-    n_batches = 1
-
-    def __init__(self, moments: FoldMoments, fit_intercept, out_dtype: torch.dtype):
-        self.moments = moments
-        self.A, self.C, self.yy = moments.train.gram(fit_intercept)
-        self.out_dtype = out_dtype
-
-    def batches(self):
-        yield None
-
-    def full_batch(self):
-        return None
-
-    def bind(self, layout: Layout):
-        return _BoundGram(self, layout)
-
-    def fold_curvature(self, max_row=False):
-        lam = torch.linalg.eigvalsh(self.A)[:, -1]
-        return lam.cpu().numpy(), None
-
-
-class _BoundGram:
-    """:class:`ColumnGramOracle` for one layout: each fold's ``C`` and
-    ``yy`` repeated over its units once, and the folds stacked for one
-    batched product when they are regular."""
-
-    def __init__(self, gram: ColumnGramOracle, layout: Layout):
-        self.gram, self.layout = gram, layout
-        folds = [f for f, _, _ in layout.by_fold]
-        sizes = {units.shape[0] for _, _, units in layout.by_fold}
-        regular = len(sizes) == 1 and all(
-            isinstance(cols, slice) for _, cols, _ in layout.by_fold
-        )
-        regular = regular and [c.start for _, c, _ in layout.by_fold] == sorted(
-            c.start for _, c, _ in layout.by_fold
-        )
-        self.stacked = regular
-        if regular:
-            m = sizes.pop()
-            self.A = gram.A[folds]  # (F', d + fi, d + fi)
-            self.C = gram.C[folds].repeat(1, 1, m)  # (F', d + fi, m k)
-            self.yy = gram.yy[folds].repeat(1, m)  # (F', m k)
-        else:
-            self.parts = [
-                (
-                    f,
-                    cols,
-                    gram.C[f].repeat(1, units.shape[0]),
-                    gram.yy[f].repeat(units.shape[0]),
-                )
-                for f, cols, units in layout.by_fold
-            ]
-
-    def batches(self):
-        return self.gram.batches()
-
-    def full_batch(self):
-        return None
-
-    def loss_grad(self, theta, idx=None, need_grad=True):
-        th = theta.to(_F64)
-        if self.stacked:
-            F = self.A.shape[0]
-            t = th.reshape(th.shape[0], F, -1).transpose(0, 1)  # (F', d+fi, mk)
-            At = torch.bmm(self.A, t)
-            values = 0.5 * self.yy - (self.C * t).sum(1) + 0.5 * (t * At).sum(1)
-            values = values.reshape(-1)
-            grad = (
-                (At - self.C).transpose(0, 1).reshape(th.shape) if need_grad else None
-            )
-        else:
-            values = torch.empty(th.shape[1], dtype=_F64, device=th.device)
-            grad = torch.empty_like(th) if need_grad else None
-            for f, cols, C, yy in self.parts:
-                t = th[:, cols]
-                At = self.gram.A[f] @ t
-                values[cols] = 0.5 * yy - (C * t).sum(0) + 0.5 * (t * At).sum(0)
-                if need_grad:
-                    grad[:, cols] = At - C
-        weight = torch.ones_like(values)
-        return values, weight, (None if grad is None else grad.to(self.gram.out_dtype))
-
-    def zero_model_loss(self) -> torch.Tensor:
-        return 0.5 * self.gram.yy[self.layout.unit_fold].reshape(-1)
 
 
 class _BoundRows:

@@ -38,13 +38,10 @@ import numpy as np
 import torch
 
 from ..data._data import CHUNK_ROWS, to_tensor
-from ._oracles import (
-    DirectOracle,
-    GramOracle,
-    gen_batches,
-    prefers_gram,
-    rows_per_chunk,
-)
+from ._direct import DirectOracle
+from ._gram import GramOracle
+from ._oracles import prefers_gram
+from ._rows import gen_batches, rows_per_chunk
 
 __all__ = [
     "HostChunkOracle",
@@ -379,7 +376,7 @@ class HostChunkOracle(DirectOracle):
 
     def batches(self):
         # a shuffled order is kept on the host: it indexes the host array
-        for idx in self._order(torch.device("cpu")):
+        for idx in self.epochs.batches(torch.device("cpu")):
             self.X.prefetch(self._pieces(idx)[0])
             yield idx
 

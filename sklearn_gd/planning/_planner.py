@@ -17,7 +17,7 @@ import torch
 
 from ..engine._stopping import MeasuredProgress, NoImprovement, Optimality
 from ..model._schedules import make_schedule
-from ..objective._oracles import lipschitz_estimate, solution_scale
+from ..objective._protocol import lipschitz_estimate, solution_scale
 from ..solvers._conjugate_gradient import ConjugateGradient
 from ..solvers._exact import CoordinateDescent
 from ..solvers._metric import GradientMapping
@@ -215,7 +215,7 @@ class Planner:
 
         The solver's own default where it declares one; for the
         per-coordinate methods its ``auto_scale`` times the solution's scale
-        (:func:`~sklearn_gd.objective._oracles.solution_scale`); else
+        (:func:`~sklearn_gd.objective._protocol.solution_scale`); else
         ``1 / L_b`` where ``L_b`` bounds the curvature of a batch objective
         of size ``b``: ``L_b = L n (b - 1) / (b (n - 1)) + L_max (n - b) / (b
         (n - 1))`` (Gower et al., 2019) with ``L`` the largest eigenvalue of

@@ -41,9 +41,9 @@ from ..engine._iterate import DivergenceError, check_rate_fits
 from ..engine._state import FitMode
 from ..model._penalties import make_penalty
 from ..model._schedules import SCHEDULES, optimal_init
+from ..objective._cv_gram import ColumnGramOracle
 from ..objective._cv_oracles import (
     ColumnDirectOracle,
-    ColumnGramOracle,
     ColumnHostOracle,
     ColumnSparseOracle,
     Layout,

@@ -301,7 +301,7 @@ class CoordinateDescent(Solver):
     the data term's moments, one sweep a step, stopped on the duality gap.
 
     It requires of the data term its least-squares moments
-    (:meth:`~sklearn_gd.objective._oracles.GramOracle.least_squares_moments`): ``tol``
+    (:meth:`~sklearn_gd.objective._gram.GramOracle.least_squares_moments`): ``tol``
     is then the duality gap relative to the targets' (centred) mean square,
     as in the cross-validated search, and "auto" is :data:`GAP_TOL`, so that
     a fit and the search's configuration of the same alpha stop on the same

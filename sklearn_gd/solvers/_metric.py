@@ -8,7 +8,7 @@ import math
 import numpy as np
 import torch
 
-from ..objective._oracles import check_moments_finite
+from ..objective._protocol import check_moments_finite
 
 __all__ = [
     "dense_metric",

@@ -20,7 +20,7 @@ class Newton(QuasiNewton):
     one needing a short step does not hold the others back).
 
     The loss, gradient and Hessians at an accepted point come from one pass
-    over ``X`` (:meth:`~sklearn_gd.objective._oracles.DirectOracle.derivatives`), and a
+    over ``X`` (:meth:`~sklearn_gd.objective._direct.DirectOracle.derivatives`), and a
     trial point of the line search costs the loss alone. For dense data
     with few features (the oracle says when), where a Hessian costs about
     what a few gradients do and Newton's method needs about ten iterations,

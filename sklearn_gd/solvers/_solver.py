@@ -20,7 +20,7 @@ and never looks at its name. The declarations:
     For the per-coordinate methods (Adam, AdamW, Adagrad), which move each
     coordinate by about their learning rate a step: ``eta0="auto"`` is this
     fraction of the solution's scale, estimated from the data
-    (:func:`~sklearn_gd.objective._oracles.solution_scale`).
+    (:func:`~sklearn_gd.objective._protocol.solution_scale`).
 
 The gradient reaches a ``torch.optim`` optimizer through ``param.grad``;
 :meth:`Solver.prox_step` returns the step that multiplied the gradient in the
