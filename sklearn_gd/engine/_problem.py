@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 
 import torch
 
@@ -33,6 +34,14 @@ class Problem:
         self.sum_scale = 1 if joint else n_outputs
         self._lazy = False
         self._scale = 1.0  # under lazily(): the coefficients' pending factor
+
+    def with_oracle(self, oracle) -> Problem:
+        """This problem on another data term: the same penalty, shapes and
+        scaling, with ``oracle`` in place of this one's (which stays as it
+        was). Smoothing solves its smoothed problem through such a copy."""
+        twin = copy.copy(self)
+        twin.oracle = oracle
+        return twin
 
     def coef(self, theta):
         return theta[: self.d]

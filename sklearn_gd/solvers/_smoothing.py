@@ -66,9 +66,9 @@ class Smoothing(Solver):
             self.mu = max(0.1 * spread, 1e-8)
         # below this the smoothing is finer than the data's precision resolves
         self._mu_floor = self.mu * 1e-2 * torch.finfo(theta.dtype).eps ** 0.5
-        oracle.loss = MoreauSmoothed(self.base, self.mu)
-        self.inner.curvature = oracle.loss.curvature
-        self.inner.setup(problem, theta)
+        self.smoothed = self._smoothed_problem(problem)
+        self.inner.curvature = self.smoothed.oracle.loss.curvature
+        self.inner.setup(self.smoothed, theta)
         self.optimality = None
         self.stuck = self.at_precision = False
         self._since_check = self._wait = 0
@@ -96,9 +96,9 @@ class Smoothing(Solver):
         return self.inner.prox_step(lr)
 
     def step(self, problem, idx, lr):
-        objective, weight = self.inner.step(problem, idx, lr)
+        objective, weight = self.inner.step(self.smoothed, idx, lr)
         scale = max(abs(float(objective)), 1e-300)
-        bias = problem.oracle.loss.bias / scale
+        bias = self.smoothed.oracle.loss.bias / scale
         gap = self.inner.gap_estimate / (scale * problem.sum_scale)
         # until a duality gap is computed, only the inner solver's estimate
         # (above the target: it certifies nothing); after, the last gap
@@ -152,17 +152,24 @@ class Smoothing(Solver):
         theta = self.inner.parameter
         previous, self._previous = self._previous, theta.clone()
         self.mu /= 10.0
-        problem.oracle.loss = MoreauSmoothed(self.base, self.mu)
-        self.inner.set_curvature(problem.oracle.loss.curvature)
+        self.smoothed = self._smoothed_problem(problem)
+        self.inner.set_curvature(self.smoothed.oracle.loss.curvature)
         if previous is not None:
             # the smoothed solutions are piecewise linear in mu: on the last
             # two levels' line, a tenth of their step on from this one
             start = theta + 0.1 * (theta - previous)
             idx = problem.oracle.full_batch()
-            here = self.inner.evaluate(problem, theta, idx)
-            there = self.inner.evaluate(problem, start, idx)
+            here = self.inner.evaluate(self.smoothed, theta, idx)
+            there = self.inner.evaluate(self.smoothed, start, idx)
             if there[0] < here[0]:
                 theta.copy_(start)
+
+    def _smoothed_problem(self, problem):
+        """``problem`` on the loss's Moreau envelope at the current ``mu``:
+        the data term's copy for that loss (``Oracle.with_loss``), the data
+        shared; ``problem`` itself keeps the loss."""
+        smoothed = MoreauSmoothed(self.base, self.mu)
+        return problem.with_oracle(problem.oracle.with_loss(smoothed))
 
     def _duality_gaps(self, problem, theta) -> tuple[float, float]:
         """The relative duality gaps of the loss itself at ``theta``, the
@@ -178,9 +185,9 @@ class Smoothing(Solver):
         its 7.3)."""
         enough = self.target if self.target > 0 else self.inner.precision_gap
         due = self._kink_wait <= 0 or self.inner.stuck
-        loss = problem.oracle.loss
+        loss = self.smoothed.oracle.loss
         gaps = duality_gaps(
-            problem, theta, self.base, loss, enough=enough if due else math.inf
+            self.smoothed, theta, self.base, loss, enough=enough if due else math.inf
         )
         if not due:
             self._kink_wait -= 1
