@@ -49,7 +49,7 @@ def test_tensor_training_uses_the_tensor_in_place(data32, monkeypatch):
     X, y = data32
     Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
     seen = {}
-    import sklearn_gd.estimators._base as base
+    import sklearn_gd.estimators._training as base
 
     real = base.choose_oracle
 
@@ -361,7 +361,7 @@ def test_classifier_under_dispatch_follows_the_input(params):
 def test_host_data_predicted_on_a_device_in_chunks(data32, kind, monkeypatch):
     # an accelerator receives host rows a bounded chunk at a time (never all
     # of X); run here on the CPU device with chunks of 7 rows
-    import sklearn_gd.estimators._base as base
+    import sklearn_gd.estimators._prediction as base
 
     X, y = data32
     reg = TorchSGDRegressor(max_iter=10, tol=None).fit(X, y)

@@ -46,7 +46,7 @@ from sklearn.base import clone
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV
 
-import sklearn_gd.estimators._base as base_module
+import sklearn_gd.estimators._training as base_module
 from sklearn_gd import DivergenceError, TorchSGDRegressor
 
 # ----------------------------------------------------------------- helpers

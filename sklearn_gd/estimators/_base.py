@@ -4,63 +4,49 @@
 builds the components from the estimator's string parameters, runs the
 engine and commits the result as numpy fitted attributes. Subclasses say how
 targets become a float matrix (``_prepare_targets``), how the validation set
-is split, and how outputs map to ``coef_``/``intercept_`` shapes.
+is split, and how outputs map to ``coef_``/``intercept_`` shapes. Each
+step hands its work to a module beside this one: ``_training`` (the data
+term and the engine's run), ``_fit_state`` (the state a fit starts from and
+leaves), ``_progress`` (per-epoch reporting), ``_warnings`` (how a fit that
+did not end well says so) and ``_prediction``.
 """
 
 from __future__ import annotations
 
-import time
-import traceback
 import warnings
-from dataclasses import dataclass
 from numbers import Integral, Real
 
-import numpy as np
-import scipy.sparse as sp
-import torch
 from sklearn.base import BaseEstimator
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model._base import SparseCoefMixin
 from sklearn.model_selection import ShuffleSplit
 from sklearn.utils._param_validation import Interval, StrOptions
-from sklearn.utils.extmath import safe_sparse_dot
 from sklearn.utils.validation import check_is_fitted
 
-from ..data._array_api import (
-    OutputSpace,
-    check_fitted_namespace,
-    host,
-    is_foreign,
-    output_space,
-    to_numpy_any,
-)
-from ..data._data import resolve_device, to_numpy, to_tensor
+from ..data._array_api import check_fitted_namespace, output_space
+from ..data._data import resolve_device, to_numpy
 from ..data._validation import (
-    check_finite_host,
     torch_dtype_of,
     validate_fit_inputs,
     validate_predict_input,
 )
-from ..engine._engine import train
-from ..engine._records import TrainState
-from ..engine._state import (
-    UNRECORDED,
-    FitMode,
-    SolverState,
-    optimizer_state_to_numpy,
-    optimizer_state_to_torch,
-)
+from ..engine._state import FitMode
 from ..engine._stopping import Validation
 from ..model._losses import make_loss
 from ..model._penalties import PENALTIES, make_penalty
 from ..model._schedules import SCHEDULES
 from ..objective._epochs import LazyGenerator
-from ..objective._oracles import choose_oracle, prefers_gram
-from ..objective._rows import gen_batches, rows_per_chunk
-from ..objective._sparse import csr_to_torch
-from ..objective._streaming import should_stream, streaming_oracle
 from ..planning._planner import Planner
 from ..solvers._optimizers import OPTIMIZERS
+from ._fit_state import fitted_arrays, initial_state, picklable, solver_state
+from ._prediction import (
+    device_params,
+    host_decision,
+    host_rows_on_device,
+    predict_device,
+)
+from ._progress import epoch_hook, fit_task, print_epoch
+from ._training import FitData, make_oracle, run_engine, split_rows
+from ._warnings import OUT_OF_MEMORY, out_of_memory_error, warn_on_ending
 
 try:  # scikit-learn >= 1.9: the callback API (ProgressBar, ScoringMonitor, ...)
     from sklearn.callback import CallbackSupportMixin
@@ -75,41 +61,6 @@ __all__ = ["BaseTorchSGD"]
 # attributes that sklearn's callback machinery sets during fit and removes
 # after it; a failed fit restores everything else
 _CALLBACK_ATTRS = ("_callback_fit_ctx", "_skl_callbacks_to_teardown")
-
-# scikit-learn's SGD warning when max_iter ends a fit, word for word: code
-# written for SGDClassifier/SGDRegressor filters or matches it
-_MAX_ITER_MESSAGE = (
-    "Maximum number of iteration reached before convergence. Consider "
-    "increasing max_iter to improve the fit."
-)
-
-# torch >= 2.5 has torch.OutOfMemoryError; torch.cuda's alias is older
-_OUT_OF_MEMORY = getattr(torch, "OutOfMemoryError", torch.cuda.OutOfMemoryError)
-
-
-@dataclass
-class FitData:
-    """The validated training data and what the fit is built from."""
-
-    X: object  # numpy, scipy CSR or a tensor (see _validation.Inputs)
-    Y: object
-    sample_weight: object
-    kind: str
-    dtype: np.dtype
-    y_ndim: int
-    device: torch.device
-    tdtype: torch.dtype
-    generator: LazyGenerator
-    loss: object
-    penalty: object
-    space: OutputSpace | None  # where fitted arrays go (None: numpy)
-    partial: bool = False  # a partial_fit call (online SGD)
-    x_checked: bool = True  # False: X's check for NaN and inf is left to come
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        """(n_samples, n_features, n_outputs)."""
-        return (*self.X.shape, self.Y.shape[1])
 
 
 class BaseTorchSGD(SparseCoefMixin, CallbackSupportMixin, BaseEstimator):
@@ -217,24 +168,11 @@ class BaseTorchSGD(SparseCoefMixin, CallbackSupportMixin, BaseEstimator):
     def _planner(self, data: FitData | None = None) -> Planner:
         """The plan's settings: the parameters it reads, with the data's
         loss and penalty once they are built."""
-        return Planner(
-            loss_name=self.loss,
+        return Planner.of(
+            self,
             smooth=self._smooth_loss(),
             loss=None if data is None else data.loss,
             penalty=self._make_penalty() if data is None else data.penalty,
-            optimizer=self.optimizer,
-            tol=self.tol,
-            n_iter_no_change=self.n_iter_no_change,
-            batch_size=self.batch_size,
-            eta0=self.eta0,
-            learning_rate=self.learning_rate,
-            power_t=self.power_t,
-            alpha=self.alpha,
-            momentum=self.momentum,
-            nesterov=self.nesterov,
-            average=self.average,
-            early_stopping=self.early_stopping,
-            fit_intercept=self.fit_intercept,
         )
 
     # ----------------------------------------------------------------- fit
@@ -250,22 +188,11 @@ class BaseTorchSGD(SparseCoefMixin, CallbackSupportMixin, BaseEstimator):
             self.__dict__.clear()
             self.__dict__.update(saved)
             self.__dict__.update(live)
-            if isinstance(exc, _OUT_OF_MEMORY):
-                message = self._out_of_memory_message(args[0], exc)
-                _release(exc)
-                raise MemoryError(message) from exc
+            if isinstance(exc, OUT_OF_MEMORY):
+                raise out_of_memory_error(
+                    args[0], exc, self.batch_size, self.device
+                ) from exc
             raise
-
-    def _out_of_memory_message(self, X, exc):
-        shape = tuple(getattr(X, "shape", ()))
-        itemsize = getattr(getattr(X, "dtype", None), "itemsize", 8)
-        size = float(np.prod(shape)) * itemsize / 2**20 if shape else float("nan")
-        return (
-            f"Out of memory while fitting X of shape {shape} (about {size:.0f} MiB) "
-            f"with batch_size={self.batch_size} on device {self.device!r}: {exc}. "
-            "Lower batch_size, or stream X from host memory (out_of_core=True, "
-            "or pass a numpy memmap)."
-        )
 
     def _fit_new_state(
         self, X, y, sample_weight, coef_init=None, intercept_init=None, partial=False
@@ -329,190 +256,74 @@ class BaseTorchSGD(SparseCoefMixin, CallbackSupportMixin, BaseEstimator):
 
     def _initial_state(self, data: FitData, mode: FitMode, coef_init, intercept_init):
         """Step 2: the parameters (and optimizer state) training starts from."""
-        _, d, k = data.shape
-        device, tdtype, dtype = data.device, data.tdtype, data.dtype
-        state = mode.resume
-        if state is not None:  # partial_fit goes on with everything
-            return TrainState(
-                coef=to_tensor(state.coef, device, tdtype),
-                intercept=to_tensor(state.intercept, device, tdtype),
-                t=int(self.t_),
-                avg_coef=to_tensor(state.average_coef, device, tdtype),
-                avg_intercept=to_tensor(state.average_intercept, device, tdtype),
-                optimizer_state=optimizer_state_to_torch(state.optimizer_state),
-            )
-        coef0 = np.zeros((d, k), dtype=dtype)
-        icpt0 = np.zeros(k, dtype=dtype)
-        if mode.warm is not None:
-            if mode.warm.coef.shape != (d, k):
-                raise ValueError(
-                    "warm_start needs the same number of features and outputs "
-                    f"as the previous fit: {mode.warm.coef.shape[::-1]}"
-                    f" (outputs, features), got {(k, d)}."
-                )
-            coef0 = mode.warm.coef.astype(dtype)
-            icpt0 = mode.warm.intercept.astype(dtype)
-        coef0, icpt0 = self._check_inits(
-            coef_init, intercept_init, coef0, icpt0, d, k, dtype
-        )
-        return TrainState(
-            coef=to_tensor(coef0, device, tdtype),
-            intercept=to_tensor(icpt0, device, tdtype),
-        )
+        t = getattr(self, "t_", None)
+        return initial_state(data, mode, coef_init, intercept_init, t)
 
     def _make_oracle(self, data: FitData, mode: FitMode):
-        """Step 3: the gradient oracle, and the early-stopping set.
-
-        An out-of-core X stays a host array (see _streaming.py); under early
-        stopping its training rows are indexed, never copied.
-        """
-        X, Y, sw, kind = data.X, data.Y, data.sample_weight, data.kind
-        device, tdtype = data.device, data.tdtype
-        stream = kind == "numpy" and should_stream(
-            X, device, getattr(self, "out_of_core", "auto")
-        )
-        # a dense numpy X is checked for NaN and infinity here: the Gram path
-        # of the whole X (one pass for its statistics, which are finite iff
-        # X is, or overflow) checks what it computes instead of reading X
-        # once more (a tenth of its fit)
-        unchecked = not data.x_checked
-        gram_checks = (
-            unchecked
-            and not stream
-            and not mode.early_stopping
-            and sw is None
-            and prefers_gram(*X.shape, data.loss, self.batch_size)
-        )
-        if unchecked and not gram_checks:
-            check_finite_host(X, "X", self)
-        train_rows = None
-        validation = None
-        if mode.early_stopping:
-            idx_train, idx_val = self._split(Y, sw)
-
-            def take(a, i):
-                if a is None:
-                    return None
-                if kind == "torch":
-                    return a[torch.as_tensor(i, device=a.device)]
-                return a[i]
-
-            Xv = take(X, idx_val)
-            validation = self._validation_class(
-                (
-                    csr_to_torch(Xv, device, tdtype)
-                    if kind == "sparse"
-                    else to_tensor(Xv, device, tdtype)
-                ),
-                to_tensor(take(Y, idx_val), device, tdtype),
-                to_tensor(take(sw, idx_val), device, tdtype),
-            )
-            if stream:
-                train_rows = idx_train
-            else:
-                X = take(X, idx_train)
-            Y, sw = take(Y, idx_train), take(sw, idx_train)
-        options = dict(
-            fit_intercept=self.fit_intercept,
+        """Step 3: the gradient oracle, and the early-stopping set."""
+        return make_oracle(
+            data,
+            self._split,
+            self._validation_class,
+            estimator=self,
+            out_of_core=getattr(self, "out_of_core", "auto"),
+            early_stopping=mode.early_stopping,
             batch_size=self.batch_size,
+            fit_intercept=self.fit_intercept,
             shuffle=self.shuffle,
-            generator=data.generator,
-            device=device,
-            dtype=tdtype,
         )
-        if stream:
-            oracle = streaming_oracle(X, Y, sw, data.loss, rows=train_rows, **options)
-        else:
-            try:
-                oracle = choose_oracle(
-                    X if kind == "sparse" else to_tensor(X, device, tdtype),
-                    to_tensor(Y, device, tdtype),
-                    to_tensor(sw, device, tdtype),
-                    data.loss,
-                    **options,
-                )
-            except ValueError:  # statistics overflow: NaN or inf in X first
-                if gram_checks:
-                    check_finite_host(X, "X", self)
-                raise
-        return oracle, validation
 
     def _step_size(self, oracle, data: FitData, mode: FitMode):
         """Step 4: the initial learning rate and the schedule."""
-        resume, planner = mode.resume, self._planner(data)
-        if resume is None:
-            eta0 = planner.eta0_for(
-                oracle, data.shape, data.tdtype, data.device, data.partial
-            )
-        else:
-            eta0 = resume.eta0
-        # partial_fit goes on at the rate "adaptive" had shrunk to
-        rate = eta0 if resume is None else resume.rate
-        return eta0, planner.schedule(rate, data.loss.dloss_at)
+        return self._planner(data).step_size(oracle, data, mode.resume)
 
     def _train(self, oracle, validation, schedule, init, data, mode, X, y):
         """Step 5: the engine's run, with the per-epoch hooks; returns the
         result and the recorded parameters (None without record_history)."""
         history = [] if self.record_history else None
-        callback_ctx = None
-        if hasattr(self, "_init_callback_context"):
-            callback_ctx = self._init_callback_context(max_subtasks=mode.max_iter)
-            callback_ctx.call_on_fit_task_begin(estimator=self, X=X, y=y)
-        planner = self._planner(data)
-        result = train(
-            oracle,
-            penalty=data.penalty,
-            schedule=schedule,
-            solver=planner.make_solver(oracle, data.partial),
-            stopping=planner.stopping(mode.tol, mode.partial),
-            max_iter=mode.max_iter,
-            fit_intercept=self.fit_intercept,
-            average=planner.average_start(),
-            init=init,
-            validation=validation,
-            on_epoch=self._epoch_hook(history, callback_ctx, X, y, data.y_ndim),
-            joint_outputs=data.loss.joint,
-            intercept_decay=planner.intercept_decay(data.kind),
-        )
-        if callback_ctx is not None:
-            callback_ctx.call_on_fit_task_end(
-                estimator=self, X=X, y=y, reconstruction_attributes={}
+        init_context = getattr(self, "_init_callback_context", None)
+        with fit_task(self, init_context, mode.max_iter, X, y) as context:
+            callbacks = getattr(self, "_skl_callbacks", None) or hasattr(
+                self, "_parent_callback_ctx"
+            )
+            on_epoch = epoch_hook(
+                printer=self._print_epoch if self.verbose else None,
+                history=history,
+                context=context if callbacks else None,
+                estimator=self,
+                X=X,
+                y=y,
+                to_public=lambda c, i: self._shape_params(c, i, data.y_ndim),
+            )
+            result = run_engine(
+                oracle,
+                validation,
+                schedule,
+                init,
+                data,
+                mode,
+                self._planner(data),
+                fit_intercept=self.fit_intercept,
+                on_epoch=on_epoch,
             )
         return result, history
 
+    # the verbose block of an epoch (see _progress.print_epoch)
+    _print_epoch = staticmethod(print_epoch)
+
     def _commit(self, result, history, data: FitData, mode: FitMode, eta0, schedule):
         """Step 6: the fitted attributes, all set here and nowhere else."""
-        averaged = result.avg_coef is not None
-        self._solver_state = SolverState(
-            dtype=data.dtype,
-            n_outputs=data.shape[2],
-            y_ndim=data.y_ndim,
-            eta0=eta0,
-            # the rate "adaptive" reached in partial_fit (a fit restarts at eta0)
-            rate=schedule.eta0 if mode.partial else eta0,
-            coef=to_numpy(result.standard_coef),
-            intercept=to_numpy(result.standard_intercept),
-            average_coef=to_numpy(result.avg_coef) if averaged else None,
-            average_intercept=to_numpy(result.avg_intercept) if averaged else None,
-            optimizer_state=optimizer_state_to_numpy(result.optimizer_state),
-            fit_device=self.device,
+        self._solver_state = solver_state(
+            result, data, mode, eta0, schedule, self.device
         )
-        coef, intercept = self._shape_params(
-            to_numpy(result.coef), to_numpy(result.intercept), data.y_ndim
+        keeps = mode.keeps_history and getattr(self, "coef_path_", None) is not None
+        arrays = fitted_arrays(
+            result,
+            history,
+            data.space,
+            lambda c, i: self._shape_params(c, i, data.y_ndim),
+            (self.coef_path_, self.intercept_path_) if keeps else None,
         )
-        arrays = {"coef_": coef, "intercept_": intercept}
-        if history is not None:
-            paths = [self._shape_params(c, i, data.y_ndim) for c, i in history]
-            coef_path = [c for c, _ in paths]
-            icpt_path = [i for _, i in paths]
-            if mode.keeps_history and getattr(self, "coef_path_", None) is not None:
-                coef_path = [to_numpy_any(c) for c in self.coef_path_] + coef_path
-                icpt_path = [to_numpy_any(i) for i in self.intercept_path_] + icpt_path
-            arrays["coef_path_"] = np.stack(coef_path)
-            arrays["intercept_path_"] = np.stack(icpt_path)
-        if data.space is not None:
-            # array API dispatch: fitted arrays live with the input data
-            arrays = {name: data.space.put(v) for name, v in arrays.items()}
         for name, value in arrays.items():
             setattr(self, name, value)
         prev_curve = list(self.loss_curve_) if mode.keeps_history else []
@@ -524,219 +335,15 @@ class BaseTorchSGD(SparseCoefMixin, CallbackSupportMixin, BaseEstimator):
         self.validation_scores_ = result.validation_scores
         self.best_validation_score_ = result.best_validation_score
 
-    def _warn_on_ending(self, result, mode: FitMode, dtype) -> None:
-        if result.interrupted:
-            warnings.warn(
-                f"Fit interrupted by KeyboardInterrupt after {result.n_iter} "
-                "complete epoch(s); keeping the best parameters reached so far "
-                f"(objective {result.best_loss:.6g}).",
-                UserWarning,
-            )
-        elif result.converged or mode.partial:
-            return
-        elif mode.tol is None:
-            self._warn_early_stop(result, mode, dtype)
-        elif result.optimality is not None:
-            measure = (
-                f"the {result.measure} is {result.optimality:.3g}, above "
-                f"tol={result.tol:g}"
-            )
-            if result.n_iter == mode.max_iter:
-                # scikit-learn's sentence first (it already says max_iter)
-                message = (
-                    f"{_MAX_ITER_MESSAGE} At the end {measure}; scaling the "
-                    "features may also help."
-                )
-            else:
-                why = (
-                    "No step decreases the objective at this precision"
-                    if result.solver_stuck
-                    else "The step size reached the schedule's floor"
-                )
-                message = (
-                    f"{why} before convergence: {measure}. "
-                    f"{self._advice(result, dtype)}"
-                )
-            warnings.warn(message, ConvergenceWarning)
-        elif result.n_iter == mode.max_iter:
-            warnings.warn(_MAX_ITER_MESSAGE, ConvergenceWarning)
-
-    def _warn_early_stop(self, result, mode: FitMode, dtype) -> None:
-        """tol=None asks for no criterion but max_iter, and gets no warning
-        there, as from scikit-learn; a full-batch solver that can make no
-        more progress idles for the epochs left, converged at an optimum it
-        certifies to the data's precision; where rounding alone stopped it,
-        that is said, with the measure."""
-        if not result.solver_stuck:
-            return
-        measure = (
-            ""
-            if result.optimality is None
-            else f": the {result.measure} is {result.optimality:.3g}"
-        )
-        warnings.warn(
-            "No step decreases the objective at this precision before a "
-            f"certified optimum (the epochs left to max_iter={mode.max_iter} "
-            f"change nothing){measure}. {self._advice(result, dtype)}",
-            ConvergenceWarning,
-        )
-
-    @staticmethod
-    def _advice(result, dtype) -> str:
-        """What may help this fit: more iterations where it ran out of them;
-        float64 only for float32 data that rounding stopped; scaling always
-        (it conditions every solver)."""
-        hints = ["scaling the features"]
-        if not result.solver_stuck:
-            hints.insert(0, "increasing max_iter")
-        elif np.dtype(dtype) != np.float64:
-            hints.append("using float64 data")
-        return "Consider " + " or ".join(hints) + "."
-
-    # ---------------------------------------------------------------- parts
-    def _check_inits(self, coef_init, intercept_init, coef0, icpt0, d, k, dtype):
-        if coef_init is not None:
-            c = np.asarray(coef_init, dtype=dtype)
-            if c.shape == (d,) and k == 1:
-                c = c[:, None]
-            elif c.shape == (k, d):
-                c = c.T
-            else:
-                # scikit-learn's words first, which its users look for
-                raise ValueError(
-                    f"Provided coef_init does not match dataset: it has shape "
-                    f"{c.shape}; expected {(d,) if k == 1 else (k, d)} for {d} "
-                    f"features and {k} output(s)."
-                )
-            if not np.isfinite(c).all():
-                raise ValueError("coef_init contains NaN or infinity.")
-            coef0 = np.ascontiguousarray(c)
-        if intercept_init is not None:
-            i = np.atleast_1d(np.asarray(intercept_init, dtype=dtype))
-            if i.shape != (k,):
-                raise ValueError(
-                    "Provided intercept_init does not match dataset: it has "
-                    f"shape {i.shape}; expected ({k},)."
-                )
-            if not np.isfinite(i).all():
-                raise ValueError("intercept_init contains NaN or infinity.")
-            icpt0 = i.copy()
-        return coef0, icpt0
+    # the warning a fit ends with, if any (see _warnings.warn_on_ending)
+    _warn_on_ending = staticmethod(warn_on_ending)
 
     def _split(self, Y, sw):
-        n = Y.shape[0]
-        message = (
-            f"Splitting {n} samples into a train set and a validation set with "
-            f"validation_fraction={self.validation_fraction} led to an empty set. "
-            "Please either change validation_fraction, increase number of "
-            "samples, or disable early_stopping."
-        )
-        cv = self._validation_splitter(Y)
-        try:
-            idx_train, idx_val = next(cv.split(np.zeros((n, 1)), Y))
-        except ValueError as exc:  # the splitter's own message names test_size
-            raise ValueError(message) from exc
-        if idx_train.shape[0] == 0 or idx_val.shape[0] == 0:
-            raise ValueError(message)
-        # the training rows in the data's order, as scikit-learn's SGD visits
-        # them (it masks the validation rows out): with shuffle=False the
-        # fit then sees the rows in the order given, as without early stopping
-        idx_train = np.sort(idx_train)
-        # bool(... .any()): sw may be a tensor
-        if sw is not None and not bool((sw[idx_val] > 0).any()):
-            raise ValueError(
-                "The sample weights for validation set are all zero, consider "
-                "using a different random state."
-            )
-        if sw is not None and not bool((sw[idx_train] > 0).any()):
-            raise ValueError(
-                "The sample weights for the training set are all zero, consider "
-                "using a different random state."
-            )
-        return idx_train, idx_val
-
-    def _epoch_hook(self, history, callback_ctx, X, y, y_ndim):
-        """The engine's per-epoch callback: verbose lines, history, and
-        scikit-learn callbacks (each epoch is one subtask of the fit task)."""
-        use_callbacks = callback_ctx is not None and bool(
-            getattr(self, "_skl_callbacks", None)
-            or hasattr(self, "_parent_callback_ctx")
-        )
-        if not self.verbose and history is None and not use_callbacks:
-            return None
-        start = time.perf_counter()
-
-        def hook(info):
-            stop = False
-            if history is not None:
-                history.append((to_numpy(info.coef), to_numpy(info.intercept)))
-            if self.verbose:
-                self._print_epoch(info, start)
-            if use_callbacks:
-                sub = callback_ctx.subcontext(task_name="epoch")
-                sub.call_on_fit_task_begin(estimator=self, X=X, y=y)
-                coef_t, icpt_t = info.coef, info.intercept
-
-                def reconstruction():
-                    # evaluated lazily by sklearn, only if a callback asks
-                    coef, icpt = self._shape_params(
-                        to_numpy(coef_t), to_numpy(icpt_t), y_ndim
-                    )
-                    return {"coef_": coef, "intercept_": icpt, "n_iter_": info.epoch}
-
-                stop = bool(
-                    sub.call_on_fit_task_end(
-                        estimator=self,
-                        X=X,
-                        y=y,
-                        metadata={"epoch": info.epoch, "loss": info.loss},
-                        reconstruction_attributes=reconstruction,
-                    )
-                )
-            return stop
-
-        return hook
-
-    def _print_epoch(self, info, start):
-        W, b = info.coef, info.intercept
-        msg = (
-            f"-- Epoch {info.epoch}\n"
-            f"Norm: {float(torch.linalg.vector_norm(W)):.2f}, "
-            f"NNZs: {int((W != 0).sum())}, "
-            f"Bias: {float(b.mean()) if b.numel() else 0.0:.6f}, "
-            f"T: {info.t - 1}, Avg. loss: {info.loss:.6f}"
-        )
-        if info.validation_score is not None:
-            msg += f", Validation score: {info.validation_score:.6f}"
-        print(msg)
-        print(f"Total training time: {time.perf_counter() - start:.2f} seconds.")
+        """The early-stopping split's training and validation rows."""
+        splitter = self._validation_splitter(Y)
+        return split_rows(Y, sw, splitter, self.validation_fraction)
 
     # -------------------------------------------------------------- predict
-    def _predict_device(self, X) -> torch.device:
-        """Where to predict: the estimator's device, resolved as ``fit``
-        resolves it, so that a device absent here raises fit's ValueError.
-
-        The one exception is a model fitted on a device absent here (fitted
-        on a GPU, loaded on a CPU host) whose ``device`` was not changed
-        since: it predicts on the CPU, with a warning, since predictions do
-        not depend on the device. A device set after the fit is a request
-        for that device, and fails as it would in ``fit``.
-        """
-        try:
-            return resolve_device(self.device, X)
-        except ValueError:
-            state = getattr(self, "_solver_state", None)
-            # a model pickled before fit_device was recorded keeps the
-            # fallback it was written with
-            if state is None or state.fit_device not in (UNRECORDED, self.device):
-                raise
-            warnings.warn(
-                f"device={self.device!r} is not available on this machine; "
-                "predicting on the CPU.",
-                UserWarning,
-            )
-            return torch.device("cpu")
-
     def _decision(self, X, method="predict"):
         """``X @ coef_.T + intercept_`` as (n_samples, n_outputs).
 
@@ -751,74 +358,33 @@ class BaseTorchSGD(SparseCoefMixin, CallbackSupportMixin, BaseEstimator):
         check_fitted_namespace(X, self, method)
         space = output_space(X)
         X, kind = validate_predict_input(self, X)
-        device = self._predict_device(X)
-        if kind != "torch" and device.type == "cpu":
-            W, b = _parameter_matrix(self.coef_, self.intercept_)
-            W, b = to_numpy_any(W), to_numpy_any(b)
-            out = np.asarray(safe_sparse_dot(X, W.astype(X.dtype, copy=False)))
-            out += b.astype(X.dtype, copy=False)
-            return out if space is None else space.put(out)
+        state = getattr(self, "_solver_state", None)
+        device = predict_device(self.device, X, state)
         if kind == "torch":
             W, b = self._device_params(device, X.dtype)
             out = X.to(device) @ W + b
             return to_numpy(out) if space is None else space.put(out)
-        out = self._host_rows_on_device(X, kind, device)
+        if device.type == "cpu":
+            out = host_decision(X, self.coef_, self.intercept_)
+        else:
+            out = self._host_rows_on_device(X, kind, device)
         return out if space is None else space.put(out)
 
-    def _host_rows_on_device(self, X, kind, device) -> np.ndarray:
-        """Predictions for host data computed on ``device``, a bounded chunk of
-        rows at a time: predicting never needs all of X on the device."""
-        tdtype = torch_dtype_of(X.dtype)
-        W, b = self._device_params(device, tdtype)
-        if kind == "sparse":
-            X = X.tocsr()
-        parts = []
-        for sl in gen_batches(X.shape[0], rows_per_chunk(X.shape[1], X.dtype.itemsize)):
-            if kind == "sparse":
-                Xt = csr_to_torch(X[sl], device, tdtype)
-            else:
-                Xt = to_tensor(X[sl], device, tdtype)
-            parts.append(to_numpy(Xt @ W + b))
-        return np.concatenate(parts)
+    def _host_rows_on_device(self, X, kind, device):
+        """Predictions for host data computed on ``device``, a bounded chunk
+        of rows at a time."""
+        return host_rows_on_device(X, kind, device, self._device_params)
 
     def _device_params(self, device, dtype):
-        """``coef_`` and ``intercept_`` as tensors on ``device``.
-
-        Built once per (device, dtype) and kept, with the arrays they were
-        made from, in a cache that pickles leave out; an entry serves only
-        while ``coef_`` and ``intercept_`` still hold those values.
-        """
-        coef, intercept = self.coef_, self.intercept_
-        if isinstance(coef, torch.Tensor):  # fitted under array API dispatch
-            W, b = _parameter_matrix(coef, intercept)
-            return W.to(device, dtype), b.to(device, dtype)
-        coef, intercept = host(coef), host(intercept)
+        """``coef_`` and ``intercept_`` as tensors on ``device``, cached (in
+        the SolverState, which pickles leave it out of) while they hold the
+        same values."""
         state = getattr(self, "_solver_state", None)
         cache = {} if state is None else state.device_cache
-        key = (str(device), dtype)
-        hit = cache.get(key)
-        if hit is None or not (
-            _same_values(hit[0], coef) and _same_values(hit[1], intercept)
-        ):
-            W, b = _parameter_matrix(coef, intercept)
-            hit = (
-                _snapshot(coef),
-                _snapshot(intercept),
-                to_tensor(W, device, dtype),
-                to_tensor(b, device, dtype),
-            )
-            cache[key] = hit
-        return hit[2], hit[3]
+        return device_params(self.coef_, self.intercept_, cache, device, dtype)
 
     def __getstate__(self):
-        state = super().__getstate__().copy()
-        for key, value in state.items():
-            # fitted under array API dispatch: numpy in the pickle
-            if isinstance(value, torch.Tensor) or is_foreign(value):
-                state[key] = to_numpy_any(value)
-        if isinstance(state.get("_solver_state"), SolverState):
-            state["_solver_state"] = state["_solver_state"].without_cache()
-        return state
+        return picklable(super().__getstate__())
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -826,39 +392,3 @@ class BaseTorchSGD(SparseCoefMixin, CallbackSupportMixin, BaseEstimator):
         tags.input_tags.sparse = True
         tags.array_api_support = True
         return tags
-
-
-def _release(exc: BaseException) -> None:
-    """Free what a failed fit held: the locals of its frames (tensors on the
-    device, kept alive by the traceback for as long as anyone holds the
-    exception) and the allocator's cached blocks."""
-    traceback.clear_frames(exc.__traceback__)
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-
-
-def _parameter_matrix(coef, intercept):
-    """``coef_`` as a dense (n_features, n_outputs) matrix, ``intercept_`` as
-    (n_outputs,): tensors for tensors, else numpy."""
-    if sp.issparse(coef):
-        coef = coef.toarray()
-    if not isinstance(coef, torch.Tensor):
-        coef, intercept = to_numpy_any(coef), to_numpy_any(intercept)
-    W = coef.T if coef.ndim == 2 else coef[:, None]
-    return W, intercept.reshape(-1)
-
-
-def _snapshot(a):
-    # a sparsified coef_ is held dense: the values are what the cache keys
-    # on, and scipy cannot copy the 1-D sparse matrix that sparsify makes of
-    # a regressor's 1-D coef_
-    return _dense(a).copy()
-
-
-def _dense(a):
-    return a.toarray() if sp.issparse(a) else np.asarray(a)
-
-
-def _same_values(held, current) -> bool:
-    current = _dense(current)
-    return held.shape == current.shape and np.array_equal(held, current)

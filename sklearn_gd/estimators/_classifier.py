@@ -5,50 +5,39 @@ into a float target matrix and lets the shared fit skeleton and engine do the
 rest. One-vs-rest fits one column of ``theta = [W; b]`` per class, each a
 binary problem with targets in {-1, +1}; two classes take one column; the
 multinomial option fits all columns as one softmax problem (one-hot targets).
+Labels, class weights and those targets are ``_multiclass``'s work; scores
+and probabilities come from ``_class_scores``.
 """
 
 from __future__ import annotations
 
-import warnings
 from numbers import Integral, Real
 
 import numpy as np
-import torch
-from scipy.special import log_softmax, softmax
 from sklearn.base import _fit_context
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model._base import LinearClassifierMixin
-from sklearn.model_selection import StratifiedShuffleSplit
-from sklearn.utils import compute_class_weight
-from sklearn.utils._available_if import available_if
 from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.multiclass import _check_partial_fit_first_call
-from sklearn.utils.validation import check_is_fitted
 
-from ..data._array_api import check_fitted_namespace, host, output_space, to_numpy_any
-from ..data._validation import class_labels
+from ..data._array_api import host, to_numpy_any
 from ..engine._stopping import AccuracyValidation
 from ..model._losses import CLASSIFICATION_LOSSES, MULTINOMIAL_LOSSES, make_loss
 from ._base import BaseTorchSGD
+from ._class_scores import ClassScoresMixin
+from ._multiclass import (
+    class_index,
+    class_targets,
+    labels_of,
+    validation_splitter,
+    warn_if_separated,
+    with_class_weight,
+    without_minimiser,
+)
 
 __all__ = ["TorchSGDClassifier"]
 
-# losses whose decision function maps to probabilities
-_PROBA_LOSSES = ("log_loss", "modified_huber")
 
-
-class _SplitOnLabels:
-    """A splitter that stratifies on given labels, whatever ``y`` it is handed
-    (the base class hands it the float target matrix, possibly a tensor)."""
-
-    def __init__(self, cv, labels):
-        self.cv, self.labels = cv, labels
-
-    def split(self, X, y=None):
-        return self.cv.split(X, self.labels)
-
-
-class TorchSGDClassifier(LinearClassifierMixin, BaseTorchSGD):
+class TorchSGDClassifier(ClassScoresMixin, LinearClassifierMixin, BaseTorchSGD):
     """Linear classifier fitted by gradient descent in PyTorch, on CPU or GPU.
 
     The counterpart of :class:`sklearn.linear_model.SGDClassifier`, with its
@@ -378,23 +367,10 @@ class TorchSGDClassifier(LinearClassifierMixin, BaseTorchSGD):
 
     def _prepare_targets(self, Y, first_call):
         # Y: (n, 1) class indices as floats, numpy or a tensor on its device
-        k = len(self.classes_)
-        if k == 2:
-            return 2 * Y - 1  # +1 for classes_[1]
-        if isinstance(Y, torch.Tensor):
-            hit = (Y == torch.arange(k, dtype=Y.dtype, device=Y.device)).to(Y.dtype)
-        else:
-            hit = (Y == np.arange(k, dtype=Y.dtype)).astype(Y.dtype)
-        # one-hot for softmax, {-1, +1} for the one-vs-rest problems
-        return hit if self._joint() else 2 * hit - 1
+        return class_targets(Y, len(self.classes_), self._joint())
 
     def _validation_splitter(self, Y):
-        Y = to_numpy_any(Y)
-        labels = Y[:, 0] > 0 if Y.shape[1] == 1 else Y.argmax(1)
-        cv = StratifiedShuffleSplit(
-            test_size=self.validation_fraction, random_state=self.random_state
-        )
-        return _SplitOnLabels(cv, labels)
+        return validation_splitter(Y, self.validation_fraction, self.random_state)
 
     def _shape_params(self, coef, intercept, y_ndim):
         return np.ascontiguousarray(coef.T), intercept
@@ -440,92 +416,27 @@ class TorchSGDClassifier(LinearClassifierMixin, BaseTorchSGD):
             intercept_init,
             partial,
         )
-        if not partial and self._without_minimiser():
-            self._warn_if_separated(X, idx, sample_weight)
+        if not partial and without_minimiser(self.loss, self.penalty, self.alpha):
+            D = to_numpy_any(self.decision_function(X)).reshape(len(idx), -1)
+            warn_if_separated(D, idx, sample_weight, self._joint(), self.n_iter_)
         return self
-
-    def _without_minimiser(self) -> bool:
-        """Whether separable data leave the objective without a minimiser:
-        the log-loss is positive everywhere and tends to 0 along a separating
-        direction, so only a penalty keeps its infimum attained."""
-        unpenalised = self.penalty is None or self.alpha == 0
-        return self.loss == "log_loss" and unpenalised
-
-    def _warn_if_separated(self, X, idx, sample_weight) -> None:
-        """A ConvergenceWarning where the fitted model separates the training
-        rows (of positive weight) of a problem that has no minimiser then: a
-        stop there is no optimum, however small the gradient."""
-        D = to_numpy_any(self.decision_function(X)).reshape(len(idx), -1)
-        keep = np.ones(len(idx), bool)
-        if sample_weight is not None:
-            keep = np.broadcast_to(to_numpy_any(sample_weight) > 0, keep.shape)
-        D, idx = D[keep], idx[keep]
-        if D.shape[1] == 1:
-            separated = np.all((2 * idx - 1) * D[:, 0] > 0)
-        elif self._joint():
-            own = D[np.arange(len(idx)), idx]
-            D[np.arange(len(idx)), idx] = -np.inf
-            separated = np.all(own > D.max(1))
-        else:  # one-vs-rest: any class's problem separated
-            signs = 2 * (idx[:, None] == np.arange(D.shape[1])) - 1
-            separated = np.any(np.all(signs * D > 0, axis=0))
-        if separated:
-            warnings.warn(
-                "The training data are linearly separable and the log-loss is "
-                "unpenalised (penalty=None or alpha=0): its infimum, 0, is "
-                "approached only as the coefficients grow without bound, so "
-                f"the fit stopped after {self.n_iter_} epoch(s) at no optimum. "
-                "Set a penalty for a finite solution.",
-                ConvergenceWarning,
-            )
 
     def _encode_labels(self, y, partial=False, classes=None):
         """Set (or check) ``classes_``; returns the class index of every sample
         and the labels as a 1-D numpy array."""
-        if y is None:
-            raise ValueError(
-                f"{type(self).__name__} requires y to be passed, but the target y "
-                "is None."
-            )
-        labels = class_labels(to_numpy_any(y))
+        labels = labels_of(y, type(self).__name__)
         if partial:
             # sets classes_ on the first call, checks ``classes`` on later ones
             _check_partial_fit_first_call(self, classes)
         else:
             self.classes_ = np.unique(labels)
-        if len(self.classes_) < 2:
-            raise ValueError(
-                "The number of classes has to be greater than one; got "
-                f"{len(self.classes_)} class."
-            )
-        idx = np.searchsorted(self.classes_, labels)
-        idx = np.minimum(idx, len(self.classes_) - 1)
-        unseen = self.classes_[idx] != labels
-        if np.any(unseen):
-            raise ValueError(
-                f"y contains labels not in classes_ {self.classes_.tolist()}: "
-                f"{np.unique(labels[unseen]).tolist()}."
-            )
-        return idx, labels
+        return class_index(labels, self.classes_), labels
 
     def _with_class_weight(self, sample_weight, idx, labels):
         """Sample weights times the weight of each sample's class."""
-        if self.class_weight is None:
-            return sample_weight
-        per_class = compute_class_weight(
-            self.class_weight, classes=self.classes_, y=labels
+        return with_class_weight(
+            sample_weight, idx, labels, self.class_weight, self.classes_
         )
-        per_sample = per_class[idx]
-        if sample_weight is None:
-            return per_sample
-        if isinstance(sample_weight, torch.Tensor):
-            return sample_weight * torch.as_tensor(
-                per_sample, dtype=sample_weight.dtype, device=sample_weight.device
-            )
-        sw = np.asarray(sample_weight)
-        if sw.ndim == 0 or sw.shape == per_sample.shape:
-            return sw * per_sample
-        return sample_weight  # a wrong shape: validation names the problem
 
     @_fit_context(prefer_skip_nested_validation=True)
     def fit(self, X, y, coef_init=None, intercept_init=None, sample_weight=None):
@@ -576,97 +487,6 @@ class TorchSGDClassifier(LinearClassifierMixin, BaseTorchSGD):
         if not hasattr(self, "classes_"):
             self._more_validate_params(for_partial_fit=True)
         return self._fit_impl(X, y, sample_weight, partial=True, classes=classes)
-
-    # -------------------------------------------------------------- predict
-    def decision_function(self, X):
-        """Signed scores: the raw linear output of each binary problem.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix, torch.Tensor} of shape \
-                (n_samples, n_features)
-            Samples to score.
-
-        Returns
-        -------
-        scores : ndarray of shape (n_samples,) or (n_samples, n_classes)
-            For two classes, positive scores favour ``classes_[1]``.
-        """
-        # numpy, or X's namespace under dispatch
-        scores = self._decision(X, method="decision_function")
-        return scores[:, 0] if scores.shape[1] == 1 else scores
-
-    def _check_proba(self):
-        if self.loss not in _PROBA_LOSSES:
-            raise AttributeError(
-                f"probability estimates are not available for loss={self.loss!r}; "
-                f"use one of {list(_PROBA_LOSSES)} or CalibratedClassifierCV."
-            )
-        return True
-
-    @available_if(_check_proba)
-    def predict_proba(self, X):
-        """Class probabilities (loss "log_loss" or "modified_huber").
-
-        Multinomial models give the softmax of the scores. One-vs-rest models
-        give each binary problem's probability of its class, the logistic
-        sigmoid of the score (log_loss) or ``(clip(score, -1, 1) + 1) / 2``
-        (modified_huber), normalised over classes as SGDClassifier does.
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix, torch.Tensor} of shape \
-                (n_samples, n_features)
-            Samples whose class probabilities to estimate.
-
-        Returns
-        -------
-        proba : ndarray of shape (n_samples, n_classes)
-            In the order of ``classes_``.
-        """
-        check_is_fitted(self)
-        check_fitted_namespace(X, self, "predict_proba")
-        if self.loss == "log_loss" and not self._joint():
-            return self._predict_proba_lr(X)
-        space = output_space(X)
-        scores = to_numpy_any(self.decision_function(X))
-        if self._joint():
-            prob = softmax(scores, axis=1)
-        else:
-            prob = (np.clip(scores, -1, 1) + 1) / 2
-            if prob.ndim == 1:
-                prob = np.stack([1 - prob, prob], axis=1)
-            else:
-                total = prob.sum(1, keepdims=True)
-                # rows where every problem says "not mine": uniform
-                prob[total[:, 0] == 0] = 1
-                total[total == 0] = prob.shape[1]
-                prob = prob / total
-        return prob if space is None else space.put(prob)
-
-    @available_if(_check_proba)
-    def predict_log_proba(self, X):
-        """Logarithm of :meth:`predict_proba` (computed stably for softmax).
-
-        Parameters
-        ----------
-        X : {array-like, sparse matrix, torch.Tensor} of shape \
-                (n_samples, n_features)
-            Samples whose log-probabilities to estimate.
-
-        Returns
-        -------
-        log_proba : ndarray of shape (n_samples, n_classes)
-        """
-        check_is_fitted(self)
-        check_fitted_namespace(X, self, "predict_log_proba")
-        space = output_space(X)
-        if self._joint():
-            out = log_softmax(to_numpy_any(self.decision_function(X)), axis=1)
-        else:
-            with np.errstate(divide="ignore"):
-                out = np.log(to_numpy_any(self.predict_proba(X)))
-        return out if space is None else space.put(out)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -11,7 +11,7 @@ are taken. A single fit and the cross-validated search plan through it.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import torch
 
@@ -71,6 +71,19 @@ class Planner:
     average: bool | int
     early_stopping: bool
     fit_intercept: bool
+
+    @classmethod
+    def of(cls, estimator, *, smooth: bool, loss, penalty) -> Planner:
+        """The plan's settings: ``estimator``'s parameters of the fields'
+        names (``loss_name``: its ``loss``), with ``loss`` and ``penalty``
+        (None before the data is known) and whether the loss is ``smooth``."""
+        given = dict(smooth=smooth, loss=loss, penalty=penalty)
+        params = {
+            f.name: getattr(estimator, f.name)
+            for f in fields(cls)
+            if f.name not in given and f.name != "loss_name"
+        }
+        return cls(loss_name=estimator.loss, **given, **params)
 
     # ------------------------------------------------------------ solver
     def asks_for_sgd(self) -> bool:
@@ -209,6 +222,18 @@ class Planner:
             alpha=self.alpha,
             dloss=dloss,
         )
+
+    def step_size(self, oracle, data, resume):
+        """The initial learning rate and the schedule of a fit on ``data``
+        (its FitData), or of a ``partial_fit`` that goes on from the
+        SolverState ``resume``, at the rate "adaptive" had shrunk to."""
+        if resume is None:
+            eta0 = rate = self.eta0_for(
+                oracle, data.shape, data.tdtype, data.device, data.partial
+            )
+        else:
+            eta0, rate = resume.eta0, resume.rate
+        return eta0, self.schedule(rate, data.loss.dloss_at)
 
     def eta0_for(self, oracle, shape, tdtype, device, partial: bool) -> float:
         """``eta0``, with "auto" turned into a step the data can take.
