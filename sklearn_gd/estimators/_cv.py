@@ -105,9 +105,10 @@ _SHARED_DOC = """
     it); every other loss by the base estimator's own fit on the split's
     training rows, as GridSearchCV fits it (its solvers stop on duality-gap
     certificates that have no column form), so that the search scores the
-    models the refit would return. With gradient descent's own settings
-    (``batch_size``, ``eta0``, ...), by gradient descent per column at
-    SGD's tol of 1e-3. And:
+    models the refit would return. Under ``optimizer="lbfgs"``, by the base
+    estimator's own L-BFGS fit on each split's training rows too. With
+    gradient descent's own settings (``batch_size``, ``eta0``, ...), by
+    gradient descent per column at SGD's tol of 1e-3. And:
 
     alphas : int or array-like of shape (n_alphas,), default=100
         The alphas to search, sorted in decreasing order; an int ``n`` asks
@@ -151,8 +152,7 @@ _SHARED_DOC = """
         ``n_splits`` Gram matrices of ``(n_features + 1)^2`` float64), training
         keeps about ``(n_features + 1) * K * c * itemsize`` bytes for ``K =
         n_splits * n_l1_ratio * n_alphas * {k}`` columns, ``c`` copies a
-        column (7 for "sgd", 8 for "adam", 30 for "lbfgs"; 3 more with
-        ``average``), and rows of ``X`` are read in pieces whose ``5 * K``
+        column (7 for "sgd", 8 for "adam"; 3 more with ``average``), and rows of ``X`` are read in pieces whose ``5 * K``
         temporaries a row take at most a quarter of the budget. Where the
         columns do not fit, the configurations are trained in groups, one
         after the other (each group reading ``X`` again).

@@ -33,8 +33,7 @@ from ..engine._cv_engine import (
     CONVERGED,
     DIVERGED,
     MAX_ITER,
-    UnitLBFGS,
-    make_column_solver,
+    ScaledSolver,
     train_columns,
 )
 from ..engine._engine import DivergenceError, check_rate_fits
@@ -68,14 +67,8 @@ DROPPED = ("alpha", "warm_start")
 # state: the parameters, their gradient, the step's starting point and two
 # checkpoints
 _PARAMETER_COPIES = 5
-# the solver's own copies (the L-BFGS history holds two per pair)
-_SOLVER_COPIES = {
-    "sgd": 1,
-    "adam": 2,
-    "adamw": 2,
-    "adagrad": 1,
-    "lbfgs": 2 * UnitLBFGS.history_size + 5,
-}
+# the solver's own copies
+_SOLVER_COPIES = {"sgd": 1, "adam": 2, "adamw": 2, "adagrad": 1}
 # (rows x columns) temporaries of a piece of rows: predictions, losses,
 # derivatives and their weighted copy, the gathered fold weights
 _PIECE_COPIES = 5
@@ -205,11 +198,15 @@ class CrossValidatedSearch:
         moments, as the base estimator solves it (``tol``: the relative
         duality gap, "auto" 1e-12, None the data's precision); every other
         loss by the base estimator's own fit on its split ("each": its
-        solvers stop on certificates the columns do not compute). Else the
-        columns train with the optimizer, "sgd" for "auto", at
-        SGDRegressor's progress rule (``tol``; "auto" 1e-3).
+        solvers stop on certificates the columns do not compute). An
+        explicit "lbfgs" is the base estimator's own L-BFGS fit on each
+        split too (its line search decides each step; it has no column
+        form). Else the columns train with the optimizer, "sgd" for "auto",
+        at SGDRegressor's progress rule (``tol``; "auto" 1e-3).
         """
         tol = self.tol
+        if self.optimizer == "lbfgs":
+            return _Plan("each", "sgd", tol)
         if self.optimizer == "auto" and not self._base_planner().asks_for_sgd():
             if self._on_gram(data):
                 gap = GAP_TOL if tol == "auto" else (1e-15 if tol is None else tol)
@@ -563,10 +560,8 @@ class CrossValidatedSearch:
         )
         check_rate_fits(float(torch.as_tensor(first).max()), tdtype)
         plan = self._search_plan
-        solver = make_column_solver(
-            plan.optimizer,
-            make_solver(plan.optimizer, momentum=self.momentum, nesterov=self.nesterov),
-            layout,
+        solver = ScaledSolver(
+            make_solver(plan.optimizer, momentum=self.momentum, nesterov=self.nesterov)
         )
         _, d, _ = data.shape
         init = torch.zeros(
