@@ -90,6 +90,7 @@ class ColumnProblem:
         values, _, _ = self.oracle.loss_grad(theta, idx, need_grad=False)
         return values + self.penalty.column_values(theta[: self.d])
 
+
 class ScaledSolver:
     """A solver of ``_optimizers.py`` with a learning rate per column.
 
@@ -231,9 +232,7 @@ class UnitRule:
     converges and a divergence fails the unit.
     """
 
-    def __init__(
-        self, zero_loss, *, tol, patience, max_iter, schedule, eta0
-    ):
+    def __init__(self, zero_loss, *, tol, patience, max_iter, schedule, eta0):
         U = zero_loss.shape[0]
         self.limit = np.where(zero_loss > 0, DivergenceGuard.factor * zero_loss, np.inf)
         self.tol = -math.inf if tol is None else tol
@@ -363,35 +362,13 @@ def train_columns(
     with torch.no_grad():
         while (rule.status == ACTIVE).any():
             loss = _run_epoch(problem, solver, schedule, it, penalty, active)
-            rows = [
-                _per_unit(layout, loss, joint),
-                layout.unit_sum((~it.finite()).to(torch.float64)),
-            ]
-            host = torch.stack(rows).cpu().numpy()
-            loss_u, bad = host[0], host[1] > 0
             epochs += 1
             was_active = rule.status == ACTIVE
             score = None
             if validation is not None:
                 cur = it.current()
                 score = validation(cur[:d], _intercept(cur, d, fit_intercept))
-            improved, restart, better, shrank = rule.update(loss_u, bad, score)
-            if better.any():
-                it.keep_validated(layout.columns(better))
-            all_improved = bool(improved[was_active].all())
-            it.epoch_done(
-                None
-                if all_improved or not improved.any()
-                else layout.columns(improved),
-                all_improved,
-            )
-            if shrank:
-                schedule.eta0 = layout.columns(rule.eta).to(dt)
-            if restart.any():
-                cols = layout.columns(restart)
-                it.restart(cols)
-                solver.reset_columns(cols.nonzero()[:, 0])
-            it.new_epoch()
+            loss_u = _end_epoch(layout, it, rule, solver, schedule, loss, joint, score)
             if not np.array_equal(was_active, rule.status == ACTIVE):
                 active = layout.columns(rule.status == ACTIVE).to(dt)
             if on_epoch is not None:
@@ -408,6 +385,36 @@ def train_columns(
         status=rule.status,
         best_loss=rule.best,
     )
+
+
+def _end_epoch(layout, it, rule, solver, schedule, loss, joint, score):
+    """An epoch's bookkeeping on the host: every unit's objective (read
+    once) and finiteness go to the rule (with the validation ``score``,
+    under early stopping); the checkpoints, rates and restarts follow its
+    decisions, and a new epoch starts. Returns the units' objectives."""
+    rows = [
+        _per_unit(layout, loss, joint),
+        layout.unit_sum((~it.finite()).to(torch.float64)),
+    ]
+    host = torch.stack(rows).cpu().numpy()
+    loss_u, bad = host[0], host[1] > 0
+    was_active = rule.status == ACTIVE
+    improved, restart, better, shrank = rule.update(loss_u, bad, score)
+    if better.any():
+        it.keep_validated(layout.columns(better))
+    all_improved = bool(improved[was_active].all())
+    it.epoch_done(
+        None if all_improved or not improved.any() else layout.columns(improved),
+        all_improved,
+    )
+    if shrank:
+        schedule.eta0 = layout.columns(rule.eta).to(it.theta.dtype)
+    if restart.any():
+        cols = layout.columns(restart)
+        it.restart(cols)
+        solver.reset_columns(cols.nonzero()[:, 0])
+    it.new_epoch()
+    return loss_u
 
 
 def _run_epoch(problem, solver, schedule, it, penalty, active):
