@@ -7,11 +7,11 @@ update count, stopping decision and divergence handling:
 
 * one batch is read once for all columns; a unit whose fold has no row in
   the batch takes no step on it (its update count does not move either);
-* the stopping rule is :class:`~sklearn_gd.engine._engine.NoImprovement`'s, per
+* the stopping rule is :class:`~sklearn_gd.engine._stopping.NoImprovement`'s, per
   unit; a unit that has stalled is frozen (its learning rate is 0), or, under
   ``learning_rate="adaptive"``, gets a smaller rate, going back to the start
   of its best epoch when its objective grew;
-* divergence is :class:`~sklearn_gd.engine._engine.DivergenceGuard`'s test per unit:
+* divergence is :class:`~sklearn_gd.engine._iterate.DivergenceGuard`'s test per unit:
   the unit restarts with a smaller rate, or, when its schedule cannot shrink
   it, is marked diverged and frozen, and the others go on.
 
@@ -20,8 +20,8 @@ change is then scaled column by column by that column's rate
 (:class:`ScaledSolver`), which is exact for every solver whose update is its
 rate times a direction that does not depend on the rate (SGD with or without
 momentum, Adam, AdamW, Adagrad). L-BFGS, whose line search decides the step
-itself, has a column version here, :class:`UnitLBFGS`, with a history and a
-strong-Wolfe line search per unit.
+itself, has no column form: the search fits it with the base estimator on
+each split.
 
 With early stopping (``validation``) progress is measured by each unit's
 validation score instead of its objective, and each unit reports its best
@@ -47,8 +47,6 @@ __all__ = [
     "ColumnResult",
     "ColumnProblem",
     "ScaledSolver",
-    "UnitLBFGS",
-    "make_column_solver",
     "train_columns",
 ]
 
@@ -59,7 +57,7 @@ ACTIVE, CONVERGED, MAX_ITER, DIVERGED = 0, 1, 2, 3
 class ColumnProblem:
     """Data term plus per-column penalty: the objective of every column.
 
-    The interface of :class:`~sklearn_gd.engine._engine.Problem` that the solvers
+    The interface of :class:`~sklearn_gd.engine._problem.Problem` that the solvers
     use (``evaluate``, ``coef``, ``penalty``), with per-column objectives
     and batch weights (tensors of shape (n_columns,)).
     """
@@ -92,6 +90,7 @@ class ColumnProblem:
         """Every column's objective alone (no gradient)."""
         values, _, _ = self.oracle.loss_grad(theta, idx, need_grad=False)
         return values + self.penalty.column_values(theta[: self.d])
+
 
 class ScaledSolver:
     """A solver of ``_optimizers.py`` with a learning rate per column.
@@ -126,146 +125,6 @@ class ScaledSolver:
 
     def reset_columns(self, columns):
         self.solver.reset_columns(columns)
-
-
-class UnitLBFGS:
-    """L-BFGS with a history and a line search per unit of columns.
-
-    One iteration per epoch on the full batch, as the "lbfgs" optimizer
-    does, but each unit keeps its own curvature pairs (the last
-    ``history_size``) and takes its own step: the two-loop recursion's inner
-    products are summed over a unit's columns only, and each unit searches
-    its step length from its learning rate (``eta0``; the first iteration
-    scaled by ``min(1, 1 / ||g||_1)``, as torch's L-BFGS does) for the
-    strong Wolfe conditions (sufficient decrease ``c1``, curvature ``c2``),
-    as torch's "strong_wolfe" search does, by bisection: a step without
-    sufficient decrease, or past the minimum along the line with a steep
-    slope, bounds it from above; one still descending steeply bounds it from
-    below and, without an upper bound, is extrapolated (``expand`` times).
-    Every trial point is one evaluation of all columns; each unit keeps its
-    last point with sufficient decrease, and stops searching once the
-    decrease its step promises is below the rounding of its objective (its
-    comparisons would be noise).
-    """
-
-    full_batch = True
-    history_size = 10
-    max_evals = 25
-    c1 = 1e-4
-    c2 = 0.9
-    expand = 10.0
-
-    def __init__(self, layout):
-        self.layout = layout
-
-    def start(self, theta):
-        self.theta = theta
-        U = self.layout.n_units
-        self.pairs = []  # (s, y, rho) with rho of shape (n_units,)
-        self.gamma = torch.ones(U, dtype=theta.dtype, device=theta.device)
-        self.has_history = torch.zeros(U, dtype=torch.bool, device=theta.device)
-        self.cache = None
-
-    def _dot(self, a, b):
-        return self.layout.unit_sum((a * b).sum(0))
-
-    def _expand(self, u):
-        return self.layout.expand(u)
-
-    def _direction(self, g):
-        """``-H g`` by the two-loop recursion, unit by unit."""
-        q = g.clone()
-        alphas = []
-        for s, y, rho in reversed(self.pairs):
-            a = rho * self._dot(s, q)
-            q.sub_(y * self._expand(a))
-            alphas.append(a)
-        r = q * self._expand(self.gamma)
-        for (s, y, rho), a in zip(self.pairs, reversed(alphas)):
-            beta = rho * self._dot(y, r)
-            r.add_(s * self._expand(a - beta))
-        return r.neg_()
-
-    def step(self, problem, idx, lr):
-        theta = self.theta
-        if self.cache is None:
-            f, w, g = problem.evaluate(theta, idx)
-        else:
-            f, w, g = self.cache
-        unit_lr = self.layout.unit_sum(lr) / self.layout.k
-        active = unit_lr > 0
-        fu = self.layout.unit_sum(f)
-        d = self._direction(g)
-        gd = self._dot(g, d)
-        # not a descent direction (rounding, a stale history): steepest
-        # descent
-        bad = ~(gd < 0)
-        d = torch.where(self._expand(bad), -g, d)
-        gd = torch.where(bad, -self._dot(g, g), gd)
-        first = ~self.has_history | bad
-        g1 = self.layout.unit_sum(g.abs().sum(0))
-        t = torch.where(first, unit_lr * torch.clamp(1.0 / g1, max=1.0), unit_lr)
-        t = torch.where(active, t, torch.zeros_like(t))
-        lo, hi = torch.zeros_like(t), torch.full_like(t, math.inf)
-        rounding = 8 * torch.finfo(fu.dtype).eps
-        start = theta.clone()
-        f_new, g_new = f.clone(), g.clone()
-        done = ~active
-        for _ in range(self.max_evals):
-            trial = start + d * self._expand(t)
-            ft, _, gt = problem.evaluate(trial, idx)
-            ftu = self.layout.unit_sum(ft)
-            decrease = torch.isfinite(ftu) & (ftu <= fu + self.c1 * t * gd)
-            slope = self._dot(gt, d)
-            flat = slope.abs() <= -self.c2 * gd
-            take = self._expand(~done & decrease)
-            theta.copy_(torch.where(take, trial, theta))
-            f_new = torch.where(take, ft, f_new)
-            g_new = torch.where(take, gt, g_new)
-            done = done | (decrease & flat)
-            above = ~done & (~decrease | (slope > 0))
-            hi = torch.where(above, t, hi)
-            lo = torch.where(~done & ~above, t, lo)
-            t = torch.where(
-                done,
-                t,
-                torch.where(torch.isfinite(hi), 0.5 * (lo + hi), self.expand * t),
-            )
-            done = done | (-t * gd <= rounding * fu.abs())
-            if bool(done.all()):
-                break
-        s, y = theta - start, g_new - g
-        sy = self._dot(s, y)
-        valid = sy > 1e-10
-        rho = torch.where(valid, 1.0 / sy.clamp_min(1e-10), torch.zeros_like(sy))
-        keep = self._expand(valid)
-        self.pairs.append((s * keep, y * keep, rho))
-        del self.pairs[: -self.history_size]
-        yy = self._dot(y, y).clamp_min(torch.finfo(y.dtype).tiny)
-        self.gamma = torch.where(valid, sy / yy, self.gamma)
-        self.has_history |= valid
-        self.cache = (f_new, w, g_new)
-        return f, w, self._expand(unit_lr)
-
-    def prox_step(self, moved, d):  # pragma: no cover - L-BFGS takes no L1
-        raise NotImplementedError
-
-    def reset_columns(self, columns):
-        units = torch.unique(columns // self.layout.k)
-        for s, y, rho in self.pairs:
-            s[:, columns] = 0
-            y[:, columns] = 0
-            rho[units] = 0
-        self.has_history[units] = False
-        self.gamma[units] = 1.0
-        self.cache = None
-
-
-def make_column_solver(name, solver, layout):
-    """The column version of the solver registered under ``name``."""
-    if name == "lbfgs":
-        return UnitLBFGS(layout)
-    return ScaledSolver(solver)
 
 
 @dataclass
@@ -363,10 +222,10 @@ class ColumnIterate:
 class UnitRule:
     """The stopping rule and divergence policy of every unit, on the host.
 
-    :class:`~sklearn_gd.engine._engine.NoImprovement` per unit (an epoch makes no
+    :class:`~sklearn_gd.engine._stopping.NoImprovement` per unit (an epoch makes no
     progress when its objective is above ``best - tol``; ``n_iter_no_change``
     such epochs in a row are a stall) and
-    :class:`~sklearn_gd.engine._engine.DivergenceGuard`'s test per unit (non-finite,
+    :class:`~sklearn_gd.engine._iterate.DivergenceGuard`'s test per unit (non-finite,
     or above both ``factor`` times the zero model's objective and ``jump``
     times the unit's best). A stall or a divergence shrinks an adaptive
     schedule's rate (going back to the best checkpoint after a divergence, or
@@ -374,9 +233,7 @@ class UnitRule:
     converges and a divergence fails the unit.
     """
 
-    def __init__(
-        self, zero_loss, *, tol, patience, max_iter, schedule, eta0
-    ):
+    def __init__(self, zero_loss, *, tol, patience, max_iter, schedule, eta0):
         U = zero_loss.shape[0]
         self.limit = np.where(zero_loss > 0, DivergenceGuard.factor * zero_loss, np.inf)
         self.tol = -math.inf if tol is None else tol
@@ -463,7 +320,7 @@ def train_columns(
     schedule : Schedule
         With per-column ``eta0`` (and ``alpha``, optimal ``t0``): its rate at
         a tensor of per-column update counts is per column.
-    solver : ScaledSolver or UnitLBFGS
+    solver : ScaledSolver
     tol : float or None
     n_iter_no_change : int
     max_iter : int
@@ -506,35 +363,13 @@ def train_columns(
     with torch.no_grad():
         while (rule.status == ACTIVE).any():
             loss = _run_epoch(problem, solver, schedule, it, penalty, active)
-            rows = [
-                _per_unit(layout, loss, joint),
-                layout.unit_sum((~it.finite()).to(torch.float64)),
-            ]
-            host = torch.stack(rows).cpu().numpy()
-            loss_u, bad = host[0], host[1] > 0
             epochs += 1
             was_active = rule.status == ACTIVE
             score = None
             if validation is not None:
                 cur = it.current()
                 score = validation(cur[:d], _intercept(cur, d, fit_intercept))
-            improved, restart, better, shrank = rule.update(loss_u, bad, score)
-            if better.any():
-                it.keep_validated(layout.columns(better))
-            all_improved = bool(improved[was_active].all())
-            it.epoch_done(
-                None
-                if all_improved or not improved.any()
-                else layout.columns(improved),
-                all_improved,
-            )
-            if shrank:
-                schedule.eta0 = layout.columns(rule.eta).to(dt)
-            if restart.any():
-                cols = layout.columns(restart)
-                it.restart(cols)
-                solver.reset_columns(cols.nonzero()[:, 0])
-            it.new_epoch()
+            loss_u = _end_epoch(layout, it, rule, solver, schedule, loss, joint, score)
             if not np.array_equal(was_active, rule.status == ACTIVE):
                 active = layout.columns(rule.status == ACTIVE).to(dt)
             if on_epoch is not None:
@@ -551,6 +386,36 @@ def train_columns(
         status=rule.status,
         best_loss=rule.best,
     )
+
+
+def _end_epoch(layout, it, rule, solver, schedule, loss, joint, score):
+    """An epoch's bookkeeping on the host: every unit's objective (read
+    once) and finiteness go to the rule (with the validation ``score``,
+    under early stopping); the checkpoints, rates and restarts follow its
+    decisions, and a new epoch starts. Returns the units' objectives."""
+    rows = [
+        _per_unit(layout, loss, joint),
+        layout.unit_sum((~it.finite()).to(torch.float64)),
+    ]
+    host = torch.stack(rows).cpu().numpy()
+    loss_u, bad = host[0], host[1] > 0
+    was_active = rule.status == ACTIVE
+    improved, restart, better, shrank = rule.update(loss_u, bad, score)
+    if better.any():
+        it.keep_validated(layout.columns(better))
+    all_improved = bool(improved[was_active].all())
+    it.epoch_done(
+        None if all_improved or not improved.any() else layout.columns(improved),
+        all_improved,
+    )
+    if shrank:
+        schedule.eta0 = layout.columns(rule.eta).to(it.theta.dtype)
+    if restart.any():
+        cols = layout.columns(restart)
+        it.restart(cols)
+        solver.reset_columns(cols.nonzero()[:, 0])
+    it.new_epoch()
+    return loss_u
 
 
 def _run_epoch(problem, solver, schedule, it, penalty, active):

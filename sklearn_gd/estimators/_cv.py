@@ -22,19 +22,28 @@ estimator's.
 from __future__ import annotations
 
 import inspect
+import time
 from numbers import Integral, Real
 
 import numpy as np
-import torch
+from sklearn.base import _fit_context
+from sklearn.exceptions import NotFittedError
 from sklearn.metrics import get_scorer_names
+from sklearn.utils._available_if import available_if
 from sklearn.utils._param_validation import Interval, StrOptions
 
-from ..search._cv_scores import unit_accuracy
+from ..data._array_api import to_numpy_any
+from ..engine._state import FitMode
+from ..search._cv_grid import explicit_alphas, l1_ratios
 from ..search._cv_search import DROPPED, CrossValidatedSearch
 from ._classifier import TorchSGDClassifier
 from ._regressor import TorchSGDRegressor
 
 __all__ = ["TorchSGDClassifierCV", "TorchSGDRegressorCV"]
+
+# the CV estimators' fitted attributes that a configuration's estimator
+# (scored by a scorer) takes too
+_LENT = ("n_features_in_", "feature_names_in_", "classes_")
 
 
 def _cv_init(base, **extra):
@@ -105,9 +114,10 @@ _SHARED_DOC = """
     it); every other loss by the base estimator's own fit on the split's
     training rows, as GridSearchCV fits it (its solvers stop on duality-gap
     certificates that have no column form), so that the search scores the
-    models the refit would return. With gradient descent's own settings
-    (``batch_size``, ``eta0``, ...), by gradient descent per column at
-    SGD's tol of 1e-3. And:
+    models the refit would return. Under ``optimizer="lbfgs"``, by the base
+    estimator's own L-BFGS fit on each split's training rows too. With
+    gradient descent's own settings (``batch_size``, ``eta0``, ...), by
+    gradient descent per column at SGD's tol of 1e-3. And:
 
     alphas : int or array-like of shape (n_alphas,), default=100
         The alphas to search, sorted in decreasing order; an int ``n`` asks
@@ -151,11 +161,11 @@ _SHARED_DOC = """
         ``n_splits`` Gram matrices of ``(n_features + 1)^2`` float64), training
         keeps about ``(n_features + 1) * K * c * itemsize`` bytes for ``K =
         n_splits * n_l1_ratio * n_alphas * {k}`` columns, ``c`` copies a
-        column (7 for "sgd", 8 for "adam", 30 for "lbfgs"; 3 more with
-        ``average``), and rows of ``X`` are read in pieces whose ``5 * K``
-        temporaries a row take at most a quarter of the budget. Where the
-        columns do not fit, the configurations are trained in groups, one
-        after the other (each group reading ``X`` again).
+        column (7 for "sgd", 8 for "adam"; 3 more with ``average``), and
+        rows of ``X`` are read in pieces whose ``5 * K`` temporaries a row
+        take at most a quarter of the budget. Where the columns do not fit,
+        the configurations are trained in groups, one after the other (each
+        group reading ``X`` again).
 """
 
 _ATTRIBUTES_DOC = """
@@ -193,7 +203,103 @@ _ATTRIBUTES_DOC = """
 """
 
 
-class TorchSGDRegressorCV(CrossValidatedSearch, TorchSGDRegressor):
+# ------------------------------------------------ the methods both share
+# Both CV estimators take these by name (as they take ``__init__``): the
+# search is a component their fit builds and commits, not a base class.
+@_fit_context(prefer_skip_nested_validation=True)
+def _search_fit(self, X, y, sample_weight=None, groups=None):
+    """Search the grid by cross-validation, then refit the best model.
+
+    Parameters
+    ----------
+    X : {array-like, sparse matrix, torch.Tensor} of shape \
+            (n_samples, n_features)
+        Training data.
+    y : array-like of shape (n_samples,) or (n_samples, n_outputs)
+        Targets (class labels for the classifier).
+    sample_weight : array-like of shape (n_samples,), default=None
+        Non-negative weights: in every fold's training (as in the base
+        estimator's ``fit``) and in its test score (as in its
+        ``score``).
+    groups : array-like of shape (n_samples,), default=None
+        Group labels for a group splitter (``GroupKFold``, ...).
+
+    Returns
+    -------
+    self : object
+        The fitted estimator.
+    """
+    self._more_validate_params()
+    return self._fit_impl(X, y, sample_weight, groups)
+
+
+def _check_search_params(self, for_partial_fit=False):
+    """The grid's settings, and the base estimator's own checks for each
+    kind of configuration searched (each l1_ratio, at the smallest
+    alpha)."""
+    alphas = explicit_alphas(self.alphas)
+    probe = 1.0 if alphas is None else float(alphas.min())
+    for ratio in l1_ratios(self._l1_ratio_value(), self.penalty):
+        self._base_estimator(probe, ratio)._more_validate_params()
+
+
+def _search_fit_new_state(self, X, y, sample_weight, groups):
+    """The search on new state (inside the base's ``_fit_impl``, which
+    restores the estimator if it fails), committed."""
+    start = time.perf_counter()
+    targets, labels, class_index = self._cv_targets(y)
+    mode = FitMode(False, self.max_iter, self.tol, False)
+    data = self._validate_data(X, targets, sample_weight, mode)
+    search = CrossValidatedSearch(
+        {**self.get_params(deep=False), "l1_ratio": self._l1_ratio_value()},
+        base_estimator=self._base_estimator,
+        # the settings every configuration shares (alpha aside)
+        planner=self._base_estimator(1.0, 0.0)._planner(),
+        split=self._split,
+        shape_params=self._shape_params,
+        fitted={name: getattr(self, name) for name in _LENT if hasattr(self, name)},
+    )
+
+    def fit_weights(weights):
+        return self._fit_weights(weights, labels, class_index)
+
+    fitted = search.run(
+        data, X, y, sample_weight, groups, labels, class_index, fit_weights
+    )
+    for name, value in fitted.items():
+        setattr(self, name, value)
+    self.fit_time_ = time.perf_counter() - start
+    return self
+
+
+def _base_estimator(self, alpha, l1_ratio, **changes):
+    """The base estimator at one configuration, with every other
+    parameter this estimator's."""
+    params = self.get_params(deep=False)
+    params = {name: v for name, v in params.items() if name not in _CV_DEFAULTS}
+    params = {**params, "l1_ratio": float(l1_ratio), **changes}
+    return self._base_class(alpha=float(alpha), **params)
+
+
+def _no_penalty(self):
+    # the search builds one penalty per column once the grid is known
+    return None
+
+
+def _never(estimator) -> bool:
+    return False
+
+
+def _check_refitted(self, method):
+    if "coef_" not in vars(self) and hasattr(self, "alpha_"):
+        raise NotFittedError(
+            f"This {type(self).__name__} was fitted with refit=False: it "
+            f"searched the grid but has no model to {method} with. Fit the "
+            "base estimator with alpha=alpha_ and l1_ratio=l1_ratio_."
+        )
+
+
+class TorchSGDRegressorCV(TorchSGDRegressor):
     """TorchSGDRegressor with alpha (and l1_ratio) chosen by cross-validation,
     every alpha x fold trained together as one parameter matrix.
 
@@ -241,6 +347,27 @@ class TorchSGDRegressorCV(CrossValidatedSearch, TorchSGDRegressor):
     _base_class = TorchSGDRegressor
     _parameter_constraints: dict = _cv_constraints(TorchSGDRegressor)
     __init__ = _cv_init(TorchSGDRegressor, **_CV_DEFAULTS)
+    fit = _search_fit
+    _more_validate_params = _check_search_params
+    _fit_new_state = _search_fit_new_state
+    _base_estimator = _base_estimator
+    _make_penalty = _no_penalty
+
+    @available_if(_never)
+    def partial_fit(self, *args, **kwargs):  # pragma: no cover
+        """Not available: a cross-validated search has no incremental form."""
+
+    def _cv_targets(self, y):
+        """``(targets to fit, labels to split on, class index or None)``."""
+        return y, to_numpy_any(y), None
+
+    def _fit_weights(self, weights, labels, class_index):
+        """The weights of the samples in training (None: all ones)."""
+        return weights
+
+    def _decision(self, X, method="predict"):
+        _check_refitted(self, method)
+        return super()._decision(X, method)
 
 
 class TorchSGDClassifierCV(CrossValidatedSearch, TorchSGDClassifier):
@@ -294,6 +421,15 @@ class TorchSGDClassifierCV(CrossValidatedSearch, TorchSGDClassifier):
     _base_class = TorchSGDClassifier
     _parameter_constraints: dict = _cv_constraints(TorchSGDClassifier)
     __init__ = _cv_init(TorchSGDClassifier, **_CV_DEFAULTS)
+    fit = _search_fit
+    _more_validate_params = _check_search_params
+    _fit_new_state = _search_fit_new_state
+    _base_estimator = _base_estimator
+    _make_penalty = _no_penalty
+
+    @available_if(_never)
+    def partial_fit(self, *args, **kwargs):  # pragma: no cover
+        """Not available: a cross-validated search has no incremental form."""
 
     def _cv_targets(self, y):
         index, labels = self._encode_labels(y)
@@ -304,26 +440,9 @@ class TorchSGDClassifierCV(CrossValidatedSearch, TorchSGDClassifier):
         # the same weights in every split, which equal the dict they stand for
         return self._with_class_weight(weights, class_index, labels)
 
-    def _folds(self, X, labels, groups, n):
-        folds = super()._folds(X, labels, groups, n)
-        k = len(self.classes_)
-        for f, (train, _) in enumerate(folds):
-            seen = np.unique(np.searchsorted(self.classes_, labels[train]))
-            if seen.size < k:
-                raise ValueError(
-                    f"Split {f}'s training samples miss classes "
-                    f"{np.setdiff1d(self.classes_, self.classes_[seen]).tolist()}; "
-                    "every class must be in every training split (use a "
-                    "stratified splitter or fewer splits)."
-                )
-        return folds
-
-    def _default_scores(self, oracle, layout, coef, intercept, tests, data, ci, sw):
-        labels = torch.as_tensor(ci, device=data.device)
-        return unit_accuracy(oracle, layout, coef, intercept, tests, labels, sw)
-
-    def _scores_from_moments(self, layout, coef, intercept, test):
-        return None  # accuracy needs the rows
+    def _decision(self, X, method="predict"):
+        _check_refitted(self, method)
+        return super()._decision(X, method)
 
 
 def _fill_docs(cls, **names):

@@ -26,18 +26,61 @@ slowly, and a model that has barely learnt may win a test fold by chance.)
 from __future__ import annotations
 
 import math
+from numbers import Integral
 
 import numpy as np
 import torch
 
 from ..model._losses import SquaredError
 
-__all__ = ["L2_DECADES", "alpha_grid"]
+__all__ = [
+    "L2_DECADES",
+    "alpha_grid",
+    "explicit_alphas",
+    "l1_ratios",
+    "penalty_shares",
+]
 
 _F64 = torch.float64
 
 # the L2 grid: from L2_DECADES[0] * c down to L2_DECADES[1] * c
 L2_DECADES = (1.0, 1e-6)
+
+
+def explicit_alphas(alphas) -> np.ndarray | None:
+    """The alphas to search, checked, in decreasing order (None where
+    ``alphas`` is a number of them: the grid comes from the data)."""
+    if isinstance(alphas, Integral):
+        return None
+    out = np.asarray(alphas, dtype=np.float64)
+    if out.ndim != 1 or out.size == 0 or not np.all(np.isfinite(out)):
+        raise ValueError(f"alphas must be a non-empty 1-D array, got {out}.")
+    if np.any(out < 0):
+        raise ValueError(f"alphas must be non-negative, got {out}.")
+    return np.sort(out)[::-1]
+
+
+def l1_ratios(l1_ratio, penalty) -> np.ndarray:
+    """The l1_ratios to search, checked (``l1_ratio``: the parameter's
+    value, None standing for 0)."""
+    ratios = np.atleast_1d(np.asarray(l1_ratio, dtype=np.float64))
+    if ratios.ndim != 1 or ratios.size == 0:
+        raise ValueError(f"l1_ratio must be a float or a 1-D list, got {ratios}.")
+    if np.any((ratios < 0) | (ratios > 1)):
+        raise ValueError(f"l1_ratio values must be in [0, 1], got {ratios}.")
+    if ratios.size > 1 and penalty != "elasticnet":
+        raise ValueError(
+            f"A list of l1_ratio needs penalty='elasticnet' (got penalty="
+            f"{penalty!r}, which does not read l1_ratio)."
+        )
+    return ratios
+
+
+def penalty_shares(penalty, ratio):
+    """The L1 and L2 parts' shares of alpha, for ``l1_ratio`` ``ratio``."""
+    l1 = {None: 0.0, "l2": 0.0, "l1": 1.0}.get(penalty, ratio)
+    l2 = {None: 0.0, "l2": 1.0, "l1": 0.0}.get(penalty, 1.0 - ratio)
+    return l1, l2
 
 
 def alpha_grid(

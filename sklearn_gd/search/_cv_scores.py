@@ -14,8 +14,20 @@ import numpy as np
 import torch
 from numpy.ma import MaskedArray
 from scipy.stats import rankdata
+from sklearn.utils import _safe_indexing
 
-__all__ = ["search_results", "unit_accuracy", "unit_r2", "unit_r2_from_moments"]
+from ..data._data import to_numpy, to_tensor
+from ..objective._cv_oracles import Layout
+
+__all__ = [
+    "default_scores",
+    "held_out_scores",
+    "scorer_scores",
+    "search_results",
+    "unit_accuracy",
+    "unit_r2",
+    "unit_r2_from_moments",
+]
 
 _F64 = torch.float64
 
@@ -91,6 +103,52 @@ def unit_accuracy(oracle, layout, coef, intercept, folds, labels, sample_weight)
     for f, _, units in layout.by_fold:
         rows = torch.as_tensor(folds[f], device=w.device)
         out[units] = (hits[f] / w[rows].sum()).cpu().numpy()
+    return out
+
+
+def default_scores(oracle, layout, coef, intercept, tests, data, class_index, sw):
+    """The estimator's own score of every unit of ``layout`` on its fold's
+    rows ``tests``: R^2 of the targets, or (``class_index`` given, a
+    classifier's) the accuracy of the class indices."""
+    if class_index is None:
+        Y = to_tensor(data.Y, data.device, torch.float64)
+        return unit_r2(oracle, layout, coef, intercept, tests, Y, sw)
+    labels = torch.as_tensor(class_index, device=data.device)
+    return unit_accuracy(oracle, layout, coef, intercept, tests, labels, sw)
+
+
+def held_out_scores(held_out, data, units, coef, intercept, class_index):
+    """The default test score of every unit: a regressor's from the
+    held-out moments where the Gram path has them, else from the held-out
+    rows (accuracy needs the rows)."""
+    layout = Layout(units.fold, units.k, data.device)
+    moments = held_out.moments
+    if class_index is None and moments is not None and moments.test is not None:
+        flat = unit_r2_from_moments(layout, coef, intercept, moments.test)
+        if flat is not None:
+            return flat
+    sw = data.sample_weight
+    sw = None if sw is None else to_tensor(sw, data.device, torch.float64)
+    return default_scores(
+        held_out.oracle, layout, coef, intercept, held_out.tests, data, class_index, sw
+    )
+
+
+def scorer_scores(scorer, units, coef, intercept, held_out, unit_estimator):
+    """A scorer's test score of every unit, called on ``unit_estimator(u,
+    coef, intercept)``, an estimator that holds unit ``u``'s parameters
+    (its ``k`` columns of ``coef`` and ``intercept``)."""
+    coef, intercept = to_numpy(coef), to_numpy(intercept)
+    X, y, sw = held_out.X, held_out.y, held_out.sample_weight
+    k = units.k
+    out = np.empty(units.n)
+    for f, test in enumerate(held_out.tests):
+        X_test, y_test = _safe_indexing(X, test), _safe_indexing(y, test)
+        kwargs = {} if sw is None else {"sample_weight": _safe_indexing(sw, test)}
+        for u in np.flatnonzero(units.fold == f):
+            cols = slice(u * k, (u + 1) * k)
+            est = unit_estimator(u, coef[:, cols], intercept[cols])
+            out[u] = scorer(est, X_test, y_test, **kwargs)
     return out
 
 
