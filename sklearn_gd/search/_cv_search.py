@@ -45,7 +45,7 @@ from ._cv_scores import (
     scorer_scores,
     search_results,
 )
-from ._cv_splits import HeldOut, Units, fold_weights, make_folds, take
+from ._cv_splits import HeldOut, fold_weights, make_folds, take
 
 __all__ = ["DROPPED", "CrossValidatedSearch"]
 
@@ -395,3 +395,17 @@ class _Plan:
     method: str
     optimizer: str
     tol: float | None
+
+
+class Units:
+    """The configurations x folds, in the order of the parameter matrix:
+    fold by fold, then l1_ratio, then alpha; ``k`` columns each."""
+
+    def __init__(self, n_folds, ratios, grids, k):
+        per_fold = [(r, a) for r, grid in zip(ratios, grids) for a in grid]
+        self.n_folds = n_folds
+        self.k = k
+        self.n = n_folds * len(per_fold)
+        self.fold = np.repeat(np.arange(n_folds), len(per_fold))
+        self.ratio = np.tile([r for r, _ in per_fold], n_folds)
+        self.alpha = np.tile([a for _, a in per_fold], n_folds)

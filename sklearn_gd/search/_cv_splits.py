@@ -1,10 +1,9 @@
-"""What the search trains and scores on: its splits, their weights, its units.
+"""What the search trains and scores on: its splits and their weights.
 
 The splits come from the ``cv`` parameter (:func:`make_folds`); each trains
 with its fold weights, zero on its held-out rows (and, under early
 stopping, on the validation rows the base estimator's own fit on it would
-hold out: :func:`fold_weights`). A unit is one configuration on one split
-(:class:`Units`), ``k`` columns of the parameter matrix.
+hold out: :func:`fold_weights`).
 """
 
 from __future__ import annotations
@@ -15,7 +14,7 @@ import numpy as np
 import torch
 from sklearn.model_selection import check_cv
 
-__all__ = ["HeldOut", "Splits", "Units", "fold_weights", "make_folds", "take"]
+__all__ = ["HeldOut", "Splits", "fold_weights", "make_folds", "take"]
 
 
 @dataclass
@@ -43,20 +42,6 @@ class Splits:
     weights: np.ndarray
     folds: list
     validation: list | None = None
-
-
-class Units:
-    """The configurations x folds, in the order of the parameter matrix:
-    fold by fold, then l1_ratio, then alpha; ``k`` columns each."""
-
-    def __init__(self, n_folds, ratios, grids, k):
-        per_fold = [(r, a) for r, grid in zip(ratios, grids) for a in grid]
-        self.n_folds = n_folds
-        self.k = k
-        self.n = n_folds * len(per_fold)
-        self.fold = np.repeat(np.arange(n_folds), len(per_fold))
-        self.ratio = np.tile([r for r, _ in per_fold], n_folds)
-        self.alpha = np.tile([a for _, a in per_fold], n_folds)
 
 
 def take(a, rows):
