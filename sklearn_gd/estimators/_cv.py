@@ -204,8 +204,8 @@ _ATTRIBUTES_DOC = """
 
 
 # ------------------------------------------------ the methods both share
-# Both CV estimators take these by name (as they take ``__init__``): the
-# search is a component their fit builds and commits, not a base class.
+# Both CV estimators take these through _CrossValidated: the search is a
+# component their fit builds and commits, not a base class.
 @_fit_context(prefer_skip_nested_validation=True)
 def _search_fit(self, X, y, sample_weight=None, groups=None):
     """Search the grid by cross-validation, then refit the best model.
@@ -299,7 +299,23 @@ def _check_refitted(self, method):
         )
 
 
-class TorchSGDRegressorCV(TorchSGDRegressor):
+class _CrossValidated:
+    """What both CV estimators add to their base estimator: ``fit`` runs
+    the search (:class:`~sklearn_gd.search._cv_search.CrossValidatedSearch`,
+    a component it builds and commits), and there is no ``partial_fit``."""
+
+    fit = _search_fit
+    _more_validate_params = _check_search_params
+    _fit_new_state = _search_fit_new_state
+    _base_estimator = _base_estimator
+    _make_penalty = _no_penalty
+
+    @available_if(_never)
+    def partial_fit(self, *args, **kwargs):  # pragma: no cover
+        """Not available: a cross-validated search has no incremental form."""
+
+
+class TorchSGDRegressorCV(_CrossValidated, TorchSGDRegressor):
     """TorchSGDRegressor with alpha (and l1_ratio) chosen by cross-validation,
     every alpha x fold trained together as one parameter matrix.
 
@@ -347,15 +363,6 @@ class TorchSGDRegressorCV(TorchSGDRegressor):
     _base_class = TorchSGDRegressor
     _parameter_constraints: dict = _cv_constraints(TorchSGDRegressor)
     __init__ = _cv_init(TorchSGDRegressor, **_CV_DEFAULTS)
-    fit = _search_fit
-    _more_validate_params = _check_search_params
-    _fit_new_state = _search_fit_new_state
-    _base_estimator = _base_estimator
-    _make_penalty = _no_penalty
-
-    @available_if(_never)
-    def partial_fit(self, *args, **kwargs):  # pragma: no cover
-        """Not available: a cross-validated search has no incremental form."""
 
     def _cv_targets(self, y):
         """``(targets to fit, labels to split on, class index or None)``."""
@@ -370,7 +377,7 @@ class TorchSGDRegressorCV(TorchSGDRegressor):
         return super()._decision(X, method)
 
 
-class TorchSGDClassifierCV(CrossValidatedSearch, TorchSGDClassifier):
+class TorchSGDClassifierCV(_CrossValidated, TorchSGDClassifier):
     """TorchSGDClassifier with alpha (and l1_ratio) chosen by
     cross-validation, every alpha x fold trained together as one matrix.
 
@@ -421,15 +428,6 @@ class TorchSGDClassifierCV(CrossValidatedSearch, TorchSGDClassifier):
     _base_class = TorchSGDClassifier
     _parameter_constraints: dict = _cv_constraints(TorchSGDClassifier)
     __init__ = _cv_init(TorchSGDClassifier, **_CV_DEFAULTS)
-    fit = _search_fit
-    _more_validate_params = _check_search_params
-    _fit_new_state = _search_fit_new_state
-    _base_estimator = _base_estimator
-    _make_penalty = _no_penalty
-
-    @available_if(_never)
-    def partial_fit(self, *args, **kwargs):  # pragma: no cover
-        """Not available: a cross-validated search has no incremental form."""
 
     def _cv_targets(self, y):
         index, labels = self._encode_labels(y)
