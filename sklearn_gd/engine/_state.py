@@ -142,16 +142,19 @@ class FitMode:
     warm: SolverState | None = None
 
     @classmethod
-    def of(cls, estimator, partial: bool) -> FitMode:
-        state = getattr(estimator, "_solver_state", None)
+    def of(cls, partial: bool, state: SolverState | None, params: dict) -> FitMode:
+        """The mode of a ``partial_fit`` (``partial``) or ``fit`` call, from
+        the state the last fit left (None if none) and the estimator's
+        parameters (``max_iter``, ``tol``, ``early_stopping``,
+        ``warm_start``)."""
         if partial:
             return cls(True, 1, None, False, resume=state)
         return cls(
             False,
-            estimator.max_iter,
-            estimator.tol,
-            estimator.early_stopping,
-            warm=state if estimator.warm_start else None,
+            params["max_iter"],
+            params["tol"],
+            params["early_stopping"],
+            warm=state if params["warm_start"] else None,
         )
 
     @property

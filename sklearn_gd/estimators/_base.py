@@ -199,7 +199,8 @@ class BaseTorchSGD(SparseCoefMixin, CallbackSupportMixin, BaseEstimator):
     ):
         """The fit path: validate, initial state, oracle, step size, train,
         commit. Only the commit touches the estimator's fitted state."""
-        mode = FitMode.of(self, partial)
+        state = getattr(self, "_solver_state", None)
+        mode = FitMode.of(partial, state, self.get_params(deep=False))
         data = self._validate_data(X, y, sample_weight, mode, check_x=False)
         init = self._initial_state(data, mode, coef_init, intercept_init)
         oracle, validation = self._make_oracle(data, mode)
