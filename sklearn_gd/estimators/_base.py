@@ -199,8 +199,10 @@ class BaseTorchSGD(SparseCoefMixin, CallbackSupportMixin, BaseEstimator):
     ):
         """The fit path: validate, initial state, oracle, step size, train,
         commit. Only the commit touches the estimator's fitted state."""
-        state = getattr(self, "_solver_state", None)
-        mode = FitMode.of(partial, state, self.get_params(deep=False))
+        # the parameters are the instance's attributes (scikit-learn's
+        # convention): vars() reads them without get_params' introspection
+        params = vars(self)
+        mode = FitMode.of(partial, params.get("_solver_state"), params)
         data = self._validate_data(X, y, sample_weight, mode, check_x=False)
         init = self._initial_state(data, mode, coef_init, intercept_init)
         oracle, validation = self._make_oracle(data, mode)
