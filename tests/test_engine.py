@@ -11,11 +11,11 @@ from sklearn.preprocessing import StandardScaler
 
 from sklearn_gd import TorchSGDRegressor
 from sklearn_gd.engine._iterate import (
-    DivergenceError,
     DivergenceGuard,
     Iterate,
     Restarts,
 )
+from sklearn_gd.engine._problem import Problem
 from sklearn_gd.engine._records import TrainState
 from sklearn_gd.engine._stopping import NoImprovement
 from sklearn_gd.model._schedules import make_schedule
@@ -31,11 +31,15 @@ def _iterate(average):
     return Iterate(init, fit_intercept=True, average=average)
 
 
+ONE = np.array([True])  # the one problem of a single fit
+
+
 def _restarts(it, learning_rate="adaptive"):
     schedule = make_schedule(learning_rate, eta0=0.1, power_t=0.25, alpha=1e-4)
     solver = make_solver("adam")
     solver.start(it.theta, 0.1)
-    return Restarts(it, DivergenceGuard(1.0), schedule, solver), schedule, solver
+    problem = Problem(None, None, 3, 2, joint=False)
+    return Restarts(it, schedule, solver, problem), schedule, solver
 
 
 def test_restart_restores_parameters_update_count_and_average():
@@ -44,18 +48,18 @@ def test_restart_restores_parameters_update_count_and_average():
     # one good epoch: two updates, the average follows
     for _ in range(2):
         it.theta.add_(1.0)
-        it.averager.update(it.theta, it.t)
-        it.t += 1
-    restarts.epoch_done(improved=True)
+        it.advance()
+    restarts.epoch_done(improved=ONE)
     good = it.snapshot()
     # a diverging epoch
     for _ in range(3):
         it.theta.mul_(1e300)
-        it.averager.update(it.theta, it.t)
-        it.t += 1
+        it.advance()
     assert not math.isfinite(float(it.finite_check()))
     solver._opt.state[it.theta] = {"step": torch.tensor(3.0)}  # some state
-    restarts.after_divergence(epoch=2, loss=math.inf, lr=0.1)
+    assert restarts.can_shrink().all()
+    restarts.shrink(ONE)
+    restarts.restart(ONE)
     # the start of the best epoch: zeros, t = 1, a zero average
     assert it.t == 1
     assert torch.equal(it.theta, torch.zeros_like(it.theta))
@@ -68,23 +72,26 @@ def test_restart_restores_parameters_update_count_and_average():
     assert schedule.eta0 == pytest.approx(0.02) and solver.state_dict()["state"] == {}
 
 
-def test_divergence_raises_when_the_step_cannot_shrink():
+def test_only_an_adaptive_step_above_its_floor_can_shrink():
     it = _iterate(average=0)
-    restarts, _, _ = _restarts(it, learning_rate="constant")
-    with pytest.raises(DivergenceError, match="diverged at epoch 3"):
-        restarts.after_divergence(epoch=3, loss=math.nan, lr=0.1)
+    constant, _, _ = _restarts(it, learning_rate="constant")
+    assert not constant.can_shrink().any()  # a divergence fails the fit
+    adaptive, schedule, _ = _restarts(it)
+    for _ in range(8):  # 0.1 / 5**7 > 1e-6, the floor; 0.1 / 5**8 below
+        assert adaptive.can_shrink().all()
+        adaptive.shrink(ONE)
+    assert not adaptive.can_shrink().any()
+    assert schedule.eta0 == pytest.approx(0.1 / 5**8)
 
 
-def test_stall_goes_back_only_when_the_objective_grew():
+def test_restart_goes_back_only_for_the_problems_asked():
     it = _iterate(average=0)
-    restarts, schedule, _ = _restarts(it)
+    restarts, _, _ = _restarts(it)
     it.theta.add_(1.0)
-    assert restarts.after_stall(grew=False)
+    restarts.restart(~ONE)
     assert it.theta[0, 0] == 1.0  # stays
-    assert restarts.after_stall(grew=True)
+    restarts.restart(ONE)
     assert it.theta[0, 0] == 0.0  # back to the best checkpoint
-    constant, _, _ = _restarts(_iterate(average=0), learning_rate="constant")
-    assert not constant.after_stall(grew=True)  # the training stops
 
 
 def test_finite_check_sees_the_average():
@@ -127,8 +134,20 @@ def test_averaged_sgd_restart_never_returns_nan():
 )
 def test_divergence_guard(history, loss, param_sum, diverged):
     guard = DivergenceGuard(zero_model_loss=2.0)
-    assert not any(guard.diverged(h, 0.0) for h in history)
-    assert guard.diverged(loss, param_sum) is diverged
+
+    def check(value, total):
+        return bool(guard.diverged(np.array([value]), ~np.isfinite([total]))[0])
+
+    assert not any(check(h, 0.0) for h in history)
+    assert check(loss, param_sum) is diverged
+
+
+def test_divergence_guard_judges_each_problem_of_a_batch():
+    guard = DivergenceGuard(zero_model_loss=np.array([2.0, 2.0, 0.0]))
+    first = guard.diverged(np.array([1e3, 1.0, 1e9]), np.zeros(3, bool))
+    assert not first.any()  # a zero model at 0: no limit
+    out = guard.diverged(np.array([1.01e4, 1.0, 1e12]), np.array([0, 1, 0], bool))
+    np.testing.assert_array_equal(out, [True, True, False])
 
 
 def test_sklearn_sgd_path_is_not_divergence():
@@ -148,22 +167,45 @@ def test_sklearn_sgd_path_is_not_divergence():
     assert np.isfinite(clf.coef_).all()
 
 
+def _rule(tol, n_iter_no_change, n_units=1):
+    rule = NoImprovement(tol=tol, n_iter_no_change=n_iter_no_change)
+    problem = Problem(None, None, 1, 1, joint=False)
+    problem.n_units = n_units
+    rule.bind(problem, None)
+    return rule
+
+
+def _a(*values):
+    return np.array(values, dtype=np.float64)
+
+
 def test_no_improvement_rule():
-    rule = NoImprovement(tol=0.1, n_iter_no_change=2)
-    assert not rule.update(10.0, None)
-    assert not rule.update(9.95, None)  # less than tol of progress: 1
-    assert rule.update(9.99, None)  # 2 in a row: stalled
+    rule = _rule(tol=0.1, n_iter_no_change=2)
+    assert not rule.update(_a(10.0), None)[0]
+    assert not rule.update(_a(9.95), None)[0]  # less than tol of progress: 1
+    assert rule.update(_a(9.99), None)[0]  # 2 in a row: stalled
     rule.reset()
-    assert not rule.update(5.0, None)  # progress resets the count
-    assert rule.best_loss == 5.0
+    assert not rule.update(_a(5.0), None)[0]  # progress resets the count
+    assert rule.best_loss[0] == 5.0
     # with validation scores, progress is a score above best + tol
-    rule = NoImprovement(tol=0.0, n_iter_no_change=1)
-    assert not rule.update(1.0, 0.5)
-    assert rule.update(1.0, 0.4)
-    assert rule.best_score == 0.5
+    rule = _rule(tol=0.0, n_iter_no_change=1)
+    assert not rule.update(_a(1.0), _a(0.5))[0]
+    assert rule.update(_a(1.0), _a(0.4))[0]
+    assert rule.best_score[0] == 0.5
     # tol=None never stalls
-    rule = NoImprovement(tol=None, n_iter_no_change=1)
-    assert not any(rule.update(1.0, None) for _ in range(5))
+    rule = _rule(tol=None, n_iter_no_change=1)
+    assert not any(rule.update(_a(1.0), None)[0] for _ in range(5))
+
+
+def test_no_improvement_rule_judges_each_problem_of_a_batch():
+    rule = _rule(tol=0.1, n_iter_no_change=1, n_units=3)
+    rule.update(_a(10.0, 10.0, 10.0), None)
+    on = np.array([True, True, False])  # the third sits this epoch out
+    stalled = rule.update(_a(5.0, 9.95, 9.0), None, on=on)
+    np.testing.assert_array_equal(stalled, [False, True, False])
+    np.testing.assert_array_equal(rule.best_loss, [5.0, 9.95, 10.0])
+    rule.reset(np.array([False, True, False]))
+    np.testing.assert_array_equal(rule.count, [0, 0, 0])
 
 
 @pytest.mark.parametrize("offset", [0.0, 1e3])

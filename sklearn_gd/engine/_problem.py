@@ -1,13 +1,22 @@
-"""The objective the training loop minimises, and its gradient steps."""
+"""The objective the training loop minimises, and its gradient steps: one
+problem (:class:`Problem`), or a batch of independent problems, a unit of
+columns each (:class:`ProblemBatch`)."""
 
 from __future__ import annotations
 
 import contextlib
 import copy
 
+import numpy as np
 import torch
 
-__all__ = ["Problem", "descend_plainly_", "gradient_step_", "reads_on_host"]
+__all__ = [
+    "Problem",
+    "ProblemBatch",
+    "descend_plainly_",
+    "gradient_step_",
+    "reads_on_host",
+]
 
 
 class Problem:
@@ -20,7 +29,13 @@ class Problem:
     penalty for independent outputs, or the whole objective for a joint loss
     (``joint``: the columns form one problem). ``sum_scale`` times it is the
     sum whose gradient the oracle's gradient is.
+
+    The training loop reads every problem's state as host arrays with one
+    entry per problem (``n_units`` of them): here one.
     """
+
+    n_units = 1
+    layout = None  # one problem: no units of columns
 
     def __init__(
         self, oracle, penalty, n_features, n_outputs, joint, intercept_decay=1.0
@@ -45,6 +60,32 @@ class Problem:
 
     def coef(self, theta):
         return theta[: self.d]
+
+    # ----------------------------------------------- per-problem bookkeeping
+    def per_problem(self, value) -> np.ndarray:
+        """A setting (a number) as a host array of one entry per problem."""
+        return np.full(1, float(value))
+
+    def spread(self, per_problem: np.ndarray, dtype):
+        """A per-problem host array as the setting it came from."""
+        return float(per_problem[0])
+
+    def columns(self, units: np.ndarray):
+        """The columns of the problems ``units`` (a mask): None, all of them
+        (one problem restores whole)."""
+        return None
+
+    def unit_values(self, objective: torch.Tensor) -> torch.Tensor:
+        """Each problem's objective from what the steps reported."""
+        return objective.reshape(1)
+
+    def unit_sums(self, per_column: torch.Tensor) -> torch.Tensor:
+        """Each problem's sum of a per-column vector."""
+        return per_column.sum().reshape(1)
+
+    def zero_loss(self) -> np.ndarray:
+        """Each problem's objective at the all-zero model."""
+        return np.full(1, float(self.oracle.zero_model_loss().mean()))
 
     def evaluate(self, theta, idx, with_l2=True):
         """Objective, batch weight and gradient at ``theta`` on batch ``idx``;
@@ -122,6 +163,63 @@ class Problem:
             self._scale = 1.0
 
 
+class ProblemBatch(Problem):
+    """A batch of independent problems: every unit of ``layout``'s columns
+    is one, with its own rows (its fold's weights, in the column oracle),
+    penalty strength (the penalty's per-column strengths) and steps.
+
+    Steps are linear in the rate (no clamp, no lazy scaling: the columns'
+    strengths differ), so that a solver taken at rate 1 may scale each
+    column's change by its own rate (:class:`~sklearn_gd.solvers.ScaledSolver`).
+    Objectives and batch weights are per column.
+    """
+
+    def __init__(self, oracle, penalty, n_features, layout, joint):
+        super().__init__(oracle, penalty, n_features, layout.k, joint)
+        self.layout = layout
+        self.n_units = layout.n_units
+
+    def evaluate(self, theta, idx, with_l2=True):
+        values, weight, grad = self.oracle.loss_grad(theta, idx)
+        W = theta[: self.d]
+        if with_l2:
+            self.penalty.add_gradient_(grad[: self.d], W)
+        return values + self.penalty.column_values(W), weight, grad
+
+    def descend_(self, theta, idx, lr):
+        """One gradient step in place, linear in ``lr``."""
+        return gradient_step_(self, theta, idx, lr)
+
+    @contextlib.contextmanager
+    def lazily(self, theta):
+        """No lazy scaling: the columns' strengths differ."""
+        yield
+
+    def per_problem(self, value) -> np.ndarray:
+        if isinstance(value, torch.Tensor):  # per column: a unit's first
+            host = value.detach().cpu().numpy().astype(np.float64)
+            return host[:: self.layout.k].copy()
+        return np.full(self.n_units, float(value))
+
+    def spread(self, per_problem: np.ndarray, dtype):
+        return self.layout.columns(per_problem).to(dtype)
+
+    def columns(self, units: np.ndarray):
+        return self.layout.columns(units)
+
+    def unit_values(self, objective: torch.Tensor) -> torch.Tensor:
+        """A unit's objective: the sum of its columns' (a joint loss) or
+        their mean."""
+        total = self.layout.unit_sum(objective.to(torch.float64))
+        return total if self.joint else total / self.layout.k
+
+    def unit_sums(self, per_column: torch.Tensor) -> torch.Tensor:
+        return self.layout.unit_sum(per_column)
+
+    def zero_loss(self) -> np.ndarray:
+        return self.unit_values(self.oracle.zero_model_loss()).cpu().numpy()
+
+
 def reads_on_host(t: torch.Tensor) -> bool:
     """Whether reading a value of ``t`` on the host costs no
     synchronisation with a device."""
@@ -131,7 +229,7 @@ def reads_on_host(t: torch.Tensor) -> bool:
 def gradient_step_(problem, theta, idx, lr):
     """``theta -= lr * grad``, the L2 part's gradient included: a step linear
     in ``lr``, for callers that take it at rate 1 and scale the change by
-    each column's own rate (the CV engine's ``ScaledSolver``), which the
+    each column's own rate (:class:`~sklearn_gd.solvers.ScaledSolver`), which the
     clamp of :func:`descend_plainly_` would break."""
     objective, weight, grad = problem.evaluate(theta, idx)
     theta.sub_(grad, alpha=lr)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 __all__ = [
@@ -75,8 +76,14 @@ class StoppingRule:
     stalled (or stopped); :attr:`final` whether that ends the fit, or is a
     stall the schedule may answer by shrinking its rate. ``best_loss`` and
     ``best_score`` are the best epoch's objective and validation score.
+
+    A rule that declares ``batched`` judges every problem of a batch at
+    once: its :meth:`update` takes and returns host arrays with one entry
+    per problem, and its bests are such arrays. The others judge one
+    problem, with floats.
     """
 
+    batched = False  # whether it judges a batch of problems
     final = False  # a stall may shrink the step and go on (Restarts)
     floor_converges = True  # a stall at the schedule's floor is convergence
     reached = False  # whether a final stop was the criterion met
@@ -91,12 +98,14 @@ class StoppingRule:
     def bind(self, problem, it) -> None:
         """Start on ``problem`` from the iterate ``it`` (an
         :class:`~sklearn_gd.engine._iterate.Iterate`): nothing to do here."""
+        if problem.n_units != 1:
+            raise ValueError(f"{type(self).__name__} judges one problem at a time")
 
     def update(self, loss: float, score: float | None, solver=None) -> bool:
         """Record an epoch; True when the training has stalled (or stops)."""
         raise NotImplementedError
 
-    def reset(self) -> None:
+    def reset(self, units=None) -> None:
         """Start again after the schedule shrank the step: nothing to reset."""
 
     def idles(self, solver) -> bool:
@@ -119,26 +128,40 @@ class NoImprovement(StoppingRule):
     training has stalled. ``tol=None`` never stalls.
     """
 
+    batched = True
+
     def __init__(self, tol: float | None, n_iter_no_change: int):
         super().__init__()
         self.tol = -math.inf if tol is None else tol
         self.patience = n_iter_no_change
         self.count = 0
 
-    def update(self, loss: float, score: float | None, solver=None) -> bool:
-        """Record an epoch; True when the training has stalled."""
-        if score is not None:
-            worse = score < self.best_score + self.tol
-            self.best_score = max(self.best_score, score)
-        else:
-            worse = loss > self.best_loss - self.tol
-        self.best_loss = min(self.best_loss, loss)
-        self.count = self.count + 1 if worse else 0
-        return self.count >= self.patience
+    def bind(self, problem, it) -> None:
+        """One count and one best objective and score per problem."""
+        n = problem.n_units
+        self.best_loss = np.full(n, math.inf)
+        self.best_score = np.full(n, -math.inf)
+        self.count = np.zeros(n, dtype=np.int64)
 
-    def reset(self):
-        """Start counting again (after the schedule shrank the step)."""
-        self.count = 0
+    def update(self, loss, score, solver=None, on=None):
+        """Record an epoch of the problems ``on`` (a mask; None: all), from
+        their objectives ``loss`` and validation scores ``score`` (host
+        arrays, or None); per problem, whether it has stalled."""
+        on = np.ones(loss.shape, dtype=bool) if on is None else on
+        with np.errstate(invalid="ignore"):
+            if score is not None:
+                worse = score < self.best_score + self.tol
+                self.best_score[on] = np.maximum(self.best_score[on], score[on])
+            else:
+                worse = loss > self.best_loss - self.tol
+        self.best_loss[on] = np.minimum(self.best_loss[on], loss[on])
+        self.count[on] = np.where(worse[on], self.count[on] + 1, 0)
+        return on & (self.count >= self.patience)
+
+    def reset(self, units=None):
+        """Start counting again (after the schedule shrank the step) for the
+        problems ``units`` (a mask; None: all)."""
+        self.count[slice(None) if units is None else units] = 0
 
 
 class MeasuredProgress(NoImprovement):
@@ -157,6 +180,7 @@ class MeasuredProgress(NoImprovement):
     warning that reports the measure.
     """
 
+    batched = False
     floor_converges = False
     progress = 0.99
 
@@ -178,6 +202,7 @@ class MeasuredProgress(NoImprovement):
 
     def bind(self, problem, it) -> None:
         """Start measuring on ``problem`` from the iterate's start."""
+        StoppingRule.bind(self, problem, it)
         self.it = it
         self.measure.start(problem, it.current())
 
@@ -193,8 +218,8 @@ class MeasuredProgress(NoImprovement):
             self.count += 1
         return self.count >= self.patience
 
-    def reset(self):
-        super().reset()
+    def reset(self, units=None):
+        self.count = 0
         self.best_value = math.inf
 
 

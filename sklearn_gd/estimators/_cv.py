@@ -5,8 +5,9 @@ A grid search over ``alpha`` (and ``l1_ratio``) with ``n_splits`` folds is
 ``X``. These estimators train them all as *one* parameter matrix: each
 configuration is a unit of columns (one per output or class) with its own
 penalty strength, its own fold weights (zero on the fold's held-out rows),
-its own learning rate and its own stopping decision
-(:mod:`sklearn_gd.engine._cv_engine`). A batch of ``X`` is read once for all of
+its own learning rate and its own stopping decision: one batch of
+problems for the training loop a single fit uses
+(:func:`sklearn_gd.engine._engine.train`). A batch of ``X`` is read once for all of
 them; for the full-batch squared loss, one pass over ``X`` gives every
 fold's Gram matrix and training never reads ``X`` again
 (:mod:`sklearn_gd.objective._cv_oracles`).

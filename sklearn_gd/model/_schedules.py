@@ -1,14 +1,14 @@
 """Learning-rate schedules, as scikit-learn's SGD defines them.
 
 ``t`` counts weight updates and starts at 1, as ``SGDRegressor.t_`` does. A
-schedule gives the rate at step ``t`` and is told when the training has
-stalled; ``"adaptive"`` answers by dividing its rate by 5, the others by asking
-the engine to stop.
+schedule gives the rate at step ``t`` and says whether a stall shrinks it
+(``adapts``): ``"adaptive"``'s rate is divided by ``factor`` (5) at each
+stall while it is above ``min_rate``; the others end the training there.
 
 ``eta0``, ``alpha``, the optimal ``t0`` and ``t`` may also be tensors of
 per-column values (the cross-validation estimators give every column its own
-schedule): ``rate`` is then elementwise, and the caller shrinks ``eta0``
-column by column with ``factor`` and ``min_rate``.
+schedule): ``rate`` is then elementwise. The training loop shrinks ``eta0``
+problem by problem.
 """
 
 from __future__ import annotations
@@ -41,13 +41,6 @@ class Schedule:
         """The learning rate of update number ``t`` (1-based)."""
         return self.eta0
 
-    def on_stall(self) -> bool:
-        """Called after ``n_iter_no_change`` epochs without progress.
-
-        Returns True to keep training (after adapting), False to stop.
-        """
-        return False
-
 
 class Constant(Schedule):
     pass
@@ -76,12 +69,6 @@ class Adaptive(Schedule):
 
     def rate(self, t):
         return self.eta0
-
-    def on_stall(self):
-        if self.eta0 > self.min_rate:
-            self.eta0 /= self.factor
-            return True
-        return False
 
 
 SCHEDULES = {

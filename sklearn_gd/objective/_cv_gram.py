@@ -4,6 +4,8 @@ built."""
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 
 from ._cv_oracles import FoldMoments, Layout
@@ -78,6 +80,10 @@ class _BoundGram:
 
     def batches(self):
         return self.gram.batches()
+
+    def batch_threads(self):
+        """Torch's threads as they are: a batch's work is every column's."""
+        return contextlib.nullcontext()
 
     def full_batch(self):
         return None

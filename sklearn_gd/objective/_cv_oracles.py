@@ -30,6 +30,7 @@ the same statistics.
 
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -460,6 +461,10 @@ class _BoundRows:
 
     def batches(self):
         return self.oracle.batches()
+
+    def batch_threads(self):
+        """Torch's threads as they are: a batch's work is every column's."""
+        return contextlib.nullcontext()
 
     def full_batch(self):
         return self.oracle.full_batch()

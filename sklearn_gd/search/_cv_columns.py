@@ -2,10 +2,10 @@
 
 :class:`ColumnTraining` trains every unit (configuration x split) either
 from the folds' moments by the squared loss's exact path, or by gradient
-descent's settings through :func:`~sklearn_gd.engine._cv_engine.train_columns`,
-in groups of units that fit the memory budget: it sizes the groups and the
-pieces of rows the oracles read, and gives each unit its penalty, step size
-and schedule.
+descent's settings through :func:`~sklearn_gd.engine._engine.train`, a
+group of units at a time, each group a batch of problems that fits the
+memory budget: it sizes the groups and the pieces of rows the oracles read,
+and gives each unit its penalty, step size and schedule.
 """
 
 from __future__ import annotations
@@ -14,14 +14,16 @@ import numpy as np
 import torch
 
 from ..data._data import CHUNK_ROWS
-from ..engine._cv_engine import CONVERGED, MAX_ITER, ScaledSolver, train_columns
-from ..engine._iterate import check_rate_fits
+from ..engine._engine import train
+from ..engine._records import CONVERGED, MAX_ITER, TrainState
+from ..engine._stopping import NoImprovement
 from ..model._penalties import make_penalty
 from ..model._schedules import SCHEDULES, optimal_init
 from ..objective._cv_oracles import Layout
 from ..objective._streaming import available_host_bytes
 from ..solvers._exact import solve_squared
 from ..solvers._optimizers import OPTIMIZERS, make_solver
+from ..solvers._scaled import ScaledSolver
 from ._cv_grid import penalty_shares
 
 __all__ = ["ColumnTraining"]
@@ -160,17 +162,12 @@ class ColumnTraining:
         t0 = np.ones(layout.n_units)
         if p.learning_rate == "optimal":
             t0 = np.array([optimal_init(a, data.loss.dloss_at) for a in alpha])
-        schedule = SCHEDULES[p.learning_rate](
+        return SCHEDULES[p.learning_rate](
             columns(eta0),
             power_t=p.power_t,
             alpha=columns(alpha),
             optimal_init=columns(t0),
         )
-        first = schedule.rate(
-            torch.ones(layout.n_columns, dtype=torch.float64, device=data.device)
-        )
-        check_rate_fits(float(torch.as_tensor(first).max()), data.tdtype)
-        return schedule
 
     def train_group(self, oracle, data, layout, alpha, ratio, curvature, validate):
         device, tdtype = data.device, data.tdtype
@@ -188,24 +185,27 @@ class ColumnTraining:
             make_solver(optimizer, momentum=p.momentum, nesterov=p.nesterov)
         )
         _, d, _ = data.shape
-        init = torch.zeros(
-            d + int(p.fit_intercept), layout.n_columns, dtype=tdtype, device=device
+        C = layout.n_columns
+        zeros = torch.zeros(d + 1, C, dtype=tdtype, device=device)
+        init = TrainState(
+            coef=zeros[:d],
+            intercept=zeros[d],
+            t=torch.ones(C, dtype=torch.float64, device=device),
         )
-        return train_columns(
+        return train(
             oracle.bind(layout),
-            layout=layout,
             penalty=penalty,
             schedule=schedule,
             solver=solver,
-            tol=self.plan.tol,
-            n_iter_no_change=p.n_iter_no_change,
+            stopping=NoImprovement(self.plan.tol, p.n_iter_no_change),
             max_iter=p.max_iter,
             fit_intercept=p.fit_intercept,
             average=self.average,
             init=init,
-            joint=data.loss.joint,
             validation=validate,
             on_epoch=self.print_units if p.verbose else None,
+            joint_outputs=data.loss.joint,
+            layout=layout,
         )
 
     def fixed_eta0(self) -> float:
@@ -214,9 +214,11 @@ class ColumnTraining:
         return float(OPTIMIZERS[self.plan.optimizer].auto_eta0)
 
     @staticmethod
-    def print_units(epoch, losses, status):
-        on = status == 0
+    def print_units(info):
+        """The verbose line of an epoch of a group of units (an EpochInfo)."""
+        status, losses = info.status, info.loss
         print(
-            f"-- Epoch {epoch}: {int(on.sum())} of {status.size} fits training, "
-            f"objective {np.nanmin(losses):.6g} .. {np.nanmax(losses):.6g}"
+            f"-- Epoch {info.epoch}: {int((status == 0).sum())} of {status.size} "
+            f"fits training, objective {np.nanmin(losses):.6g} .. "
+            f"{np.nanmax(losses):.6g}"
         )

@@ -26,8 +26,8 @@ from sklearn.metrics import check_scoring
 
 from ..data._array_api import to_numpy_any
 from ..data._data import to_tensor
-from ..engine._cv_engine import CONVERGED, DIVERGED, MAX_ITER
 from ..engine._iterate import DivergenceError
+from ..engine._records import CONVERGED, DIVERGED, MAX_ITER
 from ..objective._cv_gram import ColumnGramOracle
 from ..objective._cv_oracles import (
     ColumnDirectOracle,
@@ -253,7 +253,7 @@ class CrossValidatedSearch:
                     oracle, layout, coef, intercept, rows, data, class_index, w
                 )
 
-            return score
+            return SimpleNamespace(score=score)  # what the engine's loop reads
 
         return for_layout
 

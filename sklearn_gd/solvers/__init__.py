@@ -14,6 +14,7 @@ from ._optimizers import OPTIMIZERS, make_solver
 from ._preconditioned import AUTO_TOL, Preconditioned
 from ._proximal import AcceleratedProximal
 from ._quasi_newton import QuasiNewton
+from ._scaled import ScaledSolver
 from ._smoothing import Smoothing
 from ._solver import Solver
 
@@ -29,6 +30,7 @@ __all__ = [
     "Newton",
     "Preconditioned",
     "QuasiNewton",
+    "ScaledSolver",
     "Smoothing",
     "Solver",
     "make_solver",

@@ -30,6 +30,8 @@ __all__ = ["OPTIMIZERS", "make_solver"]
 class SGD(Solver):
     """Gradient descent, with heavy-ball or Nesterov momentum when asked."""
 
+    scales_by_column = True
+
     def _build(self, param, lr):
         if self.momentum == 0:
             return None  # one in-place axpy: torch.optim would add overhead
@@ -51,6 +53,8 @@ class SGD(Solver):
 class _PerCoordinate(Solver):
     """A solver whose step is ``lr / (sqrt(second moment) + eps)`` per
     coordinate; subclasses say where the second moment is kept."""
+
+    scales_by_column = True
 
     def _second_moment(self, state, group):
         raise NotImplementedError

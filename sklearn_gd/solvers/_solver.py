@@ -70,6 +70,10 @@ class Solver:
     """
 
     full_batch: bool = False
+    # whether the update is the rate times a direction that does not depend
+    # on it, so that a batch of problems may take it at a rate per column
+    # (:class:`~sklearn_gd.solvers._scaled.ScaledSolver`)
+    scales_by_column: bool = False
     supports_prox: bool = True
     decouples_l2: bool = False
     auto_eta0: float | None = None
