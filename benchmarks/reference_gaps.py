@@ -83,14 +83,14 @@ def regression_rows():
             pairing=f"lbfgs-constant-{loss}",
             loss=loss,
             penalty=str(p["penalty"]),
-            optimizer="lbfgs (constant rate)",
+            optimizer="lbfgs (learning_rate=constant, unread)",
             reference="full-batch GD",
             data="synthetic",
             ours=estimator_objective(ours, X, y),
             ref=estimator_objective(gd, X, y),
             n_iter=ours.n_iter_,
             seconds=time.perf_counter() - start,
-            note="strong-Wolfe line search",
+            note="backtracking line search",
         )
     X, y = diabetes()
     start = time.perf_counter()

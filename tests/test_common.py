@@ -16,7 +16,7 @@ from sklearn_gd import TorchSGDClassifierCV, TorchSGDRegressor, TorchSGDRegresso
 # 1000 epochs over the checks' data slow, and none of the checks needs them.
 ESTIMATORS = [
     TorchSGDRegressor(),
-    # torch's L-BFGS (strong-Wolfe search), run as far as it goes
+    # L-BFGS asked for by name, to a tight optimality measure
     TorchSGDRegressor(optimizer="lbfgs", tol=1e-12),
     TorchSGDRegressor(
         loss="huber",
@@ -37,28 +37,7 @@ ESTIMATORS = [
 ]
 
 
-# torch.optim.LBFGS cannot pass the sample-weight checks: they compare
-# predictions at atol=1e-9 on rows of weight zero, whose coefficients'
-# directions (15 x 30 data) are fixed by the penalty alone (curvature
-# alpha=1e-4 against ~10 in the data's), and torch's strong-Wolfe search stops
-# improving where objective values round (the SGD rule, or its own stall),
-# 1e-9 to 1e-5 from the optimum depending on the draw. Measured on 20 draws of
-# the checks' data: 3 (dense) and 2 (sparse) pass; with tol=None and
-# max_iter=300, 9 and 14. The weighted objective itself is checked elsewhere
-# (test_regressor.py::test_sample_weight_is_repetition, L-BFGS included), and
-# the default and "auto" solvers pass these checks.
-LBFGS_REASON = (
-    "torch's L-BFGS stops 1e-9 to 1e-5 from the optimum on rows of weight "
-    "zero, whose directions only alpha=1e-4 fixes; the checks need 1e-9."
-)
-
-
 def expected_failed_checks(estimator):
-    if getattr(estimator, "optimizer", None) == "lbfgs":
-        return {
-            "check_sample_weight_equivalence_on_dense_data": LBFGS_REASON,
-            "check_sample_weight_equivalence_on_sparse_data": LBFGS_REASON,
-        }
     if estimator.batch_size is None:
         return {}
     # The entry sklearn lists for SGDRegressor in

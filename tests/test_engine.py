@@ -246,12 +246,22 @@ def _oracle_pair(batch_size, k=1, seed=0):
     Y = torch.from_numpy(rng.standard_normal((157, k)))
     kw = dict(batch_size=batch_size, shuffle=True, fit_intercept=True)
     sparse = SparseOracle(
-        Xs, Y, None, Huber(1.0), device=torch.device("cpu"), dtype=torch.float64,
-        generator=torch.Generator().manual_seed(1), **kw,
+        Xs,
+        Y,
+        None,
+        Huber(1.0),
+        device=torch.device("cpu"),
+        dtype=torch.float64,
+        generator=torch.Generator().manual_seed(1),
+        **kw,
     )
     dense = DirectOracle(
-        torch.from_numpy(Xs.toarray()), Y, None, Huber(1.0),
-        generator=torch.Generator().manual_seed(1), **kw,
+        torch.from_numpy(Xs.toarray()),
+        Y,
+        None,
+        Huber(1.0),
+        generator=torch.Generator().manual_seed(1),
+        **kw,
     )
     theta = torch.from_numpy(rng.standard_normal((24, k)))
     return sparse, dense, theta
@@ -401,9 +411,9 @@ def test_row_gather_is_exact_on_both_routes(monkeypatch, threads, dtype):
             assert torch.equal(got, M[rows])
             parallel = _oracles.gathers_in_parallel(M, m)
             assert (got.data_ptr() == out.data_ptr()) == parallel
-            assert parallel == (dtype == torch.bfloat16 or (
-                threads == 2 and m == 200 and M.dim() == 2
-            ))
+            assert parallel == (
+                dtype == torch.bfloat16 or (threads == 2 and m == 200 and M.dim() == 2)
+            )
 
 
 def test_shuffled_fit_is_the_same_through_either_gather(monkeypatch):

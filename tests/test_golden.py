@@ -57,7 +57,27 @@ _PRODUCTS = (
     "compiled kernel's one pass: sums in another order, moved by 1e-11 to "
     "4e-9 of the largest coefficient after 15 epochs of adagrad or L-BFGS"
 )
+_ONE_LBFGS = (
+    'optimizer="lbfgs" is the package\'s one L-BFGS (QuasiNewton: the '
+    "preconditioned metric, Armijo backtracking) where it was torch.optim.LBFGS "
+    "with its strong-Wolfe search. After the combination's 15 iterations the "
+    "smooth losses' objectives agree to 1e-10; on the kinked losses "
+    "(absolute_error, epsilon_insensitive, quantile), where neither converges "
+    "in 15, they differ by -1.4e-3 to +4.9e-4 relative, lower in 4 of 6"
+)
 CHANGED: dict[str, str] = {
+    **{
+        f"combo {loss} {penalty} lbfgs": _ONE_LBFGS
+        for loss in [
+            "absolute_error",
+            "epsilon_insensitive",
+            "huber",
+            "quantile",
+            "squared_epsilon_insensitive",
+            "squared_error",
+        ]
+        for penalty in [None, "l2"]
+    },
     **{
         f"combo {loss} {penalty} {optimizer}": _PRODUCTS
         for loss, penalty, optimizer in [
@@ -65,9 +85,6 @@ CHANGED: dict[str, str] = {
             ("huber", "elasticnet", "adagrad"),
             ("huber", "l1", "adagrad"),
             ("huber", "l2", "adagrad"),
-            ("huber", "l2", "lbfgs"),
-            ("squared_error", None, "lbfgs"),
-            ("squared_error", "l2", "lbfgs"),
         ]
     },
     "default diabetes std penalty=elasticnet": _CD,

@@ -189,9 +189,7 @@ class Training:
 
     def going(self) -> bool:
         """Whether a problem is still training."""
-        self.status[(self.status == ACTIVE) & (self.n_iter >= self.max_iter)] = (
-            MAX_ITER
-        )
+        self.status[(self.status == ACTIVE) & (self.n_iter >= self.max_iter)] = MAX_ITER
         return bool((self.status == ACTIVE).any())
 
     def _rates_mask(self):
@@ -278,9 +276,7 @@ class Training:
         restarts = self.restarts
         can = restarts.can_shrink()
         # at the schedule's floor: convergence by sklearn's rule only
-        self.status[stalled & ~can] = (
-            CONVERGED if stopping.floor_converges else STOPPED
-        )
+        self.status[stalled & ~can] = CONVERGED if stopping.floor_converges else STOPPED
         goes_on = stalled & can
         if goes_on.any():
             restarts.shrink(goes_on)

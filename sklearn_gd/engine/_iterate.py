@@ -130,8 +130,7 @@ class Iterate:
         """A snapshot that is ``snap`` in the columns ``cols`` and ``other``
         elsewhere."""
         return tuple(
-            None if a is None else torch.where(cols, a, b)
-            for a, b in zip(snap, other)
+            None if a is None else torch.where(cols, a, b) for a, b in zip(snap, other)
         )
 
     def column_sums(self):

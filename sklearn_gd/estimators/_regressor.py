@@ -71,16 +71,16 @@ class TorchSGDRegressor(RegressorMixin, BaseTorchSGD):
 
     tol : float, "auto" or None, default="auto"
         When training stops. Under ``optimizer="auto"`` on the full batch
-        (the default) the fit stops when an optimality measure reaches the
-        threshold: for a smooth loss, the norm of the (proximal) gradient
-        mapping in the preconditioner's metric relative to its value at the
-        start ("auto": 1e-5; 1e-10, or ten float epsilons, for conjugate
-        gradients, whose steps are cheap; Newton's method on the squared
-        loss is exact in one step); for a non-smooth loss under "auto"'s
-        smoothing, a duality gap relative to the objective ("auto": 1e-4);
-        for coordinate descent (the squared loss with an L1 part), the
-        duality gap relative to the targets' centred mean square ("auto":
-        1e-12).
+        (the default), and under "lbfgs", the fit stops when an optimality
+        measure reaches the threshold: for a smooth loss, the norm of the
+        (proximal) gradient mapping in the preconditioner's metric relative
+        to its value at the start ("auto": 1e-5; 1e-10, or ten float
+        epsilons, for conjugate gradients, whose steps are cheap; Newton's
+        method on the squared loss is exact in one step); for a non-smooth
+        loss under "auto"'s smoothing, a duality gap relative to the
+        objective ("auto": 1e-4); for coordinate descent (the squared loss
+        with an L1 part), the duality gap relative to the targets' centred
+        mean square ("auto": 1e-12).
         A float is that threshold; ``0`` sets none, and the fit ends,
         converged, when no step decreases the objective at the data's
         precision (as SGDRegressor's ``tol=0`` trains until the objective
@@ -140,8 +140,8 @@ class TorchSGDRegressor(RegressorMixin, BaseTorchSGD):
         a hundredth, for "adagrad" a tenth, of the scale of the solution's
         coordinates (the largest coordinate of the diagonal Newton step from
         zero), since they move each coordinate by about their rate a step; 1
-        (the first trial step of the line search) for "lbfgs" and "auto"'s
-        full-batch solvers. The value used is stored in ``eta0_``.
+        for "lbfgs" and "auto"'s full-batch solvers, which choose their own
+        steps by line search. The value used is stored in ``eta0_``.
 
     power_t : float, default=0.25
         Exponent of the "invscaling" schedule, in ``[0, inf)``. A negative
@@ -187,13 +187,14 @@ class TorchSGDRegressor(RegressorMixin, BaseTorchSGD):
         "sgd" with minibatches, with early stopping, in ``partial_fit``, and
         when ``eta0``, ``learning_rate``, ``momentum`` or ``average`` is
         set.
-        The others come from ``torch.optim``: "sgd" reads ``momentum`` and
-        ``nesterov``; "adamw" applies the L2 part of the penalty as decoupled
-        weight decay; "adagrad" takes per-coordinate steps that shrink with
-        the squared gradients seen (long steps for rare, e.g. sparse text,
-        features); "lbfgs" is torch's L-BFGS on the full batch with a
-        strong-Wolfe line search, one iteration per epoch, and takes no L1
-        penalty.
+        "lbfgs" is "auto"'s L-BFGS by name, whatever the data: one iteration
+        per epoch on the full batch, in the preconditioned metric, stopped by
+        ``tol`` on its relative optimality measure ("auto": 1e-5); it takes
+        no L1 penalty. The others come from ``torch.optim``: "sgd" reads
+        ``momentum`` and ``nesterov``; "adamw" applies the L2 part of the
+        penalty as decoupled weight decay; "adagrad" takes per-coordinate
+        steps that shrink with the squared gradients seen (long steps for
+        rare, e.g. sparse text, features).
 
     momentum : float, default=0.0
         Momentum of "sgd", in ``[0, 1)``.

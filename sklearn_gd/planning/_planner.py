@@ -159,13 +159,14 @@ class Planner:
             inner = self.second_order(self.full_batch_class(), oracle, smoothed=True)
             return Smoothing(inner=inner(), target=self.tol_for(cls))
         if cls.measures_optimality:
-            if cls is AcceleratedProximal and CoordinateDescent.serves(
-                oracle, self.penalty
-            ):
-                # the squared loss with an L1 part on its moments: the
-                # search's coordinate descent, to the same certificate
-                return CoordinateDescent()
-            cls = self.second_order(cls, oracle, smoothed=False)
+            if self.optimizer == "auto":
+                if cls is AcceleratedProximal and CoordinateDescent.serves(
+                    oracle, self.penalty
+                ):
+                    # the squared loss with an L1 part on its moments: the
+                    # search's coordinate descent, to the same certificate
+                    return CoordinateDescent()
+                cls = self.second_order(cls, oracle, smoothed=False)
             return cls(curvature=self.loss.curvature)
         return make_solver(
             self.optimizer if self.optimizer != "auto" else "sgd",

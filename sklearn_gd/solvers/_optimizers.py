@@ -1,4 +1,5 @@
-"""Solvers: one class per ``optimizer`` option, each on ``torch.optim``.
+"""Solvers: one class per ``optimizer`` option, the SGD family on
+``torch.optim``.
 
 What each declares is :class:`~sklearn_gd.solvers._solver.Solver`'s.
 
@@ -13,8 +14,10 @@ Which estimator parameters each optimizer reads:
            weight decay (``alpha * (1 - l1_ratio)``), not as a gradient term
 "adagrad"  ``eta0`` and ``learning_rate`` (with ``power_t``); per-coordinate
            steps ``eta / (sqrt(sum of squared gradients) + 1e-10)``
-"lbfgs"    ``eta0`` (the initial step of each line search, default 1) and
-           ``max_iter``; full batch, strong-Wolfe line search; no L1 part
+"lbfgs"    ``max_iter`` and ``tol`` (the relative optimality measure;
+           "auto": 1e-5); the full-batch L-BFGS of ``optimizer="auto"``
+           (:class:`~sklearn_gd.solvers._quasi_newton.QuasiNewton`: in the
+           preconditioner's metric, backtracking line search); no L1 part
 =========  ==============================================================
 """
 
@@ -22,6 +25,7 @@ from __future__ import annotations
 
 import torch
 
+from ._quasi_newton import QuasiNewton
 from ._solver import Solver
 
 __all__ = ["OPTIMIZERS", "make_solver"]
@@ -110,46 +114,12 @@ class Adagrad(_PerCoordinate):
         return state["sum"]
 
 
-class LBFGS(Solver):
-    """L-BFGS, one iteration per epoch on the full batch, strong-Wolfe search."""
-
-    full_batch = True
-    supports_prox = False
-    auto_eta0 = 1.0
-
-    def _build(self, param, lr):
-        return torch.optim.LBFGS(
-            [param],
-            lr=lr,
-            max_iter=1,
-            # one iteration per call, but a full strong-Wolfe search: torch's
-            # default max_eval (max_iter * 5 // 4 = 1) would leave it none
-            max_eval=25,
-            history_size=10,
-            line_search_fn="strong_wolfe",
-            tolerance_grad=0.0,
-            tolerance_change=0.0,
-        )
-
-    def step(self, problem, idx, lr):
-        param = self._param
-
-        def closure():
-            objective, _, grad = problem.evaluate(param, idx, with_l2=True)
-            param.grad = grad
-            # k independent problems or one joint one: minimise the sum
-            return objective * problem.sum_scale
-
-        self._set_lr(lr)
-        return self._opt.step(closure) / problem.sum_scale, 1.0
-
-
 OPTIMIZERS = {
     "sgd": SGD,
     "adam": Adam,
     "adamw": AdamW,
     "adagrad": Adagrad,
-    "lbfgs": LBFGS,
+    "lbfgs": QuasiNewton,
 }
 
 
