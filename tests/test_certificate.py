@@ -13,7 +13,6 @@ from scipy.optimize import minimize
 from sklearn.exceptions import ConvergenceWarning
 
 from sklearn_gd import TorchSGDClassifier, TorchSGDRegressor
-from sklearn_gd.engine._problem import Problem
 from sklearn_gd.model._losses import (
     Huber,
     LogLoss,
@@ -26,6 +25,7 @@ from sklearn_gd.model._losses import (
 from sklearn_gd.model._penalties import make_penalty
 from sklearn_gd.objective._certificate import _AtTheta, smooth_duality_gap
 from sklearn_gd.objective._direct import DirectOracle
+from sklearn_gd.objective._problem import Problem
 
 # (loss, targets, its curvature bound c: L'' <= c)
 MARGIN = [(LogLoss(), 0.25), (ModifiedHuber(), 2.0), (SquaredHinge(1.0), 2.0)]

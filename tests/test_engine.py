@@ -15,10 +15,10 @@ from sklearn_gd.engine._iterate import (
     Iterate,
     Restarts,
 )
-from sklearn_gd.engine._problem import Problem
 from sklearn_gd.engine._records import TrainState
 from sklearn_gd.engine._stopping import NoImprovement
 from sklearn_gd.model._schedules import make_schedule
+from sklearn_gd.objective._problem import Problem
 from sklearn_gd.solvers._optimizers import make_solver
 
 
@@ -342,8 +342,8 @@ def test_descent_in_place_is_the_gradient_step(
     float64: summation order and the pending scale's rounding."""
     import contextlib
 
-    from sklearn_gd.engine import _problem as _engine
-    from sklearn_gd.engine._problem import Problem
+    from sklearn_gd.objective import _problem as _engine
+    from sklearn_gd.objective._problem import Problem
 
     monkeypatch.setattr(_engine, "reads_on_host", lambda t: on_host)
     from sklearn_gd.model._penalties import make_penalty

@@ -7,8 +7,8 @@ import torch
 from numpy.testing import assert_allclose
 
 from sklearn_gd import TorchSGDRegressor
-from sklearn_gd.engine._problem import descend_plainly_
 from sklearn_gd.model._penalties import make_penalty
+from sklearn_gd.objective._problem import descend_plainly_
 from sklearn_gd.solvers._optimizers import OPTIMIZERS, make_solver
 from sklearn_gd.solvers._solver import Solver
 

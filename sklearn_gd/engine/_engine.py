@@ -31,6 +31,7 @@ import time
 import numpy as np
 import torch
 
+from ..objective._problem import Problem, ProblemBatch
 from ._epoch import read_epoch, run_epoch
 from ._iterate import (
     DivergenceError,
@@ -39,7 +40,6 @@ from ._iterate import (
     Restarts,
     check_rate_fits,
 )
-from ._problem import Problem, ProblemBatch
 from ._records import (
     ACTIVE,
     CONVERGED,
@@ -116,7 +116,7 @@ def train(
         ``Planner.intercept_decay``).
     layout : Layout or None
         A batch of problems: every unit of the layout's columns is one
-        (:class:`~sklearn_gd.engine._problem.ProblemBatch`), trained with
+        (:class:`~sklearn_gd.objective._problem.ProblemBatch`), trained with
         its own rate, stopping state and restarts; None: one problem.
 
     Raises

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from ..objective._problem import Problem
 from ._iterate import Iterate
-from ._problem import Problem
 
 __all__ = ["read_epoch", "run_epoch"]
 

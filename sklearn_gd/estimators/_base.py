@@ -24,6 +24,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from ..data._array_api import check_fitted_namespace, output_space
 from ..data._data import resolve_device, to_numpy
+from ..data._fit_data import FitData
 from ..data._validation import (
     torch_dtype_of,
     validate_fit_inputs,
@@ -45,7 +46,7 @@ from ._prediction import (
     predict_device,
 )
 from ._progress import epoch_hook, fit_task, print_epoch
-from ._training import FitData, make_oracle, run_engine, split_rows
+from ._training import make_oracle, run_engine, split_rows
 from ._warnings import OUT_OF_MEMORY, out_of_memory_error, warn_on_ending
 
 try:  # scikit-learn >= 1.9: the callback API (ProgressBar, ScoringMonitor, ...)

@@ -3,46 +3,18 @@ oracle), the early-stopping set held out of it, and the engine's run."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
-from ..data._array_api import OutputSpace
 from ..data._data import to_tensor
+from ..data._fit_data import FitData
 from ..data._validation import check_finite_host
 from ..engine._engine import train
-from ..objective._epochs import LazyGenerator
 from ..objective._oracles import choose_oracle, prefers_gram
 from ..objective._sparse import csr_to_torch
 from ..objective._streaming import should_stream, streaming_oracle
 
-__all__ = ["FitData", "make_oracle", "run_engine", "split_rows"]
-
-
-@dataclass
-class FitData:
-    """The validated training data and what the fit is built from."""
-
-    X: object  # numpy, scipy CSR or a tensor (see _validation.Inputs)
-    Y: object
-    sample_weight: object
-    kind: str
-    dtype: np.dtype
-    y_ndim: int
-    device: torch.device
-    tdtype: torch.dtype
-    generator: LazyGenerator
-    loss: object
-    penalty: object
-    space: OutputSpace | None  # where fitted arrays go (None: numpy)
-    partial: bool = False  # a partial_fit call (online SGD)
-    x_checked: bool = True  # False: X's check for NaN and inf is left to come
-
-    @property
-    def shape(self) -> tuple[int, int, int]:
-        """(n_samples, n_features, n_outputs)."""
-        return (*self.X.shape, self.Y.shape[1])
+__all__ = ["make_oracle", "run_engine", "split_rows"]
 
 
 def make_oracle(data: FitData, split, validation_class, *, estimator, **params):
