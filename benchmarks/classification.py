@@ -155,7 +155,7 @@ def main():
         "",
         f"Command: `python benchmarks/classification.py{flag}`"
         f", threads {' then '.join(map(str, args.threads))} (torch and BLAS "
-        "alike), float32, alpha={ALPHA}, "
+        f"alike), float32, alpha={ALPHA}, "
         "best of 2 fits. Gap: relative objective gap to LogisticRegression run "
         "to tol=1e-10 (the same objective with C = 1/(alpha n)); SGDClassifier's "
         "multiclass fit is one-vs-rest, a different objective (no gap). "
