@@ -144,13 +144,24 @@ def run_contestant(c, spec, X, y, objective):
             e_star = first_hit(evaluate, n_done, gap, target) if n_done else None
             # a trace for the plot: gaps of geometric epochs, times from a
             # linear model t(k) = t(1) + (k - 1) * per-epoch (measured below)
-            res["trace_epochs"] = sorted({min(n_done, int(round(v))) for v in
-                                          np.geomspace(1, max(n_done, 1), 16)})
+            res["trace_epochs"] = sorted(
+                {
+                    min(n_done, int(round(v)))
+                    for v in np.geomspace(1, max(n_done, 1), 16)
+                }
+            )
             res["trace_objs"] = [evaluate(k) for k in res["trace_epochs"]]
-            res["history_budget"] = {"budget": budget, "epochs_run": n_done,
-                                     "time": ts[0]}
-            if e_star is not None or n_done < budget or budget >= c.ladder[-1] \
-                    or spent + 4 * ts[0] > cap:
+            res["history_budget"] = {
+                "budget": budget,
+                "epochs_run": n_done,
+                "time": ts[0],
+            }
+            if (
+                e_star is not None
+                or n_done < budget
+                or budget >= c.ladder[-1]
+                or spent + 4 * ts[0] > cap
+            ):
                 if e_star is None and n_done >= budget and budget < c.ladder[-1]:
                     res["stopped"] = f"time cap ({cap:.0f} s) at {budget} epochs"
                 break
@@ -190,8 +201,9 @@ def run_contestant(c, spec, X, y, objective):
                 mid = (lo + hi) // 2
                 ts, e = timed_fit(c.make, mid, X, y, 1)
                 v = objective(*params_of(e))
-                res["ladder"].append({"budget": mid, "times": ts, "obj": v,
-                                      "refined": True})
+                res["ladder"].append(
+                    {"budget": mid, "times": ts, "obj": v, "refined": True}
+                )
                 if gap(v) <= target:
                     hi = mid
                 else:
@@ -221,13 +233,26 @@ def main():
         except Exception as exc:  # noqa: BLE001 (report, keep going)
             import traceback
 
-            r = {"name": c.name, "kind": c.kind, "error": repr(exc),
-                 "traceback": traceback.format_exc()[-3000:]}
+            r = {
+                "name": c.name,
+                "kind": c.kind,
+                "error": repr(exc),
+                "traceback": traceback.format_exc()[-3000:],
+            }
         r["wall"] = time.perf_counter() - t0
-        print(json.dumps({"name": c.name, "wall": r["wall"],
-                          "own": r.get("own"), "hit": r.get("hit"),
-                          "peak": r.get("peak_extra_bytes"),
-                          "error": r.get("error")}), flush=True)
+        print(
+            json.dumps(
+                {
+                    "name": c.name,
+                    "wall": r["wall"],
+                    "own": r.get("own"),
+                    "hit": r.get("hit"),
+                    "peak": r.get("peak_extra_bytes"),
+                    "error": r.get("error"),
+                }
+            ),
+            flush=True,
+        )
         results.append(r)
         with open(out_path + ".tmp", "w") as f:  # atomic: the parent may kill us
             json.dump(results, f)

@@ -26,8 +26,9 @@ POW2 = [2**i for i in range(0, 16)]
 # The tutorial loop of the seeds: nn.Parameter + torch.optim.SGD + MSELoss,
 # full batch, autograd. Other losses and penalties are added to the autograd
 # graph the way a tutorial would.
-def tutorial_loop(X, y, *, loss, penalty, alpha, l1_ratio, epsilon, quantile,
-                  lr, epochs, history=None):
+def tutorial_loop(
+    X, y, *, loss, penalty, alpha, l1_ratio, epsilon, quantile, lr, epochs, history=None
+):
     Xt = torch.from_numpy(X)
     yt = torch.from_numpy(np.asarray(y, dtype=X.dtype))
     w = nn.Parameter(torch.zeros(X.shape[1], dtype=Xt.dtype))
@@ -38,9 +39,11 @@ def tutorial_loop(X, y, *, loss, penalty, alpha, l1_ratio, epsilon, quantile,
     elif loss == "huber":
         crit = nn.HuberLoss(delta=epsilon)
     else:
+
         def crit(p, t):
             r = t - p
             return torch.maximum(quantile * r, (quantile - 1) * r).mean()
+
     scale = 2.0 if loss == "squared_error" else 1.0
     l1 = alpha * (l1_ratio if penalty == "elasticnet" else float(penalty == "l1"))
     l2 = alpha * ((1 - l1_ratio) if penalty == "elasticnet" else float(penalty == "l2"))
@@ -62,9 +65,18 @@ def tutorial_loop(X, y, *, loss, penalty, alpha, l1_ratio, epsilon, quantile,
 class TutorialRegressor(RegressorMixin, BaseEstimator):
     """The tutorial loop as an estimator (so that it fits in a Pipeline)."""
 
-    def __init__(self, loss="squared_error", penalty="l2", alpha=1e-4, l1_ratio=0.15,
-                 epsilon=0.1, quantile=0.5, lr=0.01, epochs=100,
-                 record_history=False):
+    def __init__(
+        self,
+        loss="squared_error",
+        penalty="l2",
+        alpha=1e-4,
+        l1_ratio=0.15,
+        epsilon=0.1,
+        quantile=0.5,
+        lr=0.01,
+        epochs=100,
+        record_history=False,
+    ):
         self.loss, self.penalty, self.alpha = loss, penalty, alpha
         self.l1_ratio, self.epsilon, self.quantile = l1_ratio, epsilon, quantile
         self.lr, self.epochs = lr, epochs
@@ -74,9 +86,18 @@ class TutorialRegressor(RegressorMixin, BaseEstimator):
         X = np.ascontiguousarray(X)
         hist = [] if self.record_history else None
         self.coef_, self.intercept_ = tutorial_loop(
-            X, y, loss=self.loss, penalty=self.penalty, alpha=self.alpha,
-            l1_ratio=self.l1_ratio, epsilon=self.epsilon, quantile=self.quantile,
-            lr=self.lr, epochs=self.epochs, history=hist)
+            X,
+            y,
+            loss=self.loss,
+            penalty=self.penalty,
+            alpha=self.alpha,
+            l1_ratio=self.l1_ratio,
+            epsilon=self.epsilon,
+            quantile=self.quantile,
+            lr=self.lr,
+            epochs=self.epochs,
+            history=hist,
+        )
         if hist is not None:
             self.coef_path_ = np.stack([h[0] for h in hist])
             self.intercept_path_ = np.stack([h[1] for h in hist])
@@ -108,10 +129,16 @@ def make_skorch(spec, *, lr, batch_size, epochs, history=None):
     from skorch import NeuralNetRegressor
     from skorch.callbacks import Callback
 
-    l1 = spec["alpha"] * (spec["l1_ratio"] if spec["penalty"] == "elasticnet"
-                          else float(spec["penalty"] == "l1"))
-    l2 = spec["alpha"] * ((1 - spec["l1_ratio"]) if spec["penalty"] == "elasticnet"
-                          else float(spec["penalty"] == "l2"))
+    l1 = spec["alpha"] * (
+        spec["l1_ratio"]
+        if spec["penalty"] == "elasticnet"
+        else float(spec["penalty"] == "l1")
+    )
+    l2 = spec["alpha"] * (
+        (1 - spec["l1_ratio"])
+        if spec["penalty"] == "elasticnet"
+        else float(spec["penalty"] == "l2")
+    )
 
     class Net(NeuralNetRegressor):
         def get_loss(self, y_pred, y_true, X=None, training=False):
@@ -147,11 +174,21 @@ def make_skorch(spec, *, lr, batch_size, epochs, history=None):
         crit, crit_kw = _Pinball, {"criterion__quantile": spec["quantile"]}
     dtype = torch.float32 if spec["dtype"] == "float32" else torch.float64
     return Net(
-        module=nn.Linear, module__in_features=spec["d"], module__out_features=1,
-        module__dtype=dtype, criterion=crit, optimizer=torch.optim.SGD, lr=lr,
-        batch_size=batch_size, max_epochs=epochs, train_split=None, verbose=0,
-        iterator_train__shuffle=True, device="cpu",
-        callbacks=[Record()] if history is not None else None, **crit_kw,
+        module=nn.Linear,
+        module__in_features=spec["d"],
+        module__out_features=1,
+        module__dtype=dtype,
+        criterion=crit,
+        optimizer=torch.optim.SGD,
+        lr=lr,
+        batch_size=batch_size,
+        max_epochs=epochs,
+        train_split=None,
+        verbose=0,
+        iterator_train__shuffle=True,
+        device="cpu",
+        callbacks=[Record()] if history is not None else None,
+        **crit_kw,
     )
 
 
@@ -218,8 +255,16 @@ def contestants(spec):
             kw["max_iter"] = budget
         return _wrap(spec, TorchSGDRegressor(**kw))
 
-    out.append(Contestant("ours-default", ours_default, [b for b in POW2 if b <= cap],
-                          history=True, kind="ours", note="TorchSGDRegressor()"))
+    out.append(
+        Contestant(
+            "ours-default",
+            ours_default,
+            [b for b in POW2 if b <= cap],
+            history=True,
+            kind="ours",
+            note="TorchSGDRegressor()",
+        )
+    )
 
     fast_kw, fast_note = fast_settings(spec)
 
@@ -228,28 +273,58 @@ def contestants(spec):
         kw["max_iter"] = budget if budget is not None else spec["fast_max_iter"]
         return _wrap(spec, TorchSGDRegressor(**kw))
 
-    out.append(Contestant("ours-fast", ours_fast, [b for b in POW2 if b <= cap],
-                          history=True, kind="ours",
-                          note=f"{fast_note}, max_iter={spec['fast_max_iter']}"))
+    out.append(
+        Contestant(
+            "ours-fast",
+            ours_fast,
+            [b for b in POW2 if b <= cap],
+            history=True,
+            kind="ours",
+            note=f"{fast_note}, max_iter={spec['fast_max_iter']}",
+        )
+    )
 
     if spec["loss"] in ("squared_error", "huber") and spec["penalty"] == "l2":
+
         def ours_lbfgs(budget, history=False):
-            kw = dict(pp, optimizer="lbfgs", tol=None, random_state=0,
-                      record_history=history, max_iter=budget or 50)
+            kw = dict(
+                pp,
+                optimizer="lbfgs",
+                tol=None,
+                random_state=0,
+                record_history=history,
+                max_iter=budget or 50,
+            )
             return _wrap(spec, TorchSGDRegressor(**kw))
 
-        out.append(Contestant("ours-lbfgs", ours_lbfgs, [b for b in POW2 if b <= 512],
-                              history=True, kind="ours-extra",
-                              note="optimizer='lbfgs', tol=None, max_iter=50"))
+        out.append(
+            Contestant(
+                "ours-lbfgs",
+                ours_lbfgs,
+                [b for b in POW2 if b <= 512],
+                history=True,
+                kind="ours-extra",
+                note="optimizer='lbfgs', tol=None, max_iter=50",
+            )
+        )
 
     # sklearn SGDRegressor: defaults on the same objective
     if spec["loss"] == "quantile":
         # pinball(0.5) = |r| / 2: epsilon_insensitive with epsilon=0 and 2 alpha
-        sgd_kw = dict(loss="epsilon_insensitive", epsilon=0.0, penalty=spec["penalty"],
-                      alpha=2 * spec["alpha"])
+        sgd_kw = dict(
+            loss="epsilon_insensitive",
+            epsilon=0.0,
+            penalty=spec["penalty"],
+            alpha=2 * spec["alpha"],
+        )
     else:
-        sgd_kw = dict(loss=spec["loss"], penalty=spec["penalty"], alpha=spec["alpha"],
-                      l1_ratio=spec["l1_ratio"], epsilon=spec["epsilon"])
+        sgd_kw = dict(
+            loss=spec["loss"],
+            penalty=spec["penalty"],
+            alpha=spec["alpha"],
+            l1_ratio=spec["l1_ratio"],
+            epsilon=spec["epsilon"],
+        )
 
     def sk_sgd(budget, history=False):
         kw = dict(sgd_kw, random_state=0)
@@ -257,8 +332,15 @@ def contestants(spec):
             kw.update(max_iter=budget, tol=None)
         return _wrap(spec, SGDRegressor(**kw))
 
-    out.append(Contestant("SGDRegressor", sk_sgd, [b for b in POW2 if b <= 256],
-                          kind="sklearn-sgd", note=f"SGDRegressor({sgd_kw})"))
+    out.append(
+        Contestant(
+            "SGDRegressor",
+            sk_sgd,
+            [b for b in POW2 if b <= 256],
+            kind="sklearn-sgd",
+            note=f"SGDRegressor({sgd_kw})",
+        )
+    )
 
     # the best sklearn solver of the problem
     if spec["loss"] == "squared_error" and spec["penalty"] == "l2":
@@ -267,10 +349,17 @@ def contestants(spec):
         def ridge(budget, history=False):
             return _wrap(spec, Ridge(alpha=spec["alpha"] * n, solver=solver))
 
-        out.append(Contestant(f"Ridge({solver})", ridge, None, kind="sklearn-best",
-                              note="alpha_ridge = alpha * n; solver picked by a "
-                              "trial on a subsample"))
+        out.append(
+            Contestant(
+                f"Ridge({solver})",
+                ridge,
+                None,
+                kind="sklearn-best",
+                note="alpha_ridge = alpha * n; solver picked by a trial on a subsample",
+            )
+        )
     elif spec["penalty"] == "elasticnet":
+
         def enet(budget, history=False):
             # precompute=True: coordinate descent on the Gram matrix, sklearn's
             # fastest setting when n >> d (the analogue of our Gram path)
@@ -279,27 +368,47 @@ def contestants(spec):
                 kw.update(max_iter=budget, tol=0.0)
             return _wrap(spec, ElasticNet(**kw))
 
-        out.append(Contestant("ElasticNet", enet, [b for b in POW2 if b <= 1024],
-                              kind="sklearn-best", note="coordinate descent, "
-                              "precompute=True; budget = max_iter with tol=0"))
+        out.append(
+            Contestant(
+                "ElasticNet",
+                enet,
+                [b for b in POW2 if b <= 1024],
+                kind="sklearn-best",
+                note="coordinate descent, "
+                "precompute=True; budget = max_iter with tol=0",
+            )
+        )
     elif spec["loss"] == "huber":
+
         def huber(budget, history=False):
             kw = dict(epsilon=spec["huber_eps"], alpha=spec["huber_alpha"])
             if budget is not None:
                 kw.update(max_iter=budget, tol=0.0)
             return _wrap(spec, HuberRegressor(**kw))
 
-        out.append(Contestant("HuberRegressor", huber, [b for b in POW2 if b <= 2048],
-                              kind="sklearn-best",
-                              note="same w-optimum: its scale sigma* is folded into "
-                              "our epsilon and alpha"))
+        out.append(
+            Contestant(
+                "HuberRegressor",
+                huber,
+                [b for b in POW2 if b <= 2048],
+                kind="sklearn-best",
+                note="same w-optimum: its scale sigma* is folded into "
+                "our epsilon and alpha",
+            )
+        )
     elif spec["loss"] == "quantile":
-        def qr(budget, history=False):
-            return _wrap(spec, QuantileRegressor(quantile=spec["quantile"],
-                                                 alpha=spec["alpha"], solver="highs"))
 
-        out.append(Contestant("QuantileRegressor(highs)", qr, None,
-                              kind="sklearn-best"))
+        def qr(budget, history=False):
+            return _wrap(
+                spec,
+                QuantileRegressor(
+                    quantile=spec["quantile"], alpha=spec["alpha"], solver="highs"
+                ),
+            )
+
+        out.append(
+            Contestant("QuantileRegressor(highs)", qr, None, kind="sklearn-best")
+        )
 
     # skorch
     bs = spec["skorch_batch"]
@@ -307,36 +416,63 @@ def contestants(spec):
 
     def sk(budget, history=False):
         hist = [] if history else None
-        net = make_skorch(spec, lr=lr_sk, batch_size=bs,
-                          epochs=budget or spec["skorch_epochs"], history=hist)
+        net = make_skorch(
+            spec,
+            lr=lr_sk,
+            batch_size=bs,
+            epochs=budget or spec["skorch_epochs"],
+            history=hist,
+        )
         net._bench_history = hist
         return _wrap(spec, net)
 
-    out.append(Contestant("skorch", sk, [b for b in POW2 if b <= 64], history=True,
-                          kind="skorch",
-                          note=f"nn.Linear, SGD lr={lr_sk:.3g}, batch_size={bs}, "
-                          f"max_epochs={spec['skorch_epochs']}"))
+    out.append(
+        Contestant(
+            "skorch",
+            sk,
+            [b for b in POW2 if b <= 64],
+            history=True,
+            kind="skorch",
+            note=f"nn.Linear, SGD lr={lr_sk:.3g}, batch_size={bs}, "
+            f"max_epochs={spec['skorch_epochs']}",
+        )
+    )
 
     # tutorial loop
     lr_tut = spec["tutorial_lr"]
 
     def tut(budget, history=False):
-        return _wrap(spec, TutorialRegressor(**pp, lr=lr_tut,
-                                             epochs=budget or spec["tutorial_epochs"],
-                                             record_history=history))
+        return _wrap(
+            spec,
+            TutorialRegressor(
+                **pp,
+                lr=lr_tut,
+                epochs=budget or spec["tutorial_epochs"],
+                record_history=history,
+            ),
+        )
 
-    out.append(Contestant("tutorial", tut, [b for b in POW2 if b <= cap], history=True,
-                          kind="tutorial",
-                          note=f"autograd full batch, SGD lr={lr_tut:.3g}, "
-                          f"epochs={spec['tutorial_epochs']}"))
+    out.append(
+        Contestant(
+            "tutorial",
+            tut,
+            [b for b in POW2 if b <= cap],
+            history=True,
+            kind="tutorial",
+            note=f"autograd full batch, SGD lr={lr_tut:.3g}, "
+            f"epochs={spec['tutorial_epochs']}",
+        )
+    )
     return out
 
 
 def params_of(est):
     """Inner (w, b) of a fitted estimator or pipeline, as float64."""
     f = final_step(est)
-    return (np.asarray(f.coef_, dtype=np.float64).ravel(),
-            np.asarray(f.intercept_, dtype=np.float64).ravel())
+    return (
+        np.asarray(f.coef_, dtype=np.float64).ravel(),
+        np.asarray(f.intercept_, dtype=np.float64).ravel(),
+    )
 
 
 def history_of(est):

@@ -78,8 +78,9 @@ class Objective:
     the other losses it keeps a float64 copy of X.
     """
 
-    def __init__(self, X, y, *, loss, penalty, alpha, l1_ratio=0.15, epsilon=0.1,
-                 quantile=0.5):
+    def __init__(
+        self, X, y, *, loss, penalty, alpha, l1_ratio=0.15, epsilon=0.1, quantile=0.5
+    ):
         self.loss, self.penalty, self.alpha = loss, penalty, alpha
         self.l1_ratio, self.epsilon, self.quantile = l1_ratio, epsilon, quantile
         y = np.asarray(y, dtype=np.float64)
@@ -113,8 +114,9 @@ class Objective:
         else:
             r = self.y - (self.X @ w + b)
             data = float(
-                loss_values(self.loss, r, epsilon=self.epsilon,
-                            quantile=self.quantile).mean()
+                loss_values(
+                    self.loss, r, epsilon=self.epsilon, quantile=self.quantile
+                ).mean()
             )
         return data + penalty_value(w, self.penalty, self.alpha, self.l1_ratio)
 

@@ -12,6 +12,7 @@ import time
 def other_cpu(seconds=1.0):
     """Cores busy with other processes (this one sleeps meanwhile), from
     /proc/stat; None where it cannot be read."""
+
     def busy():
         with open("/proc/stat") as f:
             v = [int(x) for x in f.readline().split()[1:]]

@@ -136,17 +136,18 @@ CASES = [
 def _as_model(est, coef, intercept):
     """A stand-in with ``est``'s settings and the given parameters."""
     attrs = {k: getattr(est, k) for k in ("loss", "penalty", "alpha", "l1_ratio")}
-    attrs.update(epsilon=getattr(est, "epsilon", 0.1),
-                 quantile=getattr(est, "quantile", 0.5))
+    attrs.update(
+        epsilon=getattr(est, "epsilon", 0.1), quantile=getattr(est, "quantile", 0.5)
+    )
     if hasattr(est, "classes_"):
         attrs.update(classes_=est.classes_, multi_class=est.multi_class)
-    return SimpleNamespace(coef_=np.asarray(coef), intercept_=np.asarray(intercept),
-                           **attrs)
+    return SimpleNamespace(
+        coef_=np.asarray(coef), intercept_=np.asarray(intercept), **attrs
+    )
 
 
 def objective_of(model, X, y, kind):
-    return (classifier_objective if kind == "clf" else estimator_objective)(
-        model, X, y)
+    return (classifier_objective if kind == "clf" else estimator_objective)(model, X, y)
 
 
 def reference(kind, ref, est, X, y):
@@ -193,17 +194,21 @@ def scipy_polish(est, X, y, kind, start):
 
     def f(v):
         W = v[: k * d].reshape(k, d) if k > 1 else v[:d]
-        b = v[k * d:]
+        b = v[k * d :]
         return objective_of(_as_model(est, W, b), X, y, kind)
 
     best = None
     for x0 in (np.zeros(k * d + k), start):
-        r = minimize(f, x0, method="L-BFGS-B",
-                     options=dict(maxiter=20000, maxfun=10**6, ftol=1e-15, gtol=1e-10))
+        r = minimize(
+            f,
+            x0,
+            method="L-BFGS-B",
+            options=dict(maxiter=20000, maxfun=10**6, ftol=1e-15, gtol=1e-10),
+        )
         if best is None or r.fun < best.fun:
             best = r
     W = best.x[: k * d].reshape(k, d) if k > 1 else best.x[:d]
-    return W, best.x[k * d:]
+    return W, best.x[k * d :]
 
 
 # ---------------------------------------------------------------- timing
@@ -280,8 +285,13 @@ def run_case(data, kind, params, ref):
     m = reference(kind, ref, est, X, y)
     if m is None:
         t0 = time.perf_counter()
-        W, b = scipy_polish(est, X, y, kind, np.concatenate(
-            [np.ravel(est.coef_), np.ravel(est.intercept_)]))
+        W, b = scipy_polish(
+            est,
+            X,
+            y,
+            kind,
+            np.concatenate([np.ravel(est.coef_), np.ravel(est.intercept_)]),
+        )
         t_ref = time.perf_counter() - t0
         ref_model = _as_model(est, W, b)
         ref_name = "scipy L-BFGS-B"
@@ -289,19 +299,32 @@ def run_case(data, kind, params, ref):
     else:
         t_ref, m, _ = timed(lambda: m.fit(X, y), reps=1 if ref in ("svc", "svr") else 3)
         ref_model = _as_model(est, *params_of(m))
-        ref_name = type(m).__name__ if not isinstance(m, OneVsRestClassifier) else (
-            f"OvR {type(m.estimator).__name__}")
+        ref_name = (
+            type(m).__name__
+            if not isinstance(m, OneVsRestClassifier)
+            else (f"OvR {type(m.estimator).__name__}")
+        )
         ref_score = m.score(X, y)
     f_ref = objective_of(ref_model, X, y, kind)
     f_star = min(f_ours, f_ref)
     gap = (f_ours - f_star) / abs(f_star)
     name = " ".join([data] + [f"{k}={v}" for k, v in params.items()])
     return dict(
-        case=name, ref=ref_name, gap=gap, ref_gap=(f_ref - f_star) / abs(f_star),
-        score=est.score(X, y), sgd_score=None if sgd is None else sgd.score(X, y),
-        ref_score=ref_score, t_ours=t_ours, t_sgd=t_sgd, t_ref=t_ref,
-        t1_ours=t1_ours, t1_sgd=t1_sgd,
-        epochs=int(np.max(est.n_iter_)), warned=warned, std=" std" in data,
+        case=name,
+        ref=ref_name,
+        gap=gap,
+        ref_gap=(f_ref - f_star) / abs(f_star),
+        score=est.score(X, y),
+        sgd_score=None if sgd is None else sgd.score(X, y),
+        ref_score=ref_score,
+        t_ours=t_ours,
+        t_sgd=t_sgd,
+        t_ref=t_ref,
+        t1_ours=t1_ours,
+        t1_sgd=t1_sgd,
+        epochs=int(np.max(est.n_iter_)),
+        warned=warned,
+        std=" std" in data,
     )
 
 
@@ -318,8 +341,10 @@ def quickstart():
         "SGDRegressor": SGDRegressor(alpha=ALPHA, random_state=0),
         "Ridge": Ridge(alpha=ALPHA * len(Xtr)),
     }
-    fits = {name: (lambda m=m: make_pipeline(StandardScaler(), m).fit(Xtr, ytr))
-            for name, m in models.items()}
+    fits = {
+        name: (lambda m=m: make_pipeline(StandardScaler(), m).fit(Xtr, ytr))
+        for name, m in models.items()
+    }
     times = timed_together(fits, min_reps=15, budget=1.0)
     return {name: (t, pipe.score(Xte, yte)) for name, (t, pipe, _) in times.items()}
 
@@ -340,9 +365,20 @@ def logistic_default():
         return (objective_of(m, X, y, "clf") - f_ref) / abs(f_ref)
 
     f_ref = 0.0
-    f_ref = min(objective_of(template, X, y, "clf"), objective_of(_as_model(
-        template, *params_of(LogisticRegression(C=C, tol=1e-14, max_iter=100000)
-                             .fit(X, y))), X, y, "clf"))
+    f_ref = min(
+        objective_of(template, X, y, "clf"),
+        objective_of(
+            _as_model(
+                template,
+                *params_of(
+                    LogisticRegression(C=C, tol=1e-14, max_iter=100000).fit(X, y)
+                ),
+            ),
+            X,
+            y,
+            "clf",
+        ),
+    )
 
     def ours(tol="auto"):
         return TorchSGDClassifier(loss="log_loss", tol=tol, random_state=0)
@@ -353,10 +389,17 @@ def logistic_default():
     g_ours = gap(ours().fit(X, y))
     g_lr = gap(lr().fit(X, y))
     # LogisticRegression's tolerance for our default's gap, ours for its
-    tol_lr = next((t for t in 10.0 ** -np.arange(4, 15) if gap(lr(t).fit(X, y))
-                   <= max(g_ours, 0.0)), 1e-14)
-    tol_ours = next((t for t in 10.0 ** -np.arange(1, 11) if gap(ours(t).fit(X, y))
-                     <= g_lr), "auto")
+    tol_lr = next(
+        (
+            t
+            for t in 10.0 ** -np.arange(4, 15)
+            if gap(lr(t).fit(X, y)) <= max(g_ours, 0.0)
+        ),
+        1e-14,
+    )
+    tol_ours = next(
+        (t for t in 10.0 ** -np.arange(1, 11) if gap(ours(t).fit(X, y)) <= g_lr), "auto"
+    )
     fits = {
         "ours": lambda: ours().fit(X, y),
         "lr": lambda: lr().fit(X, y),
@@ -364,8 +407,12 @@ def logistic_default():
         "ours at its gap": lambda: ours(tol_ours).fit(X, y),
     }
     times = timed_together(fits, min_reps=15, budget=1.5)
-    return {name: (t, gap(m), tol) for (name, (t, m, _)), tol in zip(
-        times.items(), ("auto", 1e-4, tol_lr, tol_ours))}
+    return {
+        name: (t, gap(m), tol)
+        for (name, (t, m, _)), tol in zip(
+            times.items(), ("auto", 1e-4, tol_lr, tol_ours)
+        )
+    }
 
 
 def fmt(v, spec):
@@ -383,8 +430,9 @@ def verdict(r):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
-    ap.add_argument("--only", default=None,
-                    help="run the cases whose name contains this (no table)")
+    ap.add_argument(
+        "--only", default=None, help="run the cases whose name contains this (no table)"
+    )
     args = ap.parse_args()
     t_start = time.perf_counter()
     load_start = os.getloadavg()[0]
@@ -395,17 +443,21 @@ def main():
             continue
         r = run_case(data, kind, params, ref)
         rows.append(r)
-        print(f"{r['case']:<55} gap {r['gap']:.1e} epochs {r['epochs']:>4} "
-              f"score {r['score']:.4f} sgd {fmt(r['sgd_score'], '.4f')} "
-              f"t {r['t_ours'] * 1e3:.1f} ms / sgd {fmt(r['t_sgd'], '.4f')} s "
-              f"(1 thr {r['t1_ours'] * 1e3:.1f} ms / {fmt(r['t1_sgd'], '.4f')} s) "
-              f"warned {r['warned']} {verdict(r)}", flush=True)
+        print(
+            f"{r['case']:<55} gap {r['gap']:.1e} epochs {r['epochs']:>4} "
+            f"score {r['score']:.4f} sgd {fmt(r['sgd_score'], '.4f')} "
+            f"t {r['t_ours'] * 1e3:.1f} ms / sgd {fmt(r['t_sgd'], '.4f')} s "
+            f"(1 thr {r['t1_ours'] * 1e3:.1f} ms / {fmt(r['t1_sgd'], '.4f')} s) "
+            f"warned {r['warned']} {verdict(r)}",
+            flush=True,
+        )
     if args.only:
         return
     ratios = [r["t_ours"] / r["t_sgd"] for r in rows if r["t_sgd"]]
     ratios_1 = [r["t1_ours"] / r["t1_sgd"] for r in rows if r["t1_sgd"]]
     lines = [
-        "# Default fits against reference solvers", "",
+        "# Default fits against reference solvers",
+        "",
         f"`python benchmarks/defaults.py`, {time.strftime('%Y-%m-%d %H:%M')}, "
         f"{time.perf_counter() - t_start:.0f} s in all; load average "
         f"{load_start:.2f} at the start and {os.getloadavg()[0]:.2f} at the end "
@@ -413,7 +465,8 @@ def main():
         "training-set R^2 or accuracy. Fit times are the best of rounds that "
         "run ours and SGD's in turn (at least 5, more up to 0.6 s); `1 thr` "
         "runs the same rounds with every library on one thread (torch and "
-        "BLAS), the column that machine load does not distort.", "",
+        "BLAS), the column that machine load does not distort.",
+        "",
         "| case | gap | epochs | warned | score | SGD score | ref score | "
         "t / SGD | t / SGD, 1 thr | t / ref | reference | verdict |",
         "|---|---|---|---|---|---|---|---|---|---|---|---|",
@@ -425,9 +478,13 @@ def main():
             f"{fmt(r['sgd_score'], '.4f')} | {fmt(r['ref_score'], '.4f')} | "
             f"{fmt(r['t_ours'] / r['t_sgd'] if r['t_sgd'] else None, '.2f')} | "
             f"{fmt(r['t1_ours'] / r['t1_sgd'] if r['t1_sgd'] else None, '.2f')} | "
-            f"{r['t_ours'] / r['t_ref']:.2f} | {r['ref']} | {verdict(r)} |")
-    worse = [r["case"] for r in rows
-             if r["sgd_score"] is not None and r["score"] < r["sgd_score"] - 0.005]
+            f"{r['t_ours'] / r['t_ref']:.2f} | {r['ref']} | {verdict(r)} |"
+        )
+    worse = [
+        r["case"]
+        for r in rows
+        if r["sgd_score"] is not None and r["score"] < r["sgd_score"] - 0.005
+    ]
     q = quickstart()
     lg = logistic_default()
     lines += [
@@ -451,8 +508,10 @@ def main():
         "",
         "| fit | tol | gap | time (ms) |",
         "|---|---|---|---|",
-        *(f"| {name} | {tol} | {g:.1e} | {t * 1e3:.2f} |"
-          for name, (t, g, tol) in lg.items()),
+        *(
+            f"| {name} | {tol} | {g:.1e} | {t * 1e3:.2f} |"
+            for name, (t, g, tol) in lg.items()
+        ),
         "",
         f"  At our default's gap: ours / LogisticRegression "
         f"{lg['ours'][0] / lg['lr at our gap'][0]:.2f}; at LogisticRegression's "

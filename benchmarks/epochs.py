@@ -114,15 +114,31 @@ def contestants():
         "huber, full batch": (reg(), "y", 2, 12),
         f"huber, batch_size={BATCH}": (reg(batch_size=BATCH), "y", 2, 7),
         f"huber, batch_size={BATCH}, shuffle=False": (
-            reg(batch_size=BATCH, shuffle=False), "y", 2, 7),
+            reg(batch_size=BATCH, shuffle=False),
+            "y",
+            2,
+            7,
+        ),
         "log_loss, full batch": (clf(), "c", 2, 12),
         f"log_loss, batch_size={BATCH}": (clf(batch_size=BATCH), "c", 2, 7),
         f"log_loss, batch_size={BATCH}, shuffle=False": (
-            clf(batch_size=BATCH, shuffle=False), "c", 2, 7),
+            clf(batch_size=BATCH, shuffle=False),
+            "c",
+            2,
+            7,
+        ),
         "SGDRegressor (huber)": (
-            lambda k: SGDRegressor(loss="huber", max_iter=k, **peer), "y", 1, 3),
+            lambda k: SGDRegressor(loss="huber", max_iter=k, **peer),
+            "y",
+            1,
+            3,
+        ),
         "SGDClassifier (log_loss)": (
-            lambda k: SGDClassifier(loss="log_loss", max_iter=k, **peer), "c", 1, 3),
+            lambda k: SGDClassifier(loss="log_loss", max_iter=k, **peer),
+            "c",
+            1,
+            3,
+        ),
     }
 
 
@@ -200,6 +216,7 @@ def main():
         if threads == 2 and name.startswith(("huber", "log_loss")):
             lines.append(target_row(name, ratio, ratios[1, name], 2))
     write_report(lines, "EPOCHS.md")
+
 
 if __name__ == "__main__":
     main()

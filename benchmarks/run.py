@@ -57,37 +57,105 @@ def workloads(quick):
     if quick:
         return [
             dict(name="squared 1e5x100 f32", n=100_000, d=100, dtype="float32", **sq),
-            dict(name="huber 2e4x50 f32", n=20_000, d=50, dtype="float32",
-                 loss="huber", penalty="l2", noise="outliers"),
-            dict(name="elasticnet 2e4x50 f32", n=20_000, d=50, dtype="float32",
-                 loss="squared_error", penalty="elasticnet", alpha=1e-2,
-                 l1_ratio=0.5, sparse_coef=True),
-            dict(name="quantile 5e3x20 f32", n=5_000, d=20, dtype="float32",
-                 loss="quantile", penalty="l1", alpha=1e-4, noise="laplace"),
+            dict(
+                name="huber 2e4x50 f32",
+                n=20_000,
+                d=50,
+                dtype="float32",
+                loss="huber",
+                penalty="l2",
+                noise="outliers",
+            ),
+            dict(
+                name="elasticnet 2e4x50 f32",
+                n=20_000,
+                d=50,
+                dtype="float32",
+                loss="squared_error",
+                penalty="elasticnet",
+                alpha=1e-2,
+                l1_ratio=0.5,
+                sparse_coef=True,
+            ),
+            dict(
+                name="quantile 5e3x20 f32",
+                n=5_000,
+                d=20,
+                dtype="float32",
+                loss="quantile",
+                penalty="l1",
+                alpha=1e-4,
+                noise="laplace",
+            ),
         ]
     out = []
     for n, d in [(100_000, 100), (1_000_000, 100), (200_000, 1000)]:
         for dt in ("float32", "float64"):
             tag = f"{n:.0e}x{d}".replace("+0", "").replace("+", "")
-            out.append(dict(name=f"squared {tag} {dt[5:] and 'f' + dt[5:]}", n=n, d=d,
-                            dtype=dt, **sq))
+            out.append(
+                dict(
+                    name=f"squared {tag} {dt[5:] and 'f' + dt[5:]}",
+                    n=n,
+                    d=d,
+                    dtype=dt,
+                    **sq,
+                )
+            )
     out += [
-        dict(name="squared scaled 2e5x100 f32 (pipeline)", n=200_000, d=100,
-             dtype="float32", scales=True, pipeline=True, **sq),
-        dict(name="huber 2e5x100 f32", n=200_000, d=100, dtype="float32",
-             loss="huber", penalty="l2", noise="outliers"),
-        dict(name="elasticnet 2e5x100 f32", n=200_000, d=100, dtype="float32",
-             loss="squared_error", penalty="elasticnet", alpha=1e-2, l1_ratio=0.5,
-             sparse_coef=True),
-        dict(name="quantile 1e4x20 f32", n=10_000, d=20, dtype="float32",
-             loss="quantile", penalty="l1", alpha=1e-4, noise="laplace"),
+        dict(
+            name="squared scaled 2e5x100 f32 (pipeline)",
+            n=200_000,
+            d=100,
+            dtype="float32",
+            scales=True,
+            pipeline=True,
+            **sq,
+        ),
+        dict(
+            name="huber 2e5x100 f32",
+            n=200_000,
+            d=100,
+            dtype="float32",
+            loss="huber",
+            penalty="l2",
+            noise="outliers",
+        ),
+        dict(
+            name="elasticnet 2e5x100 f32",
+            n=200_000,
+            d=100,
+            dtype="float32",
+            loss="squared_error",
+            penalty="elasticnet",
+            alpha=1e-2,
+            l1_ratio=0.5,
+            sparse_coef=True,
+        ),
+        dict(
+            name="quantile 1e4x20 f32",
+            n=10_000,
+            d=20,
+            dtype="float32",
+            loss="quantile",
+            penalty="l1",
+            alpha=1e-4,
+            noise="laplace",
+        ),
     ]
     return out
 
 
 def complete_spec(w, quick):
-    spec = dict(l1_ratio=0.15, epsilon=0.1, quantile=0.5, pipeline=False, scales=False,
-                noise="gauss", sparse_coef=False, alpha=1e-4)
+    spec = dict(
+        l1_ratio=0.15,
+        epsilon=0.1,
+        quantile=0.5,
+        pipeline=False,
+        scales=False,
+        noise="gauss",
+        sparse_coef=False,
+        alpha=1e-4,
+    )
     spec.update(w)
     spec["target"] = TARGET
     # time given to each contestant's search for the target (beyond its own fit)
@@ -100,8 +168,14 @@ def complete_spec(w, quick):
 def build_workload(spec, workdir, log):
     """Data on disk for the children, the objective, the reference optimum."""
     t0 = time.perf_counter()
-    X, y, _ = make_design(spec["n"], spec["d"], seed=0, scales=spec["scales"],
-                          noise=spec["noise"], sparse_coef=spec["sparse_coef"])
+    X, y, _ = make_design(
+        spec["n"],
+        spec["d"],
+        seed=0,
+        scales=spec["scales"],
+        noise=spec["noise"],
+        sparse_coef=spec["sparse_coef"],
+    )
     dt = np.dtype(spec["dtype"])
     np.save(os.path.join(workdir, "X.npy"), X.astype(dt, copy=False))
     np.save(os.path.join(workdir, "y.npy"), y.astype(dt, copy=False))
@@ -125,28 +199,45 @@ def build_workload(spec, workdir, log):
         a_h = 1e-4 * n
         hr = HuberRegressor(epsilon=1.35, alpha=a_h, tol=1e-12, max_iter=20000)
         hr.fit(Xe, ye)
-        spec.update(huber_eps=1.35, huber_alpha=a_h, epsilon=1.35 * hr.scale_,
-                    alpha=a_h * hr.scale_ / n)
+        spec.update(
+            huber_eps=1.35,
+            huber_alpha=a_h,
+            epsilon=1.35 * hr.scale_,
+            alpha=a_h * hr.scale_ / n,
+        )
         ref = (hr.coef_, hr.intercept_)
         ref_note = f"HuberRegressor(tol=1e-12), sigma*={hr.scale_:.4f}"
-    obj = Objective(Xe, ye, loss=spec["loss"], penalty=spec["penalty"],
-                    alpha=spec["alpha"], l1_ratio=spec["l1_ratio"],
-                    epsilon=spec["epsilon"], quantile=spec["quantile"])
+    obj = Objective(
+        Xe,
+        ye,
+        loss=spec["loss"],
+        penalty=spec["penalty"],
+        alpha=spec["alpha"],
+        l1_ratio=spec["l1_ratio"],
+        epsilon=spec["epsilon"],
+        quantile=spec["quantile"],
+    )
     if spec["loss"] == "squared_error" and spec["penalty"] == "l2":
         ref = obj.ridge_solution()
         ref_note = "normal equations, float64"
     elif spec["penalty"] == "elasticnet":
         from sklearn.linear_model import ElasticNet
 
-        en = ElasticNet(alpha=spec["alpha"], l1_ratio=spec["l1_ratio"], tol=1e-12,
-                        max_iter=100_000, precompute=True).fit(Xe, ye)
+        en = ElasticNet(
+            alpha=spec["alpha"],
+            l1_ratio=spec["l1_ratio"],
+            tol=1e-12,
+            max_iter=100_000,
+            precompute=True,
+        ).fit(Xe, ye)
         ref = (en.coef_, en.intercept_)
         ref_note = "ElasticNet(precompute=True, tol=1e-12), float64"
     elif spec["loss"] == "quantile":
         from sklearn.linear_model import QuantileRegressor
 
-        qr = QuantileRegressor(quantile=spec["quantile"], alpha=spec["alpha"],
-                               solver="highs").fit(Xe, ye)
+        qr = QuantileRegressor(
+            quantile=spec["quantile"], alpha=spec["alpha"], solver="highs"
+        ).fit(Xe, ye)
         ref = (qr.coef_, qr.intercept_)
         ref_note = "QuantileRegressor(highs) exact LP, float64"
     spec["f_ref"] = float(obj(*ref))
@@ -165,16 +256,19 @@ def build_workload(spec, workdir, log):
     # still averages the gradient noise down to the target
     spec["skorch_batch"] = 1024
     spec["skorch_lr"] = (0.2 / L) if not nonsmooth else 0.02 / L
-    spec["skorch_epochs"] = 2 if (n >= 500_000 or spec.get("quick")) else (
-        5 if n >= 100_000 else 10)
+    spec["skorch_epochs"] = (
+        2 if (n >= 500_000 or spec.get("quick")) else (5 if n >= 100_000 else 10)
+    )
     if sq and spec["penalty"] == "l2":
         spec["ridge_solver"], spec["ridge_trial"] = ridge_trial(Xe, ye, spec)
     with open(os.path.join(workdir, "objective.pkl"), "wb") as f:
         pickle.dump(obj, f, protocol=pickle.HIGHEST_PROTOCOL)
     with open(os.path.join(workdir, "spec.json"), "w") as f:
         json.dump(spec, f)
-    log(f"  data + reference: {time.perf_counter() - t0:.1f}s  f*={spec['f_ref']:.6g}"
-        f"  L={L:.3g}  ({ref_note})")
+    log(
+        f"  data + reference: {time.perf_counter() - t0:.1f}s  f*={spec['f_ref']:.6g}"
+        f"  L={L:.3g}  ({ref_note})"
+    )
     return spec
 
 
@@ -218,8 +312,9 @@ def run_workload_child(workdir, timeout, log, threads=None, name="results.json")
     env = dict(os.environ)
     if threads is not None:
         env["SKLEARN_GD_BENCH_THREADS"] = str(threads)
-    p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         text=True, env=env)
+    p = subprocess.Popen(
+        cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env
+    )
     t0 = time.perf_counter()
     for line in p.stdout:  # one JSON line per finished contestant
         try:
@@ -230,9 +325,11 @@ def run_workload_child(workdir, timeout, log, threads=None, name="results.json")
             log(f"  {r['name']:26s} ERROR {r['error'][-300:]}")
         else:
             hit = r["hit"] and min(r["hit"]["times"])
-            log(f"  {r['name']:26s} own {min(r['own']['times']):8.3f}s  "
+            log(
+                f"  {r['name']:26s} own {min(r['own']['times']):8.3f}s  "
                 f"t2t={'-' if hit is None else f'{hit:.3f}s'}  "
-                f"peak+{(r['peak'] or 0) / 2**20:.0f}MiB  ({r['wall']:.0f}s)")
+                f"peak+{(r['peak'] or 0) / 2**20:.0f}MiB  ({r['wall']:.0f}s)"
+            )
         if time.perf_counter() - t0 > timeout:
             p.kill()
             break
@@ -251,10 +348,16 @@ def run_workload_child(workdir, timeout, log, threads=None, name="results.json")
 def summarise(spec, results):
     """Gaps against f* (= min of the reference and everything seen)."""
     f_ref = spec["f_ref"]
-    seen = [p["obj"] for r in results if "ladder" in r for p in r["ladder"]
-            if np.isfinite(p["obj"])]
-    seen += [r["own"]["obj"] for r in results if "own" in r
-             and np.isfinite(r["own"]["obj"])]
+    seen = [
+        p["obj"]
+        for r in results
+        if "ladder" in r
+        for p in r["ladder"]
+        if np.isfinite(p["obj"])
+    ]
+    seen += [
+        r["own"]["obj"] for r in results if "own" in r and np.isfinite(r["own"]["obj"])
+    ]
     f_star = min([f_ref] + seen)
     spec["f_star"] = f_star
 
@@ -269,8 +372,10 @@ def summarise(spec, results):
         pts = [(min(p["times"]), gap(p["obj"])) for p in r["ladder"]]
         trace = list(pts)
         if "trace_epochs" in r:  # per-epoch history, times from t(1) + per-epoch
-            trace = [(r["time_1_epoch"] + (k - 1) * r["time_per_epoch"], gap(v))
-                      for k, v in zip(r["trace_epochs"], r["trace_objs"])] + pts
+            trace = [
+                (r["time_1_epoch"] + (k - 1) * r["time_per_epoch"], gap(v))
+                for k, v in zip(r["trace_epochs"], r["trace_objs"])
+            ] + pts
         trace.append((r["own_time"], r["own_gap"]))
         r["trace"] = sorted(trace, key=lambda p: p[0])  # stable: epoch order
         # the contestant's own fit counts too (a full run that gets there)
@@ -296,8 +401,10 @@ def gpu_section(log, bw_cpu):
     coef = torch.randn(d, device="cuda", generator=g)
     yg = Xg @ coef + 3.0 + torch.randn(n, device="cuda", generator=g)
     out = {"n": n, "d": d}
-    for name, kw in [("ours-default cuda", {}),
-                     ("ours-fast cuda", dict(tol=None, max_iter=100))]:
+    for name, kw in [
+        ("ours-default cuda", {}),
+        ("ours-fast cuda", dict(tol=None, max_iter=100)),
+    ]:
         ts = []
         for _ in range(3):
             torch.cuda.synchronize()
@@ -315,8 +422,10 @@ def gpu_section(log, bw_cpu):
     est = TorchSGDRegressor().fit(X[:1], y[:1])  # warm-up of the CPU path
     t0 = time.perf_counter()
     r = Ridge(alpha=1e-4 * n, solver="cholesky").fit(X, y)
-    out["Ridge(cholesky) cpu"] = {"times": [time.perf_counter() - t0],
-                                  "gap": (obj(r.coef_, r.intercept_) - fs) / fs}
+    out["Ridge(cholesky) cpu"] = {
+        "times": [time.perf_counter() - t0],
+        "gap": (obj(r.coef_, r.intercept_) - fs) / fs,
+    }
     log(f"  Ridge(cholesky) cpu: {out['Ridge(cholesky) cpu']['times'][0]:.3f}s")
     return out
 
@@ -358,7 +467,7 @@ def write_report(out_dir, meta, all_results, engine, gpu):
         f"Load average at start / end: {meta['load_start']} / {meta['load_end']}; "
         "before each workload the run waits until other processes use under 0.3 "
         "cores (the cores used then are in results.json; a workload still busy "
-        "after two minutes is marked in the summary). The \"1 thread\" columns "
+        'after two minutes is marked in the summary). The "1 thread" columns '
         "rerun every contestant with one thread in every library, which load "
         "cannot slow as much.",
         f"Timing noise: short fits are timed best of 2-3; the median spread "
@@ -368,8 +477,8 @@ def write_report(out_dir, meta, all_results, engine, gpu):
         "noise.",
         "",
         f"Target: relative objective gap (f - f*) / |f*| <= {TARGET:g}. "
-        "\"time to target\" is the wall time of the cheapest fit (smallest budget) "
-        "that reaches it; \"> t (not reached)\" means no fit up to t seconds did. "
+        '"time to target" is the wall time of the cheapest fit (smallest budget) '
+        'that reaches it; "> t (not reached)" means no fit up to t seconds did. '
         "Ratios are ours / contestant (below 1: ours is faster).",
         "",
         "## Summary: time-to-target ratio, ours-fast / contestant (ours-default / "
@@ -377,11 +486,17 @@ def write_report(out_dir, meta, all_results, engine, gpu):
         "",
     ]
     peers = ["SGDRegressor", "best sklearn", "skorch", "tutorial"]
-    one = [p for p in ("SGDRegressor", "best sklearn")
-           if any(w.get("results_1thread") for w, _ in all_results)]
-    lines.append("| workload | ours-fast t2t (s) | ours-default t2t (s) | "
-                 + " | ".join(f"vs {p}" for p in peers)
-                 + "".join(f" | vs {p}, 1 thread" for p in one) + " |")
+    one = [
+        p
+        for p in ("SGDRegressor", "best sklearn")
+        if any(w.get("results_1thread") for w, _ in all_results)
+    ]
+    lines.append(
+        "| workload | ours-fast t2t (s) | ours-default t2t (s) | "
+        + " | ".join(f"vs {p}" for p in peers)
+        + "".join(f" | vs {p}, 1 thread" for p in one)
+        + " |"
+    )
     lines.append("|" + "---|" * (3 + len(peers) + len(one)))
     for w, res in all_results:
         rs = by[w["name"]]
@@ -390,54 +505,79 @@ def write_report(out_dir, meta, all_results, engine, gpu):
         for p in peers:
             c = best if p == "best sklearn" else rs.get(p)
             label = "" if p != "best sklearn" or c is None else f" ({c['name']})"
-            cells.append(f"{ratio(rs.get('ours-fast'), c)} "
-                         f"[{ratio(rs.get('ours-default'), c)}]{label}")
+            cells.append(
+                f"{ratio(rs.get('ours-fast'), c)} "
+                f"[{ratio(rs.get('ours-default'), c)}]{label}"
+            )
         res1 = w.get("results_1thread") or []
         rs1 = {r["name"]: r for r in res1}
         best1 = next((r for r in res1 if r.get("kind") == "sklearn-best"), None)
         for p in one:
             c = best1 if p == "best sklearn" else rs1.get(p)
-            cells.append(f"{ratio(rs1.get('ours-fast'), c)} "
-                         f"[{ratio(rs1.get('ours-default'), c)}]")
+            cells.append(
+                f"{ratio(rs1.get('ours-fast'), c)} "
+                f"[{ratio(rs1.get('ours-default'), c)}]"
+            )
         busy = w.get("busy_cores")
         mark = f" (busy: {busy:.2f} cores)" if busy is not None and busy > 0.3 else ""
-        lines.append(f"| {w['name']}{mark} | {fmt_t(rs.get('ours-fast'))} | "
-                     f"{fmt_t(rs.get('ours-default'))} | " + " | ".join(cells) + " |")
+        lines.append(
+            f"| {w['name']}{mark} | {fmt_t(rs.get('ours-fast'))} | "
+            f"{fmt_t(rs.get('ours-default'))} | " + " | ".join(cells) + " |"
+        )
     expected = {"ours-default", "ours-fast", "SGDRegressor", "skorch", "tutorial"}
-    missing = [(w["name"], sorted(expected - set(by[w["name"]])))
-               for w, _ in all_results if expected - set(by[w["name"]])]
+    missing = [
+        (w["name"], sorted(expected - set(by[w["name"]])))
+        for w, _ in all_results
+        if expected - set(by[w["name"]])
+    ]
     if missing:
-        lines += ["", "**Incomplete workloads** (the workload's process hit its time "
-                  "limit; the rows it finished before are kept, see run.log for the "
-                  "lines it printed): "
-                  + "; ".join(f"{n}: missing {', '.join(m)}" for n, m in missing)
-                  + "."]
+        lines += [
+            "",
+            "**Incomplete workloads** (the workload's process hit its time "
+            "limit; the rows it finished before are kept, see run.log for the "
+            "lines it printed): "
+            + "; ".join(f"{n}: missing {', '.join(m)}" for n, m in missing)
+            + ".",
+        ]
     lines += ["", "## Per workload", ""]
     for w, res in all_results:
         rs = by[w["name"]]
-        lines += [f"### {w['name']}", "",
-                  f"n={w['n']}, d={w['d']}, {w['dtype']}, loss={w['loss']}, "
-                  f"penalty={w['penalty']}, alpha={w['alpha']:.4g}"
-                  + (f", l1_ratio={w['l1_ratio']}" if w["penalty"] == "elasticnet"
-                     else "")
-                  + (f", epsilon={w['epsilon']:.4g}" if w["loss"] == "huber" else "")
-                  + (", features scaled 1e-2..1e2, every contestant in "
-                     "make_pipeline(StandardScaler(), ...)" if w["pipeline"] else "")
-                  + f". f* = {w['f_star']:.8g} (reference: {w['ref_note']}). "
-                  f"X is {w['n'] * w['d'] * np.dtype(w['dtype']).itemsize / 2**20:.0f}"
-                  " MiB.", ""]
+        lines += [
+            f"### {w['name']}",
+            "",
+            f"n={w['n']}, d={w['d']}, {w['dtype']}, loss={w['loss']}, "
+            f"penalty={w['penalty']}, alpha={w['alpha']:.4g}"
+            + (f", l1_ratio={w['l1_ratio']}" if w["penalty"] == "elasticnet" else "")
+            + (f", epsilon={w['epsilon']:.4g}" if w["loss"] == "huber" else "")
+            + (
+                ", features scaled 1e-2..1e2, every contestant in "
+                "make_pipeline(StandardScaler(), ...)"
+                if w["pipeline"]
+                else ""
+            )
+            + f". f* = {w['f_star']:.8g} (reference: {w['ref_note']}). "
+            f"X is {w['n'] * w['d'] * np.dtype(w['dtype']).itemsize / 2**20:.0f}"
+            " MiB.",
+            "",
+        ]
         if "ridge_trial" in w:
-            lines += ["Ridge solver trial (50k-row subsample, best of 2): "
-                      + ", ".join(f"{k} {v:.3f}s" for k, v in w["ridge_trial"].items())
-                      + f" -> {w['ridge_solver']}.", ""]
-        lines.append("| contestant | time to 1e-3 (s) | own config: wall (s) | "
-                     "own config: final gap | peak extra RSS (MiB) | t2t ratio "
-                     "ours-fast / this | t2t ratio ours-default / this | settings |")
+            lines += [
+                "Ridge solver trial (50k-row subsample, best of 2): "
+                + ", ".join(f"{k} {v:.3f}s" for k, v in w["ridge_trial"].items())
+                + f" -> {w['ridge_solver']}.",
+                "",
+            ]
+        lines.append(
+            "| contestant | time to 1e-3 (s) | own config: wall (s) | "
+            "own config: final gap | peak extra RSS (MiB) | t2t ratio "
+            "ours-fast / this | t2t ratio ours-default / this | settings |"
+        )
         lines.append("|" + "---|" * 8)
         for r in res:
             if "own" not in r:
-                lines.append(f"| {r['name']} | error | | | | | | "
-                             f"{r.get('error', '')[-200:]!r} |")
+                lines.append(
+                    f"| {r['name']} | error | | | | | | {r.get('error', '')[-200:]!r} |"
+                )
                 continue
             pk = r.get("peak_extra_bytes")
             lines.append(
@@ -445,20 +585,26 @@ def write_report(out_dir, meta, all_results, engine, gpu):
                 f"{r['own_gap']:.2e} | {'' if pk is None else f'{pk / 2**20:.0f}'} | "
                 f"{ratio(rs.get('ours-fast'), r)} | {ratio(rs.get('ours-default'), r)}"
                 f" | {r['note'].replace('|', '/')}"
-                + (f"; {r['stopped']}" if r.get("stopped") else "") + " |")
+                + (f"; {r['stopped']}" if r.get("stopped") else "")
+                + " |"
+            )
         lines.append("")
     lines += targets_section(meta, all_results, engine)
-    lines += ["## Our engine: seconds per epoch vs the bandwidth floor", "",
-              "floor = bytes of X / read bandwidth. \"default epoch\" is the "
-              "marginal cost of one more epoch with default settings (the Gram "
-              "path for the squared loss: O(d^2) per epoch after one pass); "
-              "\"direct epoch\" the same through the row-reading path (squared "
-              "loss as huber with epsilon=inf; eta0 given). \"max_iter=1 fit\" "
-              "is a whole fit of one epoch: validation, step-size estimate, one "
-              "pass (the Gram matrix for the squared loss).", "",
-              "| workload | X (MiB) | floor (ms) | max_iter=1 fit (ms) | default "
-              "epoch (ms) | direct epoch (ms) | direct / floor |",
-              "|---|---|---|---|---|---|---|"]
+    lines += [
+        "## Our engine: seconds per epoch vs the bandwidth floor",
+        "",
+        'floor = bytes of X / read bandwidth. "default epoch" is the '
+        "marginal cost of one more epoch with default settings (the Gram "
+        "path for the squared loss: O(d^2) per epoch after one pass); "
+        '"direct epoch" the same through the row-reading path (squared '
+        'loss as huber with epsilon=inf; eta0 given). "max_iter=1 fit" '
+        "is a whole fit of one epoch: validation, step-size estimate, one "
+        "pass (the Gram matrix for the squared loss).",
+        "",
+        "| workload | X (MiB) | floor (ms) | max_iter=1 fit (ms) | default "
+        "epoch (ms) | direct epoch (ms) | direct / floor |",
+        "|---|---|---|---|---|---|---|",
+    ]
     for w, e in engine:
         if "error" in e:
             lines.append(f"| {w['name']} | error: {e['error'][-150:]!r} | | | | | |")
@@ -469,7 +615,8 @@ def write_report(out_dir, meta, all_results, engine, gpu):
             f"| {w['name']} | {xb / 2**20:.0f} | {floor * 1e3:.1f} | "
             f"{e['default_first_fit_s'] * 1e3:.0f} | "
             f"{e['default_epoch_s'] * 1e3:.2f} | "
-            f"{e['direct_epoch_s'] * 1e3:.1f} | {e['direct_epoch_s'] / floor:.2f} |")
+            f"{e['direct_epoch_s'] * 1e3:.1f} | {e['direct_epoch_s'] / floor:.2f} |"
+        )
     lines += ["", "## GPU", ""]
     if "skipped" in gpu:
         lines.append(f"Skipped: {gpu['skipped']}.")
@@ -493,9 +640,12 @@ def targets_section(meta, all_results, engine):
         xb = w["n"] * w["d"] * np.dtype(w["dtype"]).itemsize
         sgd = rs.get("SGDRegressor")
         ridge = next((r for r in rs.values() if r.get("kind") == "sklearn-best"), None)
-        lines += [f"On **{key}**:", "",
-                  "| target | ours-default | ours-fast | verdict (ours-fast) |",
-                  "|---|---|---|---|"]
+        lines += [
+            f"On **{key}**:",
+            "",
+            "| target | ours-default | ours-fast | verdict (ours-fast) |",
+            "|---|---|---|---|",
+        ]
 
         def t2t(r):
             return None if r is None or "own" not in r else r["t2t"]
@@ -510,16 +660,20 @@ def targets_section(meta, all_results, engine):
 
         if sgd and "own" in sgd:
             lim = sgd["own_time"] / 10
-            lines.append(f"| t2t <= SGDRegressor default fit time / 10 = {lim:.3g} s "
-                         f"| {cell(t2t(a))} | {cell(t2t(f))} | "
-                         f"{verdict(t2t(f), lim)}"
-                         " |")
+            lines.append(
+                f"| t2t <= SGDRegressor default fit time / 10 = {lim:.3g} s "
+                f"| {cell(t2t(a))} | {cell(t2t(f))} | "
+                f"{verdict(t2t(f), lim)}"
+                " |"
+            )
         if ridge and t2t(ridge) is not None:
             lim = t2t(ridge)
-            lines.append(f"| t2t <= {ridge['name']} t2t = {lim:.3g} s | "
-                         f"{cell(t2t(a))} | {cell(t2t(f))} | "
-                         f"{verdict(t2t(f), lim)}"
-                         f" (ratio {ratio(f, ridge)}) |")
+            lines.append(
+                f"| t2t <= {ridge['name']} t2t = {lim:.3g} s | "
+                f"{cell(t2t(a))} | {cell(t2t(f))} | "
+                f"{verdict(t2t(f), lim)}"
+                f" (ratio {ratio(f, ridge)}) |"
+            )
         e = eng.get(key, {})
         if "direct_epoch_s" in e:
             floor = xb / meta["bandwidth"]
@@ -531,17 +685,22 @@ def targets_section(meta, all_results, engine):
                 f"{e['direct_epoch_s'] * 1e3:.1f} ms = "
                 f"{e['direct_epoch_s'] / floor:.1f} x floor | "
                 f"{'met' if e['direct_epoch_s'] <= 2 * floor else 'NOT met'} "
-                "(direct path) |")
+                "(direct path) |"
+            )
         pk = [r.get("peak_extra_bytes") for r in (a, f)]
         if None not in pk and a and f and "own" in a and "own" in f:
             lines.append(
                 f"| extra memory <= 10% of X ({0.1 * xb / 2**20:.0f} MiB) | "
                 f"{pk[0] / 2**20:.0f} MiB ({pk[0] / xb:.0%}) | {pk[1] / 2**20:.0f} MiB "
-                f"({pk[1] / xb:.0%}) | {'met' if max(pk) <= 0.1 * xb else 'NOT met'} |")
+                f"({pk[1] / xb:.0%}) | {'met' if max(pk) <= 0.1 * xb else 'NOT met'} |"
+            )
         lines.append("")
-    lines += [">= 5x faster than the tutorial loop (tutorial t2t / ours t2t):", "",
-              "| workload | ours-fast | ours-default | verdict (ours-fast) |",
-              "|---|---|---|---|"]
+    lines += [
+        ">= 5x faster than the tutorial loop (tutorial t2t / ours t2t):",
+        "",
+        "| workload | ours-fast | ours-default | verdict (ours-fast) |",
+        "|---|---|---|---|",
+    ]
     for name, (w, rs) in by.items():
         tut = rs.get("tutorial")
         cells = []
@@ -554,10 +713,11 @@ def targets_section(meta, all_results, engine):
             if f["t2t"] is None:
                 verdict = "ours not reached"
             elif tut["t2t"] is None:
-                verdict = (f"met (> {tut['t2t_lower'] / f['t2t']:.3g}x)"
-                           if tut["t2t_lower"] / f["t2t"] >= 5 else
-                           f"unclear (tutorial not reached in "
-                           f"{tut['t2t_lower']:.3g} s)")
+                verdict = (
+                    f"met (> {tut['t2t_lower'] / f['t2t']:.3g}x)"
+                    if tut["t2t_lower"] / f["t2t"] >= 5
+                    else f"unclear (tutorial not reached in {tut['t2t_lower']:.3g} s)"
+                )
             else:
                 verdict = "met" if tut["t2t"] / f["t2t"] >= 5 else "NOT met"
         lines.append(f"| {name} | {cells[0]} | {cells[1]} | {verdict} |")
@@ -574,12 +734,17 @@ def plot(out_dir, all_results):
     k = len(all_results)
     cols = min(k, 4)
     rows = (k + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 3.6 * rows),
-                             squeeze=False)
-    styles = {"ours-default": ("C0", "o-"), "ours-fast": ("C3", "s-"),
-              "ours-lbfgs": ("C9", ".:"),
-              "SGDRegressor": ("C1", "^-"), "skorch": ("C4", "v-"),
-              "tutorial": ("C2", "d-")}
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(4.2 * cols, 3.6 * rows), squeeze=False
+    )
+    styles = {
+        "ours-default": ("C0", "o-"),
+        "ours-fast": ("C3", "s-"),
+        "ours-lbfgs": ("C9", ".:"),
+        "SGDRegressor": ("C1", "^-"),
+        "skorch": ("C4", "v-"),
+        "tutorial": ("C2", "d-"),
+    }
     for ax, (w, res) in zip(axes.flat, all_results):
         for r in res:
             if "trace" not in r:
@@ -596,8 +761,14 @@ def plot(out_dir, all_results):
         if ax.get_legend_handles_labels()[0]:
             ax.legend(fontsize=6)
         else:
-            ax.text(0.5, 0.5, "no results (time limit)", ha="center",
-                    transform=ax.transAxes, fontsize=8)
+            ax.text(
+                0.5,
+                0.5,
+                "no results (time limit)",
+                ha="center",
+                transform=ax.transAxes,
+                fontsize=8,
+            )
     for ax in list(axes.flat)[k:]:
         ax.axis("off")
     fig.tight_layout()
@@ -609,13 +780,23 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--quick", action="store_true", help="small sizes, < 2 minutes")
     ap.add_argument("--out", default=os.path.join(HERE, "results"))
-    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"],
-                    help="cuda: also run the GPU section (1e7 x 100 float32)")
+    ap.add_argument(
+        "--device",
+        default="cpu",
+        choices=["cpu", "cuda"],
+        help="cuda: also run the GPU section (1e7 x 100 float32)",
+    )
     ap.add_argument("--only", default=None, help="substring of workload names")
-    ap.add_argument("--no-one-thread", action="store_true",
-                    help="skip the second, one-thread timing of every workload")
-    ap.add_argument("--report-only", action="store_true",
-                    help="rewrite RESULTS.md and the plot from --out/results.json")
+    ap.add_argument(
+        "--no-one-thread",
+        action="store_true",
+        help="skip the second, one-thread timing of every workload",
+    )
+    ap.add_argument(
+        "--report-only",
+        action="store_true",
+        help="rewrite RESULTS.md and the plot from --out/results.json",
+    )
     args = ap.parse_args()
     if args.report_only:
         path = os.path.join(args.out, "results.json")
@@ -634,8 +815,10 @@ def main():
         if path.endswith("results.json"):
             with open(path, "w") as f:
                 json.dump(data, f, indent=1, default=float)
-        engine = [(w["spec"], {k: v for k, v in e.items() if k != "workload"})
-                  for w, e in zip(data["workloads"], data["engine"])]
+        engine = [
+            (w["spec"], {k: v for k, v in e.items() if k != "workload"})
+            for w, e in zip(data["workloads"], data["engine"])
+        ]
         write_report(args.out, data["meta"], all_results, engine, data["gpu"])
         plot(args.out, all_results)
         return
@@ -662,24 +845,35 @@ def main():
         try:
             commit = subprocess.run(
                 ["git", "-C", _setup.ROOT, "describe", "--always", "--dirty"],
-                capture_output=True, text=True).stdout.strip()
+                capture_output=True,
+                text=True,
+            ).stdout.strip()
         except OSError:
             commit = "unknown"
     pools = ", ".join(
-        f"{p['internal_api']}={p['num_threads']}" for p in threadpool_info())
-    threads = (f"torch.get_num_threads()={torch.get_num_threads()}; "
-               f"threadpoolctl: {pools}")
+        f"{p['internal_api']}={p['num_threads']}" for p in threadpool_info()
+    )
+    threads = (
+        f"torch.get_num_threads()={torch.get_num_threads()}; threadpoolctl: {pools}"
+    )
     log(f"threads: {threads}")
     bw = bandwidth()
     log(f"read bandwidth: {bw / 1e9:.1f} GB/s")
     meta = dict(
         command=" ".join(["python", "benchmarks/run.py"] + sys.argv[1:]),
         mode="quick" if args.quick else "full",
-        date=time.strftime("%Y-%m-%d %H:%M"), machine=f"{platform.machine()}, "
-        f"{os.cpu_count()} cores, {platform.platform()}",
-        torch=torch.__version__, sklearn=sklearn.__version__, skorch=skorch_v,
-        sklearn_gd_path=os.path.dirname(sklearn_gd.__file__), commit=commit,
-        threads=threads, bandwidth=bw, load_start=os.getloadavg()[0], target=TARGET)
+        date=time.strftime("%Y-%m-%d %H:%M"),
+        machine=f"{platform.machine()}, {os.cpu_count()} cores, {platform.platform()}",
+        torch=torch.__version__,
+        sklearn=sklearn.__version__,
+        skorch=skorch_v,
+        sklearn_gd_path=os.path.dirname(sklearn_gd.__file__),
+        commit=commit,
+        threads=threads,
+        bandwidth=bw,
+        load_start=os.getloadavg()[0],
+        target=TARGET,
+    )
     if skorch_v == "not installed":
         log("skorch is not installed: its rows will show an error")
 
@@ -703,20 +897,30 @@ def main():
                 log("  the same, one thread in every library:")
                 wait_until_quiet(log)
                 results1, _ = run_workload_child(
-                    workdir, limit, log, threads=1, name="results1.json")
+                    workdir, limit, log, threads=1, name="results1.json"
+                )
         summarise(spec, results + results1)  # one f* for both
         spec["results_1thread"] = results1
         all_results.append((spec, results))
         # partial results after every workload (a long run can be inspected,
         # or salvaged with --report-only if it is interrupted)
         with open(os.path.join(args.out, "results.partial.json"), "w") as f:
-            json.dump({"meta": meta, "workloads": [{"spec": s, "results": r}
-                                                   for s, r in all_results],
-                       "engine": [{"workload": s["name"], **e} for s, e in engine],
-                       "gpu": {"skipped": "partial results"}}, f, default=float)
+            json.dump(
+                {
+                    "meta": meta,
+                    "workloads": [{"spec": s, "results": r} for s, r in all_results],
+                    "engine": [{"workload": s["name"], **e} for s, e in engine],
+                    "gpu": {"skipped": "partial results"},
+                },
+                f,
+                default=float,
+            )
 
-    gpu = gpu_section(log, bw) if args.device == "cuda" else {
-        "skipped": "run with --device cuda to include it"}
+    gpu = (
+        gpu_section(log, bw)
+        if args.device == "cuda"
+        else {"skipped": "run with --device cuda to include it"}
+    )
     if args.device == "cuda" and "skipped" not in gpu:
         pass
     elif args.device == "cuda":
@@ -734,10 +938,17 @@ def main():
     meta["total_s"] = time.perf_counter() - t_start
 
     with open(os.path.join(args.out, "results.json"), "w") as f:
-        json.dump({"meta": meta, "workloads": [{"spec": s, "results": r}
-                                               for s, r in all_results],
-                   "engine": [{"workload": s["name"], **e} for s, e in engine],
-                   "gpu": gpu}, f, indent=1, default=float)
+        json.dump(
+            {
+                "meta": meta,
+                "workloads": [{"spec": s, "results": r} for s, r in all_results],
+                "engine": [{"workload": s["name"], **e} for s, e in engine],
+                "gpu": gpu,
+            },
+            f,
+            indent=1,
+            default=float,
+        )
     write_report(args.out, meta, all_results, engine, gpu)
     plot(args.out, all_results)
     try:

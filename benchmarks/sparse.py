@@ -70,10 +70,14 @@ def main():
     X, y = X[:n_train], y[:n_train]
     contestants = {
         "SGDClassifier (hinge)": (
-            lambda k: SGDClassifier(max_iter=k, tol=None, random_state=0), 2, 12
+            lambda k: SGDClassifier(max_iter=k, tol=None, random_state=0),
+            2,
+            12,
         ),
         "ours, full batch": (
-            lambda k: TorchSGDClassifier(max_iter=k, tol=None, random_state=0), 2, 22
+            lambda k: TorchSGDClassifier(max_iter=k, tol=None, random_state=0),
+            2,
+            22,
         ),
         "ours, batch_size=256": (
             lambda k: TorchSGDClassifier(
@@ -125,6 +129,7 @@ def main():
         label = f"{name}: epoch <= {limit} x SGDClassifier's"
         lines.append(target_row(label, ratios[2, name], ratios[1, name], limit))
     write_report(lines, "SPARSE.md")
+
 
 if __name__ == "__main__":
     main()

@@ -111,9 +111,7 @@ def _data(loss, n=40, d=3, seed=0, weighted=True):
 
 def _problem(loss, X, y, s, penalty, fit_intercept):
     t = lambda a: None if a is None else torch.as_tensor(a, dtype=torch.float64)  # noqa: E731
-    oracle = DirectOracle(
-        t(X), t(y)[:, None], t(s), loss, fit_intercept=fit_intercept
-    )
+    oracle = DirectOracle(t(X), t(y)[:, None], t(s), loss, fit_intercept=fit_intercept)
     pen = make_penalty(penalty, alpha=0.05, l1_ratio=0.5)
     return Problem(oracle, pen, X.shape[1], 1, joint=False)
 
@@ -152,15 +150,25 @@ def _reference(problem, q):
     size = q + d if split else q
     bounds = [(0, None)] * (2 * d) + [(None, None)] * (q - d) if split else None
     res = minimize(
-        f, np.zeros(size), jac=True, method="L-BFGS-B", bounds=bounds,
+        f,
+        np.zeros(size),
+        jac=True,
+        method="L-BFGS-B",
+        bounds=bounds,
         options=dict(gtol=1e-12, ftol=1e-16, maxiter=20000, maxcor=30),
     )
     theta = unpack(res.x)
     return theta, _objective(problem, theta)
 
 
-SMOOTH = [LogLoss(), ModifiedHuber(), SquaredHinge(1.0), Huber(0.7), SquaredError(),
-          SquaredEpsilonInsensitive(0.3)]
+SMOOTH = [
+    LogLoss(),
+    ModifiedHuber(),
+    SquaredHinge(1.0),
+    Huber(0.7),
+    SquaredError(),
+    SquaredEpsilonInsensitive(0.3),
+]
 
 
 @pytest.mark.parametrize("penalty", ["l2", "elasticnet", None])
@@ -227,8 +235,9 @@ def test_newton_certificate_bounds_the_true_gap(make, monkeypatch):
     assert seen and all(used)
     assert type(est._solver).__name__ == "Newton" if hasattr(est, "_solver") else True
     y_ = y if est.loss == "huber" else np.where(y == est.classes_[1], 1.0, -1.0)
-    problem = _problem(loss if est.loss != "modified_huber" else ModifiedHuber(),
-                       X, y_, s, "l2", True)
+    problem = _problem(
+        loss if est.loss != "modified_huber" else ModifiedHuber(), X, y_, s, "l2", True
+    )
     problem.penalty = make_penalty("l2", alpha=est.alpha, l1_ratio=0.0)
     _, f_star = _reference(problem, X.shape[1] + 1)
     for f, gap in seen:
@@ -238,7 +247,8 @@ def test_newton_certificate_bounds_the_true_gap(make, monkeypatch):
 
 @pytest.mark.parametrize("fit_intercept", [True, False])
 @pytest.mark.parametrize(
-    "loss", [LogLoss(), ModifiedHuber(), Huber(0.7), SquaredError()],
+    "loss",
+    [LogLoss(), ModifiedHuber(), Huber(0.7), SquaredError()],
     ids=lambda m: type(m).__name__,
 )
 def test_gradient_plain_point_bounds_the_true_gap(loss, fit_intercept):

@@ -138,8 +138,8 @@ def test_negative_power_t_warns_as_sklearn_and_fits(
 
 
 @pytest.mark.parametrize(
-    "cls, n_classes", [(TorchSGDClassifier, 2), (TorchSGDClassifier, 3)]
-    + [(TorchSGDRegressor, None)],
+    "cls, n_classes",
+    [(TorchSGDClassifier, 2), (TorchSGDClassifier, 3)] + [(TorchSGDRegressor, None)],
 )
 def test_init_shape_messages_are_sklearns(cls, n_classes, regression):
     X, y = regression
@@ -332,7 +332,7 @@ def test_fit_partial_fit_and_predict_leave_inputs_alone(
     Xc = _container(X.astype(dtype), kind, tmp_path)
     yc, sw = y.copy(), np.linspace(0.5, 2.0, len(y))
     if kind == "tensor":
-            yc, sw = torch.from_numpy(yc), torch.from_numpy(sw)
+        yc, sw = torch.from_numpy(yc), torch.from_numpy(sw)
     snaps = [_snapshot(a) for a in (Xc, yc, sw)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

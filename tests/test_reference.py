@@ -518,9 +518,7 @@ def sparse_problem():
 
 @pytest.mark.parametrize(
     "loss, penalty, optimizer",
-    list(
-        itertools.product(LOSS_NAMES, PENALTY_NAMES, sorted(OPTIMIZERS))
-    ),
+    list(itertools.product(LOSS_NAMES, PENALTY_NAMES, sorted(OPTIMIZERS))),
 )
 def test_every_combination(loss, penalty, optimizer):
     X, y = sparse_problem()
