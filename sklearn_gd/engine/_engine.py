@@ -132,9 +132,15 @@ def train(
     else:
         problem = ProblemBatch(oracle, penalty, d, layout, joint_outputs)
     training = Training(
-        problem, it, schedule, solver, stopping, validation, init.optimizer_state
+        problem,
+        it,
+        schedule,
+        solver,
+        stopping,
+        validation,
+        init.optimizer_state,
+        max_iter,
     )
-    training.max_iter = max_iter
     with torch.no_grad():
         try:
             while training.going():
@@ -150,8 +156,6 @@ class Training:
     problem stands (its epochs, its status), with the last learning rate
     and whether it was interrupted."""
 
-    max_iter = 1000
-
     def __init__(
         self,
         problem: Problem,
@@ -161,11 +165,13 @@ class Training:
         stopping: StoppingRule,
         validation: Validation | None,
         optimizer_state: dict | None,
+        max_iter: int,
     ):
         """Set the solver and the stopping rule up on ``problem`` from the
         iterate ``it``, with the divergence guard, the restarts and the
-        history."""
+        history; each problem trains ``max_iter`` epochs at most."""
         self.problem, self.it, self.validation = problem, it, validation
+        self.max_iter = max_iter
         self.schedule, self.solver, self.stopping = schedule, solver, stopping
         self.lr = schedule.rate(it.t)
         check_rate_fits(_largest(self.lr), it.theta.dtype)

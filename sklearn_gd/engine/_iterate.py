@@ -71,7 +71,7 @@ class Iterate:
         else:
             theta = init.coef.detach().clone()
         self.theta = theta
-        self.t = _copy(init.t) if isinstance(init.t, torch.Tensor) else int(init.t)
+        self.t = init.t.clone() if isinstance(init.t, torch.Tensor) else int(init.t)
         self.d = d
         self.fit_intercept = fit_intercept
         self.averager = None
@@ -114,17 +114,14 @@ class Iterate:
 
     def restore(self, snap, cols=None):
         """Go back to ``snap``: whole, or in the columns ``cols`` (a mask)."""
+        if cols is not None:
+            avg = None if self.averager is None else self.averager.value
+            snap = self.merged(snap, (self.theta, self.t, avg), cols)
         theta, t, avg = snap
-        if cols is None:
-            self.theta.copy_(theta)
-            self.t = _copy(t)
-            if avg is not None:
-                self.averager.value.copy_(avg)
-            return
-        self.theta.copy_(torch.where(cols, theta, self.theta))
-        self.t = torch.where(cols, t, self.t)
+        self.theta.copy_(theta)
+        self.t = _copy(t)
         if avg is not None:
-            self.averager.value.copy_(torch.where(cols, avg, self.averager.value))
+            self.averager.value.copy_(avg)
 
     def merged(self, snap, other, cols):
         """A snapshot that is ``snap`` in the columns ``cols`` and ``other``
