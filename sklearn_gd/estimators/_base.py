@@ -57,11 +57,41 @@ except ImportError:  # older scikit-learn: fits run without callbacks
         """Stand-in when scikit-learn has no callback API."""
 
 
-__all__ = ["BaseTorchSGD"]
+__all__ = ["PARAMETER_CONSTRAINTS", "BaseTorchSGD"]
 
 # attributes that sklearn's callback machinery sets during fit and removes
 # after it; a failed fit restores everything else
 _CALLBACK_ATTRS = ("_callback_fit_ctx", "_skl_callbacks_to_teardown")
+
+
+# the parameters both estimators share, as scikit-learn validates them
+PARAMETER_CONSTRAINTS: dict = {
+    "penalty": [StrOptions({name for name in PENALTIES if name}), None],
+    "alpha": [Interval(Real, 0, None, closed="left")],
+    # None: for a penalty that does not read it, as SGDRegressor allows
+    "l1_ratio": [Interval(Real, 0, 1, closed="both"), None],
+    "fit_intercept": ["boolean"],
+    "max_iter": [Interval(Integral, 1, None, closed="left")],
+    "tol": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"}), None],
+    "shuffle": ["boolean"],
+    "verbose": ["verbose"],
+    "random_state": ["random_state"],
+    "learning_rate": [StrOptions(set(SCHEDULES))],
+    "eta0": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
+    # negative values: deprecated, as in scikit-learn >= 1.8 (a warning)
+    "power_t": [Interval(Real, None, None, closed="neither")],
+    "early_stopping": ["boolean"],
+    "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
+    "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
+    "warm_start": ["boolean"],
+    "average": [Interval(Integral, 0, None, closed="neither"), "boolean"],
+    "optimizer": [StrOptions(set(OPTIMIZERS) | {"auto"})],
+    "momentum": [Interval(Real, 0, 1, closed="left")],
+    "nesterov": ["boolean"],
+    "batch_size": [Interval(Integral, 1, None, closed="left"), None],
+    "device": [str, None],
+    "record_history": ["boolean"],
+}
 
 
 class BaseTorchSGD(SparseCoefMixin, CallbackSupportMixin, BaseEstimator):
@@ -72,33 +102,7 @@ class BaseTorchSGD(SparseCoefMixin, CallbackSupportMixin, BaseEstimator):
     read ``coef_`` whether it is a numpy array or a scipy.sparse matrix.
     """
 
-    _parameter_constraints: dict = {
-        "penalty": [StrOptions({name for name in PENALTIES if name}), None],
-        "alpha": [Interval(Real, 0, None, closed="left")],
-        # None: for a penalty that does not read it, as SGDRegressor allows
-        "l1_ratio": [Interval(Real, 0, 1, closed="both"), None],
-        "fit_intercept": ["boolean"],
-        "max_iter": [Interval(Integral, 1, None, closed="left")],
-        "tol": [Interval(Real, 0, None, closed="left"), StrOptions({"auto"}), None],
-        "shuffle": ["boolean"],
-        "verbose": ["verbose"],
-        "random_state": ["random_state"],
-        "learning_rate": [StrOptions(set(SCHEDULES))],
-        "eta0": [Interval(Real, 0, None, closed="neither"), StrOptions({"auto"})],
-        # negative values: deprecated, as in scikit-learn >= 1.8 (a warning)
-        "power_t": [Interval(Real, None, None, closed="neither")],
-        "early_stopping": ["boolean"],
-        "validation_fraction": [Interval(Real, 0, 1, closed="neither")],
-        "n_iter_no_change": [Interval(Integral, 1, None, closed="left")],
-        "warm_start": ["boolean"],
-        "average": [Interval(Integral, 0, None, closed="neither"), "boolean"],
-        "optimizer": [StrOptions(set(OPTIMIZERS) | {"auto"})],
-        "momentum": [Interval(Real, 0, 1, closed="left")],
-        "nesterov": ["boolean"],
-        "batch_size": [Interval(Integral, 1, None, closed="left"), None],
-        "device": [str, None],
-        "record_history": ["boolean"],
-    }
+    _parameter_constraints: dict = PARAMETER_CONSTRAINTS
 
     # ---------------------------------------------------------------- hooks
     # how the early-stopping set is scored (R^2; classifiers: accuracy)
@@ -144,13 +148,13 @@ class BaseTorchSGD(SparseCoefMixin, CallbackSupportMixin, BaseEstimator):
             raise ValueError("l1_ratio must be set when penalty is 'elasticnet'")
         return 0.0
 
+    def _configurations(self) -> list[tuple[float, float]]:
+        """(alpha, l1_ratio) of each configuration the checks cover: this
+        estimator's own (a search checks each kind it searches)."""
+        return [(self.alpha, self._l1_ratio_value())]
+
     def _more_validate_params(self, for_partial_fit=False):
         resolve_device(self.device)  # unknown strings, absent accelerators
-        if self.learning_rate == "optimal" and self.alpha == 0:
-            raise ValueError(
-                "alpha must be > 0 since learning_rate is 'optimal'. alpha is "
-                "used to compute the optimal learning rate."
-            )
         if self.early_stopping and for_partial_fit:
             raise ValueError("early_stopping should be False with partial_fit")
         self._l1_ratio_value()  # None with "elasticnet"
@@ -162,18 +166,32 @@ class BaseTorchSGD(SparseCoefMixin, CallbackSupportMixin, BaseEstimator):
                 "Use values in the range [0.0, inf) instead.",
                 FutureWarning,
             )
-        self._planner().solver_class(for_partial_fit).check(
-            self.optimizer, self.penalty, self._make_penalty()
-        )
+        for alpha, l1_ratio in self._configurations():
+            if self.learning_rate == "optimal" and alpha == 0:
+                raise ValueError(
+                    "alpha must be > 0 since learning_rate is 'optimal'. alpha "
+                    "is used to compute the optimal learning rate."
+                )
+            penalty = make_penalty(self.penalty, alpha=alpha, l1_ratio=l1_ratio)
+            planner = self._planner(alpha=alpha, penalty=penalty)
+            planner.solver_class(for_partial_fit).check(
+                self.optimizer, self.penalty, penalty
+            )
 
-    def _planner(self, data: FitData | None = None) -> Planner:
+    def _planner(
+        self, data: FitData | None = None, *, alpha=None, penalty=None
+    ) -> Planner:
         """The plan's settings: the parameters it reads, with the data's
-        loss and penalty once they are built."""
+        loss and penalty once they are built (``alpha`` and ``penalty``: a
+        configuration other than the parameters')."""
+        if penalty is None:
+            penalty = self._make_penalty() if data is None else data.penalty
         return Planner.of(
             self,
             smooth=self._smooth_loss(),
             loss=None if data is None else data.loss,
-            penalty=self._make_penalty() if data is None else data.penalty,
+            penalty=penalty,
+            alpha=alpha,
         )
 
     # ----------------------------------------------------------------- fit

@@ -22,7 +22,7 @@ from sklearn.utils.multiclass import _check_partial_fit_first_call
 from ..data._array_api import host, to_numpy_any
 from ..engine._stopping import AccuracyValidation
 from ..model._losses import CLASSIFICATION_LOSSES, MULTINOMIAL_LOSSES, make_loss
-from ._base import BaseTorchSGD
+from ._base import PARAMETER_CONSTRAINTS, BaseTorchSGD
 from ._class_scores import ClassScoresMixin
 from ._multiclass import (
     class_index,
@@ -34,7 +34,17 @@ from ._multiclass import (
     without_minimiser,
 )
 
-__all__ = ["TorchSGDClassifier"]
+__all__ = ["CLASSIFIER_CONSTRAINTS", "TorchSGDClassifier"]
+
+
+CLASSIFIER_CONSTRAINTS: dict = {
+    **PARAMETER_CONSTRAINTS,
+    "loss": [StrOptions(set(CLASSIFICATION_LOSSES))],
+    "epsilon": [Interval(Real, 0, None, closed="left")],
+    "n_jobs": [Integral, None],
+    "class_weight": [StrOptions({"balanced"}), dict, None],
+    "multi_class": [StrOptions({"ovr", "multinomial"})],
+}
 
 
 class TorchSGDClassifier(ClassScoresMixin, LinearClassifierMixin, BaseTorchSGD):
@@ -279,14 +289,7 @@ class TorchSGDClassifier(ClassScoresMixin, LinearClassifierMixin, BaseTorchSGD):
     (1, 3)
     """
 
-    _parameter_constraints: dict = {
-        **BaseTorchSGD._parameter_constraints,
-        "loss": [StrOptions(set(CLASSIFICATION_LOSSES))],
-        "epsilon": [Interval(Real, 0, None, closed="left")],
-        "n_jobs": [Integral, None],
-        "class_weight": [StrOptions({"balanced"}), dict, None],
-        "multi_class": [StrOptions({"ovr", "multinomial"})],
-    }
+    _parameter_constraints: dict = CLASSIFIER_CONSTRAINTS
 
     def __init__(
         self,

@@ -35,10 +35,11 @@ from sklearn.utils._param_validation import Interval, StrOptions
 
 from ..data._array_api import to_numpy_any
 from ..engine._state import FitMode
+from ..model._penalties import make_penalty
 from ..search._cv_grid import explicit_alphas, l1_ratios
 from ..search._cv_search import DROPPED, CrossValidatedSearch
-from ._classifier import TorchSGDClassifier
-from ._regressor import TorchSGDRegressor
+from ._classifier import CLASSIFIER_CONSTRAINTS, TorchSGDClassifier
+from ._regressor import REGRESSOR_CONSTRAINTS, TorchSGDRegressor
 
 __all__ = ["TorchSGDClassifierCV", "TorchSGDRegressorCV"]
 
@@ -83,12 +84,8 @@ _CV_DEFAULTS = dict(
 )
 
 
-def _cv_constraints(base) -> dict:
-    constraints = {
-        name: rule
-        for name, rule in base._parameter_constraints.items()
-        if name not in DROPPED
-    }
+def _cv_constraints(base: dict) -> dict:
+    constraints = {name: rule for name, rule in base.items() if name not in DROPPED}
     constraints.update(
         l1_ratio=[Interval(Real, 0, 1, closed="both"), "array-like", None],
         alphas=[Interval(Integral, 1, None, closed="left"), "array-like"],
@@ -234,14 +231,13 @@ def _search_fit(self, X, y, sample_weight=None, groups=None):
     return self._fit_impl(X, y, sample_weight, groups)
 
 
-def _check_search_params(self, for_partial_fit=False):
-    """The grid's settings, and the base estimator's own checks for each
-    kind of configuration searched (each l1_ratio, at the smallest
-    alpha)."""
+def _searched_configurations(self):
+    """The grid's settings checked, and one configuration of each kind
+    searched (each l1_ratio, at the smallest alpha) for the base
+    estimator's own checks."""
     alphas = explicit_alphas(self.alphas)
     probe = 1.0 if alphas is None else float(alphas.min())
-    for ratio in l1_ratios(self._l1_ratio_value(), self.penalty):
-        self._base_estimator(probe, ratio)._more_validate_params()
+    return [(probe, r) for r in l1_ratios(self._l1_ratio_value(), self.penalty)]
 
 
 def _search_fit_new_state(self, X, y, sample_weight, groups):
@@ -255,7 +251,9 @@ def _search_fit_new_state(self, X, y, sample_weight, groups):
         {**self.get_params(deep=False), "l1_ratio": self._l1_ratio_value()},
         base_estimator=self._base_estimator,
         # the settings every configuration shares (alpha aside)
-        planner=self._base_estimator(1.0, 0.0)._planner(),
+        planner=self._planner(
+            alpha=1.0, penalty=make_penalty(self.penalty, alpha=1.0, l1_ratio=0.0)
+        ),
         split=self._split,
         shape_params=self._shape_params,
         fitted={name: getattr(self, name) for name in _LENT if hasattr(self, name)},
@@ -306,7 +304,7 @@ class _CrossValidated:
     a component it builds and commits), and there is no ``partial_fit``."""
 
     fit = _search_fit
-    _more_validate_params = _check_search_params
+    _configurations = _searched_configurations
     _fit_new_state = _search_fit_new_state
     _base_estimator = _base_estimator
     _make_penalty = _no_penalty
@@ -362,7 +360,7 @@ class TorchSGDRegressorCV(_CrossValidated, TorchSGDRegressor):
     """
 
     _base_class = TorchSGDRegressor
-    _parameter_constraints: dict = _cv_constraints(TorchSGDRegressor)
+    _parameter_constraints: dict = _cv_constraints(REGRESSOR_CONSTRAINTS)
     __init__ = _cv_init(TorchSGDRegressor, **_CV_DEFAULTS)
 
     def _cv_targets(self, y):
@@ -427,7 +425,7 @@ class TorchSGDClassifierCV(_CrossValidated, TorchSGDClassifier):
     """
 
     _base_class = TorchSGDClassifier
-    _parameter_constraints: dict = _cv_constraints(TorchSGDClassifier)
+    _parameter_constraints: dict = _cv_constraints(CLASSIFIER_CONSTRAINTS)
     __init__ = _cv_init(TorchSGDClassifier, **_CV_DEFAULTS)
 
     def _cv_targets(self, y):

@@ -9,9 +9,18 @@ from sklearn.base import RegressorMixin, _fit_context
 from sklearn.utils._param_validation import Interval, StrOptions
 
 from ..model._losses import LOSSES
-from ._base import BaseTorchSGD
+from ._base import PARAMETER_CONSTRAINTS, BaseTorchSGD
 
-__all__ = ["TorchSGDRegressor"]
+__all__ = ["REGRESSOR_CONSTRAINTS", "TorchSGDRegressor"]
+
+
+REGRESSOR_CONSTRAINTS: dict = {
+    **PARAMETER_CONSTRAINTS,
+    "loss": [StrOptions(set(LOSSES))],
+    "epsilon": [Interval(Real, 0, None, closed="left")],
+    "quantile": [Interval(Real, 0, 1, closed="neither")],
+    "out_of_core": [StrOptions({"auto"}), "boolean"],
+}
 
 
 class TorchSGDRegressor(RegressorMixin, BaseTorchSGD):
@@ -310,13 +319,7 @@ class TorchSGDRegressor(RegressorMixin, BaseTorchSGD):
     True
     """
 
-    _parameter_constraints: dict = {
-        **BaseTorchSGD._parameter_constraints,
-        "loss": [StrOptions(set(LOSSES))],
-        "epsilon": [Interval(Real, 0, None, closed="left")],
-        "quantile": [Interval(Real, 0, 1, closed="neither")],
-        "out_of_core": [StrOptions({"auto"}), "boolean"],
-    }
+    _parameter_constraints: dict = REGRESSOR_CONSTRAINTS
 
     def __init__(
         self,

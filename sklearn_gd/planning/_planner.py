@@ -73,11 +73,17 @@ class Planner:
     fit_intercept: bool
 
     @classmethod
-    def of(cls, estimator, *, smooth: bool, loss, penalty) -> Planner:
+    def of(
+        cls, estimator, *, smooth: bool, loss, penalty, alpha: float | None = None
+    ) -> Planner:
         """The plan's settings: ``estimator``'s parameters of the fields'
         names (``loss_name``: its ``loss``), with ``loss`` and ``penalty``
-        (None before the data is known) and whether the loss is ``smooth``."""
+        (None before the data is known), whether the loss is ``smooth``, and
+        ``alpha`` where given (a search's configuration) instead of the
+        estimator's."""
         given = dict(smooth=smooth, loss=loss, penalty=penalty)
+        if alpha is not None:
+            given["alpha"] = alpha
         params = {
             f.name: getattr(estimator, f.name)
             for f in fields(cls)
