@@ -32,7 +32,9 @@ from sklearn.preprocessing import StandardScaler
 from sklearn_gd import TorchSGDRegressor, TorchSGDRegressorCV
 
 FAST = os.environ.get("SKLEARN_GD_FAST", "0") not in ("", "0")
-OUT = Path(os.environ.get("SKLEARN_GD_EXAMPLES_OUT", Path(__file__).parent / "output"))
+# where the figures are saved (the gallery build sets it: no __file__ there)
+OUT = os.environ.get("SKLEARN_GD_EXAMPLES_OUT")
+OUT = Path(OUT) if OUT else Path(__file__).parent / "output"
 try:
     import matplotlib
 

@@ -17,7 +17,9 @@ from _scripts import run_scripts
 pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parents[1]
-EXAMPLES = sorted((ROOT / "examples").glob("*.py"))
+# the gallery's sections are sub-folders (the seed tutorials: examples/seeds)
+EXAMPLES = sorted((ROOT / "examples").rglob("*.py"))
+PATHS = {p.name: p for p in EXAMPLES}
 TIMEOUT = 240
 
 
@@ -65,7 +67,7 @@ def test_examples_found():
 def test_example_runs(runs, script):
     rc, stdout, out = runs[script]
     assert rc == 0, stdout[-3000:]
-    header = (ROOT / "examples" / script).read_text().split('"""')[1]
+    header = PATHS[script].read_text().split('"""')[1]
     # sphinx-gallery: a title underlined with "=" opens the docstring
     lines = header.strip().splitlines()
     assert set(lines[1]) == {"="} and len(lines[1]) >= len(lines[0])

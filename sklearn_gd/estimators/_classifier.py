@@ -262,7 +262,7 @@ class TorchSGDClassifier(ClassScoresMixin, LinearClassifierMixin, BaseTorchSGD):
     n_features_in_ : int
         Number of features seen in fit.
 
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Names of the features, when ``X`` had string column names.
 
     See Also

@@ -286,18 +286,18 @@ class TorchSGDRegressor(RegressorMixin, BaseTorchSGD):
     eta0_ : float
         The initial learning rate used (``eta0`` resolved).
 
-    coef_path_ : ndarray of shape (n_epochs, *coef_.shape)
+    coef_path_ : ndarray of shape (n_epochs, ``*coef_.shape``)
         With ``record_history=True``: ``coef_`` after each epoch (the averaged
         iterate when ``average`` is on); partial_fit
         appends one entry per call.
 
-    intercept_path_ : ndarray of shape (n_epochs, *intercept_.shape)
+    intercept_path_ : ndarray of shape (n_epochs, ``*intercept_.shape``)
         With ``record_history=True``: ``intercept_`` after each epoch.
 
     n_features_in_ : int
         Number of features seen during fit.
 
-    feature_names_in_ : ndarray of shape (n_features_in_,)
+    feature_names_in_ : ndarray of shape (`n_features_in_`,)
         Feature names, when ``X`` had string column names.
 
     See Also
