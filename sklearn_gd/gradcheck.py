@@ -119,6 +119,13 @@ class GradientCheckResult:
         ``max |derivative - autograd|`` over the points compared.
     finite_difference_error : float
         ``max |derivative - central difference|`` over the points compared.
+
+    Examples
+    --------
+    >>> from sklearn_gd.gradcheck import check_loss_gradients
+    >>> result = check_loss_gradients("huber")
+    >>> result.loss, result.n_points, result.passed()
+    ('huber', 500, True)
     """
 
     loss: str

@@ -21,7 +21,24 @@ __all__ = [
 
 
 class DivergenceError(ValueError):
-    """The objective or the parameters became inf or NaN during training."""
+    """The objective or the parameters became inf or NaN during training.
+
+    Raised by ``fit`` and ``partial_fit`` instead of returning a model that
+    blew up; the estimator keeps the model it had before the call. The
+    message names the epoch and the learning rate.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from sklearn_gd import DivergenceError, TorchSGDRegressor
+    >>> X, y = np.array([[100.0], [200.0], [300.0]]), np.array([1.0, 2.0, 3.0])
+    >>> reg = TorchSGDRegressor(optimizer="sgd", learning_rate="constant", eta0=1.0)
+    >>> try:
+    ...     reg.fit(X, y)
+    ... except DivergenceError as exc:
+    ...     print(str(exc)[:26])
+    Training diverged at epoch
+    """
 
 
 class Averager:
