@@ -80,9 +80,26 @@ def _refined(at, beta, h, moved):
     step, per row), and the entries that the unpenalised projection may
     move (see :func:`newton_betas`; None with a penalty, which moves
     none)."""
+    if at.joint:
+        return _refined_joint(at, beta, h, moved), None
     refined = torch.minimum(torch.maximum(beta + h * moved, at.lo), at.hi)
     if at.pen.l1 or at.pen.l2:
         return refined, None
     room = 1e-8 * (beta.abs() + 1.0)
     movable = (h > 0) & (refined > at.lo + room) & (refined < at.hi - room)
     return refined, movable
+
+
+def _refined_joint(at, beta, probs, moved):
+    """A softmax's refined point: ``beta`` moved by each row's Hessian
+    ``diag(s) - s s'`` (``probs``: ``s``) times ``moved``, a move whose
+    row sums are 0, taken as far towards it as keeps ``beta + y`` in the
+    simplex (a row's fraction of it: the largest up to 1 with no entry
+    below 0), so that each row stays a dual point of its loss."""
+    delta = probs * moved
+    delta = delta - probs * delta.sum(1, keepdim=True)
+    room = (beta + at.Y).clamp_min(0.0)
+    need = (-delta).clamp_min(0.0)
+    ratio = torch.where(need > 0, room / need.clamp_min(1e-300), torch.inf)
+    frac = ratio.amin(1, keepdim=True).clamp(max=1.0)
+    return beta + frac * delta
