@@ -17,7 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["guarded_solve"]
+__all__ = ["guarded_solve", "sound_ridges"]
 
 # a Cholesky pivot ``L_ii^2`` is exact to about ``n eps max_j H_jj``: one
 # this many times above that is a curvature, one below is rounding
@@ -106,15 +106,39 @@ def guarded_solve(
     # a fresh LU of a matrix singular to rounding may find an exact zero
     out[ok] = torch.cholesky_solve(B[ok], L[ok])
     for j in torch.nonzero(~ok).flatten().tolist():
-        R = torch.from_numpy(np.asarray(ridge_matrix(j), dtype=np.float64))
-        ridge = _FIRST_RIDGE
-        while ridge <= _LAST_RIDGE:
-            Lj, okj = _factor((A[j] + ridge * R)[None])
-            if bool(okj):
-                out[j] = torch.cholesky_solve(B[j][None], Lj)[0]
-                ok[j] = True
-                break
-            ridge *= 100.0
+        Lj, ridge = _ridged_factor(A[j], ridge_matrix(j))
+        if Lj is not None:
+            out[j] = torch.cholesky_solve(B[j][None], Lj)[0]
+            ok[j] = True
     solved = ok & torch.isfinite(out[:, :, 0]).all(-1)
     out[~solved] = 0.0
     return out[:, :, 0].numpy(), solved.numpy()
+
+
+def _ridged_factor(A: torch.Tensor, R) -> tuple[torch.Tensor | None, float]:
+    """The Cholesky factor (1, n, n) of ``A + r R`` with ``r`` the smallest
+    ridge (1e-12 up by 100x to 1) that makes it sound, and ``r``; ``(None,
+    inf)`` where none does."""
+    R = torch.from_numpy(np.asarray(R, dtype=np.float64))
+    ridge = _FIRST_RIDGE
+    while ridge <= _LAST_RIDGE:
+        L, ok = _factor((A + ridge * R)[None])
+        if bool(ok):
+            return L, ridge
+        ridge *= 100.0
+    return None, np.inf
+
+
+def sound_ridges(H: np.ndarray, ridge_matrix) -> np.ndarray:
+    """For every system ``j`` of ``H`` (m, n, n), the ridge :func:`guarded_solve`
+    would add (0 where ``H_j`` is sound, inf where no ridge up to
+    ``ridge_matrix(j)`` itself makes it so): the regularisation of a model
+    that is minimised some other way than by one solve (proximal Newton's
+    coordinate descent), so that its minimiser exists."""
+    H = np.ascontiguousarray(H, dtype=np.float64)
+    A = torch.from_numpy(H)
+    _, ok = _factor(A)
+    out = np.zeros(len(H))
+    for j in np.flatnonzero(~ok.numpy()):
+        out[j] = _ridged_factor(A[j], ridge_matrix(j))[1]
+    return out

@@ -1,9 +1,9 @@
 """One class per method, each declaring what it needs of the data term.
 
 The torch optimizers of the SGD family, the full-batch solvers (Newton,
-L-BFGS, conjugate gradients, FISTA, the smoothing of a non-smooth loss) and
-the exact squared-loss path (closed form and coordinate descent on the
-moments).
+L-BFGS, conjugate gradients, FISTA, proximal Newton, the smoothing of a
+non-smooth loss) and the exact squared-loss path (closed form and
+coordinate descent on the moments).
 """
 
 from ._conjugate_gradient import ConjugateGradient
@@ -13,6 +13,7 @@ from ._newton import Newton
 from ._optimizers import OPTIMIZERS, make_solver
 from ._preconditioned import AUTO_TOL, Preconditioned
 from ._proximal import AcceleratedProximal
+from ._proximal_newton import ProximalNewton
 from ._quasi_newton import QuasiNewton
 from ._scaled import ScaledSolver
 from ._smoothing import Smoothing
@@ -29,6 +30,7 @@ __all__ = [
     "Metric",
     "Newton",
     "Preconditioned",
+    "ProximalNewton",
     "QuasiNewton",
     "ScaledSolver",
     "Smoothing",

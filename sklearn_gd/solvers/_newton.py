@@ -104,10 +104,8 @@ class Newton(QuasiNewton):
         H, g_host, *rest = (t.cpu().numpy() for t in host)
         columns = rest[0] if rest else columns
         Bg = self._P.inv_host(g_host)
-        d = self._newton_direction(H, g_host, Bg)
-        # <g, P^-1 g> for the measure, and each output's slope <g_j, d_j>
-        self._measure(math.sqrt(max(float((g_host * Bg).sum()), 0.0)))
-        self._slopes = (g_host * d).sum(0)
+        d, norm, self._slopes = self._step_direction(H, g_host, Bg, theta)
+        self._measure(norm)
         self._slope = float(self._slopes.sum())
         self.gap_estimate = max(0.0, -0.5 * self._slope)
         self._columns, self._f, self._g = columns, float(columns.sum()), g
@@ -119,6 +117,26 @@ class Newton(QuasiNewton):
         if not self._resolved(self.gap_estimate, self._f):
             self.stuck = self.at_precision = True
 
+    def _step_direction(self, H, g, Bg, theta) -> tuple[np.ndarray, float, np.ndarray]:
+        """The step from ``theta`` (host, ``g``'s shape), the optimality
+        measure's norm (``<g, P^-1 g>``'s root, ``Bg = P^-1 g``) and each
+        output's slope along the step (``<g_j, d_j>``: the decrease its
+        linear model predicts, which the line search asks a fraction of)."""
+        d = self._newton_direction(H, g, Bg)
+        norm = math.sqrt(max(float((g * Bg).sum()), 0.0))
+        return d, norm, (g * d).sum(0)
+
+    def _regularise(self, H) -> None:
+        """Add the L2 part's diagonal to ``H``, and for a softmax the
+        curvature bound along the shift of every class's intercept (see
+        :meth:`setup`), in place."""
+        n = H.shape[1]
+        if self._ridge is not None:
+            H[:, np.arange(n), np.arange(n)] += self._ridge
+        if self._shift is not None:
+            i, c = self._shift
+            H[0, i[:, None], i] += c
+
     def _newton_direction(self, H, g, Bg) -> np.ndarray:
         """``-H_j^-1 g_j`` for every output (or ``-H^-1 g`` for a joint
         loss), on the host (:func:`~sklearn_gd.objective._linalg.guarded_solve`:
@@ -128,11 +146,7 @@ class Newton(QuasiNewton):
         helps. ``H`` is changed."""
         q, k = g.shape
         n = H.shape[1]
-        if self._ridge is not None:
-            H[:, np.arange(n), np.arange(n)] += self._ridge
-        if self._shift is not None:
-            i, c = self._shift
-            H[0, i[:, None], i] += c
+        self._regularise(H)
         G = g.T.reshape(1, n) if self._joint else g.T
 
         def metric(j):
