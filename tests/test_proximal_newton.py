@@ -89,7 +89,8 @@ def test_multinomial_l1_reaches_its_optimum(seed):
     "hessian, work, smoothed, expected",
     [
         (True, 1e5, False, ProximalNewton),
-        (True, 1e9, False, AcceleratedProximal),  # above NEWTON_MAX_WORK
+        (True, 5e8, False, ProximalNewton),  # above NEWTON_MAX_WORK
+        (True, 2e9, False, AcceleratedProximal),  # above PROX_NEWTON_MAX_WORK
         (False, 1e5, False, AcceleratedProximal),  # no Hessians offered
         (True, 1e5, True, AcceleratedProximal),  # a smoothing's inner solver
     ],
