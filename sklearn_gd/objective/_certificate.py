@@ -228,10 +228,12 @@ def smooth_duality_gap(
     dual point, of value 0. None where no gap is defined here (a loss
     without a known conjugate, per-output penalty strengths, an oracle
     without rows: a Gram matrix), or where the plain point's is above
-    ``enough`` and no refined point is affordable (a joint loss, whose
-    Hessian couples the outputs, or one too large): the plain gap there is
-    loose by ``1 / l2``, and it would hold
-    fits at their optimum for want of proof."""
+    ``enough``, the penalty has an L2 part and no refined point is
+    affordable (a joint loss without the solver's step: its Hessian couples
+    the outputs; or Hessians too large): the plain gap there is loose by
+    ``1 / l2``, and it would hold fits at their optimum for want of proof.
+    A softmax with the solver's step (``direction``) gets its refined point
+    from it (see :func:`~._newton_point.newton_betas`)."""
     oracle, pen = problem.oracle, problem.penalty
     loss = _certifiable_loss(problem)
     if loss is None:
@@ -293,9 +295,10 @@ def _newton_first_gap(at, beta, enough):
 
 def _refined_gap(at, beta, dual, unpenalised):
     """The gap of the better of ``dual`` (each output's best dual value so
-    far) and the Newton-refined point's; None where that point is not
-    affordable (a joint loss, Hessians too large, or, unpenalised, too many
-    rows for the projection to gather)."""
+    far) and the Newton-refined point's. Where that point is not
+    affordable (a joint loss, Hessians too large), ``dual``'s own gap with
+    an L1 part only, else None; None too where, unpenalised, the
+    projection has too many rows to gather."""
     refined = None if at.joint else newton_betas(at, beta)
     if refined is None:
         # without an L2 part the plain point is not loose by 1 / l2: at the

@@ -134,7 +134,7 @@ def sound_ridges(H: np.ndarray, ridge_matrix) -> np.ndarray:
     would add (0 where ``H_j`` is sound, inf where no ridge up to
     ``ridge_matrix(j)`` itself makes it so): the regularisation of a model
     that is minimised some other way than by one solve (proximal Newton's
-    coordinate descent), so that its minimiser exists."""
+    active-set search), so that its minimiser exists."""
     H = np.ascontiguousarray(H, dtype=np.float64)
     A = torch.from_numpy(H)
     _, ok = _factor(A)

@@ -146,8 +146,9 @@ class Planner:
     @staticmethod
     def second_order(cls, oracle, *, smoothed: bool) -> type[Solver]:
         """The second-order solver of "auto" for this data term: with an L1
-        part, :class:`ProximalNewton` where a Hessian is affordable (as for
-        Newton below, not on a smoothing), else FISTA; on a quadratic,
+        part, :class:`ProximalNewton` for a softmax on float64 data whose
+        joint Hessian costs at most ``PROX_NEWTON_MAX_WORK`` (not on a
+        smoothing), else FISTA; on a quadratic,
         :class:`Newton` where the Gram matrix is small (its step is the
         normal equations' direct solve, exact), conjugate gradients beyond;
         :class:`Newton` where the data term offers Hessians (dense data,

@@ -17,8 +17,8 @@ class ProximalNewton(Newton):
 
     Each step minimises the objective's second-order model at ``w``,
     ``g'd + d'Hd / 2 + l1 ||w + d||_1`` (``H`` with the L2 part's diagonal,
-    each output on its own Hessian, a softmax on its joint one), by cyclic
-    an active-set method on the host (the subproblem has ``n_features + 1``
+    each output on its own Hessian, a softmax on its joint one), by an
+    active-set method on the host (the subproblem has ``n_features + 1``
     coordinates an output, the intercept unpenalised), then takes an Armijo
     step along ``d`` whose slope is the model's predicted decrease, ``g'd
     + l1 (||w + d||_1 - ||w||_1)`` (Lee, Sun and Saunders, 2014; skglm's
@@ -102,7 +102,7 @@ class ProximalNewton(Newton):
         d = d_s.reshape(k, q).T if flat else d_s.T
         l1_change = (lam * (np.abs(z) - np.abs(w_s))).sum(1)
         slopes = (g * d).sum(0)
-        if flat:
+        if flat:  # one problem: the line search reads the slopes' sum
             slopes = np.full(k, float(l1_change[0]) / k) + slopes
         else:
             slopes = slopes + l1_change
