@@ -13,10 +13,10 @@ import torch
 from _sweep import gap_of, make_case
 from scipy.optimize import minimize
 
-from sklearn_gd.objective._linalg import sound_ridges
+from sklearn_gd.objective._linalg import solve_l1_quadratic, sound_ridges
 from sklearn_gd.planning._planner import Planner
 from sklearn_gd.solvers._proximal import AcceleratedProximal
-from sklearn_gd.solvers._proximal_newton import ProximalNewton, _solve_model
+from sklearn_gd.solvers._proximal_newton import ProximalNewton
 
 
 def _lbfgs_model_value(H, c, lam):
@@ -52,7 +52,7 @@ def test_step_model_is_solved_exactly_on_ill_conditioned_systems(seed):
     c = 50 * rng.normal(size=(S, m))
     lam = np.full((S, m), 20.0)
     lam[:, -1] = 0.0  # an unpenalised intercept
-    z = _solve_model(H, c, rng.normal(size=(S, m)), lam)
+    z = solve_l1_quadratic(H, c, rng.normal(size=(S, m)), lam)
     for s in range(S):
         ours = 0.5 * z[s] @ H[s] @ z[s] - c[s] @ z[s] + lam[s] @ np.abs(z[s])
         ref = _lbfgs_model_value(H[s], c[s], lam[s])

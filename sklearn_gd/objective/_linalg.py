@@ -10,6 +10,10 @@ another factorisation raises ``LinAlgError: Singular matrix``. Here the
 factor that passed is the one used, its pivots are tested against the
 rounding of the matrix, and a system whose pivots are not above it gets the
 smallest ridge that makes them so. Nothing raises.
+
+:func:`solve_l1_quadratic` minimises such a quadratic with an L1 term, by
+an active-set search whose every round is one guarded solve: proximal
+Newton's step model, and the exact squared-loss path's polish.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-__all__ = ["guarded_solve", "sound_ridges"]
+__all__ = ["guarded_solve", "solve_l1_quadratic", "sound_ridges"]
 
 # a Cholesky pivot ``L_ii^2`` is exact to about ``n eps max_j H_jj``: one
 # this many times above that is a curvature, one below is rounding
@@ -142,3 +146,74 @@ def sound_ridges(H: np.ndarray, ridge_matrix) -> np.ndarray:
     for j in np.flatnonzero(~ok.numpy()):
         out[j] = _ridged_factor(A[j], ridge_matrix(j))[1]
     return out
+
+
+def solve_l1_quadratic(H, c, z, lam) -> np.ndarray:
+    """Minimise ``z_s'H_s z_s / 2 - c_s'z_s + sum_i lam_si |z_si|`` for every
+    system ``s`` (``H`` (S, m, m) positive definite), from ``z`` (the
+    iterate: its support and signs are the first guess).
+
+    Feature-sign search (Lee, Battle, Raina and Ng, 2006), an active-set
+    method: the model is solved exactly on the current support and signs,
+    a move that would flip a sign stops at the best zero crossing, and a
+    zero whose residual exceeds its threshold joins the support. Each round
+    is one solve, whatever ``H``'s conditioning, where coordinate descent
+    crawled (features with means far above their spread: a condition number
+    of 1e7, 200 sweeps a step, each step a fraction of Newton's progress).
+    """
+    out = np.empty_like(z)
+    for j in range(H.shape[0]):
+        out[j] = _feature_sign(H[j], c[j], z[j].copy(), lam[j])
+    return out
+
+
+def _value(H, c, lam, z) -> float:
+    return float(0.5 * z @ H @ z - c @ z + lam @ np.abs(z))
+
+
+def _feature_sign(H, c, z, lam) -> np.ndarray:
+    """:func:`solve_l1_quadratic` for one system."""
+    m = len(c)
+    free = lam == 0  # unpenalised coordinates: always in the support
+    tol = 1e-12 * max(float(np.abs(c).max()), float(lam.max()), 1e-300)
+    sign = np.sign(z)
+    for _ in range(4 * m + 10):
+        residual = c - H @ z  # minus the smooth part's gradient
+        active = (sign != 0) | free
+        # the support's conditions: residual = lam sign there
+        off = np.abs(residual - lam * sign)[active]
+        if off.size == 0 or off.max() <= tol:
+            # optimal on the support: the worst zero joins it, or done
+            gap = np.where(active, 0.0, np.abs(residual) - lam)
+            i = int(np.argmax(gap))
+            if gap[i] <= tol:
+                return z
+            sign[i] = np.sign(residual[i])
+            active[i] = True
+        idx = np.flatnonzero(active)
+        A = H[np.ix_(idx, idx)][None]
+        rhs = (c[idx] - lam[idx] * sign[idx])[None]
+        sol, ok = guarded_solve(A, rhs, lambda _: np.eye(len(idx)))
+        if not ok[0]:
+            return z
+        target = np.zeros(m)
+        target[idx] = sol[0]
+        z = _best_on_segment(H, c, lam, z, target, free)
+        sign = np.sign(z)
+    return z
+
+
+def _best_on_segment(H, c, lam, z, target, free) -> np.ndarray:
+    """The best of ``target`` and the points on the segment from ``z``
+    where a penalised coordinate crosses zero (set exactly to zero)."""
+    best, best_value = target, _value(H, c, lam, target)
+    step = target - z
+    cross = (~free) & (z != 0) & (np.sign(target) != np.sign(z))
+    for i in np.flatnonzero(cross):
+        t = z[i] / (z[i] - target[i])
+        point = z + t * step
+        point[i] = 0.0
+        value = _value(H, c, lam, point)
+        if value < best_value:
+            best, best_value = point, value
+    return best

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from ..objective._linalg import guarded_solve, sound_ridges
+from ..objective._linalg import solve_l1_quadratic, sound_ridges
 from ._newton import Newton
 
 __all__ = ["ProximalNewton"]
@@ -97,7 +97,7 @@ class ProximalNewton(Newton):
         g_s = g.T.reshape(1, q * k) if flat else g.T
         # the model in z = w + d: z'Hz / 2 - c'z + lam |z|, c = H w - g
         c = np.einsum("sij,sj->si", H, w_s) - g_s
-        z = _solve_model(H, c, w_s.copy(), lam)
+        z = solve_l1_quadratic(H, c, w_s.copy(), lam)
         d_s = z - w_s
         d = d_s.reshape(k, q).T if flat else d_s.T
         l1_change = (lam * (np.abs(z) - np.abs(w_s))).sum(1)
@@ -113,74 +113,3 @@ class ProximalNewton(Newton):
         m = np.where(w != 0, g + lam_q * np.sign(w), shrunk)
         norm = math.sqrt(max(float((m * self._P.inv_host(m)).sum()), 0.0))
         return d, norm, slopes
-
-
-def _solve_model(H, c, z, lam) -> np.ndarray:
-    """Minimise ``z_s'H_s z_s / 2 - c_s'z_s + sum_i lam_si |z_si|`` for every
-    system ``s`` (``H`` (S, m, m) positive definite), from ``z`` (the
-    iterate: its support and signs are the first guess).
-
-    Feature-sign search (Lee, Battle, Raina and Ng, 2006), an active-set
-    method: the model is solved exactly on the current support and signs,
-    a move that would flip a sign stops at the best zero crossing, and a
-    zero whose residual exceeds its threshold joins the support. Each round
-    is one solve, whatever ``H``'s conditioning, where coordinate descent
-    crawled (features with means far above their spread: a condition number
-    of 1e7, 200 sweeps a step, each step a fraction of Newton's progress).
-    """
-    out = np.empty_like(z)
-    for j in range(H.shape[0]):
-        out[j] = _feature_sign(H[j], c[j], z[j].copy(), lam[j])
-    return out
-
-
-def _value(H, c, lam, z) -> float:
-    return float(0.5 * z @ H @ z - c @ z + lam @ np.abs(z))
-
-
-def _feature_sign(H, c, z, lam) -> np.ndarray:
-    """:func:`_solve_model` for one system."""
-    m = len(c)
-    free = lam == 0  # unpenalised coordinates: always in the support
-    tol = 1e-12 * max(float(np.abs(c).max()), float(lam.max()), 1e-300)
-    sign = np.sign(z)
-    for _ in range(4 * m + 10):
-        residual = c - H @ z  # minus the smooth part's gradient
-        active = (sign != 0) | free
-        # the support's conditions: residual = lam sign there
-        off = np.abs(residual - lam * sign)[active]
-        if off.size == 0 or off.max() <= tol:
-            # optimal on the support: the worst zero joins it, or done
-            gap = np.where(active, 0.0, np.abs(residual) - lam)
-            i = int(np.argmax(gap))
-            if gap[i] <= tol:
-                return z
-            sign[i] = np.sign(residual[i])
-            active[i] = True
-        idx = np.flatnonzero(active)
-        A = H[np.ix_(idx, idx)][None]
-        rhs = (c[idx] - lam[idx] * sign[idx])[None]
-        sol, ok = guarded_solve(A, rhs, lambda _: np.eye(len(idx)))
-        if not ok[0]:
-            return z
-        target = np.zeros(m)
-        target[idx] = sol[0]
-        z = _best_on_segment(H, c, lam, z, target, free)
-        sign = np.sign(z)
-    return z
-
-
-def _best_on_segment(H, c, lam, z, target, free) -> np.ndarray:
-    """The best of ``target`` and the points on the segment from ``z``
-    where a penalised coordinate crosses zero (set exactly to zero)."""
-    best, best_value = target, _value(H, c, lam, target)
-    step = target - z
-    cross = (~free) & (z != 0) & (np.sign(target) != np.sign(z))
-    for i in np.flatnonzero(cross):
-        t = z[i] / (z[i] - target[i])
-        point = z + t * step
-        point[i] = 0.0
-        value = _value(H, c, lam, point)
-        if value < best_value:
-            best, best_value = point, value
-    return best
