@@ -172,50 +172,37 @@ REGRESSION_SEEDS = [
     1284,
 ]
 
-# the open defects, from the long mode at this commit (benchmarks/sweep.py
-# 0 1408): false warnings only (a last measure looser than the gap
-# reached); no silent stop is left. The multinomial L1 fits that stopped
-# silently on the gradient mapping (635, 891, 1274, 1402: gaps of 4e-3 to
-# 2e-2) are certified now (an L1 part without an L2 part leaves the plain
-# dual point tight, and a softmax gets its refined point from the solver's
-# step), and on float64 data solved by proximal Newton (their optimum to
-# 1e-13 in a few steps); in float32 they run on and warn.
-# The false warnings left are the non-smooth losses' (Smoothing's own
-# certificate), 254 (multinomial without a penalty: its projection has no
-# joint form), 994 and 1250
-# (huber + L1 in float32 with a constant column: the refined point misses
-# the L1 equalities by 2%, a certified 3e-3 at a true 3e-9; 1250 stopped
-# silently at its optimum on the gradient mapping before the certificate).
-# 1250 (3 classes, one-vs-rest) runs to max_iter with certified gaps of
-# 5e-3..5e-2 at a true 6e-9: its column 9 has mean -7e4 and spread 8e2, and
-# the float32 iterate's intercept gradient (6e-6, its rounding) times that
-# mean is 100 times l1 in the raw gradient; centring the dual point moves
-# v_9 to 2.2 l1 (the plain point), the refined point to 1.15 l1, so the
-# scaling into the L1 ball costs 2% to 50% of an output's dual value (the
-# constant column's coefficient is 0: not the cause). Further active-set
-# Newton rounds on the refined point (its clipped rows fixed) reach 3e-3
-# after five, not 1e-4: open. 1284 (squared_error + elasticnet, columns 0
-# and 11 equal, a constant column) fails since coordinate descent serves a
-# single fit (2829c51, as at 10f87ae, before any certificate change): 1000
-# sweeps leave |c - Gw - a2 w|_0 at 6 times a1 (the duplicates' difference
-# moves at the L2 part's curvature, 2e-4), and the dual point scaled into
-# the L1 ball reads a gap of 4e-2 of yy at a true 6e-8
+# the open defects, from the long mode (benchmarks/sweep.py 0 1408): false
+# warnings only (a last measure looser than the gap reached); no silent stop
+# is left. Fixed since: the multinomial L1 fits that stopped silently on the
+# gradient mapping (635, 891, 1274, 1402) are certified, and on float64 data
+# solved by proximal Newton; the non-smooth losses with elasticnet (941,
+# 1196, 1300) get the kink set's point of least gap with the L2 part's
+# miss priced in (the exact equalities could not be met, or only far from
+# the kinks); coordinate descent on duplicated columns (1284) polishes by
+# an active-set search, where the solve on its support had a wrong sign.
+# Left open:
+# - 254 (multinomial without a penalty, nearly separable: intercepts of
+#   250, Hessian eigenvalues from 1e-10 to 3e7): Newton's ridged steps
+#   crawl, and the certificate has no joint projection (scaling a softmax
+#   row into its simplex after the correction takes it to 0);
+# - 994 and 1250 (huber + L1 in float32, one-vs-rest): a column with mean
+#   -7e4 and spread 8e2 makes the float32 iterate's intercept rounding (6e-6)
+#   a hundred times l1 in the raw gradient; the refined point reaches 1.15
+#   l1 on it, and the scaling into the L1 ball costs 2% to 50% of an
+#   output's dual value at a true gap of 6e-9.
 SILENT_STOPS: dict[int, str] = {}
 FALSE_WARNINGS: dict[int, str] = {
     254: "log_loss multinomial None dense float64, gap 6.36e-08",
-    941: "quantile elasticnet torch float32, gap 6.82e-07",
     994: "huber l1 torch float32, gap 2.99e-09",
     1250: "huber l1 dense float32, gap 6.41e-09",
-    1196: "quantile elasticnet dense_F float64, gap 3.95e-09",
-    1300: "epsilon_insensitive elasticnet dense float64, gap 4.79e-07",
-    1284: "squared_error elasticnet dense_F float64, gap 5.88e-08",
 }
 OPEN = {
     **{k: f"open: silent stop, {v}" for k, v in SILENT_STOPS.items()},
     **{k: f"open: false ConvergenceWarning, {v}" for k, v in FALSE_WARNINGS.items()},
 }
 # within rounding of a threshold: another CPU may pass them (not strict)
-BORDERLINE = {202, 941, 1141}
+BORDERLINE = {202, 1141}
 
 # a second fit checks determinism; in the default suite only where the first
 # took under a quarter second (the slow fits are those that run to max_iter,
