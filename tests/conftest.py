@@ -9,6 +9,46 @@ import torch  # noqa: E402
 from conformance.table import apply_marks  # noqa: E402
 
 
+def _cores() -> int:
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def _xdist_workers(config) -> int:
+    """The number of pytest-xdist workers this run starts (1: none)."""
+    n = getattr(config.option, "numprocesses", None)
+    if n in (None, 0):
+        return 1
+    if n in ("auto", "logical"):
+        return _cores()
+    return int(n)
+
+
+def pytest_configure(config):
+    """Under pytest-xdist (the README's ``-n auto``) the workers share the
+    cores: each gets its share of threads for torch and the BLAS libraries,
+    through the environment the workers start with (a library loaded later
+    in a worker, as scipy's OpenBLAS, reads it then; a limit set at run time
+    misses it, and its spinning threads made two workers on two cores take
+    the suite from 395 s to 1050 s). A worker also narrows torch itself.
+    No test's tolerance depends on the thread count: the suite passes with
+    one thread and with two."""
+    workers = _xdist_workers(config)
+    if hasattr(config, "workerinput"):  # a worker: torch as the controller said
+        workers = config.workerinput["workercount"]
+        if workers > 1:
+            torch.set_num_threads(max(1, _cores() // workers))
+    elif workers > 1:  # the controller, before it starts the workers
+        threads = str(max(1, _cores() // workers))
+        for name in _THREAD_VARIABLES:
+            os.environ.setdefault(name, threads)
+
+
 @pytest.fixture
 def regression_data():
     """Standardized synthetic data with a known linear signal (n=200, d=5)."""
