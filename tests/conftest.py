@@ -38,15 +38,16 @@ def pytest_configure(config):
     the suite from 395 s to 1050 s). A worker also narrows torch itself.
     No test's tolerance depends on the thread count: the suite passes with
     one thread and with two."""
-    workers = _xdist_workers(config)
-    if hasattr(config, "workerinput"):  # a worker: torch as the controller said
-        workers = config.workerinput["workercount"]
-        if workers > 1:
-            torch.set_num_threads(max(1, _cores() // workers))
-    elif workers > 1:  # the controller, before it starts the workers
-        threads = str(max(1, _cores() // workers))
+    worker = getattr(config, "workerinput", None)
+    workers = worker["workercount"] if worker else _xdist_workers(config)
+    if workers <= 1:
+        return
+    threads = max(1, _cores() // workers)
+    if worker:  # torch itself, as the controller's environment says
+        torch.set_num_threads(threads)
+    else:  # the controller, before it starts the workers
         for name in _THREAD_VARIABLES:
-            os.environ.setdefault(name, threads)
+            os.environ.setdefault(name, str(threads))
 
 
 @pytest.fixture

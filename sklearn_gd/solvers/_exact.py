@@ -292,8 +292,9 @@ def polish(G, fold, w, q, c, yy, a1, a2, tol, search: bool = True) -> None:
             )
             z[on, j], tried[j] = sol[0], ok[0]
     tried &= np.isfinite(z).all(0)
-    good = _certified(G, fold, z, c, yy, a1, a2, tol) & tried
-    w[:, good], q[:, good] = z[:, good], _products(G, fold[good], z[:, good])
+    good, qz = _certified(G, fold, z, c, yy, a1, a2, tol)
+    good &= tried
+    w[:, good], q[:, good] = z[:, good], qz[:, good]
     if not search or d > _POLISH_MAX_SUPPORT or good.all():
         return
     # where the support or a sign is wrong (a coefficient on its way to
@@ -307,8 +308,11 @@ def polish(G, fold, w, q, c, yy, a1, a2, tol, search: bool = True) -> None:
         lam = np.full((1, d), a1[j])
         z = solve_l1_quadratic(H, c[None, :, j], w[None, :, j].copy(), lam).T
         col = slice(j, j + 1)
-        if _certified(G, fold[col], z, c[:, col], yy[col], a1[col], a2[col], tol[col]):
-            w[:, col], q[:, col] = z, G[fold[j]] @ z
+        ok, qz = _certified(
+            G, fold[col], z, c[:, col], yy[col], a1[col], a2[col], tol[col]
+        )
+        if ok[0]:
+            w[:, col], q[:, col] = z, qz
 
 
 def _products(G, fold, z) -> np.ndarray:
@@ -320,12 +324,13 @@ def _products(G, fold, z) -> np.ndarray:
     return out
 
 
-def _certified(G, fold, z, c, yy, a1, a2, tol) -> np.ndarray:
+def _certified(G, fold, z, c, yy, a1, a2, tol) -> tuple[np.ndarray, np.ndarray]:
     """Which columns of the candidates ``z`` are finite with a duality gap
-    at most ``tol``."""
+    at most ``tol``, and their products ``G z`` (the iterate's ``q`` where
+    they replace it)."""
     fin = np.isfinite(z).all(0)
     qz = _products(G, fold, np.where(fin, z, 0.0))
-    return fin & (duality_gap(z, qz, c, yy, a1, a2) <= tol)
+    return fin & (duality_gap(z, qz, c, yy, a1, a2) <= tol), qz
 
 
 def duality_gap(w, q, c, yy, a1, a2) -> np.ndarray:
