@@ -176,17 +176,12 @@ REGRESSION_SEEDS = [
 # warnings only (a last measure looser than the gap reached); no silent stop
 # is left. Fixed since: the multinomial L1 fits that stopped silently on the
 # gradient mapping (635, 891, 1274, 1402) are certified, and on float64 data
-# solved by proximal Newton; coordinate descent on duplicated columns
-# (1284) polishes by an active-set search, where the solve on its support
-# had a wrong sign. Left open:
-# - 941, 1196 and 1300 (quantile / epsilon_insensitive with elasticnet,
-#   within 4e-9..7e-7): the kink set's point must meet the optimality
-#   equalities exactly, which near the optimum is possible only by moving
-#   rows far from their kinks (1300: 3e-4) or not at all in the boxes
-#   (1196: 5e-3). Pricing the L2 part's miss at its square over l2 (a small
-#   QP an output, SLSQP) certifies all three, but at every check it made
-#   default hinge fits 2 to 15 times slower (breast_cancer 150 -> 640 ms,
-#   digits 6.4 -> 103 s as the stopping rule's certificate): not landed;
+# solved by proximal Newton; the non-smooth losses with elasticnet (941,
+# 1196, 1300) get, at the fit's last check, the kink set's point of least
+# gap with the L2 part's miss priced in (the exact equalities could not be
+# met, or only far from the kinks); coordinate descent on duplicated
+# columns (1284) polishes by an active-set search, where the solve on its
+# support had a wrong sign. Left open:
 # - 254 (multinomial without a penalty, nearly separable: intercepts of
 #   250, Hessian eigenvalues from 1e-10 to 3e7): Newton's ridged steps
 #   crawl, and the certificate has no joint projection (scaling a softmax
@@ -199,9 +194,6 @@ REGRESSION_SEEDS = [
 SILENT_STOPS: dict[int, str] = {}
 FALSE_WARNINGS: dict[int, str] = {
     254: "log_loss multinomial None dense float64, gap 6.36e-08",
-    941: "quantile elasticnet torch float32, gap 6.82e-07",
-    1196: "quantile elasticnet dense_F float64, gap 3.95e-09",
-    1300: "epsilon_insensitive elasticnet dense float64, gap 4.79e-07",
     994: "huber l1 torch float32, gap 2.99e-09",
     1250: "huber l1 dense float32, gap 6.41e-09",
 }
@@ -210,7 +202,7 @@ OPEN = {
     **{k: f"open: false ConvergenceWarning, {v}" for k, v in FALSE_WARNINGS.items()},
 }
 # within rounding of a threshold: another CPU may pass them (not strict)
-BORDERLINE = {202, 941, 1141}
+BORDERLINE = {202, 1141}
 
 # a second fit checks determinism; in the default suite only where the first
 # took under a quarter second (the slow fits are those that run to max_iter,

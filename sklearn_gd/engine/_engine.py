@@ -333,6 +333,7 @@ class Training:
             # solver certified (or not: the caller warns then)
             converged = stopping.reached
         elif not (converged or self.interrupted) and self.epoch >= self.max_iter:
+            solver.last_check()
             converged = stopping.conclude(solver)
         best_loss = _entries(stopping.best_loss, self.n_iter)
         best_score = _entries(stopping.best_score, self.n_iter)

@@ -325,10 +325,16 @@ class Optimality(StoppingRule):
 
     def conclude(self, solver) -> bool:
         """At ``max_iter``, not converged: whether the solver's certificate
-        shows the fit converged anyway (``tol="auto"`` only)."""
+        shows the fit converged anyway (``tol="auto"`` only), or its last
+        measure (:meth:`~sklearn_gd.solvers._solver.Solver.last_check`) is
+        below ``tol``."""
         if self._certifying:
             gap = self._certificate(solver, self.certified_tol)
             self.reached = gap is not None and gap <= self.certified_tol
+        elif self.tol is not None:
+            tol = solver.auto_tol if self.tol == "auto" else self.tol
+            value = solver.optimality
+            self.reached = self.reached or (value is not None and value <= tol)
         return self.reached
 
     def update(self, loss: float, score: float | None, solver=None) -> bool:

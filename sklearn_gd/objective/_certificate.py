@@ -172,18 +172,22 @@ class _AtTheta:
         return max(gap, 0.0) / scale
 
 
-def duality_gaps(problem, theta, base, smoothed, enough: float = 0.0):
+def duality_gaps(
+    problem, theta, base, smoothed, enough: float = 0.0, least_gap: bool = False
+):
     """Relative duality gaps ``(P(theta) - D(beta)) / |P(theta)|`` of the
     non-smooth loss ``base`` at ``theta``: the one of its smoothing's
     (``smoothed``) derivatives made dual feasible (see the module's
     docstring), and the best one, where above ``enough`` the dual points
-    of the kink set (:func:`kink_betas`) are tried too and each output
-    keeps its largest dual value. ``inf`` where no point is feasible."""
+    of the kink set (:func:`kink_betas`; ``least_gap``: with an L2 part,
+    its point of least gap, a costlier problem for a fit's last check) are
+    tried too and each output keeps its largest dual value. ``inf`` where
+    no point is feasible."""
     at = _AtTheta(problem, theta, base)
     dual = dual_values(at, smoothed.derivative(at.Y, at.P).double())
     first = best = at.relative_gap(dual)
     if first > enough:
-        kinked = kink_betas(at, smoothed.mu)
+        kinked = kink_betas(at, smoothed.mu, least_gap=least_gap)
         if kinked is not None:
             more = dual_values(at, *kinked)
             best = min(first, at.relative_gap(torch.maximum(dual, more)))

@@ -46,6 +46,11 @@ The engine reads, after each step, what a solver says of its progress:
 ``check_every``
     Steps to wait, after a certificate refused the stop that the measure
     proposed, before the next proposal is checked.
+
+And at ``max_iter``, where the fit has not converged, the engine calls
+``last_check()``: a solver with a costlier measure than its checks' (see
+:class:`~sklearn_gd.solvers._smoothing.Smoothing`) updates ``optimality``
+with it there.
 """
 
 from __future__ import annotations
@@ -152,6 +157,10 @@ class Solver:
     def state_dict(self) -> dict | None:
         """The optimizer's state, to continue in a later ``partial_fit``."""
         return None if self._opt is None else self._opt.state_dict()
+
+    def last_check(self) -> None:
+        """At ``max_iter``, not converged: a costlier measure of
+        ``optimality``, where the solver has one (none here)."""
 
     def _set_lr(self, lr: float) -> None:
         for group in self._opt.param_groups:
