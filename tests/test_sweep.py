@@ -172,31 +172,21 @@ REGRESSION_SEEDS = [
     1284,
 ]
 
-# the open defects, from the long mode (benchmarks/sweep.py 0 1408): false
-# warnings only (a last measure looser than the gap reached); no silent stop
-# is left. Fixed since: the multinomial L1 fits that stopped silently on the
-# gradient mapping (635, 891, 1274, 1402) are certified, and on float64 data
-# solved by proximal Newton; the non-smooth losses with elasticnet (941,
-# 1196, 1300) get, at the fit's last check, the kink set's point of least
-# gap with the L2 part's miss priced in (the exact equalities could not be
-# met, or only far from the kinks); coordinate descent on duplicated
+# the open defects, from the long mode (benchmarks/sweep.py 0 1408): none
+# is left. Fixed since: the multinomial L1 fits that stopped silently on
+# the gradient mapping (635, 891, 1274, 1402) are certified, and on float64
+# data solved by proximal Newton; the non-smooth losses with elasticnet
+# (420, 941, 1196, 1300) get, at the fit's last check, the kink set's point
+# of least gap with the L2 part's miss priced in (the exact equalities could
+# not be met, or only far from the kinks); coordinate descent on duplicated
 # columns (1284) polishes by an active-set search, where the solve on its
-# support had a wrong sign. Left open:
-# - 254 (multinomial without a penalty, nearly separable: intercepts of
-#   250, Hessian eigenvalues from 1e-10 to 3e7): Newton's ridged steps
-#   crawl, and the certificate has no joint projection (scaling a softmax
-#   row into its simplex after the correction takes it to 0);
-# - 994 and 1250 (huber + L1 in float32, one-vs-rest): a column with mean
-#   -7e4 and spread 8e2 makes the float32 iterate's intercept rounding (6e-6)
-#   a hundred times l1 in the raw gradient; the refined point reaches 1.15
-#   l1 on it, and the scaling into the L1 ball costs 2% to 50% of an
-#   output's dual value at a true gap of 6e-9.
+# support had a wrong sign; the guarded solve judges each Cholesky pivot on
+# its own diagonal, not the largest, where a column of mean -7e4 beside the
+# intercept had every Newton system ridged (994 and 1250, huber + L1 in
+# float32: a certificate 2% off its equalities; 254, multinomial without a
+# penalty: Newton's ridged steps crawled). The tables stay, for the next.
 SILENT_STOPS: dict[int, str] = {}
-FALSE_WARNINGS: dict[int, str] = {
-    254: "log_loss multinomial None dense float64, gap 6.36e-08",
-    994: "huber l1 torch float32, gap 2.99e-09",
-    1250: "huber l1 dense float32, gap 6.41e-09",
-}
+FALSE_WARNINGS: dict[int, str] = {}
 OPEN = {
     **{k: f"open: silent stop, {v}" for k, v in SILENT_STOPS.items()},
     **{k: f"open: false ConvergenceWarning, {v}" for k, v in FALSE_WARNINGS.items()},
