@@ -168,8 +168,20 @@ class _AtTheta:
         ``tests/_sweep.py``'s gap measures them."""
         primal = float(self.primal.sum())
         gap = primal - float(dual.sum())
-        scale = max(abs(primal), NULL_FLOOR * self.null, 1e-300)
-        return max(gap, 0.0) / scale
+        return max(gap, 0.0) / self._scale()
+
+    def _scale(self) -> float:
+        primal = float(self.primal.sum())
+        return max(abs(primal), NULL_FLOOR * self.null, 1e-300)
+
+    def open_outputs(self, dual, enough: float):
+        """The outputs whose part of the relative gap at ``dual`` is above
+        ``enough`` over twice their number: the others together hold at
+        most half of ``enough``, and a better dual point for them could not
+        decide a check (host booleans)."""
+        k = dual.numel()
+        share = (self.primal - dual).cpu().numpy() / self._scale()
+        return share > enough / (2 * k)
 
 
 def duality_gaps(
@@ -187,7 +199,9 @@ def duality_gaps(
     dual = dual_values(at, smoothed.derivative(at.Y, at.P).double())
     first = best = at.relative_gap(dual)
     if first > enough:
-        kinked = kink_betas(at, smoothed.mu, least_gap=least_gap)
+        # the kink set's LP for the outputs that can still decide the check
+        outputs = at.open_outputs(dual, enough) if enough > 0 else None
+        kinked = kink_betas(at, smoothed.mu, least_gap=least_gap, outputs=outputs)
         if kinked is not None:
             more = dual_values(at, *kinked)
             best = min(first, at.relative_gap(torch.maximum(dual, more)))

@@ -177,7 +177,7 @@ def _least_gap(at, XF, base, cols, equations, cost, lo, hi, x0):
     return np.clip(res.x, lo, hi)
 
 
-def kink_betas(at, mu, least_gap: bool = False):
+def kink_betas(at, mu, least_gap: bool = False, outputs=None):
     """A dual point of the kink set at ``theta``: each row farther from a
     kink than its output's free set has its piece's slope, and the free rows
     the values in their boxes that meet the optimality conditions with the
@@ -185,14 +185,21 @@ def kink_betas(at, mu, least_gap: bool = False):
     point of least gap in all, :func:`_least_gap`, a costlier problem kept
     for a fit's last check); and the free entries strictly inside
     their boxes, which alone the unpenalised projection may move (None
-    where the problems are too large to gather)."""
+    where the problems are too large to gather). ``outputs`` (booleans):
+    the outputs to solve for, the others keeping their pieces' slopes (the
+    caller keeps a better point of theirs); None: all."""
     delta, fixed, flo, fhi, cost = _kink_split(at)
     equations = optimality_equations(at)
     nearest = _free_sets(at, delta, equations, mu)
-    rows = np.unique(np.concatenate(nearest))
+    todo = range(len(equations))
+    if outputs is not None:
+        todo = [c for c in todo if outputs[c]]
+        if not todo:
+            return None
+    rows = np.unique(np.concatenate([nearest[c] for c in todo]))
     cols = np.arange(at.d + 1)  # every coordinate, for the L1 part's checks
     if not at.pen.l1 or len(rows) * len(cols) > KINK_MAX_ENTRIES:
-        cols = np.unique(np.concatenate([c for c, _ in equations]))
+        cols = np.unique(np.concatenate([equations[c][0] for c in todo]))
     if len(rows) * len(cols) > KINK_MAX_ENTRIES:
         return None
     XR = gather_rows(at, rows, cols)
@@ -201,7 +208,8 @@ def kink_betas(at, mu, least_gap: bool = False):
     r = torch.cat([r, sb.sum(0, keepdim=True)]).double().cpu().numpy()
     host = [t.double().cpu().numpy() for t in (fixed, flo, fhi, cost, at.s[:, 0])]
     beta, movable = fixed.clone(), torch.zeros_like(fixed, dtype=torch.bool)
-    for c, eqs in enumerate(equations):
+    for c in todo:
+        eqs = equations[c]
         F = np.sort(nearest[c])
         XF = XR[np.searchsorted(rows, F)] * host[4][F, None]
         fix, lo, hi, g = (h[F, c] for h in host[:4])
