@@ -34,8 +34,13 @@ class MoreauSmoothed(Loss):
 
     def _slope(self, u, curved: bool = False):
         """The slope ``h'(v)`` at the proximal point ``v`` of ``u``, and (when
-        ``curved``) where it is strictly between two of ``h``'s, 1 there and
-        0 elsewhere (``u = v + mu h'(v)``), else None."""
+        ``curved``) where it is between two of ``h``'s, 1 there and 0
+        elsewhere (``u = v + mu h'(v)``), else None. At the ends of a curved
+        piece, where the envelope's second derivative jumps from 0 to ``1 /
+        mu``, the curved value is taken (both are in its generalised
+        Hessian): the zero model puts every hinge margin at 0, the end of
+        the first level's curved piece, and the flat choice left Newton's
+        first system singular, its step 1e12 times too long (39 halvings)."""
         a, mu = self.shape.slopes, self.mu
         s = torch.full_like(u, a[0])
         inner = torch.zeros_like(u) if curved else None
@@ -43,7 +48,7 @@ class MoreauSmoothed(Loss):
             inside = (u - k) / mu - a[j - 1]
             s += torch.clamp(inside, 0.0, a[j] - a[j - 1])
             if curved:
-                inner += ((inside > 0) & (inside < a[j] - a[j - 1])).to(u.dtype)
+                inner += ((inside >= 0) & (inside <= a[j] - a[j - 1])).to(u.dtype)
         return s, inner
 
     def value(self, y, p):
