@@ -168,10 +168,10 @@ class _AtTheta:
         ``tests/_sweep.py``'s gap measures them."""
         primal = float(self.primal.sum())
         gap = primal - float(dual.sum())
-        return max(gap, 0.0) / self._scale()
+        return max(gap, 0.0) / self._scale(primal)
 
-    def _scale(self) -> float:
-        primal = float(self.primal.sum())
+    def _scale(self, primal: float) -> float:
+        """``|P|`` floored, the relative gap's denominator (``primal``: P)."""
         return max(abs(primal), NULL_FLOOR * self.null, 1e-300)
 
     def open_outputs(self, dual, enough: float):
@@ -180,7 +180,8 @@ class _AtTheta:
         most half of ``enough``, and a better dual point for them could not
         decide a check (host booleans)."""
         k = dual.numel()
-        share = (self.primal - dual).cpu().numpy() / self._scale()
+        scale = self._scale(float(self.primal.sum()))
+        share = (self.primal - dual).cpu().numpy() / scale
         return share > enough / (2 * k)
 
 

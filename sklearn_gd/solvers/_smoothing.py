@@ -80,8 +80,6 @@ class Smoothing(Solver):
         self._certificate = math.inf  # the last duality gap computed
         self._kink_every = self._kink_wait = 0  # see _duality_gaps
         self._last_checked = False  # see last_check
-        l2 = problem.penalty.l2  # per-output strengths get no kink point
-        self._has_l2 = not isinstance(l2, torch.Tensor) and bool(l2)
 
     @property
     def measure_name(self) -> str:
@@ -161,14 +159,17 @@ class Smoothing(Solver):
         only far from the kinks, or not at all in the boxes (sweep seeds 420,
         941, 1196, 1300), and costs nothing to the fits that certify before.
         """
-        if self._last_checked or not self._has_l2:
+        l2 = self.smoothed.penalty.l2  # per-output strengths: no kink point
+        if self._last_checked or isinstance(l2, torch.Tensor) or not l2:
             return
         self._last_checked = True
-        loss = self.smoothed.oracle.loss
-        enough = self.target if self.target > 0 else self.inner.precision_gap
-        theta = self.inner.parameter
         _, best = duality_gaps(
-            self.smoothed, theta, self.base, loss, enough=enough, least_gap=True
+            self.smoothed,
+            self.inner.parameter,
+            self.base,
+            self.smoothed.oracle.loss,
+            enough=self._enough,
+            least_gap=True,
         )
         if best < self._certificate:
             self._certificate = self.optimality = best
@@ -204,6 +205,12 @@ class Smoothing(Solver):
         smoothed = MoreauSmoothed(self.base, self.mu)
         return problem.with_oracle(problem.oracle.with_loss(smoothed))
 
+    @property
+    def _enough(self) -> float:
+        """The gap a check certifies: the target, or for tol=None what
+        counts as precise."""
+        return self.target if self.target > 0 else self.inner.precision_gap
+
     def _duality_gaps(self, problem, theta, bias: float) -> tuple[float, float]:
         """The relative duality gaps of the loss itself at ``theta``, the
         smoothed point's and the best one
@@ -221,15 +228,15 @@ class Smoothing(Solver):
         optimum, and the smoothed optimum is within ``bias`` of it, not
         nearer, until the smoothing is fine (the first levels' points read
         gaps of 0.03 to 14, and took half of a small fit's time)."""
-        enough = self.target if self.target > 0 else self.inner.precision_gap
+        enough = self._enough
         fine = bias <= KINK_BIAS * enough
         due = (self._kink_wait <= 0 and fine) or self.inner.stuck
         loss = self.smoothed.oracle.loss
         gaps = duality_gaps(
             self.smoothed, theta, self.base, loss, enough=enough if due else math.inf
         )
-        if not due:
-            self._kink_wait -= fine
+        if not due and fine:  # the wait counts the levels fine enough only
+            self._kink_wait -= 1
         elif gaps[0] > enough:  # tried: wait longer unless it certified
             certified = gaps[1] <= enough
             self._kink_every = 0 if certified else min(2 * self._kink_every or 1, 16)
